@@ -1,0 +1,303 @@
+//! Who may do what: roles, the actions they permit, and password credentials.
+//!
+//! Passwords are hashed with PBKDF2-HMAC-SHA256 and a random salt; verification is constant-time.
+//! A failed login takes as long for an unknown user as for a known one, so the answer says nothing
+//! about which names exist.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+
+use ring::pbkdf2;
+use zeroize::Zeroizing;
+
+use crate::crypto;
+use crate::error::{Error, Result};
+
+/// PBKDF2-HMAC-SHA256 iterations for new credentials (OWASP's 2023 recommendation). Each
+/// credential stores its own count, so raising this later does not lock anyone out.
+pub const PASSWORD_ITERATIONS: u32 = 600_000;
+const SALT_LEN: usize = 16;
+const HASH_LEN: usize = 32;
+const MIN_PASSWORD_LEN: usize = 8;
+const MAX_PASSWORD_LEN: usize = 1024;
+const MAX_NAME_LEN: usize = 64;
+
+/// A principal's role. Duties are separated: whoever enrols does not match, and whoever matches
+/// cannot change the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// Manages users and settings; may enrol and erase (to act on a person's request) and read the audit.
+    Admin,
+    /// Enrols and erases subjects.
+    Enroller,
+    /// Runs verify and identify: the terminal's own account.
+    Operator,
+    /// Reads and verifies the audit log.
+    Auditor,
+    /// Exports templates (subject to transfer consent).
+    Exporter,
+}
+
+impl Role {
+    /// The role's name as stored and as typed on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Enroller => "enroller",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+            Role::Exporter => "exporter",
+        }
+    }
+
+    /// Whether this role may perform `action`.
+    pub fn permits(self, action: Action) -> bool {
+        use Action::*;
+        match self {
+            Role::Admin => matches!(
+                action,
+                AddUser | SetThreshold | Enrol | EnrolBatch | Erase | Stats | AuditVerify | AuditShow
+            ),
+            Role::Enroller => matches!(action, Enrol | EnrolBatch | Erase | Stats),
+            Role::Operator => matches!(action, Verify | Identify | Stats),
+            Role::Auditor => matches!(action, AuditVerify | AuditShow | Stats),
+            Role::Exporter => matches!(action, Stats),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        Ok(match text {
+            "admin" => Role::Admin,
+            "enroller" => Role::Enroller,
+            "operator" => Role::Operator,
+            "auditor" => Role::Auditor,
+            "exporter" => Role::Exporter,
+            _ => {
+                return Err(Error::InvalidArgument {
+                    what: "role",
+                    reason: "expected admin, enroller, operator, auditor or exporter".into(),
+                })
+            }
+        })
+    }
+}
+
+/// Every operation the vault's door knows, as named in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Creating the vault.
+    Init,
+    /// Opening the vault (recorded only when opening finds damage).
+    Open,
+    /// Authenticating a principal (recorded when it fails).
+    Login,
+    /// Adding a principal.
+    AddUser,
+    /// Changing the match threshold.
+    SetThreshold,
+    /// Enrolling one template.
+    Enrol,
+    /// Enrolling many subjects at once.
+    EnrolBatch,
+    /// 1:1 comparison.
+    Verify,
+    /// 1:N search.
+    Identify,
+    /// Erasing a subject.
+    Erase,
+    /// Reading counts.
+    Stats,
+    /// Checking the audit chain.
+    AuditVerify,
+    /// Reading the audit log.
+    AuditShow,
+}
+
+impl Action {
+    /// The action's name in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Init => "init",
+            Action::Open => "open",
+            Action::Login => "login",
+            Action::AddUser => "user_add",
+            Action::SetThreshold => "set_threshold",
+            Action::Enrol => "enrol",
+            Action::EnrolBatch => "enrol_batch",
+            Action::Verify => "verify",
+            Action::Identify => "identify",
+            Action::Erase => "erase",
+            Action::Stats => "stats",
+            Action::AuditVerify => "audit_verify",
+            Action::AuditShow => "audit_show",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A password. Never printed; the bytes are reached only through [`Password::expose_secret`].
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(Zeroizing::new(password.into()))
+    }
+
+    /// The password's bytes.
+    pub fn expose_secret(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([REDACTED])")
+    }
+}
+
+/// A stored password hash.
+pub(crate) struct Credential {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub hash: Vec<u8>,
+}
+
+/// Checks a new password's length before it is hashed.
+pub(crate) fn check_new_password(password: &Password) -> Result<()> {
+    let len = password.0.chars().count();
+    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&len) {
+        return Err(Error::InvalidArgument {
+            what: "password",
+            reason: format!("must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a principal name: 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit.
+pub(crate) fn check_principal_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: "user name",
+            reason: format!("use 1 to {MAX_NAME_LEN} of a-z, 0-9, '.', '_', '-', starting with a letter or digit"),
+        })
+    }
+}
+
+pub(crate) fn hash_password(password: &Password) -> Result<Credential> {
+    let salt = crypto::random_array::<SALT_LEN>()?.to_vec();
+    let mut hash = vec![0u8; HASH_LEN];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations(PASSWORD_ITERATIONS),
+        &salt,
+        password.expose_secret(),
+        &mut hash,
+    );
+    Ok(Credential {
+        salt,
+        iterations: PASSWORD_ITERATIONS,
+        hash,
+    })
+}
+
+/// Constant-time check of a password against a credential.
+pub(crate) fn password_matches(password: &Password, credential: &Credential) -> bool {
+    pbkdf2::verify(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations(credential.iterations),
+        &credential.salt,
+        password.expose_secret(),
+        &credential.hash,
+    )
+    .is_ok()
+}
+
+/// Spends the time a real check would, so that an unknown user cannot be told from a wrong password.
+pub(crate) fn burn_password_check(password: &Password) {
+    let decoy = Credential {
+        salt: vec![0; SALT_LEN],
+        iterations: PASSWORD_ITERATIONS,
+        hash: vec![0; HASH_LEN],
+    };
+    let _ = password_matches(password, &decoy);
+}
+
+fn iterations(count: u32) -> NonZeroU32 {
+    NonZeroU32::new(count).unwrap_or(NonZeroU32::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hash_verifies_only_the_right_password() {
+        let credential = hash_password(&Password::new("correct horse")).unwrap();
+        assert!(password_matches(&Password::new("correct horse"), &credential));
+        assert!(!password_matches(&Password::new("correct horsf"), &credential));
+        let again = hash_password(&Password::new("correct horse")).unwrap();
+        assert_ne!(credential.salt, again.salt);
+        assert_ne!(credential.hash, again.hash);
+    }
+
+    #[test]
+    fn separation_of_duties() {
+        assert!(Role::Operator.permits(Action::Verify));
+        assert!(Role::Operator.permits(Action::Identify));
+        assert!(!Role::Operator.permits(Action::Enrol));
+        assert!(!Role::Operator.permits(Action::Erase));
+        assert!(!Role::Operator.permits(Action::AuditShow));
+        assert!(!Role::Enroller.permits(Action::Identify));
+        assert!(!Role::Admin.permits(Action::Identify));
+        assert!(!Role::Auditor.permits(Action::Enrol));
+        assert!(Role::Admin.permits(Action::AddUser));
+        assert!(!Role::Enroller.permits(Action::AddUser));
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in [Role::Admin, Role::Enroller, Role::Operator, Role::Auditor, Role::Exporter] {
+            assert_eq!(role.as_str().parse::<Role>().ok(), Some(role));
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn names_and_passwords_are_checked() {
+        assert!(check_principal_name("gate-01.operator").is_ok());
+        for bad in ["", "Admin", "-x", "a b", "a\"b", &"a".repeat(65)] {
+            assert!(check_principal_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_new_password(&Password::new("short")).is_err());
+        assert!(check_new_password(&Password::new("long enough")).is_ok());
+        assert_eq!(format!("{:?}", Password::new("hunter22")), "Password([REDACTED])");
+    }
+}

@@ -1,0 +1,311 @@
+//! Envelope encryption and the keys derived from the master key.
+//!
+//! Each subject has a random data key (DEK) stored only wrapped by the master key; each template is
+//! sealed under its subject's DEK. Both use AES-256-GCM with a fresh random 96-bit nonce, and the
+//! associated data binds every ciphertext to where it belongs (vault, subject, template, model,
+//! dimension), so a ciphertext moved to another row, subject or vault fails to open. The exact byte
+//! layouts are in `docs/format.md`.
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{hkdf, hmac};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::keys::MasterKey;
+
+/// AES-GCM nonce length.
+pub(crate) const NONCE_LEN: usize = 12;
+/// AES-GCM tag length.
+pub(crate) const TAG_LEN: usize = 16;
+/// Length of a data key.
+pub(crate) const DATA_KEY_LEN: usize = 32;
+/// Length of a wrapped data key on disk: nonce, encrypted key, tag.
+pub(crate) const WRAPPED_KEY_LEN: usize = NONCE_LEN + DATA_KEY_LEN + TAG_LEN;
+
+const KEY_CHECK_INFO: &[u8] = b"facevault v1 key check";
+const KEY_CHECK_MESSAGE: &[u8] = b"facevault v1 key check value";
+const AUDIT_MAC_INFO: &[u8] = b"facevault v1 audit mac";
+const RECORD_MAC_INFO: &[u8] = b"facevault v1 record mac";
+const WRAP_AAD_LABEL: &[u8] = b"facevault v1 wrapped data key";
+const TEMPLATE_AAD_LABEL: &[u8] = b"facevault v1 template";
+
+/// Fills an array from the operating system's CSPRNG.
+pub(crate) fn random_array<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Crypto)?;
+    Ok(bytes)
+}
+
+/// A subject's data key. Never printed, never stored unwrapped.
+pub(crate) struct DataKey(Zeroizing<[u8; DATA_KEY_LEN]>);
+
+impl DataKey {
+    pub(crate) fn random() -> Result<Self> {
+        Ok(Self(Zeroizing::new(random_array()?)))
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.0.as_slice()))
+    }
+}
+
+/// The keys a vault derives from the master key and its own vault ID.
+pub(crate) struct VaultKeys {
+    master: MasterKey,
+    audit: hmac::Key,
+    check: hmac::Key,
+    records: hmac::Key,
+}
+
+impl VaultKeys {
+    pub(crate) fn derive(master: MasterKey, vault_id: &[u8; 16]) -> Result<Self> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, vault_id).extract(master.expose_secret());
+        let expand = |info: &'static [u8]| -> Result<hmac::Key> {
+            let info = [info];
+            let okm = prk
+                .expand(&info, hmac::HMAC_SHA256)
+                .map_err(|_| Error::Crypto)?;
+            Ok(hmac::Key::from(okm))
+        };
+        Ok(Self {
+            audit: expand(AUDIT_MAC_INFO)?,
+            check: expand(KEY_CHECK_INFO)?,
+            records: expand(RECORD_MAC_INFO)?,
+            master,
+        })
+    }
+
+    /// The key check value stored in the vault: proves a key is the right one without revealing it.
+    pub(crate) fn key_check_value(&self) -> Vec<u8> {
+        hmac::sign(&self.check, KEY_CHECK_MESSAGE).as_ref().to_vec()
+    }
+
+    /// Compares, in constant time, against a stored key check value.
+    pub(crate) fn matches_key_check_value(&self, stored: &[u8]) -> bool {
+        hmac::verify(&self.check, KEY_CHECK_MESSAGE, stored).is_ok()
+    }
+
+    /// A MAC over plaintext records an attacker with the file must not be able to edit unnoticed
+    /// (settings such as the match threshold, principals' roles and password hashes). Each field is
+    /// length-prefixed and `label` separates the kinds of record.
+    pub(crate) fn record_mac(&self, label: &str, fields: &[&[u8]]) -> Vec<u8> {
+        hmac::sign(&self.records, &record_mac_input(label, fields)).as_ref().to_vec()
+    }
+
+    /// Checks, in constant time, a MAC made by [`VaultKeys::record_mac`].
+    pub(crate) fn record_mac_matches(&self, label: &str, fields: &[&[u8]], mac: &[u8]) -> bool {
+        hmac::verify(&self.records, &record_mac_input(label, fields), mac).is_ok()
+    }
+
+    pub(crate) fn audit_key(&self) -> &hmac::Key {
+        &self.audit
+    }
+
+    fn master_cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.master.expose_secret()))
+    }
+
+    /// Wraps a data key under the master key, bound to its vault and subject.
+    pub(crate) fn wrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], key: &DataKey) -> Result<Vec<u8>> {
+        let aad = wrap_aad(vault_id, subject);
+        let nonce: [u8; NONCE_LEN] = random_array()?;
+        let mut buffer = Vec::with_capacity(WRAPPED_KEY_LEN);
+        buffer.extend_from_slice(&nonce);
+        buffer.extend_from_slice(key.0.as_slice());
+        let tag = self
+            .master_cipher()
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut buffer[NONCE_LEN..])
+            .map_err(|_| Error::Crypto)?;
+        buffer.extend_from_slice(&tag);
+        Ok(buffer)
+    }
+
+    /// Unwraps a data key. `None` when the wrapped key was altered or belongs elsewhere.
+    pub(crate) fn unwrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], wrapped: &[u8]) -> Option<DataKey> {
+        if wrapped.len() != WRAPPED_KEY_LEN {
+            return None;
+        }
+        let (nonce, rest) = wrapped.split_at(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(DATA_KEY_LEN);
+        let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
+        key.copy_from_slice(ciphertext);
+        self.master_cipher()
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                &wrap_aad(vault_id, subject),
+                key.as_mut_slice(),
+                tag.into(),
+            )
+            .ok()?;
+        Some(DataKey(key))
+    }
+}
+
+/// Where a template ciphertext belongs; all of it goes into the associated data.
+pub(crate) struct TemplateBinding<'a> {
+    pub vault_id: &'a [u8; 16],
+    pub subject: &'a [u8; 16],
+    pub template_id: i64,
+    pub model: &'a str,
+    pub dim: usize,
+}
+
+impl TemplateBinding<'_> {
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(TEMPLATE_AAD_LABEL.len() + 48 + self.model.len());
+        aad.extend_from_slice(TEMPLATE_AAD_LABEL);
+        aad.extend_from_slice(self.vault_id);
+        aad.extend_from_slice(self.subject);
+        aad.extend_from_slice(&self.template_id.to_le_bytes());
+        aad.extend_from_slice(&(self.dim as u32).to_le_bytes());
+        aad.extend_from_slice(&(self.model.len() as u32).to_le_bytes());
+        aad.extend_from_slice(self.model.as_bytes());
+        aad
+    }
+}
+
+/// A sealed template: nonce and ciphertext-with-tag, stored in separate columns.
+pub(crate) struct SealedTemplate {
+    pub nonce: [u8; NONCE_LEN],
+    pub ciphertext: Vec<u8>,
+}
+
+/// Seals a normalised template (its f32 values, little-endian) under a subject's data key.
+pub(crate) fn seal_template(key: &DataKey, binding: &TemplateBinding<'_>, values: &[f32]) -> Result<SealedTemplate> {
+    let nonce: [u8; NONCE_LEN] = random_array()?;
+    // Sized up front so the buffer never reallocates and leaves plaintext copies behind; the
+    // encryption then turns it into ciphertext in place.
+    let mut buffer = Vec::with_capacity(values.len() * 4 + TAG_LEN);
+    for value in values {
+        buffer.extend_from_slice(&value.to_le_bytes());
+    }
+    let tag = key
+        .cipher()
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &binding.aad(), &mut buffer)
+        .map_err(|_| Error::Crypto)?;
+    buffer.extend_from_slice(&tag);
+    Ok(SealedTemplate {
+        nonce,
+        ciphertext: buffer,
+    })
+}
+
+/// Opens a sealed template into `out` (exactly `binding.dim` values). `None` when the ciphertext
+/// was altered or belongs elsewhere; `out` is then left zeroed.
+pub(crate) fn open_template(
+    key: &DataKey,
+    binding: &TemplateBinding<'_>,
+    nonce: &[u8],
+    ciphertext: &[u8],
+    out: &mut [f32],
+) -> Option<()> {
+    let plain_len = binding.dim * 4;
+    if nonce.len() != NONCE_LEN || ciphertext.len() != plain_len + TAG_LEN || out.len() != binding.dim {
+        return None;
+    }
+    let (body, tag) = ciphertext.split_at(plain_len);
+    let mut plain = Zeroizing::new(body.to_vec());
+    key.cipher()
+        .decrypt_in_place_detached(Nonce::from_slice(nonce), &binding.aad(), &mut plain, tag.into())
+        .ok()?;
+    for (value, bytes) in out.iter_mut().zip(plain.chunks_exact(4)) {
+        *value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    }
+    Some(())
+}
+
+fn record_mac_input(label: &str, fields: &[&[u8]]) -> Vec<u8> {
+    let mut input = Vec::new();
+    for field in std::iter::once(label.as_bytes()).chain(fields.iter().copied()) {
+        input.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        input.extend_from_slice(field);
+    }
+    input
+}
+
+fn wrap_aad(vault_id: &[u8; 16], subject: &[u8; 16]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(WRAP_AAD_LABEL.len() + 32);
+    aad.extend_from_slice(WRAP_AAD_LABEL);
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(subject);
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn keys(byte: u8) -> VaultKeys {
+        VaultKeys::derive(MasterKey::from_bytes([byte; 32]), &[9; 16]).unwrap()
+    }
+
+    fn binding<'a>(subject: &'a [u8; 16], template_id: i64, dim: usize) -> TemplateBinding<'a> {
+        TemplateBinding { vault_id: &[9; 16], subject, template_id, model: "m", dim }
+    }
+
+    #[test]
+    fn key_check_value_tells_keys_apart() {
+        let stored = keys(1).key_check_value();
+        assert!(keys(1).matches_key_check_value(&stored));
+        assert!(!keys(2).matches_key_check_value(&stored));
+    }
+
+    #[test]
+    fn record_mac_covers_label_and_every_field() {
+        let keys = keys(1);
+        let mac = keys.record_mac("settings", &[b"ab", b"c"]);
+        assert!(keys.record_mac_matches("settings", &[b"ab", b"c"], &mac));
+        assert!(!keys.record_mac_matches("settings", &[b"a", b"bc"], &mac));
+        assert!(!keys.record_mac_matches("principal", &[b"ab", b"c"], &mac));
+        assert!(!self::keys(2).record_mac_matches("settings", &[b"ab", b"c"], &mac));
+    }
+
+    #[test]
+    fn wrapped_key_is_bound_to_vault_and_subject() {
+        let keys = keys(1);
+        let dek = DataKey::random().unwrap();
+        let wrapped = keys.wrap(&[9; 16], &[1; 16], &dek).unwrap();
+        assert_eq!(wrapped.len(), WRAPPED_KEY_LEN);
+        assert!(keys.unwrap(&[9; 16], &[1; 16], &wrapped).is_some());
+        assert!(keys.unwrap(&[9; 16], &[2; 16], &wrapped).is_none());
+        assert!(keys.unwrap(&[8; 16], &[1; 16], &wrapped).is_none());
+        assert!(self::keys(2).unwrap(&[9; 16], &[1; 16], &wrapped).is_none());
+    }
+
+    #[test]
+    fn template_ciphertext_is_bound_to_its_place() {
+        let dek = DataKey::random().unwrap();
+        let values = [0.6f32, 0.8];
+        let sealed = seal_template(&dek, &binding(&[1; 16], 7, 2), &values).unwrap();
+        let mut out = [0f32; 2];
+        assert!(open_template(&dek, &binding(&[1; 16], 7, 2), &sealed.nonce, &sealed.ciphertext, &mut out).is_some());
+        assert_eq!(out, values);
+        for wrong in [binding(&[2; 16], 7, 2), binding(&[1; 16], 8, 2)] {
+            assert!(open_template(&dek, &wrong, &sealed.nonce, &sealed.ciphertext, &mut out).is_none());
+        }
+        let other_model = TemplateBinding { model: "n", ..binding(&[1; 16], 7, 2) };
+        assert!(open_template(&dek, &other_model, &sealed.nonce, &sealed.ciphertext, &mut out).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trips_and_any_flip_fails(values in prop::collection::vec(-1.0f32..1.0, 1..64), flip in any::<prop::sample::Index>()) {
+            let dek = DataKey::random().unwrap();
+            let subject = [3u8; 16];
+            let bind = binding(&subject, 1, values.len());
+            let sealed = seal_template(&dek, &bind, &values).unwrap();
+            let mut out = vec![0f32; values.len()];
+            prop_assert!(open_template(&dek, &bind, &sealed.nonce, &sealed.ciphertext, &mut out).is_some());
+            prop_assert_eq!(&out, &values);
+            let mut tampered = sealed.ciphertext.clone();
+            let at = flip.index(tampered.len());
+            tampered[at] ^= 0x01;
+            prop_assert!(open_template(&dek, &bind, &sealed.nonce, &tampered, &mut out).is_none());
+        }
+    }
+}

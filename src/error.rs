@@ -1,0 +1,272 @@
+//! The crate's one error type. Every refusal and failure is a variant carrying typed data, with a
+//! message a device engineer understands without the source. None carries a key, a password or a
+//! template value: authentication failures say only that they failed, and template errors name the
+//! position of a bad value, never the value.
+
+use std::path::PathBuf;
+
+use crate::access::{Action, Role};
+use crate::subject::SubjectId;
+
+/// Everything that can go wrong in facevault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A template or probe was malformed.
+    #[error("invalid template: {0}")]
+    InvalidTemplate(#[from] TemplateError),
+
+    /// An argument was out of range or malformed.
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// Which argument.
+        what: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The named subject is not enrolled in this vault.
+    #[error("no subject {0} is enrolled in this vault")]
+    UnknownSubject(SubjectId),
+
+    /// A principal with that name already exists.
+    #[error("a user named {0:?} already exists")]
+    PrincipalExists(String),
+
+    /// The principal name or password was wrong, or the principal is locked. Deliberately says no
+    /// more than that.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+
+    /// The operation needs an authenticated principal and none was given.
+    #[error("authentication required: this operation needs a user")]
+    AuthenticationRequired,
+
+    /// The principal's role does not allow the operation.
+    #[error("role {role} may not {action}")]
+    Forbidden {
+        /// The caller's role.
+        role: Role,
+        /// What it tried to do.
+        action: Action,
+    },
+
+    /// A session from another vault (or an earlier opening of this one) was presented.
+    #[error("the session does not belong to this open vault")]
+    ForeignSession,
+
+    /// The master key does not match the vault's key check value.
+    #[error("wrong key: the master key does not open this vault")]
+    WrongKey,
+
+    /// A stored record failed authentication: it was edited, corrupted or moved.
+    #[error("integrity check failed: {table} record {record} was altered, corrupted or moved")]
+    Integrity {
+        /// The table holding the record.
+        table: &'static str,
+        /// The record's key (a subject ID or a row number).
+        record: String,
+    },
+
+    /// The audit chain is broken at `seq`: that record was edited, removed or reordered.
+    #[error("audit log tampered: record {seq} was edited, removed or reordered")]
+    AuditTampered {
+        /// The first sequence number at which the chain does not verify.
+        seq: u64,
+    },
+
+    /// The key file is unusable.
+    #[error("key file {path}: {problem}")]
+    KeyFile {
+        /// Where the key file is.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: KeyFileProblem,
+    },
+
+    /// `create` was asked to make a vault where a file already exists.
+    #[error("{0} already exists; refusing to overwrite it")]
+    AlreadyExists(PathBuf),
+
+    /// The file is not a facevault database, or its metadata is damaged.
+    #[error("not a facevault vault: {0}")]
+    NotAVault(String),
+
+    /// The vault was written by a newer version of facevault.
+    #[error("vault format {found} is newer than this build supports ({supported})")]
+    UnsupportedFormat {
+        /// The file's format version.
+        found: i64,
+        /// The newest this build reads.
+        supported: i64,
+    },
+
+    /// The database engine failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] rusqlite::Error),
+
+    /// The file system failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// The system random number generator or a primitive failed.
+    #[error("cryptographic primitive failed")]
+    Crypto,
+}
+
+/// What is wrong with a key file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileProblem {
+    /// The file is not exactly 32 bytes long.
+    #[error("must hold exactly 32 bytes")]
+    WrongLength,
+    /// Group or others may read or write it.
+    #[error("is readable or writable by group or others; chmod 600 it")]
+    TooOpen,
+    /// It is not a regular file.
+    #[error("is not a regular file")]
+    NotAFile,
+    /// It does not exist.
+    #[error("does not exist")]
+    Missing,
+}
+
+/// What is wrong with a template or probe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// No bytes or no values at all.
+    #[error("the template is empty")]
+    Empty,
+    /// A byte length that is not a whole number of f32 values, or of rows.
+    #[error("the template data is truncated: {bytes} bytes is not a whole number of {dim}-value rows")]
+    Truncated {
+        /// The length received.
+        bytes: usize,
+        /// The vault's dimension.
+        dim: usize,
+    },
+    /// The number of values does not match the vault's dimension.
+    #[error("wrong dimension: the vault holds {expected}-value templates, got {got} values")]
+    WrongDimension {
+        /// The vault's dimension.
+        expected: usize,
+        /// What was given.
+        got: usize,
+    },
+    /// A value is NaN.
+    #[error("value {index} of row {row} is NaN")]
+    NotANumber {
+        /// Row within the input.
+        row: usize,
+        /// Position within the row.
+        index: usize,
+    },
+    /// A value is infinite.
+    #[error("value {index} of row {row} is infinite")]
+    Infinite {
+        /// Row within the input.
+        row: usize,
+        /// Position within the row.
+        index: usize,
+    },
+    /// The row has (near) zero length and cannot be normalised.
+    #[error("row {row} is a zero vector and cannot be normalised")]
+    ZeroVector {
+        /// Row within the input.
+        row: usize,
+    },
+    /// More rows than one call accepts.
+    #[error("too many rows: at most {max} in one call")]
+    TooManyRows {
+        /// The limit.
+        max: usize,
+    },
+    /// The template was produced by a different face model than the vault's.
+    #[error("template is from model {got:?} but this vault holds {expected:?} templates")]
+    WrongModel {
+        /// The vault's model.
+        expected: String,
+        /// The template's model.
+        got: String,
+    },
+}
+
+/// Broad classes of error, for callers that map errors to exit codes or status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The caller sent malformed input or bad arguments.
+    BadInput,
+    /// The request was well-formed but refused: access control or the law.
+    Refused,
+    /// Wrong key, tampering or corruption.
+    Integrity,
+    /// Anything else: I/O, the database engine, the platform.
+    Other,
+}
+
+impl Error {
+    /// A stable snake_case identifier, used in the CLI's JSON errors and the audit log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidTemplate(e) => match e {
+                TemplateError::Empty => "empty_template",
+                TemplateError::Truncated { .. } => "truncated_template",
+                TemplateError::WrongDimension { .. } => "wrong_dimension",
+                TemplateError::NotANumber { .. } => "not_a_number",
+                TemplateError::Infinite { .. } => "infinite_value",
+                TemplateError::ZeroVector { .. } => "zero_vector",
+                TemplateError::TooManyRows { .. } => "too_many_rows",
+                TemplateError::WrongModel { .. } => "wrong_model",
+            },
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::UnknownSubject(_) => "unknown_subject",
+            Error::PrincipalExists(_) => "user_exists",
+            Error::AuthenticationFailed => "authentication_failed",
+            Error::AuthenticationRequired => "authentication_required",
+            Error::Forbidden { .. } => "forbidden",
+            Error::ForeignSession => "foreign_session",
+            Error::WrongKey => "wrong_key",
+            Error::Integrity { .. } => "integrity",
+            Error::AuditTampered { .. } => "audit_tampered",
+            Error::KeyFile { .. } => "key_file",
+            Error::AlreadyExists(_) => "already_exists",
+            Error::NotAVault(_) => "not_a_vault",
+            Error::UnsupportedFormat { .. } => "unsupported_format",
+            Error::Storage(_) => "storage",
+            Error::Io(_) => "io",
+            Error::Crypto => "crypto",
+        }
+    }
+
+    /// Which broad class the error falls in.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::InvalidTemplate(_)
+            | Error::InvalidArgument { .. }
+            | Error::UnknownSubject(_)
+            | Error::PrincipalExists(_)
+            | Error::AlreadyExists(_) => ErrorClass::BadInput,
+            Error::AuthenticationFailed
+            | Error::AuthenticationRequired
+            | Error::Forbidden { .. }
+            | Error::ForeignSession => ErrorClass::Refused,
+            Error::WrongKey
+            | Error::Integrity { .. }
+            | Error::AuditTampered { .. }
+            | Error::NotAVault(_) => ErrorClass::Integrity,
+            Error::KeyFile { problem, .. } => match problem {
+                KeyFileProblem::TooOpen => ErrorClass::Refused,
+                KeyFileProblem::WrongLength | KeyFileProblem::NotAFile => ErrorClass::Integrity,
+                KeyFileProblem::Missing => ErrorClass::BadInput,
+            },
+            Error::UnsupportedFormat { .. } | Error::Storage(_) | Error::Io(_) | Error::Crypto => {
+                ErrorClass::Other
+            }
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,232 @@
+//! The in-memory gallery: every live template, decrypted once at open into one contiguous buffer
+//! that is zeroed when it is dropped or shrinks, kept in step with every enrolment and erasure.
+//! SQLite is never touched on the lookup path.
+//!
+//! This is the exact f32 reference matcher; the fast scan (compressed codes, SIMD kernels) builds on
+//! it as a separate layer.
+
+use std::collections::HashMap;
+
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::subject::SubjectId;
+
+/// Decrypted, normalised templates and the subject of each row.
+pub(crate) struct Gallery {
+    dim: usize,
+    /// Row-major, `rows.len() == row_subject.len() * dim`.
+    rows: Zeroizing<Vec<f32>>,
+    row_subject: Vec<SubjectId>,
+    row_template: Vec<i64>,
+    subject_rows: HashMap<SubjectId, Vec<usize>>,
+}
+
+impl Gallery {
+    pub(crate) fn new(dim: usize) -> Self {
+        Self {
+            dim,
+            rows: Zeroizing::new(Vec::new()),
+            row_subject: Vec::new(),
+            row_template: Vec::new(),
+            subject_rows: HashMap::new(),
+        }
+    }
+
+    /// Makes room for `additional` more rows up front. A `Vec` that grows by itself frees its old
+    /// buffer without zeroing it; this moves the rows into a fresh buffer and zeroes the old one.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let needed = self.rows.len() + additional * self.dim;
+        if needed <= self.rows.capacity() {
+            return;
+        }
+        let capacity = needed.max(self.rows.capacity() * 2);
+        let mut grown = Zeroizing::new(Vec::with_capacity(capacity));
+        grown.extend_from_slice(&self.rows);
+        // Dropping the old buffer zeroes it, spare capacity included.
+        self.rows = grown;
+    }
+
+    /// Adds one normalised row for `subject`.
+    pub(crate) fn push(&mut self, subject: SubjectId, template_id: i64, row: &[f32]) {
+        debug_assert_eq!(row.len(), self.dim);
+        self.reserve(1);
+        let index = self.row_subject.len();
+        self.rows.extend_from_slice(row);
+        self.row_subject.push(subject);
+        self.row_template.push(template_id);
+        self.subject_rows.entry(subject).or_default().push(index);
+    }
+
+    /// A writable slot for a new row, for decrypting straight into the gallery at open.
+    pub(crate) fn push_with(&mut self, subject: SubjectId, template_id: i64, fill: impl FnOnce(&mut [f32]) -> bool) -> bool {
+        self.reserve(1);
+        let start = self.rows.len();
+        self.rows.resize(start + self.dim, 0.0);
+        if !fill(&mut self.rows[start..]) {
+            self.rows[start..].zeroize();
+            self.rows.truncate(start);
+            return false;
+        }
+        let index = self.row_subject.len();
+        self.row_subject.push(subject);
+        self.row_template.push(template_id);
+        self.subject_rows.entry(subject).or_default().push(index);
+        true
+    }
+
+    /// Removes every row of `subject`, zeroing the memory they occupied. Returns how many.
+    pub(crate) fn remove_subject(&mut self, subject: &SubjectId) -> usize {
+        let Some(mut indices) = self.subject_rows.remove(subject) else {
+            return 0;
+        };
+        // Highest first, so that the row moved into each hole never belongs to `subject`.
+        indices.sort_unstable_by(|a, b| b.cmp(a));
+        for &index in &indices {
+            let last = self.row_subject.len() - 1;
+            let dim = self.dim;
+            if index != last {
+                self.rows.copy_within(last * dim..(last + 1) * dim, index * dim);
+                let moved = self.row_subject[last];
+                self.row_subject[index] = moved;
+                self.row_template[index] = self.row_template[last];
+                if let Some(list) = self.subject_rows.get_mut(&moved) {
+                    for slot in list.iter_mut().filter(|slot| **slot == last) {
+                        *slot = index;
+                    }
+                }
+            }
+            self.rows[last * dim..].zeroize();
+            self.rows.truncate(last * dim);
+            self.row_subject.pop();
+            self.row_template.pop();
+        }
+        indices.len()
+    }
+
+    pub(crate) fn contains(&self, subject: &SubjectId) -> bool {
+        self.subject_rows.contains_key(subject)
+    }
+
+    pub(crate) fn subject_count(&self) -> usize {
+        self.subject_rows.len()
+    }
+
+    pub(crate) fn template_count(&self) -> usize {
+        self.row_subject.len()
+    }
+
+    pub(crate) fn templates_of(&self, subject: &SubjectId) -> usize {
+        self.subject_rows.get(subject).map_or(0, Vec::len)
+    }
+
+    /// The best score of `probe` against `subject`'s templates, or `None` if it has none.
+    pub(crate) fn verify(&self, subject: &SubjectId, probe: &[f32]) -> Option<f32> {
+        let indices = self.subject_rows.get(subject)?;
+        indices
+            .iter()
+            .map(|&index| dot(probe, self.row(index)))
+            .reduce(f32::max)
+    }
+
+    /// The `k` best subjects scoring at least `threshold`, best first; each subject appears once,
+    /// with the score of its best template. Ties are broken by subject ID so answers are stable.
+    pub(crate) fn identify(&self, probe: &[f32], k: usize, threshold: f32) -> Vec<(SubjectId, f32)> {
+        let mut best: HashMap<SubjectId, f32> = HashMap::new();
+        for (index, subject) in self.row_subject.iter().enumerate() {
+            let score = dot(probe, self.row(index));
+            if score >= threshold {
+                let entry = best.entry(*subject).or_insert(score);
+                *entry = entry.max(score);
+            }
+        }
+        let mut ranked: Vec<(SubjectId, f32)> = best.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(k);
+        ranked
+    }
+
+    fn row(&self, index: usize) -> &[f32] {
+        &self.rows[index * self.dim..(index + 1) * self.dim]
+    }
+}
+
+/// The inner product. Eight independent accumulators let the compiler vectorise it.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks_a = a.chunks_exact(8);
+    let chunks_b = b.chunks_exact(8);
+    let tail: f32 = chunks_a
+        .remainder()
+        .iter()
+        .zip(chunks_b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for lane in 0..8 {
+            lanes[lane] += ca[lane] * cb[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> SubjectId {
+        SubjectId::from_bytes(&[n; 16]).unwrap()
+    }
+
+    fn unit(dim: usize, hot: usize) -> Vec<f32> {
+        let mut v = vec![0.0; dim];
+        v[hot] = 1.0;
+        v
+    }
+
+    #[test]
+    fn identify_ranks_subjects_once_each_above_threshold() {
+        let mut g = Gallery::new(4);
+        g.push(id(1), 1, &unit(4, 0));
+        g.push(id(2), 2, &[0.8, 0.6, 0.0, 0.0]);
+        g.push(id(1), 3, &[0.6, 0.8, 0.0, 0.0]);
+        g.push(id(3), 4, &unit(4, 3));
+        let hits = g.identify(&unit(4, 0), 5, 0.5);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![id(1), id(2)]);
+        assert_eq!(hits[0].1, 1.0);
+        assert_eq!(g.identify(&unit(4, 0), 1, 0.5).len(), 1);
+        assert_eq!(g.verify(&id(1), &unit(4, 1)), Some(0.8));
+        assert_eq!(g.verify(&id(9), &unit(4, 1)), None);
+    }
+
+    #[test]
+    fn removal_keeps_other_subjects_intact() {
+        let mut g = Gallery::new(3);
+        for n in 0..20u8 {
+            let mut row = vec![0.0; 3];
+            row[usize::from(n % 3)] = 1.0;
+            g.push(id(n % 5), i64::from(n), &row);
+        }
+        assert_eq!(g.subject_count(), 5);
+        assert_eq!(g.remove_subject(&id(2)), 4);
+        assert_eq!(g.remove_subject(&id(2)), 0);
+        assert_eq!(g.template_count(), 16);
+        assert!(!g.contains(&id(2)));
+        // Every remaining row still belongs to the subject and template it was pushed with.
+        for index in 0..g.template_count() {
+            let template = g.row_template[index];
+            let n = u8::try_from(template).unwrap();
+            assert_eq!(g.row_subject[index], id(n % 5));
+            assert_eq!(g.row(index)[usize::from(n % 3)], 1.0);
+            assert!(g.subject_rows[&id(n % 5)].contains(&index));
+        }
+        assert!(g.identify(&unit(3, 0), 10, -1.0).iter().all(|(s, _)| *s != id(2)));
+    }
+
+    #[test]
+    fn dot_matches_naive_sum() {
+        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
+        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.05).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+}

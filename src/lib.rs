@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod access;
+mod audit;
+mod clock;
+mod crypto;
+mod error;
+mod gallery;
+mod keys;
+mod store;
+mod subject;
+mod template;
+mod vault;
+
+pub use access::{Action, Password, Role, PASSWORD_ITERATIONS};
+pub use audit::{AuditRecord, Outcome};
+pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
+pub use error::{Error, ErrorClass, KeyFileProblem, Result, TemplateError};
+pub use keys::{FixedKey, KeyFile, KeyProvider, MasterKey, MASTER_KEY_LEN};
+pub use subject::SubjectId;
+pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
+pub use vault::{
+    Candidate, Session, Stats, Vault, VaultConfig, Verification, DEFAULT_THRESHOLD, MAX_DIM, MAX_K,
+    MAX_TEMPLATES_PER_SUBJECT, SCORE_DECIMALS,
+};

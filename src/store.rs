@@ -1,0 +1,429 @@
+//! The SQLite store: schema, migrations and the queries the vault runs. It knows rows and bytes,
+//! never keys or plaintext: everything secret arrives here already sealed.
+//!
+//! One file in WAL mode with `synchronous=FULL` (an acknowledged operation survives power loss) and
+//! `secure_delete=ON` (deleted cells are overwritten). After an erasure the vault truncates the WAL,
+//! since old WAL frames may still hold a deleted wrapped key until a truncating checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+
+use crate::audit::{self, AuditRecord, ChainHead, Outcome, StoredRecord};
+use crate::error::{Error, Result};
+
+/// The newest schema this build writes and reads.
+pub(crate) const FORMAT_VERSION: i64 = 1;
+
+/// Numbered migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value ANY NOT NULL
+) STRICT;
+
+CREATE TABLE subjects (
+    id          BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 16),
+    created_at  INTEGER NOT NULL,
+    wrapped_key BLOB CHECK (wrapped_key IS NULL OR length(wrapped_key) = 60)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE templates (
+    id         INTEGER PRIMARY KEY NOT NULL,
+    subject_id BLOB NOT NULL REFERENCES subjects(id),
+    model      TEXT NOT NULL,
+    dim        INTEGER NOT NULL,
+    nonce      BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX templates_by_subject ON templates(subject_id);
+
+CREATE TABLE principals (
+    name       TEXT PRIMARY KEY NOT NULL,
+    role       TEXT NOT NULL,
+    salt       BLOB NOT NULL,
+    iterations INTEGER NOT NULL,
+    hash       BLOB NOT NULL,
+    mac        BLOB NOT NULL,
+    failures   INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE audit (
+    seq     INTEGER PRIMARY KEY NOT NULL,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    subject TEXT,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    mac     BLOB NOT NULL
+) STRICT;
+"#];
+
+/// An open database file.
+pub(crate) struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Creates a new, empty database at `path` (owner-only permissions) with the current schema.
+    pub(crate) fn create(path: &Path) -> Result<Self> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // SQLite gives the WAL and shared-memory files the database file's permissions.
+            options.mode(0o600);
+        }
+        options.open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
+            _ => Error::Io(e),
+        })?;
+        let mut store = Self::connect(path)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database without changing it. Call [`Store::migrate`] once the caller has
+    /// checked the key.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::NotAVault(format!("{} does not exist or is not a file", path.display())));
+        }
+        let store = Self::connect(path)?;
+        let version = store.format_version()?;
+        if version == 0 {
+            return Err(Error::NotAVault(format!("{} has no facevault schema", path.display())));
+        }
+        if version > FORMAT_VERSION {
+            return Err(Error::UnsupportedFormat {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(store)
+    }
+
+    fn connect(path: &Path) -> Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        let not_a_database = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => {
+                Error::NotAVault(format!("{} is not a SQLite database", path.display()))
+            }
+            _ => Error::Storage(e),
+        };
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(not_a_database)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::NotAVault(format!("{} cannot be put in WAL mode", path.display())));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL;
+             PRAGMA secure_delete=ON;
+             PRAGMA journal_size_limit=1048576;
+             PRAGMA foreign_keys=ON;
+             PRAGMA temp_store=MEMORY;
+             PRAGMA cell_size_check=ON;",
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn format_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::NotADatabase) => {
+                    Error::NotAVault(format!("{} is not a SQLite database", self.path.display()))
+                }
+                _ => Error::Storage(e),
+            })
+    }
+
+    /// Brings the schema up to [`FORMAT_VERSION`], one numbered step per transaction.
+    pub(crate) fn migrate(&mut self) -> Result<()> {
+        let mut version = self.format_version()?;
+        while version < FORMAT_VERSION {
+            let step = usize::try_from(version).map_err(|_| Error::NotAVault("negative schema version".into()))?;
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(MIGRATIONS[step])?;
+            tx.pragma_update(None, "user_version", version + 1)?;
+            tx.commit()?;
+            version += 1;
+        }
+        Ok(())
+    }
+
+    /// Starts a transaction; it rolls back when dropped uncommitted.
+    pub(crate) fn transaction(&mut self) -> Result<Transaction<'_>> {
+        Ok(self.conn.transaction()?)
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Copies the WAL into the database and truncates it to zero bytes, so no frame holding an
+    /// erased key or ciphertext survives in the WAL file.
+    pub(crate) fn checkpoint_truncate(&self) -> Result<()> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+        if busy != 0 {
+            return Err(Error::Storage(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("the WAL could not be truncated: another connection is reading".into()),
+            )));
+        }
+        Ok(())
+    }
+}
+
+// --- meta -------------------------------------------------------------------------------------
+
+pub(crate) fn meta_set(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> Result<()> {
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn meta_get<T: rusqlite::types::FromSql>(conn: &Connection, key: &str) -> Result<T> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+        .optional()
+        .map_err(|_| Error::NotAVault(format!("metadata {key:?} has the wrong type")))?
+        .ok_or_else(|| Error::NotAVault(format!("metadata {key:?} is missing")))
+}
+
+// --- subjects and templates -------------------------------------------------------------------
+
+pub(crate) fn insert_subject(conn: &Connection, id: &[u8; 16], created_at: i64, wrapped_key: &[u8]) -> Result<()> {
+    conn.execute(
+        "INSERT INTO subjects(id, created_at, wrapped_key) VALUES (?1, ?2, ?3)",
+        params![&id[..], created_at, wrapped_key],
+    )?;
+    Ok(())
+}
+
+/// The subject's wrapped data key; `None` when there is no such subject.
+pub(crate) fn wrapped_key(conn: &Connection, id: &[u8; 16]) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .query_row("SELECT wrapped_key FROM subjects WHERE id = ?1", [&id[..]], |row| {
+            row.get::<_, Option<Vec<u8>>>(0)
+        })
+        .optional()?
+        .flatten())
+}
+
+/// A template row as stored.
+pub(crate) struct TemplateRow {
+    pub id: i64,
+    pub subject: Vec<u8>,
+    pub model: String,
+    pub dim: i64,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub wrapped_key: Option<Vec<u8>>,
+}
+
+pub(crate) struct NewTemplate<'a> {
+    pub id: i64,
+    pub subject: &'a [u8; 16],
+    pub model: &'a str,
+    pub dim: usize,
+    pub nonce: &'a [u8],
+    pub ciphertext: &'a [u8],
+    pub created_at: i64,
+}
+
+pub(crate) fn insert_template(conn: &Connection, template: &NewTemplate<'_>) -> Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO templates(id, subject_id, model, dim, nonce, ciphertext, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    statement.execute(params![
+        template.id,
+        &template.subject[..],
+        template.model,
+        template.dim as i64,
+        template.nonce,
+        template.ciphertext,
+        template.created_at
+    ])?;
+    Ok(())
+}
+
+/// Visits every template with its subject's wrapped key, grouped by subject.
+pub(crate) fn for_each_template(conn: &Connection, mut visit: impl FnMut(TemplateRow) -> Result<()>) -> Result<()> {
+    let mut statement = conn.prepare(
+        "SELECT t.id, t.subject_id, t.model, t.dim, t.nonce, t.ciphertext, s.wrapped_key
+         FROM templates t JOIN subjects s ON s.id = t.subject_id
+         ORDER BY t.subject_id, t.id",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        visit(TemplateRow {
+            id: row.get(0)?,
+            subject: row.get(1)?,
+            model: row.get(2)?,
+            dim: row.get(3)?,
+            nonce: row.get(4)?,
+            ciphertext: row.get(5)?,
+            wrapped_key: row.get(6)?,
+        })?;
+    }
+    Ok(())
+}
+
+/// Subjects that have no templates: a vault never makes them, so each is damage.
+pub(crate) fn subjects_without_templates(conn: &Connection) -> Result<Vec<Vec<u8>>> {
+    let mut statement = conn.prepare(
+        "SELECT id FROM subjects s WHERE NOT EXISTS (SELECT 1 FROM templates t WHERE t.subject_id = s.id)",
+    )?;
+    let ids = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Erases a subject: the wrapped data key first (crypto-shredding), then its templates, then the
+/// subject row. Returns how many templates went.
+pub(crate) fn erase_subject(conn: &Connection, id: &[u8; 16]) -> Result<usize> {
+    conn.execute("UPDATE subjects SET wrapped_key = NULL WHERE id = ?1", [&id[..]])?;
+    let templates = conn.execute("DELETE FROM templates WHERE subject_id = ?1", [&id[..]])?;
+    conn.execute("DELETE FROM subjects WHERE id = ?1", [&id[..]])?;
+    Ok(templates)
+}
+
+// --- principals -------------------------------------------------------------------------------
+
+/// A principal row as stored.
+pub(crate) struct PrincipalRow {
+    pub role: String,
+    pub salt: Vec<u8>,
+    pub iterations: i64,
+    pub hash: Vec<u8>,
+    pub mac: Vec<u8>,
+}
+
+pub(crate) fn insert_principal(conn: &Connection, name: &str, row: &PrincipalRow, created_at: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO principals(name, role, salt, iterations, hash, mac, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![name, row.role, row.salt, row.iterations, row.hash, row.mac, created_at],
+    )?;
+    Ok(())
+}
+
+pub(crate) fn find_principal(conn: &Connection, name: &str) -> Result<Option<PrincipalRow>> {
+    Ok(conn
+        .query_row(
+            "SELECT role, salt, iterations, hash, mac FROM principals WHERE name = ?1",
+            [name],
+            |row| {
+                Ok(PrincipalRow {
+                    role: row.get(0)?,
+                    salt: row.get(1)?,
+                    iterations: row.get(2)?,
+                    hash: row.get(3)?,
+                    mac: row.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub(crate) fn record_login_failure(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute("UPDATE principals SET failures = failures + 1 WHERE name = ?1", [name])?;
+    Ok(())
+}
+
+pub(crate) fn clear_login_failures(conn: &Connection, name: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE principals SET failures = 0 WHERE name = ?1 AND failures != 0",
+        [name],
+    )?;
+    Ok(())
+}
+
+// --- audit ------------------------------------------------------------------------------------
+
+const HEAD_SEQ: &str = "audit_head_seq";
+const HEAD_MAC: &str = "audit_head_mac";
+
+pub(crate) fn chain_head(conn: &Connection) -> Result<ChainHead> {
+    let seq: i64 = meta_get(conn, HEAD_SEQ)?;
+    let mac: Vec<u8> = meta_get(conn, HEAD_MAC)?;
+    Ok(ChainHead {
+        seq: u64::try_from(seq).map_err(|_| Error::AuditTampered { seq: 1 })?,
+        mac,
+    })
+}
+
+pub(crate) fn init_chain_head(conn: &Connection) -> Result<()> {
+    meta_set(conn, HEAD_SEQ, 0i64)?;
+    meta_set(conn, HEAD_MAC, &audit::GENESIS_MAC[..])
+}
+
+/// Appends a record (its `seq` is assigned here) chained to the current head, and moves the head.
+pub(crate) fn append_audit(conn: &Connection, key: &ring::hmac::Key, mut record: AuditRecord) -> Result<u64> {
+    let head = chain_head(conn)?;
+    record.seq = head.seq + 1;
+    let mac = audit::chain_mac(key, &head.mac, &record);
+    conn.execute(
+        "INSERT INTO audit(seq, at, actor, action, subject, outcome, detail, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            record.seq as i64,
+            record.at,
+            record.actor,
+            record.action,
+            record.subject,
+            record.outcome.as_str(),
+            record.detail,
+            &mac[..]
+        ],
+    )?;
+    meta_set(conn, HEAD_SEQ, record.seq as i64)?;
+    meta_set(conn, HEAD_MAC, &mac[..])?;
+    Ok(record.seq)
+}
+
+/// Reads audit records in sequence order, starting after `after_seq`.
+pub(crate) fn audit_records(conn: &Connection, after_seq: u64, mut visit: impl FnMut(Result<StoredRecord>) -> Result<()>) -> Result<()> {
+    let mut statement = conn.prepare(
+        "SELECT seq, at, actor, action, subject, outcome, detail, mac FROM audit WHERE seq > ?1 ORDER BY seq",
+    )?;
+    let mut rows = statement.query([after_seq as i64])?;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let outcome: String = row.get(5)?;
+        let seq_u64 = u64::try_from(seq).unwrap_or(0);
+        let record = match Outcome::parse(&outcome) {
+            Some(outcome) => Ok(StoredRecord {
+                record: AuditRecord {
+                    seq: seq_u64,
+                    at: row.get(1)?,
+                    actor: row.get(2)?,
+                    action: row.get(3)?,
+                    subject: row.get(4)?,
+                    outcome,
+                    detail: row.get(6)?,
+                },
+                mac: row.get(7)?,
+            }),
+            None => Err(Error::AuditTampered { seq: seq_u64 }),
+        };
+        visit(record)?;
+    }
+    Ok(())
+}

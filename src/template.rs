@@ -1,0 +1,187 @@
+//! Template input and its validation. Every template and probe passes through [`normalise_rows`]
+//! before the vault stores or compares it: the dimension must match, every value must be finite,
+//! and each row must have a length to normalise. Rows are L2-normalised so that the inner product
+//! is the cosine similarity.
+
+use zeroize::Zeroizing;
+
+use crate::error::TemplateError;
+
+/// The most rows one call accepts (a batch enrolment of a whole building's staff fits easily).
+pub const MAX_ROWS_PER_CALL: usize = 10_000_000;
+
+/// Rows whose length is below this are treated as zero vectors: normalising them would amplify noise.
+const MIN_NORM: f64 = 1e-6;
+
+/// Templates or probes handed to the vault: f32 values, or the raw little-endian bytes of a
+/// `.f32` file. Nothing is checked until the vault validates it inside its door, so that a
+/// malformed input is refused and audited like any other.
+#[derive(Clone, Copy)]
+pub enum TemplateInput<'a> {
+    /// Values in memory, row after row.
+    Values(&'a [f32]),
+    /// Raw little-endian f32 bytes, row after row.
+    LeBytes(&'a [u8]),
+}
+
+impl std::fmt::Debug for TemplateInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateInput::Values(v) => write!(f, "TemplateInput::Values([{} values REDACTED])", v.len()),
+            TemplateInput::LeBytes(b) => write!(f, "TemplateInput::LeBytes([{} bytes REDACTED])", b.len()),
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for TemplateInput<'a> {
+    fn from(values: &'a [f32]) -> Self {
+        TemplateInput::Values(values)
+    }
+}
+
+impl<'a> From<&'a Vec<f32>> for TemplateInput<'a> {
+    fn from(values: &'a Vec<f32>) -> Self {
+        TemplateInput::Values(values)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [f32; N]> for TemplateInput<'a> {
+    fn from(values: &'a [f32; N]) -> Self {
+        TemplateInput::Values(values)
+    }
+}
+
+/// How many rows the input must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowCount {
+    One,
+    AtLeastOne,
+}
+
+/// Validates `input` as rows of `dim` values and returns them L2-normalised, in a buffer that is
+/// zeroed when dropped.
+pub(crate) fn normalise_rows(
+    input: TemplateInput<'_>,
+    dim: usize,
+    count: RowCount,
+) -> Result<Zeroizing<Vec<f32>>, TemplateError> {
+    let values_len = match input {
+        TemplateInput::Values(v) => v.len(),
+        TemplateInput::LeBytes(b) => {
+            if b.len() % 4 != 0 || (count == RowCount::AtLeastOne && b.len() % (dim * 4) != 0) {
+                if b.is_empty() {
+                    return Err(TemplateError::Empty);
+                }
+                return Err(TemplateError::Truncated { bytes: b.len(), dim });
+            }
+            b.len() / 4
+        }
+    };
+    if values_len == 0 {
+        return Err(TemplateError::Empty);
+    }
+    let rows = match count {
+        RowCount::One if values_len != dim => {
+            return Err(TemplateError::WrongDimension { expected: dim, got: values_len })
+        }
+        RowCount::One => 1,
+        RowCount::AtLeastOne if values_len % dim != 0 => {
+            return Err(TemplateError::WrongDimension { expected: dim, got: values_len })
+        }
+        RowCount::AtLeastOne => values_len / dim,
+    };
+    if rows > MAX_ROWS_PER_CALL {
+        return Err(TemplateError::TooManyRows { max: MAX_ROWS_PER_CALL });
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(values_len));
+    match input {
+        TemplateInput::Values(v) => out.extend_from_slice(v),
+        TemplateInput::LeBytes(b) => out.extend(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+    }
+    for (row, values) in out.chunks_exact_mut(dim).enumerate() {
+        normalise_row(row, values)?;
+    }
+    Ok(out)
+}
+
+fn normalise_row(row: usize, values: &mut [f32]) -> Result<(), TemplateError> {
+    let mut sum = 0f64;
+    for (index, value) in values.iter().enumerate() {
+        if value.is_nan() {
+            return Err(TemplateError::NotANumber { row, index });
+        }
+        if value.is_infinite() {
+            return Err(TemplateError::Infinite { row, index });
+        }
+        sum += f64::from(*value) * f64::from(*value);
+    }
+    let norm = sum.sqrt();
+    if !norm.is_finite() || norm < MIN_NORM {
+        return Err(TemplateError::ZeroVector { row });
+    }
+    for value in values.iter_mut() {
+        *value = (f64::from(*value) / norm) as f32;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn normalises_to_unit_length() {
+        let rows = normalise_rows(TemplateInput::Values(&[3.0, 4.0]), 2, RowCount::One).unwrap();
+        assert_eq!(rows.as_slice(), &[0.6, 0.8]);
+    }
+
+    #[test]
+    fn bytes_and_values_agree() {
+        let values = [1.0f32, -2.0, 0.5, 7.0];
+        let from_values = normalise_rows(TemplateInput::Values(&values), 2, RowCount::AtLeastOne).unwrap();
+        let raw = bytes(&values);
+        let from_bytes = normalise_rows(TemplateInput::LeBytes(&raw), 2, RowCount::AtLeastOne).unwrap();
+        assert_eq!(from_values.as_slice(), from_bytes.as_slice());
+    }
+
+    #[test]
+    fn names_each_kind_of_bad_input() {
+        let check = |input: TemplateInput<'_>, count, expected: TemplateError| {
+            assert_eq!(normalise_rows(input, 4, count).err(), Some(expected));
+        };
+        check(TemplateInput::LeBytes(&[]), RowCount::One, TemplateError::Empty);
+        check(TemplateInput::Values(&[]), RowCount::AtLeastOne, TemplateError::Empty);
+        check(TemplateInput::LeBytes(&[0; 7]), RowCount::One, TemplateError::Truncated { bytes: 7, dim: 4 });
+        check(TemplateInput::LeBytes(&[0; 20]), RowCount::AtLeastOne, TemplateError::Truncated { bytes: 20, dim: 4 });
+        check(TemplateInput::Values(&[1.0; 3]), RowCount::One, TemplateError::WrongDimension { expected: 4, got: 3 });
+        check(TemplateInput::Values(&[1.0; 8]), RowCount::One, TemplateError::WrongDimension { expected: 4, got: 8 });
+        check(TemplateInput::Values(&[1.0, f32::NAN, 1.0, 1.0]), RowCount::One, TemplateError::NotANumber { row: 0, index: 1 });
+        check(
+            TemplateInput::Values(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, f32::NEG_INFINITY, 1.0]),
+            RowCount::AtLeastOne,
+            TemplateError::Infinite { row: 1, index: 2 },
+        );
+        check(TemplateInput::Values(&[0.0; 4]), RowCount::One, TemplateError::ZeroVector { row: 0 });
+        check(TemplateInput::Values(&[1e-30; 4]), RowCount::One, TemplateError::ZeroVector { row: 0 });
+    }
+
+    // f32::MAX squared overflows f32 but not the f64 accumulator: such a row is valid.
+    #[test]
+    fn huge_values_normalise_without_overflow() {
+        let rows = normalise_rows(TemplateInput::Values(&[f32::MAX; 4]), 4, RowCount::One).unwrap();
+        assert!(rows.iter().all(|v| (v - 0.5).abs() < 1e-6));
+    }
+
+    #[test]
+    fn debug_hides_values() {
+        let shown = format!("{:?}", TemplateInput::Values(&[0.123_456]));
+        assert!(!shown.contains("0.123"));
+    }
+}

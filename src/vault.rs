@@ -1,0 +1,860 @@
+//! The vault: the one door to the data. Every operation goes through [`Vault::door`]: the caller's
+//! session is checked, its role authorised, the operation carried out inside one SQLite
+//! transaction together with its audit record, and the in-memory gallery brought in step only after
+//! that transaction commits. A refusal rolls back whatever was begun and is audited in a
+//! transaction of its own, so nothing is ever half-written and nothing goes unrecorded.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::Transaction;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::access::{self, Action, Credential, Password, Role};
+use crate::audit::{self, AuditRecord, Outcome};
+use crate::clock::{Clock, SystemClock, UnixMillis};
+use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
+use crate::error::{Error, ErrorClass, Result};
+use crate::gallery::Gallery;
+use crate::keys::KeyProvider;
+use crate::store::{self, NewTemplate, PrincipalRow, Store};
+use crate::subject::SubjectId;
+use crate::template::{self, RowCount, TemplateInput};
+
+/// The match threshold used when `init` is given none: a cosine similarity that separates genuine
+/// pairs (typically 0.5–0.8 for ArcFace-style 512-d embeddings) from impostors (0.0–0.3).
+pub const DEFAULT_THRESHOLD: f32 = 0.40;
+/// The largest template dimension a vault accepts.
+pub const MAX_DIM: usize = 4096;
+/// The most candidates one identify returns.
+pub const MAX_K: usize = 1000;
+/// The most templates one subject may hold.
+pub const MAX_TEMPLATES_PER_SUBJECT: usize = 32;
+/// Scores leave the vault rounded to this many decimals: an exact score is an oracle for
+/// template-reconstruction (hill-climbing) attacks.
+pub const SCORE_DECIMALS: i32 = 3;
+const MAX_MODEL_NAME_LEN: usize = 64;
+/// The actor recorded for an attempt made without an authenticated principal.
+const ANONYMOUS: &str = "-";
+
+/// What a new vault is fixed to at creation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VaultConfig {
+    /// Values per template; fixed for the vault's life.
+    pub dim: usize,
+    /// The face model the templates come from; templates of another model are refused.
+    pub model: String,
+    /// Cosine similarity at or above which verify answers `match` and identify lists a candidate.
+    pub threshold: f32,
+}
+
+impl VaultConfig {
+    /// A configuration for `dim`-value templates of `model`, with the default threshold.
+    pub fn new(dim: usize, model: impl Into<String>) -> Self {
+        Self {
+            dim,
+            model: model.into(),
+            threshold: DEFAULT_THRESHOLD,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(1..=MAX_DIM).contains(&self.dim) {
+            return Err(Error::InvalidArgument {
+                what: "dimension",
+                reason: format!("must be 1 to {MAX_DIM}"),
+            });
+        }
+        let model_ok = !self.model.is_empty()
+            && self.model.len() <= MAX_MODEL_NAME_LEN
+            && self.model.bytes().all(|b| b.is_ascii_graphic());
+        if !model_ok {
+            return Err(Error::InvalidArgument {
+                what: "model name",
+                reason: format!("must be 1 to {MAX_MODEL_NAME_LEN} printable ASCII characters without spaces"),
+            });
+        }
+        check_threshold(self.threshold)
+    }
+}
+
+fn check_threshold(threshold: f32) -> Result<()> {
+    if threshold.is_finite() && (-1.0..=1.0).contains(&threshold) {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument {
+            what: "threshold",
+            reason: "must be a cosine similarity between -1 and 1".into(),
+        })
+    }
+}
+
+/// An authenticated principal, valid only for the vault opening that issued it.
+#[derive(Debug)]
+pub struct Session {
+    name: String,
+    role: Role,
+    opening: [u8; 16],
+}
+
+impl Session {
+    /// The principal's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The principal's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+}
+
+/// The answer to a 1:1 verification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verification {
+    /// The subject the probe was compared against.
+    pub subject: SubjectId,
+    /// Whether the best score reached the vault's threshold.
+    #[serde(rename = "match")]
+    pub matched: bool,
+    /// The best score over the subject's templates, rounded to [`SCORE_DECIMALS`].
+    pub score: f32,
+}
+
+/// One answer of a 1:N identification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    /// The subject.
+    pub subject: SubjectId,
+    /// Its best score, rounded to [`SCORE_DECIMALS`].
+    pub score: f32,
+}
+
+/// Counts and settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// Enrolled subjects.
+    pub subjects: usize,
+    /// Stored templates.
+    pub templates: usize,
+    /// Values per template.
+    pub dim: usize,
+    /// The face model.
+    pub model: String,
+    /// The match threshold.
+    pub threshold: f32,
+}
+
+/// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
+/// (a lowered threshold, say) is caught at open.
+struct Settings {
+    vault_id: [u8; 16],
+    dim: usize,
+    model: String,
+    threshold: f32,
+}
+
+impl Settings {
+    fn mac_fields(&self) -> [Vec<u8>; 4] {
+        [
+            self.vault_id.to_vec(),
+            (self.dim as u64).to_le_bytes().to_vec(),
+            self.model.as_bytes().to_vec(),
+            self.threshold.to_bits().to_le_bytes().to_vec(),
+        ]
+    }
+
+    fn mac(&self, keys: &VaultKeys) -> Vec<u8> {
+        let fields = self.mac_fields();
+        keys.record_mac("settings", &fields.iter().map(Vec::as_slice).collect::<Vec<_>>())
+    }
+
+    fn write(&self, conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<()> {
+        store::meta_set(conn, "dim", self.dim as i64)?;
+        store::meta_set(conn, "model", &self.model)?;
+        store::meta_set(conn, "threshold", f64::from(self.threshold))?;
+        store::meta_set(conn, "settings_mac", self.mac(keys))
+    }
+
+    fn read(conn: &rusqlite::Connection, vault_id: [u8; 16], keys: &VaultKeys) -> Result<Self> {
+        let dim: i64 = store::meta_get(conn, "dim")?;
+        let threshold: f64 = store::meta_get(conn, "threshold")?;
+        let settings = Self {
+            vault_id,
+            dim: usize::try_from(dim).unwrap_or(0),
+            model: store::meta_get(conn, "model")?,
+            threshold: threshold as f32,
+        };
+        let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
+        let fields = settings.mac_fields();
+        let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        if !keys.record_mac_matches("settings", &fields, &mac) || !(1..=MAX_DIM).contains(&settings.dim) {
+            return Err(Error::Integrity {
+                table: "meta",
+                record: "settings".into(),
+            });
+        }
+        Ok(settings)
+    }
+}
+
+fn principal_mac_fields<'a>(name: &'a str, row: &'a PrincipalRow, iterations: &'a [u8; 8]) -> [&'a [u8]; 5] {
+    [name.as_bytes(), row.role.as_bytes(), &row.salt, iterations, &row.hash]
+}
+
+/// One audit entry an operation asks the door to write when it succeeds.
+struct Entry {
+    subject: Option<SubjectId>,
+    detail: String,
+}
+
+impl Entry {
+    fn new(subject: Option<SubjectId>, detail: impl Into<String>) -> Self {
+        Self {
+            subject,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Changes to the in-memory state that wait for their transaction to commit.
+#[derive(Default)]
+struct Pending {
+    new_rows: Zeroizing<Vec<f32>>,
+    new_row_owners: Vec<(SubjectId, i64)>,
+    erased: Vec<SubjectId>,
+    threshold: Option<f32>,
+}
+
+/// What an operation's body may touch: the open transaction and read-only views of the rest.
+struct Act<'a> {
+    tx: &'a Transaction<'a>,
+    keys: &'a VaultKeys,
+    settings: &'a Settings,
+    gallery: &'a Gallery,
+    now: UnixMillis,
+    pending: Pending,
+}
+
+impl Act<'_> {
+    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
+        Ok(template::normalise_rows(input, self.settings.dim, count)?)
+    }
+
+    fn binding<'b>(&'b self, subject: &'b SubjectId, template_id: i64) -> TemplateBinding<'b> {
+        TemplateBinding {
+            vault_id: &self.settings.vault_id,
+            subject: subject.as_bytes(),
+            template_id,
+            model: &self.settings.model,
+            dim: self.settings.dim,
+        }
+    }
+
+    /// Seals and stores one normalised row, and queues it for the gallery.
+    fn store_template(&mut self, subject: SubjectId, key: &DataKey, row: &[f32], next_id: &mut i64) -> Result<()> {
+        let template_id = *next_id;
+        *next_id += 1;
+        let sealed = crypto::seal_template(key, &self.binding(&subject, template_id), row)?;
+        store::insert_template(
+            self.tx,
+            &NewTemplate {
+                id: template_id,
+                subject: subject.as_bytes(),
+                model: &self.settings.model,
+                dim: self.settings.dim,
+                nonce: &sealed.nonce,
+                ciphertext: &sealed.ciphertext,
+                created_at: self.now,
+            },
+        )?;
+        self.pending.new_rows.extend_from_slice(row);
+        self.pending.new_row_owners.push((subject, template_id));
+        Ok(())
+    }
+
+    fn new_subject(&mut self) -> Result<(SubjectId, DataKey)> {
+        let subject = SubjectId::random()?;
+        let key = DataKey::random()?;
+        let wrapped = self.keys.wrap(&self.settings.vault_id, subject.as_bytes(), &key)?;
+        store::insert_subject(self.tx, subject.as_bytes(), self.now, &wrapped)?;
+        Ok((subject, key))
+    }
+
+    fn existing_subject_key(&self, subject: &SubjectId) -> Result<DataKey> {
+        if !self.gallery.contains(subject) {
+            return Err(Error::UnknownSubject(*subject));
+        }
+        let wrapped = store::wrapped_key(self.tx, subject.as_bytes())?.ok_or(Error::UnknownSubject(*subject))?;
+        self.keys
+            .unwrap(&self.settings.vault_id, subject.as_bytes(), &wrapped)
+            .ok_or_else(|| Error::Integrity {
+                table: "subjects",
+                record: subject.to_string(),
+            })
+    }
+
+    fn next_template_id(&self) -> Result<i64> {
+        store::meta_get(self.tx, "next_template_id")
+    }
+
+    fn set_next_template_id(&self, id: i64) -> Result<()> {
+        store::meta_set(self.tx, "next_template_id", id)
+    }
+}
+
+/// An open vault.
+pub struct Vault {
+    store: Store,
+    keys: VaultKeys,
+    settings: Settings,
+    gallery: Gallery,
+    clock: Arc<dyn Clock>,
+    /// Random per opening; sessions carry it, so a session cannot outlive or cross openings.
+    opening: [u8; 16],
+    /// Set when a WAL truncation after an erasure could not run; retried on the next write.
+    checkpoint_due: bool,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("dim", &self.settings.dim)
+            .field("model", &self.settings.model)
+            .field("templates", &self.gallery.template_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Creates a vault at `path` with its first principal, an admin. Refuses to overwrite a file.
+    pub fn create(
+        path: &Path,
+        keys: &dyn KeyProvider,
+        config: &VaultConfig,
+        admin: &str,
+        admin_password: &Password,
+    ) -> Result<Vault> {
+        Self::create_with_clock(path, keys, config, admin, admin_password, Arc::new(SystemClock))
+    }
+
+    /// [`Vault::create`] with a given clock.
+    pub fn create_with_clock(
+        path: &Path,
+        keys: &dyn KeyProvider,
+        config: &VaultConfig,
+        admin: &str,
+        admin_password: &Password,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault> {
+        config.validate()?;
+        access::check_principal_name(admin)?;
+        access::check_new_password(admin_password)?;
+        let master = keys.master_key()?;
+        let mut store = Store::create(path)?;
+        let built = (|| {
+            let vault_id: [u8; 16] = crypto::random_array()?;
+            let keys = VaultKeys::derive(master, &vault_id)?;
+            let settings = Settings {
+                vault_id,
+                dim: config.dim,
+                model: config.model.clone(),
+                threshold: config.threshold,
+            };
+            let now = clock.now();
+            let tx = store.transaction()?;
+            store::meta_set(&tx, "vault_id", &vault_id[..])?;
+            store::meta_set(&tx, "created_at", now)?;
+            store::meta_set(&tx, "key_check", keys.key_check_value())?;
+            store::meta_set(&tx, "next_template_id", 1i64)?;
+            settings.write(&tx, &keys)?;
+            store::init_chain_head(&tx)?;
+            insert_principal(&tx, &keys, admin, Role::Admin, admin_password, now)?;
+            let detail = format!("dim={} model={} threshold={:.3}", config.dim, config.model, config.threshold);
+            store::append_audit(&tx, keys.audit_key(), record(now, admin, Action::Init, None, Outcome::Allowed, detail))?;
+            tx.commit()?;
+            Ok::<_, Error>((keys, settings))
+        })();
+        match built {
+            Ok((keys, settings)) => Ok(Vault {
+                gallery: Gallery::new(settings.dim),
+                store,
+                keys,
+                settings,
+                clock,
+                opening: crypto::random_array()?,
+                checkpoint_due: false,
+            }),
+            Err(e) => {
+                drop(store);
+                remove_database_files(path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens an existing vault with the system clock.
+    pub fn open(path: &Path, keys: &dyn KeyProvider) -> Result<Vault> {
+        Self::open_with_clock(path, keys, Arc::new(SystemClock))
+    }
+
+    /// Opens an existing vault. The key is checked before anything is read or written; every
+    /// template is then decrypted into the gallery, and any record that fails authentication
+    /// stops the opening with an [`Error::Integrity`] naming it.
+    pub fn open_with_clock(path: &Path, keys: &dyn KeyProvider, clock: Arc<dyn Clock>) -> Result<Vault> {
+        let master = keys.master_key()?;
+        let mut store = Store::open(path)?;
+        let vault_id: Vec<u8> = store::meta_get(store.conn(), "vault_id")?;
+        let vault_id: [u8; 16] = vault_id
+            .try_into()
+            .map_err(|_| Error::NotAVault("the vault ID is malformed".into()))?;
+        let keys = VaultKeys::derive(master, &vault_id)?;
+        let key_check: Vec<u8> = store::meta_get(store.conn(), "key_check")?;
+        if !keys.matches_key_check_value(&key_check) {
+            return Err(Error::WrongKey);
+        }
+        store.migrate()?;
+        let mut vault = Vault {
+            settings: Settings::read(store.conn(), vault_id, &keys)?,
+            gallery: Gallery::new(1),
+            store,
+            keys,
+            clock,
+            opening: crypto::random_array()?,
+            checkpoint_due: false,
+        };
+        if let Err(e) = vault.load_gallery() {
+            if e.class() == ErrorClass::Integrity {
+                vault.audit_attempt(ANONYMOUS, Action::Open, None, Outcome::Failed, &e);
+            }
+            return Err(e);
+        }
+        Ok(vault)
+    }
+
+    fn load_gallery(&mut self) -> Result<()> {
+        let settings = &self.settings;
+        let keys = &self.keys;
+        let mut gallery = Gallery::new(settings.dim);
+        let mut current: Option<(Vec<u8>, DataKey)> = None;
+        store::for_each_template(self.store.conn(), |row| {
+            let damaged_template = || Error::Integrity {
+                table: "templates",
+                record: row.id.to_string(),
+            };
+            let subject = SubjectId::from_bytes(&row.subject).ok_or_else(damaged_template)?;
+            if row.model != settings.model || usize::try_from(row.dim).ok() != Some(settings.dim) {
+                return Err(damaged_template());
+            }
+            if current.as_ref().map(|(id, _)| id) != Some(&row.subject) {
+                let key = row
+                    .wrapped_key
+                    .as_deref()
+                    .and_then(|wrapped| keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
+                    .ok_or_else(|| Error::Integrity {
+                        table: "subjects",
+                        record: subject.to_string(),
+                    })?;
+                current = Some((row.subject.clone(), key));
+            }
+            let Some((_, key)) = current.as_ref() else {
+                return Err(damaged_template());
+            };
+            let binding = TemplateBinding {
+                vault_id: &settings.vault_id,
+                subject: subject.as_bytes(),
+                template_id: row.id,
+                model: &settings.model,
+                dim: settings.dim,
+            };
+            let opened = gallery.push_with(subject, row.id, |slot| {
+                crypto::open_template(key, &binding, &row.nonce, &row.ciphertext, slot).is_some()
+            });
+            if opened {
+                Ok(())
+            } else {
+                Err(damaged_template())
+            }
+        })?;
+        if let Some(orphan) = store::subjects_without_templates(self.store.conn())?.first() {
+            return Err(Error::Integrity {
+                table: "subjects",
+                record: SubjectId::from_bytes(orphan).map_or_else(|| "?".into(), |id| id.to_string()),
+            });
+        }
+        self.gallery = gallery;
+        Ok(())
+    }
+
+    /// Authenticates a principal. Failures are audited and say nothing about why they failed.
+    pub fn login(&mut self, name: &str, password: &Password) -> Result<Session> {
+        let shown = if access::check_principal_name(name).is_ok() { name } else { "<invalid name>" };
+        let Some(row) = store::find_principal(self.store.conn(), name)? else {
+            access::burn_password_check(password);
+            let e = Error::AuthenticationFailed;
+            self.audit_attempt_detail(shown, Action::Login, None, Outcome::Denied, "authentication_failed: unknown user");
+            return Err(e);
+        };
+        let iterations = u32::try_from(row.iterations).unwrap_or(0);
+        let iteration_bytes = u64::from(iterations).to_le_bytes();
+        if !self.keys.record_mac_matches("principal", &principal_mac_fields(name, &row, &iteration_bytes), &row.mac) {
+            let e = Error::Integrity {
+                table: "principals",
+                record: name.to_string(),
+            };
+            self.audit_attempt(shown, Action::Login, None, Outcome::Failed, &e);
+            return Err(e);
+        }
+        let credential = Credential {
+            salt: row.salt,
+            iterations,
+            hash: row.hash,
+        };
+        if !access::password_matches(password, &credential) {
+            let _ = store::record_login_failure(self.store.conn(), name);
+            self.audit_attempt_detail(shown, Action::Login, None, Outcome::Denied, "authentication_failed: wrong password");
+            return Err(Error::AuthenticationFailed);
+        }
+        let role: Role = row.role.parse().map_err(|_| Error::Integrity {
+            table: "principals",
+            record: name.to_string(),
+        })?;
+        store::clear_login_failures(self.store.conn(), name)?;
+        Ok(Session {
+            name: name.to_string(),
+            role,
+            opening: self.opening,
+        })
+    }
+
+    /// Records an attempt at `action` made without any principal, and returns the refusal to give.
+    pub fn refuse_unauthenticated(&mut self, action: Action) -> Error {
+        let e = Error::AuthenticationRequired;
+        self.audit_attempt(ANONYMOUS, action, None, Outcome::Denied, &e);
+        e
+    }
+
+    /// Adds a principal. Admins only.
+    pub fn add_user(&mut self, session: &Session, name: &str, role: Role, password: &Password) -> Result<()> {
+        self.door(session, Action::AddUser, None, |act| {
+            access::check_principal_name(name)?;
+            access::check_new_password(password)?;
+            if store::find_principal(act.tx, name)?.is_some() {
+                return Err(Error::PrincipalExists(name.to_string()));
+            }
+            insert_principal(act.tx, act.keys, name, role, password, act.now)?;
+            Ok(((), vec![Entry::new(None, format!("user={name} role={role}"))]))
+        })
+    }
+
+    /// Changes the match threshold. Admins only.
+    pub fn set_threshold(&mut self, session: &Session, threshold: f32) -> Result<()> {
+        self.door(session, Action::SetThreshold, None, |act| {
+            check_threshold(threshold)?;
+            let updated = Settings {
+                vault_id: act.settings.vault_id,
+                dim: act.settings.dim,
+                model: act.settings.model.clone(),
+                threshold,
+            };
+            updated.write(act.tx, act.keys)?;
+            act.pending.threshold = Some(threshold);
+            let detail = format!("threshold {:.3} -> {threshold:.3}", act.settings.threshold);
+            Ok(((), vec![Entry::new(None, detail)]))
+        })
+    }
+
+    /// Enrols one template: for a new subject (returning its fresh ID) or, with `subject`, as
+    /// another template of an enrolled one.
+    pub fn enrol<'t>(
+        &mut self,
+        session: &Session,
+        subject: Option<&SubjectId>,
+        template: impl Into<TemplateInput<'t>>,
+    ) -> Result<SubjectId> {
+        let template = template.into();
+        self.door(session, Action::Enrol, subject.copied(), |act| {
+            let row = act.normalise(template, RowCount::One)?;
+            let (subject, key) = match subject {
+                Some(subject) => {
+                    if act.gallery.templates_of(subject) >= MAX_TEMPLATES_PER_SUBJECT {
+                        return Err(Error::InvalidArgument {
+                            what: "template",
+                            reason: format!("subject already holds the maximum of {MAX_TEMPLATES_PER_SUBJECT} templates"),
+                        });
+                    }
+                    (*subject, act.existing_subject_key(subject)?)
+                }
+                None => act.new_subject()?,
+            };
+            let mut next_id = act.next_template_id()?;
+            act.store_template(subject, &key, &row, &mut next_id)?;
+            act.set_next_template_id(next_id)?;
+            Ok((subject, vec![Entry::new(Some(subject), "templates=1")]))
+        })
+    }
+
+    /// Enrols each row of `templates` as a new subject, all or nothing, and returns their IDs in row
+    /// order. Each subject gets its own audit record.
+    pub fn enrol_batch<'t>(&mut self, session: &Session, templates: impl Into<TemplateInput<'t>>) -> Result<Vec<SubjectId>> {
+        let templates = templates.into();
+        self.door(session, Action::EnrolBatch, None, |act| {
+            let rows = act.normalise(templates, RowCount::AtLeastOne)?;
+            let dim = act.settings.dim;
+            act.pending.new_rows.reserve_exact(rows.len());
+            let mut next_id = act.next_template_id()?;
+            let mut subjects = Vec::with_capacity(rows.len() / dim);
+            let mut entries = Vec::with_capacity(rows.len() / dim);
+            for row in rows.chunks_exact(dim) {
+                let (subject, key) = act.new_subject()?;
+                act.store_template(subject, &key, row, &mut next_id)?;
+                subjects.push(subject);
+                entries.push(Entry::new(Some(subject), "templates=1"));
+            }
+            act.set_next_template_id(next_id)?;
+            Ok((subjects, entries))
+        })
+    }
+
+    /// 1:1: compares `probe` with `subject`'s templates.
+    pub fn verify<'t>(&mut self, session: &Session, subject: &SubjectId, probe: impl Into<TemplateInput<'t>>) -> Result<Verification> {
+        let probe = probe.into();
+        self.door(session, Action::Verify, Some(*subject), |act| {
+            let probe = act.normalise(probe, RowCount::One)?;
+            let score = act.gallery.verify(subject, &probe).ok_or(Error::UnknownSubject(*subject))?;
+            let matched = score >= act.settings.threshold;
+            let score = round_score(score);
+            let detail = format!("match={matched} score={score:.3}");
+            Ok((Verification { subject: *subject, matched, score }, vec![Entry::new(Some(*subject), detail)]))
+        })
+    }
+
+    /// 1:N: the `k` best subjects at or above the threshold, best first.
+    pub fn identify<'t>(&mut self, session: &Session, probe: impl Into<TemplateInput<'t>>, k: usize) -> Result<Vec<Candidate>> {
+        let probe = probe.into();
+        self.door(session, Action::Identify, None, |act| {
+            if !(1..=MAX_K).contains(&k) {
+                return Err(Error::InvalidArgument {
+                    what: "k",
+                    reason: format!("must be 1 to {MAX_K}"),
+                });
+            }
+            let probe = act.normalise(probe, RowCount::One)?;
+            let candidates: Vec<Candidate> = act
+                .gallery
+                .identify(&probe, k, act.settings.threshold)
+                .into_iter()
+                .map(|(subject, score)| Candidate { subject, score: round_score(score) })
+                .collect();
+            let found: Vec<String> = candidates.iter().map(|c| c.subject.to_string()).collect();
+            let detail = format!("k={k} candidates=[{}]", found.join(","));
+            Ok((candidates, vec![Entry::new(None, detail)]))
+        })
+    }
+
+    /// Erases a subject: its wrapped data key first, then its templates. It stops matching at once,
+    /// and the WAL is truncated so no copy of the key or ciphertext lingers there.
+    pub fn erase(&mut self, session: &Session, subject: &SubjectId) -> Result<()> {
+        self.door(session, Action::Erase, Some(*subject), |act| {
+            if !act.gallery.contains(subject) {
+                return Err(Error::UnknownSubject(*subject));
+            }
+            let templates = store::erase_subject(act.tx, subject.as_bytes())?;
+            act.pending.erased.push(*subject);
+            Ok(((), vec![Entry::new(Some(*subject), format!("templates={templates}"))]))
+        })
+    }
+
+    /// Counts and settings.
+    pub fn stats(&mut self, session: &Session) -> Result<Stats> {
+        self.door(session, Action::Stats, None, |act| {
+            let stats = Stats {
+                subjects: act.gallery.subject_count(),
+                templates: act.gallery.template_count(),
+                dim: act.settings.dim,
+                model: act.settings.model.clone(),
+                threshold: act.settings.threshold,
+            };
+            Ok((stats, vec![Entry::new(None, "")]))
+        })
+    }
+
+    /// Checks the whole audit chain and returns how many records verified; names the first bad
+    /// record otherwise.
+    pub fn verify_audit(&mut self, session: &Session) -> Result<u64> {
+        self.door(session, Action::AuditVerify, None, |act| {
+            let head = store::chain_head(act.tx)?;
+            let mut records = Vec::new();
+            store::audit_records(act.tx, 0, |record| {
+                records.push(record);
+                Ok(())
+            })?;
+            let verified = audit::verify_chain(act.keys.audit_key(), records, &head)?;
+            Ok((verified, vec![Entry::new(None, format!("entries={verified}"))]))
+        })
+    }
+
+    /// Every audit record, oldest first.
+    pub fn audit_log(&mut self, session: &Session) -> Result<Vec<AuditRecord>> {
+        self.door(session, Action::AuditShow, None, |act| {
+            let mut records = Vec::new();
+            store::audit_records(act.tx, 0, |stored| {
+                records.push(stored?.record);
+                Ok(())
+            })?;
+            let detail = format!("entries={}", records.len());
+            Ok((records, vec![Entry::new(None, detail)]))
+        })
+    }
+
+    /// The door: session check → authorisation → the operation and its audit records in one
+    /// transaction → the in-memory state, after commit. A refusal is audited on its own.
+    fn door<T>(
+        &mut self,
+        session: &Session,
+        action: Action,
+        subject: Option<SubjectId>,
+        body: impl FnOnce(&mut Act<'_>) -> Result<(T, Vec<Entry>)>,
+    ) -> Result<T> {
+        let refusal = if session.opening != self.opening {
+            Some(Error::ForeignSession)
+        } else if !session.role.permits(action) {
+            Some(Error::Forbidden {
+                role: session.role,
+                action,
+            })
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            self.audit_attempt(&session.name, action, subject, Outcome::Denied, &e);
+            return Err(e);
+        }
+        let now = self.clock.now();
+        let outcome = (|| {
+            let tx = self.store.transaction()?;
+            let mut act = Act {
+                tx: &tx,
+                keys: &self.keys,
+                settings: &self.settings,
+                gallery: &self.gallery,
+                now,
+                pending: Pending::default(),
+            };
+            let (value, entries) = body(&mut act)?;
+            let pending = act.pending;
+            for entry in entries {
+                store::append_audit(
+                    &tx,
+                    self.keys.audit_key(),
+                    record(now, &session.name, action, entry.subject, Outcome::Allowed, entry.detail),
+                )?;
+            }
+            tx.commit()?;
+            Ok::<_, Error>((value, pending))
+        })();
+        match outcome {
+            Ok((value, pending)) => {
+                self.apply(pending);
+                Ok(value)
+            }
+            Err(e) => {
+                let outcome = match e.class() {
+                    ErrorClass::BadInput | ErrorClass::Refused => Outcome::Denied,
+                    ErrorClass::Integrity | ErrorClass::Other => Outcome::Failed,
+                };
+                self.audit_attempt(&session.name, action, subject, outcome, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Brings the in-memory state in step with a committed transaction.
+    fn apply(&mut self, pending: Pending) {
+        let dim = self.settings.dim;
+        self.gallery.reserve(pending.new_row_owners.len());
+        for ((subject, template_id), row) in pending.new_row_owners.iter().zip(pending.new_rows.chunks_exact(dim)) {
+            self.gallery.push(*subject, *template_id, row);
+        }
+        for subject in &pending.erased {
+            self.gallery.remove_subject(subject);
+        }
+        if let Some(threshold) = pending.threshold {
+            self.settings.threshold = threshold;
+        }
+        if !pending.erased.is_empty() || self.checkpoint_due {
+            // The erasure is committed either way; a WAL that could not be truncated now is retried
+            // after the next operation and at close.
+            self.checkpoint_due = self.store.checkpoint_truncate().is_err();
+        }
+    }
+
+    fn audit_attempt(&mut self, actor: &str, action: Action, subject: Option<SubjectId>, outcome: Outcome, error: &Error) {
+        let detail = format!("{}: {error}", error.code());
+        self.audit_attempt_detail(actor, action, subject, outcome, &detail);
+    }
+
+    /// Writes one audit record in a transaction of its own. If even that fails (the disk is full,
+    /// say) the caller still gets the original error; there is nothing better to do with it.
+    fn audit_attempt_detail(&mut self, actor: &str, action: Action, subject: Option<SubjectId>, outcome: Outcome, detail: &str) {
+        let now = self.clock.now();
+        let audit_key = self.keys.audit_key();
+        let written = self.store.transaction().and_then(|tx| {
+            store::append_audit(&tx, audit_key, record(now, actor, action, subject, outcome, detail.to_string()))?;
+            Ok(tx.commit()?)
+        });
+        drop(written);
+    }
+
+    /// Closes the vault, truncating the WAL.
+    pub fn close(self) -> Result<()> {
+        self.store.checkpoint_truncate()
+    }
+}
+
+fn record(at: UnixMillis, actor: &str, action: Action, subject: Option<SubjectId>, outcome: Outcome, detail: String) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        at,
+        actor: actor.to_string(),
+        action: action.as_str().to_string(),
+        subject: subject.map(|s| s.to_string()),
+        outcome,
+        detail,
+    }
+}
+
+fn insert_principal(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    name: &str,
+    role: Role,
+    password: &Password,
+    now: UnixMillis,
+) -> Result<()> {
+    let credential = access::hash_password(password)?;
+    let mut row = PrincipalRow {
+        role: role.as_str().to_string(),
+        salt: credential.salt,
+        iterations: i64::from(credential.iterations),
+        hash: credential.hash,
+        mac: Vec::new(),
+    };
+    let iteration_bytes = u64::from(credential.iterations).to_le_bytes();
+    row.mac = keys.record_mac("principal", &principal_mac_fields(name, &row, &iteration_bytes));
+    store::insert_principal(conn, name, &row, now)
+}
+
+fn round_score(score: f32) -> f32 {
+    let scale = 10f32.powi(SCORE_DECIMALS);
+    (score * scale).round() / scale
+}
+
+fn remove_database_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(Path::new(&name));
+    }
+}
