@@ -119,7 +119,7 @@ pub struct Verification {
     #[serde(rename = "match")]
     pub matched: bool,
     /// The best score over the subject's templates, rounded to [`SCORE_DECIMALS`].
-    pub score: f32,
+    pub score: f64,
 }
 
 /// One answer of a 1:N identification.
@@ -128,7 +128,7 @@ pub struct Candidate {
     /// The subject.
     pub subject: SubjectId,
     /// Its best score, rounded to [`SCORE_DECIMALS`].
-    pub score: f32,
+    pub score: f64,
 }
 
 /// Counts and settings.
@@ -143,7 +143,7 @@ pub struct Stats {
     /// The face model.
     pub model: String,
     /// The match threshold.
-    pub threshold: f32,
+    pub threshold: f64,
 }
 
 /// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
@@ -674,7 +674,7 @@ impl Vault {
                 templates: act.gallery.template_count(),
                 dim: act.settings.dim,
                 model: act.settings.model.clone(),
-                threshold: act.settings.threshold,
+                threshold: shortest_f64(act.settings.threshold),
             };
             Ok((stats, vec![Entry::new(None, "")]))
         })
@@ -846,9 +846,15 @@ fn insert_principal(
     store::insert_principal(conn, name, &row, now)
 }
 
-fn round_score(score: f32) -> f32 {
-    let scale = 10f32.powi(SCORE_DECIMALS);
-    (score * scale).round() / scale
+fn round_score(score: f32) -> f64 {
+    let scale = 10f64.powi(SCORE_DECIMALS);
+    (f64::from(score) * scale).round() / scale
+}
+
+/// The f64 nearest to `value`'s shortest decimal form, so that a threshold typed as 0.4 is shown
+/// as 0.4 and not as 0.4000000059604645.
+pub(crate) fn shortest_f64(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
 }
 
 fn remove_database_files(path: &Path) {

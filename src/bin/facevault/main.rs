@@ -214,7 +214,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         let config = VaultConfig { dim: *dim, model: model.clone(), threshold: *threshold };
         let vault = Vault::create(&cli.db, &keys, &config, admin, &password)?;
         vault.close()?;
-        return Ok(json!({"dim": dim, "model": model, "threshold": threshold, "admin": admin}));
+        return Ok(json!({"dim": dim, "model": model, "threshold": decimal(*threshold), "admin": admin}));
     }
 
     // Everything the command needs from argv and files is gathered before the vault is opened,
@@ -311,12 +311,17 @@ impl Request {
             Request::Stats => json!(vault.stats(session)?),
             Request::SetThreshold { threshold } => {
                 vault.set_threshold(session, threshold)?;
-                json!({"threshold": threshold})
+                json!({"threshold": decimal(threshold)})
             }
             Request::AuditVerify => json!({"ok": true, "entries": vault.verify_audit(session)?}),
             Request::AuditShow => json!({"entries": vault.audit_log(session)?}),
         })
     }
+}
+
+/// An f32 as the decimal it was typed as (0.4, not 0.4000000059604645).
+fn decimal(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
 }
 
 fn password_from(variable: &str) -> Result<Password, Failure> {

@@ -1,0 +1,277 @@
+//! Shared helpers for the integration tests: a deterministic face-like data generator, vaults in
+//! temporary folders, and a driver for the built `facevault` binary.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use facevault::{FixedKey, ManualClock, Password, Role, Session, Vault, VaultConfig};
+use serde_json::Value;
+
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+pub const OPERATOR: &str = "gate";
+pub const OPERATOR_PASSWORD: &str = "operator-password-1";
+pub const KEY: [u8; 32] = [0x5a; 32];
+pub const START: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+/// A small deterministic generator (xorshift64*), so every test run sees the same data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in (0, 1].
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn gaussian(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+    }
+
+    pub fn gaussian_vec(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.gaussian()).collect()
+    }
+}
+
+pub fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Face-like identities as in ../shared/bench/gen_gallery.py: a demographic cluster centre plus an
+/// individual offset, so neighbours are hard rather than random.
+pub struct Faces {
+    pub dim: usize,
+    centres: Vec<Vec<f32>>,
+    rng: Rng,
+}
+
+impl Faces {
+    pub fn new(dim: usize, clusters: usize, seed: u64) -> Self {
+        let mut rng = Rng::new(seed);
+        let centres = (0..clusters).map(|_| unit(rng.gaussian_vec(dim))).collect();
+        Self { dim, centres, rng }
+    }
+
+    /// A new person.
+    pub fn person(&mut self) -> Vec<f32> {
+        let centre = self.centres[(self.rng.next_u64() % self.centres.len() as u64) as usize].clone();
+        let scale = 1.6 / (self.dim as f32).sqrt();
+        unit(centre.iter().map(|c| c + scale * self.rng.gaussian()).collect())
+    }
+
+    /// A new capture of `person` with capture noise of strength `noise` (1.0 gives a cosine of about 0.7).
+    pub fn capture(&mut self, person: &[f32], noise: f32) -> Vec<f32> {
+        let scale = noise / (self.dim as f32).sqrt();
+        unit(person.iter().map(|p| p + scale * self.rng.gaussian()).collect())
+    }
+}
+
+pub fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// A vault in a temporary folder, with a fixed key, a manual clock, an admin and an operator.
+pub struct TestVault {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub clock: Arc<ManualClock>,
+    pub vault: Vault,
+    pub admin: Session,
+    pub operator: Session,
+}
+
+impl TestVault {
+    pub fn new(dim: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let clock = Arc::new(ManualClock::new(START));
+        let mut vault = Vault::create_with_clock(
+            &path,
+            &FixedKey::new(KEY),
+            &VaultConfig::new(dim, "test-model"),
+            ADMIN,
+            &Password::new(ADMIN_PASSWORD),
+            clock.clone(),
+        )
+        .unwrap();
+        let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+        vault
+            .add_user(&admin, OPERATOR, Role::Operator, &Password::new(OPERATOR_PASSWORD))
+            .unwrap();
+        let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+        Self { dir, path, clock, vault, admin, operator }
+    }
+
+    /// Closes and reopens the vault, logging both principals in again.
+    pub fn reopen(self) -> Self {
+        let Self { dir, path, clock, vault, .. } = self;
+        vault.close().unwrap();
+        let mut vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
+        let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+        let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+        Self { dir, path, clock, vault, admin, operator }
+    }
+
+    pub fn wal_path(&self) -> PathBuf {
+        with_suffix(&self.path, "-wal")
+    }
+}
+
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Reads a file, or nothing if it does not exist.
+pub fn read_or_empty(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+/// Opens the database file directly, as an attacker with the file would.
+pub fn raw_db(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+/// The result of one run of the `facevault` binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: Value,
+    pub stderr: Value,
+}
+
+impl Run {
+    pub fn ok(&self) -> &Value {
+        assert_eq!(self.code, 0, "expected success, got {self:?}");
+        &self.stdout
+    }
+
+    /// Asserts the exit code and the JSON error code, and returns the message.
+    pub fn fails(&self, code: i32, error: &str) -> String {
+        assert_eq!(self.code, code, "{self:?}");
+        assert_eq!(self.stderr["error"], error, "{self:?}");
+        assert!(self.stdout.is_null(), "stdout must be empty on failure: {self:?}");
+        self.stderr["message"].as_str().unwrap().to_string()
+    }
+}
+
+/// A vault driven through the built binary, in its own temporary folder.
+pub struct CliVault {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub key: PathBuf,
+}
+
+impl CliVault {
+    /// `facevault init`, plus an operator account.
+    pub fn init(dim: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Self { db: dir.path().join("vault.db"), key: dir.path().join("master.key"), dir };
+        cli.run(None, &["init", "--dim", &dim.to_string(), "--admin", ADMIN, "--model", "test-model"]).ok();
+        cli.run_with_env(
+            Some((ADMIN, ADMIN_PASSWORD)),
+            &["user", "add", OPERATOR, "--role", "operator"],
+            &[("FACEVAULT_NEW_PASSWORD", OPERATOR_PASSWORD)],
+        )
+        .ok();
+        cli
+    }
+
+    pub fn file(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    pub fn admin(&self, args: &[&str]) -> Run {
+        self.run(Some((ADMIN, ADMIN_PASSWORD)), args)
+    }
+
+    pub fn operator(&self, args: &[&str]) -> Run {
+        self.run(Some((OPERATOR, OPERATOR_PASSWORD)), args)
+    }
+
+    pub fn run(&self, user: Option<(&str, &str)>, args: &[&str]) -> Run {
+        self.run_with_env(user, args, &[])
+    }
+
+    pub fn run_with_env(&self, user: Option<(&str, &str)>, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_facevault"));
+        command.arg("--db").arg(&self.db).arg("--key-file").arg(&self.key);
+        command.env_remove("FACEVAULT_PASSWORD").env_remove("FACEVAULT_NEW_PASSWORD");
+        match user {
+            Some((name, password)) => {
+                command.args(["--as", name]).env("FACEVAULT_PASSWORD", password);
+            }
+            // `init` reads the first admin's password from the same variable.
+            None => {
+                command.env("FACEVAULT_PASSWORD", ADMIN_PASSWORD);
+            }
+        }
+        command.args(args).envs(env.iter().copied());
+        let output = command.output().unwrap();
+        let parse = |bytes: &[u8]| -> Value {
+            let text = String::from_utf8(bytes.to_vec()).unwrap();
+            if text.trim().is_empty() {
+                return Value::Null;
+            }
+            assert_eq!(text.trim().lines().count(), 1, "exactly one JSON line expected: {text}");
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: parse(&output.stdout),
+            stderr: parse(&output.stderr),
+        }
+    }
+
+    pub fn audit(&self) -> Vec<Value> {
+        self.admin(&["audit", "show"]).ok()["entries"].as_array().unwrap().clone()
+    }
+
+    pub fn stats(&self) -> Value {
+        self.admin(&["stats"]).ok().clone()
+    }
+}
+
+/// Every `N`-byte window of each of `sources`.
+pub fn windows<const N: usize>(sources: &[Vec<u8>]) -> std::collections::HashSet<[u8; N]> {
+    sources
+        .iter()
+        .flat_map(|bytes| bytes.windows(N).map(|w| <[u8; N]>::try_from(w).unwrap()))
+        .collect()
+}
+
+/// The offset of the first `N`-byte window of `haystack` that is in `needles`.
+pub fn find_any<const N: usize>(haystack: &[u8], needles: &std::collections::HashSet<[u8; N]>) -> Option<usize> {
+    haystack
+        .windows(N)
+        .position(|w| needles.contains(&<[u8; N]>::try_from(w).unwrap()))
+}
+
+/// The vault's own normalisation: f64 norm, each value divided in f64 then rounded to f32.
+pub fn normalised(values: &[f32]) -> Vec<f32> {
+    let norm = values.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt();
+    values.iter().map(|v| (f64::from(*v) / norm) as f32).collect()
+}

@@ -1,0 +1,250 @@
+//! An attacker with the file: a wrong key, flipped bytes, swapped rows and edited settings are each
+//! a distinct, clear error naming the damaged record, never a wrong answer and never a panic.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use facevault::{Error, FixedKey, Password, Vault};
+use rusqlite::params;
+
+/// A closed vault file with 20 subjects (the first five with two templates each), its folder and
+/// its subjects' IDs.
+fn populated_vault() -> (tempfile::TempDir, PathBuf, Vec<String>) {
+    let mut tv = TestVault::new(64);
+    let mut faces = Faces::new(64, 4, 3);
+    let mut subjects = Vec::new();
+    for i in 0..20 {
+        let person = faces.person();
+        let subject = tv.vault.enrol(&tv.admin, None, &person).unwrap();
+        if i < 5 {
+            tv.vault.enrol(&tv.admin, Some(&subject), &faces.capture(&person, 0.5)).unwrap();
+        }
+        subjects.push(subject.to_string());
+    }
+    tv.vault.close().unwrap();
+    (tv.dir, tv.path, subjects)
+}
+
+/// A copy of the vault's (closed, checkpointed) file, edited by `edit` through plain SQLite.
+fn tampered_copy(source: &Path, name: &str, edit: impl FnOnce(&rusqlite::Connection)) -> PathBuf {
+    let target = source.with_file_name(name);
+    std::fs::copy(source, &target).unwrap();
+    let conn = raw_db(&target);
+    edit(&conn);
+    drop(conn);
+    target
+}
+
+fn open(path: &Path) -> Result<Vault, Error> {
+    Vault::open(path, &FixedKey::new(KEY))
+}
+
+fn integrity_record(result: Result<Vault, Error>) -> (&'static str, String) {
+    match result {
+        Err(Error::Integrity { table, record }) => (table, record),
+        other => panic!("expected an integrity error, got {other:?}"),
+    }
+}
+
+fn template_ids(conn: &rusqlite::Connection) -> Vec<i64> {
+    let mut statement = conn.prepare("SELECT id FROM templates ORDER BY id").unwrap();
+    statement.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn a_flipped_byte_in_any_template_ciphertext_or_nonce_names_the_record() {
+    let (_dir, path, _) = populated_vault();
+    let ids = template_ids(&raw_db(&path));
+    assert_eq!(ids.len(), 25);
+    let mut rng = Rng::new(11);
+    for (n, id) in ids.iter().enumerate() {
+        let column = if n % 4 == 3 { "nonce" } else { "ciphertext" };
+        let copy = tampered_copy(&path, &format!("flip-{id}.db"), |conn| {
+            let mut blob: Vec<u8> =
+                conn.query_row(&format!("SELECT {column} FROM templates WHERE id = ?1"), [id], |r| r.get(0)).unwrap();
+            let at = (rng.next_u64() % blob.len() as u64) as usize;
+            blob[at] ^= 1 << (rng.next_u64() % 8);
+            conn.execute(&format!("UPDATE templates SET {column} = ?1 WHERE id = ?2"), params![blob, id]).unwrap();
+        });
+        assert_eq!(integrity_record(open(&copy)), ("templates", id.to_string()), "{column} of template {id}");
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_wrapped_key_names_the_subject() {
+    let (_dir, path, subjects) = populated_vault();
+    for (n, subject) in subjects.iter().enumerate().step_by(3) {
+        let copy = tampered_copy(&path, &format!("key-{n}.db"), |conn| {
+            let id = hex_to_bytes(subject);
+            let mut wrapped: Vec<u8> =
+                conn.query_row("SELECT wrapped_key FROM subjects WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+            let at = n % wrapped.len();
+            wrapped[at] ^= 0x80;
+            conn.execute("UPDATE subjects SET wrapped_key = ?1 WHERE id = ?2", params![wrapped, id]).unwrap();
+        });
+        assert_eq!(integrity_record(open(&copy)), ("subjects", subject.clone()));
+    }
+}
+
+fn hex_to_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+#[test]
+fn swapped_ciphertexts_between_two_subjects_are_caught() {
+    let (_dir, path, _) = populated_vault();
+    // Templates 11 and 12 belong to two different single-template subjects.
+    let copy = tampered_copy(&path, "swap.db", |conn| {
+        let row = |id: i64| -> (Vec<u8>, Vec<u8>) {
+            conn.query_row("SELECT nonce, ciphertext FROM templates WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+        };
+        let (a, b) = (row(11), row(12));
+        for (id, (nonce, ciphertext)) in [(11, b), (12, a)] {
+            conn.execute("UPDATE templates SET nonce = ?1, ciphertext = ?2 WHERE id = ?3", params![nonce, ciphertext, id])
+                .unwrap();
+        }
+    });
+    assert_eq!(integrity_record(open(&copy)).0, "templates");
+
+    // Moving a template row to another subject fails the same way.
+    let copy = tampered_copy(&path, "move.db", |conn| {
+        conn.execute("UPDATE templates SET subject_id = (SELECT subject_id FROM templates WHERE id = 20) WHERE id = 19", [])
+            .unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)), ("templates", "19".to_string()));
+
+    // Swapping two subjects' wrapped keys breaks both.
+    let copy = tampered_copy(&path, "swap-keys.db", |conn| {
+        conn.execute_batch(
+            "CREATE TEMP TABLE k AS SELECT id, wrapped_key FROM subjects ORDER BY id LIMIT 2;
+             UPDATE subjects SET wrapped_key = (SELECT wrapped_key FROM k WHERE k.id != subjects.id)
+             WHERE id IN (SELECT id FROM k);",
+        )
+        .unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)).0, "subjects");
+}
+
+#[test]
+fn deleting_a_subjects_templates_is_caught() {
+    let (_dir, path, _) = populated_vault();
+    let copy = tampered_copy(&path, "orphan.db", |conn| {
+        conn.execute("DELETE FROM templates WHERE id = 12", []).unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)).0, "subjects");
+}
+
+#[test]
+fn an_edited_threshold_or_role_is_caught() {
+    let (_dir, path, _) = populated_vault();
+    let copy = tampered_copy(&path, "threshold.db", |conn| {
+        conn.execute("UPDATE meta SET value = -1.0 WHERE key = 'threshold'", []).unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)), ("meta", "settings".to_string()));
+
+    let copy = tampered_copy(&path, "role.db", |conn| {
+        conn.execute("UPDATE principals SET role = 'admin' WHERE name = ?1", [OPERATOR]).unwrap();
+    });
+    let mut vault = open(&copy).unwrap();
+    match vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)) {
+        Err(Error::Integrity { table: "principals", record }) => assert_eq!(record, OPERATOR),
+        other => panic!("expected an integrity error, got {other:?}"),
+    }
+
+    // A password hash copied from another principal does not log in either.
+    let copy = tampered_copy(&path, "hash.db", |conn| {
+        conn.execute(
+            "UPDATE principals SET salt = (SELECT salt FROM principals WHERE name = ?1),
+                                   hash = (SELECT hash FROM principals WHERE name = ?1) WHERE name = ?2",
+            [OPERATOR, ADMIN],
+        )
+        .unwrap();
+    });
+    let mut vault = open(&copy).unwrap();
+    assert!(matches!(
+        vault.login(ADMIN, &Password::new(OPERATOR_PASSWORD)),
+        Err(Error::Integrity { table: "principals", .. })
+    ));
+}
+
+#[test]
+fn wrong_key_is_refused_before_anything_is_read_or_written() {
+    let (_dir, path, _) = populated_vault();
+    let before = std::fs::read(&path).unwrap();
+    let mut other_key = KEY;
+    other_key[31] ^= 1;
+    assert!(matches!(Vault::open(&path, &FixedKey::new(other_key)), Err(Error::WrongKey)));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert!(read_or_empty(&with_suffix(&path, "-wal")).is_empty());
+}
+
+#[test]
+fn cli_wrong_key_exits_4_and_writes_nothing() {
+    let cli = CliVault::init(16);
+    let template = cli.file("t.f32", &le_bytes(&Rng::new(1).gaussian_vec(16)));
+    cli.admin(&["enroll", "--template", &template]).ok();
+    let before = std::fs::read(&cli.db).unwrap();
+    let wrong_key = cli.dir.path().join("wrong.key");
+    std::fs::write(&wrong_key, [9u8; 32]).unwrap();
+    set_private(&wrong_key);
+    for args in [vec!["stats"], vec!["identify", "--probe", &template], vec!["audit", "show"]] {
+        let mut full = vec!["--db", cli.db.to_str().unwrap(), "--key-file", wrong_key.to_str().unwrap(), "--as", ADMIN];
+        full.extend(args);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
+            .args(&full)
+            .env("FACEVAULT_PASSWORD", ADMIN_PASSWORD)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(4));
+        assert!(output.stdout.is_empty());
+        let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+        assert_eq!(error["error"], "wrong_key");
+    }
+    assert_eq!(std::fs::read(&cli.db).unwrap(), before, "the database changed");
+    assert!(read_or_empty(&with_suffix(&cli.db, "-wal")).is_empty());
+}
+
+#[test]
+fn cli_damaged_ciphertext_exits_4_and_never_answers_a_match() {
+    let cli = CliVault::init(16);
+    let template = Rng::new(5).gaussian_vec(16);
+    let file = cli.file("t.f32", &le_bytes(&template));
+    let subject = cli.admin(&["enroll", "--template", &file]).ok()["subject"].as_str().unwrap().to_string();
+    let conn = raw_db(&cli.db);
+    let mut blob: Vec<u8> = conn.query_row("SELECT ciphertext FROM templates", [], |r| r.get(0)).unwrap();
+    blob[3] ^= 4;
+    conn.execute("UPDATE templates SET ciphertext = ?1", [blob]).unwrap();
+    drop(conn);
+    let run = cli.operator(&["verify", "--subject", &subject, "--probe", &file]);
+    let message = run.fails(4, "integrity");
+    assert!(message.contains("templates record 1"), "{message}");
+    cli.operator(&["identify", "--probe", &file]).fails(4, "integrity");
+}
+
+#[test]
+fn key_file_that_others_can_read_or_of_wrong_length_is_refused() {
+    let cli = CliVault::init(8);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cli.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let message = cli.admin(&["stats"]).fails(3, "key_file");
+        assert!(message.contains("chmod 600"), "{message}");
+        set_private(&cli.key);
+    }
+    let key = std::fs::read(&cli.key).unwrap();
+    std::fs::write(&cli.key, &key[..31]).unwrap();
+    cli.admin(&["stats"]).fails(4, "key_file");
+}
+
+fn set_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
