@@ -1,0 +1,127 @@
+//! Access control through the binary: roles separate duties, a wrong password gets nothing, and no
+//! command touches data without an authenticated user. Every refusal is audited.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+
+const DIM: usize = 8;
+
+fn vault_with_one_subject() -> (CliVault, String, String) {
+    let cli = CliVault::init(DIM);
+    let template = cli.file("t.f32", &le_bytes(&Rng::new(2).gaussian_vec(DIM)));
+    let subject = cli.admin(&["enroll", "--template", &template]).ok()["subject"].as_str().unwrap().to_string();
+    (cli, subject, template)
+}
+
+#[test]
+fn an_operator_can_verify_and_identify_but_not_enrol_or_erase() {
+    let (cli, subject, template) = vault_with_one_subject();
+    let verified = cli.operator(&["verify", "--subject", &subject, "--probe", &template]).ok().clone();
+    assert_eq!(verified["match"], true);
+    assert_eq!(verified["subject"], subject.as_str());
+    let found = cli.operator(&["identify", "--probe", &template]).ok().clone();
+    assert_eq!(found["candidates"][0]["subject"], subject.as_str());
+
+    let message = cli.operator(&["enroll", "--template", &template]).fails(3, "forbidden");
+    assert_eq!(message, "role operator may not enrol");
+    cli.operator(&["enroll-batch", "--templates", &template]).fails(3, "forbidden");
+    cli.operator(&["erase", "--subject", &subject]).fails(3, "forbidden");
+    cli.operator(&["audit", "show"]).fails(3, "forbidden");
+    cli.operator(&["set-threshold", "0.1"]).fails(3, "forbidden");
+    cli.run_with_env(
+        Some((OPERATOR, OPERATOR_PASSWORD)),
+        &["user", "add", "mallory", "--role", "admin"],
+        &[("FACEVAULT_NEW_PASSWORD", "mallory-password")],
+    )
+    .fails(3, "forbidden");
+
+    assert_eq!(cli.stats()["templates"], 1, "the refused enrolments wrote nothing");
+    let audit = cli.audit();
+    let denied: Vec<&str> = audit
+        .iter()
+        .filter(|r| r["actor"] == OPERATOR && r["outcome"] == "denied")
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(denied, ["enrol", "enrol_batch", "erase", "audit_show", "set_threshold", "user_add"]);
+}
+
+#[test]
+fn duties_are_separated_between_roles() {
+    let (cli, subject, template) = vault_with_one_subject();
+    for (user, role) in [("clerk", "enroller"), ("inspector", "auditor")] {
+        cli.run_with_env(
+            Some((ADMIN, ADMIN_PASSWORD)),
+            &["user", "add", user, "--role", role],
+            &[("FACEVAULT_NEW_PASSWORD", "a-long-password")],
+        )
+        .ok();
+    }
+    let clerk = |args: &[&str]| cli.run(Some(("clerk", "a-long-password")), args);
+    let inspector = |args: &[&str]| cli.run(Some(("inspector", "a-long-password")), args);
+    clerk(&["enroll", "--template", &template]).ok();
+    clerk(&["identify", "--probe", &template]).fails(3, "forbidden");
+    clerk(&["audit", "show"]).fails(3, "forbidden");
+    inspector(&["audit", "verify"]).ok();
+    inspector(&["enroll", "--template", &template]).fails(3, "forbidden");
+    inspector(&["verify", "--subject", &subject, "--probe", &template]).fails(3, "forbidden");
+    // The admin manages the vault but does not run the matcher.
+    cli.admin(&["identify", "--probe", &template]).fails(3, "forbidden");
+}
+
+#[test]
+fn a_wrong_password_or_unknown_user_gets_nothing() {
+    let (cli, subject, template) = vault_with_one_subject();
+    let wrong = cli.run(Some((OPERATOR, "not-the-password")), &["verify", "--subject", &subject, "--probe", &template]);
+    let unknown = cli.run(Some(("nobody", OPERATOR_PASSWORD)), &["identify", "--probe", &template]);
+    let wrong_message = wrong.fails(3, "authentication_failed");
+    let unknown_message = unknown.fails(3, "authentication_failed");
+    assert_eq!(wrong_message, unknown_message, "the answer must not reveal which names exist");
+    let audit = cli.audit();
+    let logins: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|r| r["action"] == "login")
+        .map(|r| (r["actor"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(logins, [(OPERATOR, "denied"), ("nobody", "denied")]);
+    assert!(!audit.iter().any(|r| r["action"] == "verify" || r["action"] == "identify"));
+}
+
+#[test]
+fn no_command_touches_data_without_a_user() {
+    let (cli, subject, template) = vault_with_one_subject();
+    let before = cli.audit().len();
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["stats"],
+        vec!["enroll", "--template", &template],
+        vec!["enroll-batch", "--templates", &template],
+        vec!["verify", "--subject", &subject, "--probe", &template],
+        vec!["identify", "--probe", &template],
+        vec!["erase", "--subject", &subject],
+        vec!["set-threshold", "0.2"],
+        vec!["audit", "verify"],
+        vec!["audit", "show"],
+    ];
+    for args in &commands {
+        cli.run(None, args).fails(3, "authentication_required");
+    }
+    assert_eq!(cli.stats()["templates"], 1);
+    let audit = cli.audit();
+    let anonymous = &audit[before + 1..before + 1 + commands.len()];
+    assert!(anonymous.iter().all(|r| r["actor"] == "-" && r["outcome"] == "denied"), "{anonymous:?}");
+}
+
+#[test]
+fn a_missing_password_variable_is_a_usage_error() {
+    let (cli, _, _) = vault_with_one_subject();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
+        .args(["--db", cli.db.to_str().unwrap(), "--key-file", cli.key.to_str().unwrap(), "--as", ADMIN, "stats"])
+        .env_remove("FACEVAULT_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert_eq!(error["error"], "usage");
+    assert!(error["message"].as_str().unwrap().contains("FACEVAULT_PASSWORD"));
+}
