@@ -58,7 +58,14 @@ impl Role {
         match self {
             Role::Admin => matches!(
                 action,
-                AddUser | SetThreshold | Enrol | EnrolBatch | Erase | Stats | AuditVerify | AuditShow
+                AddUser
+                    | SetThreshold
+                    | Enrol
+                    | EnrolBatch
+                    | Erase
+                    | Stats
+                    | AuditVerify
+                    | AuditShow
             ),
             Role::Enroller => matches!(action, Enrol | EnrolBatch | Erase | Stats),
             Role::Operator => matches!(action, Verify | Identify | Stats),
@@ -198,9 +205,9 @@ pub(crate) fn check_principal_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
     if valid {
         Ok(())
     } else {
@@ -261,8 +268,14 @@ mod tests {
     #[test]
     fn password_hash_verifies_only_the_right_password() {
         let credential = hash_password(&Password::new("correct horse")).unwrap();
-        assert!(password_matches(&Password::new("correct horse"), &credential));
-        assert!(!password_matches(&Password::new("correct horsf"), &credential));
+        assert!(password_matches(
+            &Password::new("correct horse"),
+            &credential
+        ));
+        assert!(!password_matches(
+            &Password::new("correct horsf"),
+            &credential
+        ));
         let again = hash_password(&Password::new("correct horse")).unwrap();
         assert_ne!(credential.salt, again.salt);
         assert_ne!(credential.hash, again.hash);
@@ -284,7 +297,13 @@ mod tests {
 
     #[test]
     fn role_names_round_trip() {
-        for role in [Role::Admin, Role::Enroller, Role::Operator, Role::Auditor, Role::Exporter] {
+        for role in [
+            Role::Admin,
+            Role::Enroller,
+            Role::Operator,
+            Role::Auditor,
+            Role::Exporter,
+        ] {
             assert_eq!(role.as_str().parse::<Role>().ok(), Some(role));
         }
         assert!("root".parse::<Role>().is_err());
@@ -298,6 +317,9 @@ mod tests {
         }
         assert!(check_new_password(&Password::new("short")).is_err());
         assert!(check_new_password(&Password::new("long enough")).is_ok());
-        assert_eq!(format!("{:?}", Password::new("hunter22")), "Password([REDACTED])");
+        assert_eq!(
+            format!("{:?}", Password::new("hunter22")),
+            "Password([REDACTED])"
+        );
     }
 }

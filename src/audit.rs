@@ -78,7 +78,11 @@ pub(crate) struct StoredRecord {
 
 /// The MAC of `record` chained to the previous record's MAC. Every field is length-prefixed so
 /// that no two different records encode to the same bytes.
-pub(crate) fn chain_mac(key: &hmac::Key, previous_mac: &[u8], record: &AuditRecord) -> [u8; MAC_LEN] {
+pub(crate) fn chain_mac(
+    key: &hmac::Key,
+    previous_mac: &[u8],
+    record: &AuditRecord,
+) -> [u8; MAC_LEN] {
     let mut context = hmac::Context::with_key(key);
     context.update(b"facevault v1 audit record");
     context.update(previous_mac);
@@ -168,14 +172,24 @@ mod tests {
                 actor: format!("user{}", seq % 3),
                 action: "verify".into(),
                 subject: (seq % 2 == 0).then(|| format!("{seq:032x}")),
-                outcome: if seq % 5 == 0 { Outcome::Denied } else { Outcome::Allowed },
+                outcome: if seq % 5 == 0 {
+                    Outcome::Denied
+                } else {
+                    Outcome::Allowed
+                },
                 detail: format!("detail {seq}"),
             };
             let mac = chain_mac(&key, &previous, &record).to_vec();
             previous = mac.clone();
             out.push(StoredRecord { record, mac });
         }
-        (out, ChainHead { seq: n, mac: previous })
+        (
+            out,
+            ChainHead {
+                seq: n,
+                mac: previous,
+            },
+        )
     }
 
     fn verify(records: Vec<StoredRecord>, head: &ChainHead) -> Result<u64, Error> {
@@ -194,7 +208,10 @@ mod tests {
     fn cut_tail_is_caught() {
         let (mut records, head) = chain(10);
         records.pop();
-        assert!(matches!(verify(records, &head), Err(Error::AuditTampered { seq: 10 })));
+        assert!(matches!(
+            verify(records, &head),
+            Err(Error::AuditTampered { seq: 10 })
+        ));
     }
 
     #[test]
@@ -202,7 +219,10 @@ mod tests {
         let (mut records, head) = chain(10);
         records.swap(3, 6);
         // Seq numbers travel with the rows, so the gap shows at the first moved position.
-        assert!(matches!(verify(records, &head), Err(Error::AuditTampered { seq: 4 })));
+        assert!(matches!(
+            verify(records, &head),
+            Err(Error::AuditTampered { seq: 4 })
+        ));
     }
 
     proptest! {

@@ -93,7 +93,9 @@ impl VaultKeys {
     /// (settings such as the match threshold, principals' roles and password hashes). Each field is
     /// length-prefixed and `label` separates the kinds of record.
     pub(crate) fn record_mac(&self, label: &str, fields: &[&[u8]]) -> Vec<u8> {
-        hmac::sign(&self.records, &record_mac_input(label, fields)).as_ref().to_vec()
+        hmac::sign(&self.records, &record_mac_input(label, fields))
+            .as_ref()
+            .to_vec()
     }
 
     /// Checks, in constant time, a MAC made by [`VaultKeys::record_mac`].
@@ -110,7 +112,12 @@ impl VaultKeys {
     }
 
     /// Wraps a data key under the master key, bound to its vault and subject.
-    pub(crate) fn wrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], key: &DataKey) -> Result<Vec<u8>> {
+    pub(crate) fn wrap(
+        &self,
+        vault_id: &[u8; 16],
+        subject: &[u8; 16],
+        key: &DataKey,
+    ) -> Result<Vec<u8>> {
         let aad = wrap_aad(vault_id, subject);
         let nonce: [u8; NONCE_LEN] = random_array()?;
         let mut buffer = Vec::with_capacity(WRAPPED_KEY_LEN);
@@ -125,7 +132,12 @@ impl VaultKeys {
     }
 
     /// Unwraps a data key. `None` when the wrapped key was altered or belongs elsewhere.
-    pub(crate) fn unwrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], wrapped: &[u8]) -> Option<DataKey> {
+    pub(crate) fn unwrap(
+        &self,
+        vault_id: &[u8; 16],
+        subject: &[u8; 16],
+        wrapped: &[u8],
+    ) -> Option<DataKey> {
         if wrapped.len() != WRAPPED_KEY_LEN {
             return None;
         }
@@ -175,7 +187,11 @@ pub(crate) struct SealedTemplate {
 }
 
 /// Seals a normalised template (its f32 values, little-endian) under a subject's data key.
-pub(crate) fn seal_template(key: &DataKey, binding: &TemplateBinding<'_>, values: &[f32]) -> Result<SealedTemplate> {
+pub(crate) fn seal_template(
+    key: &DataKey,
+    binding: &TemplateBinding<'_>,
+    values: &[f32],
+) -> Result<SealedTemplate> {
     let nonce: [u8; NONCE_LEN] = random_array()?;
     // Sized up front so the buffer never reallocates and leaves plaintext copies behind; the
     // encryption then turns it into ciphertext in place.
@@ -204,13 +220,21 @@ pub(crate) fn open_template(
     out: &mut [f32],
 ) -> Option<()> {
     let plain_len = binding.dim * 4;
-    if nonce.len() != NONCE_LEN || ciphertext.len() != plain_len + TAG_LEN || out.len() != binding.dim {
+    if nonce.len() != NONCE_LEN
+        || ciphertext.len() != plain_len + TAG_LEN
+        || out.len() != binding.dim
+    {
         return None;
     }
     let (body, tag) = ciphertext.split_at(plain_len);
     let mut plain = Zeroizing::new(body.to_vec());
     key.cipher()
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), &binding.aad(), &mut plain, tag.into())
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            &binding.aad(),
+            &mut plain,
+            tag.into(),
+        )
         .ok()?;
     for (value, bytes) in out.iter_mut().zip(plain.chunks_exact(4)) {
         *value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
@@ -245,7 +269,13 @@ mod tests {
     }
 
     fn binding<'a>(subject: &'a [u8; 16], template_id: i64, dim: usize) -> TemplateBinding<'a> {
-        TemplateBinding { vault_id: &[9; 16], subject, template_id, model: "m", dim }
+        TemplateBinding {
+            vault_id: &[9; 16],
+            subject,
+            template_id,
+            model: "m",
+            dim,
+        }
     }
 
     #[test]
@@ -283,13 +313,32 @@ mod tests {
         let values = [0.6f32, 0.8];
         let sealed = seal_template(&dek, &binding(&[1; 16], 7, 2), &values).unwrap();
         let mut out = [0f32; 2];
-        assert!(open_template(&dek, &binding(&[1; 16], 7, 2), &sealed.nonce, &sealed.ciphertext, &mut out).is_some());
+        assert!(open_template(
+            &dek,
+            &binding(&[1; 16], 7, 2),
+            &sealed.nonce,
+            &sealed.ciphertext,
+            &mut out
+        )
+        .is_some());
         assert_eq!(out, values);
         for wrong in [binding(&[2; 16], 7, 2), binding(&[1; 16], 8, 2)] {
-            assert!(open_template(&dek, &wrong, &sealed.nonce, &sealed.ciphertext, &mut out).is_none());
+            assert!(
+                open_template(&dek, &wrong, &sealed.nonce, &sealed.ciphertext, &mut out).is_none()
+            );
         }
-        let other_model = TemplateBinding { model: "n", ..binding(&[1; 16], 7, 2) };
-        assert!(open_template(&dek, &other_model, &sealed.nonce, &sealed.ciphertext, &mut out).is_none());
+        let other_model = TemplateBinding {
+            model: "n",
+            ..binding(&[1; 16], 7, 2)
+        };
+        assert!(open_template(
+            &dek,
+            &other_model,
+            &sealed.nonce,
+            &sealed.ciphertext,
+            &mut out
+        )
+        .is_none());
     }
 
     proptest! {

@@ -140,7 +140,9 @@ pub enum TemplateError {
     #[error("the template is empty")]
     Empty,
     /// A byte length that is not a whole number of f32 values, or of rows.
-    #[error("the template data is truncated: {bytes} bytes is not a whole number of {dim}-value rows")]
+    #[error(
+        "the template data is truncated: {bytes} bytes is not a whole number of {dim}-value rows"
+    )]
     Truncated {
         /// The length received.
         bytes: usize,

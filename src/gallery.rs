@@ -58,7 +58,12 @@ impl Gallery {
     }
 
     /// A writable slot for a new row, for decrypting straight into the gallery at open.
-    pub(crate) fn push_with(&mut self, subject: SubjectId, template_id: i64, fill: impl FnOnce(&mut [f32]) -> bool) -> bool {
+    pub(crate) fn push_with(
+        &mut self,
+        subject: SubjectId,
+        template_id: i64,
+        fill: impl FnOnce(&mut [f32]) -> bool,
+    ) -> bool {
         self.reserve(1);
         let start = self.rows.len();
         self.rows.resize(start + self.dim, 0.0);
@@ -85,7 +90,8 @@ impl Gallery {
             let last = self.row_subject.len() - 1;
             let dim = self.dim;
             if index != last {
-                self.rows.copy_within(last * dim..(last + 1) * dim, index * dim);
+                self.rows
+                    .copy_within(last * dim..(last + 1) * dim, index * dim);
                 let moved = self.row_subject[last];
                 self.row_subject[index] = moved;
                 self.row_template[index] = self.row_template[last];
@@ -130,7 +136,12 @@ impl Gallery {
 
     /// The `k` best subjects scoring at least `threshold`, best first; each subject appears once,
     /// with the score of its best template. Ties are broken by subject ID so answers are stable.
-    pub(crate) fn identify(&self, probe: &[f32], k: usize, threshold: f32) -> Vec<(SubjectId, f32)> {
+    pub(crate) fn identify(
+        &self,
+        probe: &[f32],
+        k: usize,
+        threshold: f32,
+    ) -> Vec<(SubjectId, f32)> {
         let mut best: HashMap<SubjectId, f32> = HashMap::new();
         for (index, subject) in self.row_subject.iter().enumerate() {
             let score = dot(probe, self.row(index));
@@ -191,7 +202,10 @@ mod tests {
         g.push(id(1), 3, &[0.6, 0.8, 0.0, 0.0]);
         g.push(id(3), 4, &unit(4, 3));
         let hits = g.identify(&unit(4, 0), 5, 0.5);
-        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![id(1), id(2)]);
+        assert_eq!(
+            hits.iter().map(|h| h.0).collect::<Vec<_>>(),
+            vec![id(1), id(2)]
+        );
         assert_eq!(hits[0].1, 1.0);
         assert_eq!(g.identify(&unit(4, 0), 1, 0.5).len(), 1);
         assert_eq!(g.verify(&id(1), &unit(4, 1)), Some(0.8));
@@ -219,7 +233,10 @@ mod tests {
             assert_eq!(g.row(index)[usize::from(n % 3)], 1.0);
             assert!(g.subject_rows[&id(n % 5)].contains(&index));
         }
-        assert!(g.identify(&unit(3, 0), 10, -1.0).iter().all(|(s, _)| *s != id(2)));
+        assert!(g
+            .identify(&unit(3, 0), 10, -1.0)
+            .iter()
+            .all(|(s, _)| *s != id(2)));
     }
 
     #[test]

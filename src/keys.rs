@@ -175,25 +175,37 @@ mod tests {
         assert_eq!(mode, 0o600);
         let provider = KeyFile::new(&path);
         assert!(provider.master_key().is_ok());
-        assert!(matches!(KeyFile::create(&path), Err(Error::AlreadyExists(_))));
+        assert!(matches!(
+            KeyFile::create(&path),
+            Err(Error::AlreadyExists(_))
+        ));
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(matches!(
             provider.master_key(),
-            Err(Error::KeyFile { problem: KeyFileProblem::TooOpen, .. })
+            Err(Error::KeyFile {
+                problem: KeyFileProblem::TooOpen,
+                ..
+            })
         ));
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&path, [7u8; 31]).unwrap();
         assert!(matches!(
             provider.master_key(),
-            Err(Error::KeyFile { problem: KeyFileProblem::WrongLength, .. })
+            Err(Error::KeyFile {
+                problem: KeyFileProblem::WrongLength,
+                ..
+            })
         ));
 
         let missing = KeyFile::new(dir.path().join("nope"));
         assert!(matches!(
             missing.master_key(),
-            Err(Error::KeyFile { problem: KeyFileProblem::Missing, .. })
+            Err(Error::KeyFile {
+                problem: KeyFileProblem::Missing,
+                ..
+            })
         ));
     }
 }

@@ -92,12 +92,18 @@ impl Store {
     /// checked the key.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         if !path.is_file() {
-            return Err(Error::NotAVault(format!("{} does not exist or is not a file", path.display())));
+            return Err(Error::NotAVault(format!(
+                "{} does not exist or is not a file",
+                path.display()
+            )));
         }
         let store = Self::connect(path)?;
         let version = store.format_version()?;
         if version == 0 {
-            return Err(Error::NotAVault(format!("{} has no facevault schema", path.display())));
+            return Err(Error::NotAVault(format!(
+                "{} has no facevault schema",
+                path.display()
+            )));
         }
         if version > FORMAT_VERSION {
             return Err(Error::UnsupportedFormat {
@@ -121,7 +127,10 @@ impl Store {
             .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
             .map_err(not_a_database)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::NotAVault(format!("{} cannot be put in WAL mode", path.display())));
+            return Err(Error::NotAVault(format!(
+                "{} cannot be put in WAL mode",
+                path.display()
+            )));
         }
         conn.execute_batch(
             "PRAGMA synchronous=FULL;
@@ -153,7 +162,8 @@ impl Store {
     pub(crate) fn migrate(&mut self) -> Result<()> {
         let mut version = self.format_version()?;
         while version < FORMAT_VERSION {
-            let step = usize::try_from(version).map_err(|_| Error::NotAVault("negative schema version".into()))?;
+            let step = usize::try_from(version)
+                .map_err(|_| Error::NotAVault("negative schema version".into()))?;
             let tx = self.conn.transaction()?;
             tx.execute_batch(MIGRATIONS[step])?;
             tx.pragma_update(None, "user_version", version + 1)?;
@@ -200,15 +210,22 @@ pub(crate) fn meta_set(conn: &Connection, key: &str, value: impl rusqlite::ToSql
 }
 
 pub(crate) fn meta_get<T: rusqlite::types::FromSql>(conn: &Connection, key: &str) -> Result<T> {
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
-        .optional()
-        .map_err(|_| Error::NotAVault(format!("metadata {key:?} has the wrong type")))?
-        .ok_or_else(|| Error::NotAVault(format!("metadata {key:?} is missing")))
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+        row.get(0)
+    })
+    .optional()
+    .map_err(|_| Error::NotAVault(format!("metadata {key:?} has the wrong type")))?
+    .ok_or_else(|| Error::NotAVault(format!("metadata {key:?} is missing")))
 }
 
 // --- subjects and templates -------------------------------------------------------------------
 
-pub(crate) fn insert_subject(conn: &Connection, id: &[u8; 16], created_at: i64, wrapped_key: &[u8]) -> Result<()> {
+pub(crate) fn insert_subject(
+    conn: &Connection,
+    id: &[u8; 16],
+    created_at: i64,
+    wrapped_key: &[u8],
+) -> Result<()> {
     conn.execute(
         "INSERT INTO subjects(id, created_at, wrapped_key) VALUES (?1, ?2, ?3)",
         params![&id[..], created_at, wrapped_key],
@@ -219,9 +236,11 @@ pub(crate) fn insert_subject(conn: &Connection, id: &[u8; 16], created_at: i64, 
 /// The subject's wrapped data key; `None` when there is no such subject.
 pub(crate) fn wrapped_key(conn: &Connection, id: &[u8; 16]) -> Result<Option<Vec<u8>>> {
     Ok(conn
-        .query_row("SELECT wrapped_key FROM subjects WHERE id = ?1", [&id[..]], |row| {
-            row.get::<_, Option<Vec<u8>>>(0)
-        })
+        .query_row(
+            "SELECT wrapped_key FROM subjects WHERE id = ?1",
+            [&id[..]],
+            |row| row.get::<_, Option<Vec<u8>>>(0),
+        )
         .optional()?
         .flatten())
 }
@@ -265,7 +284,10 @@ pub(crate) fn insert_template(conn: &Connection, template: &NewTemplate<'_>) -> 
 }
 
 /// Visits every template with its subject's wrapped key, grouped by subject.
-pub(crate) fn for_each_template(conn: &Connection, mut visit: impl FnMut(TemplateRow) -> Result<()>) -> Result<()> {
+pub(crate) fn for_each_template(
+    conn: &Connection,
+    mut visit: impl FnMut(TemplateRow) -> Result<()>,
+) -> Result<()> {
     let mut statement = conn.prepare(
         "SELECT t.id, t.subject_id, t.model, t.dim, t.nonce, t.ciphertext, s.wrapped_key
          FROM templates t JOIN subjects s ON s.id = t.subject_id
@@ -291,14 +313,19 @@ pub(crate) fn subjects_without_templates(conn: &Connection) -> Result<Vec<Vec<u8
     let mut statement = conn.prepare(
         "SELECT id FROM subjects s WHERE NOT EXISTS (SELECT 1 FROM templates t WHERE t.subject_id = s.id)",
     )?;
-    let ids = statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+    let ids = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
     Ok(ids)
 }
 
 /// Erases a subject: the wrapped data key first (crypto-shredding), then its templates, then the
 /// subject row. Returns how many templates went.
 pub(crate) fn erase_subject(conn: &Connection, id: &[u8; 16]) -> Result<usize> {
-    conn.execute("UPDATE subjects SET wrapped_key = NULL WHERE id = ?1", [&id[..]])?;
+    conn.execute(
+        "UPDATE subjects SET wrapped_key = NULL WHERE id = ?1",
+        [&id[..]],
+    )?;
     let templates = conn.execute("DELETE FROM templates WHERE subject_id = ?1", [&id[..]])?;
     conn.execute("DELETE FROM subjects WHERE id = ?1", [&id[..]])?;
     Ok(templates)
@@ -315,11 +342,24 @@ pub(crate) struct PrincipalRow {
     pub mac: Vec<u8>,
 }
 
-pub(crate) fn insert_principal(conn: &Connection, name: &str, row: &PrincipalRow, created_at: i64) -> Result<()> {
+pub(crate) fn insert_principal(
+    conn: &Connection,
+    name: &str,
+    row: &PrincipalRow,
+    created_at: i64,
+) -> Result<()> {
     conn.execute(
         "INSERT INTO principals(name, role, salt, iterations, hash, mac, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![name, row.role, row.salt, row.iterations, row.hash, row.mac, created_at],
+        params![
+            name,
+            row.role,
+            row.salt,
+            row.iterations,
+            row.hash,
+            row.mac,
+            created_at
+        ],
     )?;
     Ok(())
 }
@@ -343,7 +383,10 @@ pub(crate) fn find_principal(conn: &Connection, name: &str) -> Result<Option<Pri
 }
 
 pub(crate) fn record_login_failure(conn: &Connection, name: &str) -> Result<()> {
-    conn.execute("UPDATE principals SET failures = failures + 1 WHERE name = ?1", [name])?;
+    conn.execute(
+        "UPDATE principals SET failures = failures + 1 WHERE name = ?1",
+        [name],
+    )?;
     Ok(())
 }
 
@@ -375,7 +418,11 @@ pub(crate) fn init_chain_head(conn: &Connection) -> Result<()> {
 }
 
 /// Appends a record (its `seq` is assigned here) chained to the current head, and moves the head.
-pub(crate) fn append_audit(conn: &Connection, key: &ring::hmac::Key, mut record: AuditRecord) -> Result<u64> {
+pub(crate) fn append_audit(
+    conn: &Connection,
+    key: &ring::hmac::Key,
+    mut record: AuditRecord,
+) -> Result<u64> {
     let head = chain_head(conn)?;
     record.seq = head.seq + 1;
     let mac = audit::chain_mac(key, &head.mac, &record);
@@ -399,7 +446,11 @@ pub(crate) fn append_audit(conn: &Connection, key: &ring::hmac::Key, mut record:
 }
 
 /// Reads audit records in sequence order, starting after `after_seq`.
-pub(crate) fn audit_records(conn: &Connection, after_seq: u64, mut visit: impl FnMut(Result<StoredRecord>) -> Result<()>) -> Result<()> {
+pub(crate) fn audit_records(
+    conn: &Connection,
+    after_seq: u64,
+    mut visit: impl FnMut(Result<StoredRecord>) -> Result<()>,
+) -> Result<()> {
     let mut statement = conn.prepare(
         "SELECT seq, at, actor, action, subject, outcome, detail, mac FROM audit WHERE seq > ?1 ORDER BY seq",
     )?;

@@ -82,7 +82,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", "abc", &"zz".repeat(16), &"ab".repeat(17), "é".repeat(16).as_str()] {
+        for bad in [
+            "",
+            "abc",
+            &"zz".repeat(16),
+            &"ab".repeat(17),
+            "é".repeat(16).as_str(),
+        ] {
             assert!(bad.parse::<SubjectId>().is_err(), "{bad:?} parsed");
         }
     }

@@ -27,8 +27,12 @@ pub enum TemplateInput<'a> {
 impl std::fmt::Debug for TemplateInput<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TemplateInput::Values(v) => write!(f, "TemplateInput::Values([{} values REDACTED])", v.len()),
-            TemplateInput::LeBytes(b) => write!(f, "TemplateInput::LeBytes([{} bytes REDACTED])", b.len()),
+            TemplateInput::Values(v) => {
+                write!(f, "TemplateInput::Values([{} values REDACTED])", v.len())
+            }
+            TemplateInput::LeBytes(b) => {
+                write!(f, "TemplateInput::LeBytes([{} bytes REDACTED])", b.len())
+            }
         }
     }
 }
@@ -72,7 +76,10 @@ pub(crate) fn normalise_rows(
                 if b.is_empty() {
                     return Err(TemplateError::Empty);
                 }
-                return Err(TemplateError::Truncated { bytes: b.len(), dim });
+                return Err(TemplateError::Truncated {
+                    bytes: b.len(),
+                    dim,
+                });
             }
             b.len() / 4
         }
@@ -82,16 +89,24 @@ pub(crate) fn normalise_rows(
     }
     let rows = match count {
         RowCount::One if values_len != dim => {
-            return Err(TemplateError::WrongDimension { expected: dim, got: values_len })
+            return Err(TemplateError::WrongDimension {
+                expected: dim,
+                got: values_len,
+            })
         }
         RowCount::One => 1,
         RowCount::AtLeastOne if values_len % dim != 0 => {
-            return Err(TemplateError::WrongDimension { expected: dim, got: values_len })
+            return Err(TemplateError::WrongDimension {
+                expected: dim,
+                got: values_len,
+            })
         }
         RowCount::AtLeastOne => values_len / dim,
     };
     if rows > MAX_ROWS_PER_CALL {
-        return Err(TemplateError::TooManyRows { max: MAX_ROWS_PER_CALL });
+        return Err(TemplateError::TooManyRows {
+            max: MAX_ROWS_PER_CALL,
+        });
     }
     let mut out = Zeroizing::new(Vec::with_capacity(values_len));
     match input {
@@ -145,9 +160,11 @@ mod tests {
     #[test]
     fn bytes_and_values_agree() {
         let values = [1.0f32, -2.0, 0.5, 7.0];
-        let from_values = normalise_rows(TemplateInput::Values(&values), 2, RowCount::AtLeastOne).unwrap();
+        let from_values =
+            normalise_rows(TemplateInput::Values(&values), 2, RowCount::AtLeastOne).unwrap();
         let raw = bytes(&values);
-        let from_bytes = normalise_rows(TemplateInput::LeBytes(&raw), 2, RowCount::AtLeastOne).unwrap();
+        let from_bytes =
+            normalise_rows(TemplateInput::LeBytes(&raw), 2, RowCount::AtLeastOne).unwrap();
         assert_eq!(from_values.as_slice(), from_bytes.as_slice());
     }
 
@@ -156,20 +173,62 @@ mod tests {
         let check = |input: TemplateInput<'_>, count, expected: TemplateError| {
             assert_eq!(normalise_rows(input, 4, count).err(), Some(expected));
         };
-        check(TemplateInput::LeBytes(&[]), RowCount::One, TemplateError::Empty);
-        check(TemplateInput::Values(&[]), RowCount::AtLeastOne, TemplateError::Empty);
-        check(TemplateInput::LeBytes(&[0; 7]), RowCount::One, TemplateError::Truncated { bytes: 7, dim: 4 });
-        check(TemplateInput::LeBytes(&[0; 20]), RowCount::AtLeastOne, TemplateError::Truncated { bytes: 20, dim: 4 });
-        check(TemplateInput::Values(&[1.0; 3]), RowCount::One, TemplateError::WrongDimension { expected: 4, got: 3 });
-        check(TemplateInput::Values(&[1.0; 8]), RowCount::One, TemplateError::WrongDimension { expected: 4, got: 8 });
-        check(TemplateInput::Values(&[1.0, f32::NAN, 1.0, 1.0]), RowCount::One, TemplateError::NotANumber { row: 0, index: 1 });
+        check(
+            TemplateInput::LeBytes(&[]),
+            RowCount::One,
+            TemplateError::Empty,
+        );
+        check(
+            TemplateInput::Values(&[]),
+            RowCount::AtLeastOne,
+            TemplateError::Empty,
+        );
+        check(
+            TemplateInput::LeBytes(&[0; 7]),
+            RowCount::One,
+            TemplateError::Truncated { bytes: 7, dim: 4 },
+        );
+        check(
+            TemplateInput::LeBytes(&[0; 20]),
+            RowCount::AtLeastOne,
+            TemplateError::Truncated { bytes: 20, dim: 4 },
+        );
+        check(
+            TemplateInput::Values(&[1.0; 3]),
+            RowCount::One,
+            TemplateError::WrongDimension {
+                expected: 4,
+                got: 3,
+            },
+        );
+        check(
+            TemplateInput::Values(&[1.0; 8]),
+            RowCount::One,
+            TemplateError::WrongDimension {
+                expected: 4,
+                got: 8,
+            },
+        );
+        check(
+            TemplateInput::Values(&[1.0, f32::NAN, 1.0, 1.0]),
+            RowCount::One,
+            TemplateError::NotANumber { row: 0, index: 1 },
+        );
         check(
             TemplateInput::Values(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, f32::NEG_INFINITY, 1.0]),
             RowCount::AtLeastOne,
             TemplateError::Infinite { row: 1, index: 2 },
         );
-        check(TemplateInput::Values(&[0.0; 4]), RowCount::One, TemplateError::ZeroVector { row: 0 });
-        check(TemplateInput::Values(&[1e-30; 4]), RowCount::One, TemplateError::ZeroVector { row: 0 });
+        check(
+            TemplateInput::Values(&[0.0; 4]),
+            RowCount::One,
+            TemplateError::ZeroVector { row: 0 },
+        );
+        check(
+            TemplateInput::Values(&[1e-30; 4]),
+            RowCount::One,
+            TemplateError::ZeroVector { row: 0 },
+        );
     }
 
     // f32::MAX squared overflows f32 but not the f64 accumulator: such a row is valid.

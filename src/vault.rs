@@ -72,7 +72,9 @@ impl VaultConfig {
         if !model_ok {
             return Err(Error::InvalidArgument {
                 what: "model name",
-                reason: format!("must be 1 to {MAX_MODEL_NAME_LEN} printable ASCII characters without spaces"),
+                reason: format!(
+                    "must be 1 to {MAX_MODEL_NAME_LEN} printable ASCII characters without spaces"
+                ),
             });
         }
         check_threshold(self.threshold)
@@ -167,7 +169,10 @@ impl Settings {
 
     fn mac(&self, keys: &VaultKeys) -> Vec<u8> {
         let fields = self.mac_fields();
-        keys.record_mac("settings", &fields.iter().map(Vec::as_slice).collect::<Vec<_>>())
+        keys.record_mac(
+            "settings",
+            &fields.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        )
     }
 
     fn write(&self, conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<()> {
@@ -189,7 +194,9 @@ impl Settings {
         let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
         let fields = settings.mac_fields();
         let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-        if !keys.record_mac_matches("settings", &fields, &mac) || !(1..=MAX_DIM).contains(&settings.dim) {
+        if !keys.record_mac_matches("settings", &fields, &mac)
+            || !(1..=MAX_DIM).contains(&settings.dim)
+        {
             return Err(Error::Integrity {
                 table: "meta",
                 record: "settings".into(),
@@ -199,8 +206,18 @@ impl Settings {
     }
 }
 
-fn principal_mac_fields<'a>(name: &'a str, row: &'a PrincipalRow, iterations: &'a [u8; 8]) -> [&'a [u8]; 5] {
-    [name.as_bytes(), row.role.as_bytes(), &row.salt, iterations, &row.hash]
+fn principal_mac_fields<'a>(
+    name: &'a str,
+    row: &'a PrincipalRow,
+    iterations: &'a [u8; 8],
+) -> [&'a [u8]; 5] {
+    [
+        name.as_bytes(),
+        row.role.as_bytes(),
+        &row.salt,
+        iterations,
+        &row.hash,
+    ]
 }
 
 /// One audit entry an operation asks the door to write when it succeeds.
@@ -253,7 +270,13 @@ impl Act<'_> {
     }
 
     /// Seals and stores one normalised row, and queues it for the gallery.
-    fn store_template(&mut self, subject: SubjectId, key: &DataKey, row: &[f32], next_id: &mut i64) -> Result<()> {
+    fn store_template(
+        &mut self,
+        subject: SubjectId,
+        key: &DataKey,
+        row: &[f32],
+        next_id: &mut i64,
+    ) -> Result<()> {
         let template_id = *next_id;
         *next_id += 1;
         let sealed = crypto::seal_template(key, &self.binding(&subject, template_id), row)?;
@@ -277,7 +300,9 @@ impl Act<'_> {
     fn new_subject(&mut self) -> Result<(SubjectId, DataKey)> {
         let subject = SubjectId::random()?;
         let key = DataKey::random()?;
-        let wrapped = self.keys.wrap(&self.settings.vault_id, subject.as_bytes(), &key)?;
+        let wrapped = self
+            .keys
+            .wrap(&self.settings.vault_id, subject.as_bytes(), &key)?;
         store::insert_subject(self.tx, subject.as_bytes(), self.now, &wrapped)?;
         Ok((subject, key))
     }
@@ -286,7 +311,8 @@ impl Act<'_> {
         if !self.gallery.contains(subject) {
             return Err(Error::UnknownSubject(*subject));
         }
-        let wrapped = store::wrapped_key(self.tx, subject.as_bytes())?.ok_or(Error::UnknownSubject(*subject))?;
+        let wrapped = store::wrapped_key(self.tx, subject.as_bytes())?
+            .ok_or(Error::UnknownSubject(*subject))?;
         self.keys
             .unwrap(&self.settings.vault_id, subject.as_bytes(), &wrapped)
             .ok_or_else(|| Error::Integrity {
@@ -336,7 +362,14 @@ impl Vault {
         admin: &str,
         admin_password: &Password,
     ) -> Result<Vault> {
-        Self::create_with_clock(path, keys, config, admin, admin_password, Arc::new(SystemClock))
+        Self::create_with_clock(
+            path,
+            keys,
+            config,
+            admin,
+            admin_password,
+            Arc::new(SystemClock),
+        )
     }
 
     /// [`Vault::create`] with a given clock.
@@ -371,8 +404,15 @@ impl Vault {
             settings.write(&tx, &keys)?;
             store::init_chain_head(&tx)?;
             insert_principal(&tx, &keys, admin, Role::Admin, admin_password, now)?;
-            let detail = format!("dim={} model={} threshold={:.3}", config.dim, config.model, config.threshold);
-            store::append_audit(&tx, keys.audit_key(), record(now, admin, Action::Init, None, Outcome::Allowed, detail))?;
+            let detail = format!(
+                "dim={} model={} threshold={:.3}",
+                config.dim, config.model, config.threshold
+            );
+            store::append_audit(
+                &tx,
+                keys.audit_key(),
+                record(now, admin, Action::Init, None, Outcome::Allowed, detail),
+            )?;
             tx.commit()?;
             Ok::<_, Error>((keys, settings))
         })();
@@ -402,7 +442,11 @@ impl Vault {
     /// Opens an existing vault. The key is checked before anything is read or written; every
     /// template is then decrypted into the gallery, and any record that fails authentication
     /// stops the opening with an [`Error::Integrity`] naming it.
-    pub fn open_with_clock(path: &Path, keys: &dyn KeyProvider, clock: Arc<dyn Clock>) -> Result<Vault> {
+    pub fn open_with_clock(
+        path: &Path,
+        keys: &dyn KeyProvider,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault> {
         let master = keys.master_key()?;
         let mut store = Store::open(path)?;
         let vault_id: Vec<u8> = store::meta_get(store.conn(), "vault_id")?;
@@ -451,7 +495,9 @@ impl Vault {
                 let key = row
                     .wrapped_key
                     .as_deref()
-                    .and_then(|wrapped| keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
+                    .and_then(|wrapped| {
+                        keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped)
+                    })
                     .ok_or_else(|| Error::Integrity {
                         table: "subjects",
                         record: subject.to_string(),
@@ -480,7 +526,8 @@ impl Vault {
         if let Some(orphan) = store::subjects_without_templates(self.store.conn())?.first() {
             return Err(Error::Integrity {
                 table: "subjects",
-                record: SubjectId::from_bytes(orphan).map_or_else(|| "?".into(), |id| id.to_string()),
+                record: SubjectId::from_bytes(orphan)
+                    .map_or_else(|| "?".into(), |id| id.to_string()),
             });
         }
         self.gallery = gallery;
@@ -489,16 +536,30 @@ impl Vault {
 
     /// Authenticates a principal. Failures are audited and say nothing about why they failed.
     pub fn login(&mut self, name: &str, password: &Password) -> Result<Session> {
-        let shown = if access::check_principal_name(name).is_ok() { name } else { "<invalid name>" };
+        let shown = if access::check_principal_name(name).is_ok() {
+            name
+        } else {
+            "<invalid name>"
+        };
         let Some(row) = store::find_principal(self.store.conn(), name)? else {
             access::burn_password_check(password);
             let e = Error::AuthenticationFailed;
-            self.audit_attempt_detail(shown, Action::Login, None, Outcome::Denied, "authentication_failed: unknown user");
+            self.audit_attempt_detail(
+                shown,
+                Action::Login,
+                None,
+                Outcome::Denied,
+                "authentication_failed: unknown user",
+            );
             return Err(e);
         };
         let iterations = u32::try_from(row.iterations).unwrap_or(0);
         let iteration_bytes = u64::from(iterations).to_le_bytes();
-        if !self.keys.record_mac_matches("principal", &principal_mac_fields(name, &row, &iteration_bytes), &row.mac) {
+        if !self.keys.record_mac_matches(
+            "principal",
+            &principal_mac_fields(name, &row, &iteration_bytes),
+            &row.mac,
+        ) {
             let e = Error::Integrity {
                 table: "principals",
                 record: name.to_string(),
@@ -513,7 +574,13 @@ impl Vault {
         };
         if !access::password_matches(password, &credential) {
             let _ = store::record_login_failure(self.store.conn(), name);
-            self.audit_attempt_detail(shown, Action::Login, None, Outcome::Denied, "authentication_failed: wrong password");
+            self.audit_attempt_detail(
+                shown,
+                Action::Login,
+                None,
+                Outcome::Denied,
+                "authentication_failed: wrong password",
+            );
             return Err(Error::AuthenticationFailed);
         }
         let role: Role = row.role.parse().map_err(|_| Error::Integrity {
@@ -536,7 +603,13 @@ impl Vault {
     }
 
     /// Adds a principal. Admins only.
-    pub fn add_user(&mut self, session: &Session, name: &str, role: Role, password: &Password) -> Result<()> {
+    pub fn add_user(
+        &mut self,
+        session: &Session,
+        name: &str,
+        role: Role,
+        password: &Password,
+    ) -> Result<()> {
         self.door(session, Action::AddUser, None, |act| {
             access::check_principal_name(name)?;
             access::check_new_password(password)?;
@@ -544,7 +617,10 @@ impl Vault {
                 return Err(Error::PrincipalExists(name.to_string()));
             }
             insert_principal(act.tx, act.keys, name, role, password, act.now)?;
-            Ok(((), vec![Entry::new(None, format!("user={name} role={role}"))]))
+            Ok((
+                (),
+                vec![Entry::new(None, format!("user={name} role={role}"))],
+            ))
         })
     }
 
@@ -597,7 +673,11 @@ impl Vault {
 
     /// Enrols each row of `templates` as a new subject, all or nothing, and returns their IDs in row
     /// order. Each subject gets its own audit record.
-    pub fn enrol_batch<'t>(&mut self, session: &Session, templates: impl Into<TemplateInput<'t>>) -> Result<Vec<SubjectId>> {
+    pub fn enrol_batch<'t>(
+        &mut self,
+        session: &Session,
+        templates: impl Into<TemplateInput<'t>>,
+    ) -> Result<Vec<SubjectId>> {
         let templates = templates.into();
         self.door(session, Action::EnrolBatch, None, |act| {
             let rows = act.normalise(templates, RowCount::AtLeastOne)?;
@@ -618,20 +698,40 @@ impl Vault {
     }
 
     /// 1:1: compares `probe` with `subject`'s templates.
-    pub fn verify<'t>(&mut self, session: &Session, subject: &SubjectId, probe: impl Into<TemplateInput<'t>>) -> Result<Verification> {
+    pub fn verify<'t>(
+        &mut self,
+        session: &Session,
+        subject: &SubjectId,
+        probe: impl Into<TemplateInput<'t>>,
+    ) -> Result<Verification> {
         let probe = probe.into();
         self.door(session, Action::Verify, Some(*subject), |act| {
             let probe = act.normalise(probe, RowCount::One)?;
-            let score = act.gallery.verify(subject, &probe).ok_or(Error::UnknownSubject(*subject))?;
+            let score = act
+                .gallery
+                .verify(subject, &probe)
+                .ok_or(Error::UnknownSubject(*subject))?;
             let matched = score >= act.settings.threshold;
             let score = round_score(score);
             let detail = format!("match={matched} score={score:.3}");
-            Ok((Verification { subject: *subject, matched, score }, vec![Entry::new(Some(*subject), detail)]))
+            Ok((
+                Verification {
+                    subject: *subject,
+                    matched,
+                    score,
+                },
+                vec![Entry::new(Some(*subject), detail)],
+            ))
         })
     }
 
     /// 1:N: the `k` best subjects at or above the threshold, best first.
-    pub fn identify<'t>(&mut self, session: &Session, probe: impl Into<TemplateInput<'t>>, k: usize) -> Result<Vec<Candidate>> {
+    pub fn identify<'t>(
+        &mut self,
+        session: &Session,
+        probe: impl Into<TemplateInput<'t>>,
+        k: usize,
+    ) -> Result<Vec<Candidate>> {
         let probe = probe.into();
         self.door(session, Action::Identify, None, |act| {
             if !(1..=MAX_K).contains(&k) {
@@ -645,7 +745,10 @@ impl Vault {
                 .gallery
                 .identify(&probe, k, act.settings.threshold)
                 .into_iter()
-                .map(|(subject, score)| Candidate { subject, score: round_score(score) })
+                .map(|(subject, score)| Candidate {
+                    subject,
+                    score: round_score(score),
+                })
                 .collect();
             let found: Vec<String> = candidates.iter().map(|c| c.subject.to_string()).collect();
             let detail = format!("k={k} candidates=[{}]", found.join(","));
@@ -662,7 +765,10 @@ impl Vault {
             }
             let templates = store::erase_subject(act.tx, subject.as_bytes())?;
             act.pending.erased.push(*subject);
-            Ok(((), vec![Entry::new(Some(*subject), format!("templates={templates}"))]))
+            Ok((
+                (),
+                vec![Entry::new(Some(*subject), format!("templates={templates}"))],
+            ))
         })
     }
 
@@ -691,7 +797,10 @@ impl Vault {
                 Ok(())
             })?;
             let verified = audit::verify_chain(act.keys.audit_key(), records, &head)?;
-            Ok((verified, vec![Entry::new(None, format!("entries={verified}"))]))
+            Ok((
+                verified,
+                vec![Entry::new(None, format!("entries={verified}"))],
+            ))
         })
     }
 
@@ -748,7 +857,14 @@ impl Vault {
                 store::append_audit(
                     &tx,
                     self.keys.audit_key(),
-                    record(now, &session.name, action, entry.subject, Outcome::Allowed, entry.detail),
+                    record(
+                        now,
+                        &session.name,
+                        action,
+                        entry.subject,
+                        Outcome::Allowed,
+                        entry.detail,
+                    ),
                 )?;
             }
             tx.commit()?;
@@ -774,7 +890,11 @@ impl Vault {
     fn apply(&mut self, pending: Pending) {
         let dim = self.settings.dim;
         self.gallery.reserve(pending.new_row_owners.len());
-        for ((subject, template_id), row) in pending.new_row_owners.iter().zip(pending.new_rows.chunks_exact(dim)) {
+        for ((subject, template_id), row) in pending
+            .new_row_owners
+            .iter()
+            .zip(pending.new_rows.chunks_exact(dim))
+        {
             self.gallery.push(*subject, *template_id, row);
         }
         for subject in &pending.erased {
@@ -790,18 +910,36 @@ impl Vault {
         }
     }
 
-    fn audit_attempt(&mut self, actor: &str, action: Action, subject: Option<SubjectId>, outcome: Outcome, error: &Error) {
+    fn audit_attempt(
+        &mut self,
+        actor: &str,
+        action: Action,
+        subject: Option<SubjectId>,
+        outcome: Outcome,
+        error: &Error,
+    ) {
         let detail = format!("{}: {error}", error.code());
         self.audit_attempt_detail(actor, action, subject, outcome, &detail);
     }
 
     /// Writes one audit record in a transaction of its own. If even that fails (the disk is full,
     /// say) the caller still gets the original error; there is nothing better to do with it.
-    fn audit_attempt_detail(&mut self, actor: &str, action: Action, subject: Option<SubjectId>, outcome: Outcome, detail: &str) {
+    fn audit_attempt_detail(
+        &mut self,
+        actor: &str,
+        action: Action,
+        subject: Option<SubjectId>,
+        outcome: Outcome,
+        detail: &str,
+    ) {
         let now = self.clock.now();
         let audit_key = self.keys.audit_key();
         let written = self.store.transaction().and_then(|tx| {
-            store::append_audit(&tx, audit_key, record(now, actor, action, subject, outcome, detail.to_string()))?;
+            store::append_audit(
+                &tx,
+                audit_key,
+                record(now, actor, action, subject, outcome, detail.to_string()),
+            )?;
             Ok(tx.commit()?)
         });
         drop(written);
@@ -813,7 +951,14 @@ impl Vault {
     }
 }
 
-fn record(at: UnixMillis, actor: &str, action: Action, subject: Option<SubjectId>, outcome: Outcome, detail: String) -> AuditRecord {
+fn record(
+    at: UnixMillis,
+    actor: &str,
+    action: Action,
+    subject: Option<SubjectId>,
+    outcome: Outcome,
+    detail: String,
+) -> AuditRecord {
     AuditRecord {
         seq: 0,
         at,
@@ -842,7 +987,10 @@ fn insert_principal(
         mac: Vec::new(),
     };
     let iteration_bytes = u64::from(credential.iterations).to_le_bytes();
-    row.mac = keys.record_mac("principal", &principal_mac_fields(name, &row, &iteration_bytes));
+    row.mac = keys.record_mac(
+        "principal",
+        &principal_mac_fields(name, &row, &iteration_bytes),
+    );
     store::insert_principal(conn, name, &row, now)
 }
 

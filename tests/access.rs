@@ -11,25 +11,39 @@ const DIM: usize = 8;
 fn vault_with_one_subject() -> (CliVault, String, String) {
     let cli = CliVault::init(DIM);
     let template = cli.file("t.f32", &le_bytes(&Rng::new(2).gaussian_vec(DIM)));
-    let subject = cli.admin(&["enroll", "--template", &template]).ok()["subject"].as_str().unwrap().to_string();
+    let subject = cli.admin(&["enroll", "--template", &template]).ok()["subject"]
+        .as_str()
+        .unwrap()
+        .to_string();
     (cli, subject, template)
 }
 
 #[test]
 fn an_operator_can_verify_and_identify_but_not_enrol_or_erase() {
     let (cli, subject, template) = vault_with_one_subject();
-    let verified = cli.operator(&["verify", "--subject", &subject, "--probe", &template]).ok().clone();
+    let verified = cli
+        .operator(&["verify", "--subject", &subject, "--probe", &template])
+        .ok()
+        .clone();
     assert_eq!(verified["match"], true);
     assert_eq!(verified["subject"], subject.as_str());
-    let found = cli.operator(&["identify", "--probe", &template]).ok().clone();
+    let found = cli
+        .operator(&["identify", "--probe", &template])
+        .ok()
+        .clone();
     assert_eq!(found["candidates"][0]["subject"], subject.as_str());
 
-    let message = cli.operator(&["enroll", "--template", &template]).fails(3, "forbidden");
+    let message = cli
+        .operator(&["enroll", "--template", &template])
+        .fails(3, "forbidden");
     assert_eq!(message, "role operator may not enrol");
-    cli.operator(&["enroll-batch", "--templates", &template]).fails(3, "forbidden");
-    cli.operator(&["erase", "--subject", &subject]).fails(3, "forbidden");
+    cli.operator(&["enroll-batch", "--templates", &template])
+        .fails(3, "forbidden");
+    cli.operator(&["erase", "--subject", &subject])
+        .fails(3, "forbidden");
     cli.operator(&["audit", "show"]).fails(3, "forbidden");
-    cli.operator(&["set-threshold", "0.1"]).fails(3, "forbidden");
+    cli.operator(&["set-threshold", "0.1"])
+        .fails(3, "forbidden");
     cli.run_with_env(
         Some((OPERATOR, OPERATOR_PASSWORD)),
         &["user", "add", "mallory", "--role", "admin"],
@@ -37,14 +51,28 @@ fn an_operator_can_verify_and_identify_but_not_enrol_or_erase() {
     )
     .fails(3, "forbidden");
 
-    assert_eq!(cli.stats()["templates"], 1, "the refused enrolments wrote nothing");
+    assert_eq!(
+        cli.stats()["templates"],
+        1,
+        "the refused enrolments wrote nothing"
+    );
     let audit = cli.audit();
     let denied: Vec<&str> = audit
         .iter()
         .filter(|r| r["actor"] == OPERATOR && r["outcome"] == "denied")
         .map(|r| r["action"].as_str().unwrap())
         .collect();
-    assert_eq!(denied, ["enrol", "enrol_batch", "erase", "audit_show", "set_threshold", "user_add"]);
+    assert_eq!(
+        denied,
+        [
+            "enrol",
+            "enrol_batch",
+            "erase",
+            "audit_show",
+            "set_threshold",
+            "user_add"
+        ]
+    );
 }
 
 #[test]
@@ -67,17 +95,27 @@ fn duties_are_separated_between_roles() {
     inspector(&["enroll", "--template", &template]).fails(3, "forbidden");
     inspector(&["verify", "--subject", &subject, "--probe", &template]).fails(3, "forbidden");
     // The admin manages the vault but does not run the matcher.
-    cli.admin(&["identify", "--probe", &template]).fails(3, "forbidden");
+    cli.admin(&["identify", "--probe", &template])
+        .fails(3, "forbidden");
 }
 
 #[test]
 fn a_wrong_password_or_unknown_user_gets_nothing() {
     let (cli, subject, template) = vault_with_one_subject();
-    let wrong = cli.run(Some((OPERATOR, "not-the-password")), &["verify", "--subject", &subject, "--probe", &template]);
-    let unknown = cli.run(Some(("nobody", OPERATOR_PASSWORD)), &["identify", "--probe", &template]);
+    let wrong = cli.run(
+        Some((OPERATOR, "not-the-password")),
+        &["verify", "--subject", &subject, "--probe", &template],
+    );
+    let unknown = cli.run(
+        Some(("nobody", OPERATOR_PASSWORD)),
+        &["identify", "--probe", &template],
+    );
     let wrong_message = wrong.fails(3, "authentication_failed");
     let unknown_message = unknown.fails(3, "authentication_failed");
-    assert_eq!(wrong_message, unknown_message, "the answer must not reveal which names exist");
+    assert_eq!(
+        wrong_message, unknown_message,
+        "the answer must not reveal which names exist"
+    );
     let audit = cli.audit();
     let logins: Vec<(&str, &str)> = audit
         .iter()
@@ -85,7 +123,9 @@ fn a_wrong_password_or_unknown_user_gets_nothing() {
         .map(|r| (r["actor"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
         .collect();
     assert_eq!(logins, [(OPERATOR, "denied"), ("nobody", "denied")]);
-    assert!(!audit.iter().any(|r| r["action"] == "verify" || r["action"] == "identify"));
+    assert!(!audit
+        .iter()
+        .any(|r| r["action"] == "verify" || r["action"] == "identify"));
 }
 
 #[test]
@@ -109,19 +149,35 @@ fn no_command_touches_data_without_a_user() {
     assert_eq!(cli.stats()["templates"], 1);
     let audit = cli.audit();
     let anonymous = &audit[before + 1..before + 1 + commands.len()];
-    assert!(anonymous.iter().all(|r| r["actor"] == "-" && r["outcome"] == "denied"), "{anonymous:?}");
+    assert!(
+        anonymous
+            .iter()
+            .all(|r| r["actor"] == "-" && r["outcome"] == "denied"),
+        "{anonymous:?}"
+    );
 }
 
 #[test]
 fn a_missing_password_variable_is_a_usage_error() {
     let (cli, _, _) = vault_with_one_subject();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
-        .args(["--db", cli.db.to_str().unwrap(), "--key-file", cli.key.to_str().unwrap(), "--as", ADMIN, "stats"])
+        .args([
+            "--db",
+            cli.db.to_str().unwrap(),
+            "--key-file",
+            cli.key.to_str().unwrap(),
+            "--as",
+            ADMIN,
+            "stats",
+        ])
         .env_remove("FACEVAULT_PASSWORD")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
     assert_eq!(error["error"], "usage");
-    assert!(error["message"].as_str().unwrap().contains("FACEVAULT_PASSWORD"));
+    assert!(error["message"]
+        .as_str()
+        .unwrap()
+        .contains("FACEVAULT_PASSWORD"));
 }

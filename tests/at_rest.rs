@@ -13,7 +13,13 @@ fn no_12_byte_window_of_any_template_reaches_the_file_or_the_wal() {
     let mut faces = Faces::new(dim, 16, 7);
     // Templates as a model hands them over: not unit length, so raw and normalised bytes differ.
     let people: Vec<Vec<f32>> = (0..300)
-        .map(|i| faces.person().iter().map(|v| v * (1.5 + i as f32 / 100.0)).collect())
+        .map(|i| {
+            faces
+                .person()
+                .iter()
+                .map(|v| v * (1.5 + i as f32 / 100.0))
+                .collect()
+        })
         .collect();
     let batch: Vec<f32> = people[..200].concat();
     tv.vault.enrol_batch(&tv.admin, &batch).unwrap();
@@ -31,18 +37,37 @@ fn no_12_byte_window_of_any_template_reaches_the_file_or_the_wal() {
     }
     sources.push(KEY.to_vec());
     let needles = windows::<12>(&sources);
-    assert!(needles.len() > 1_000_000, "the search covers every window: {}", needles.len());
+    assert!(
+        needles.len() > 1_000_000,
+        "the search covers every window: {}",
+        needles.len()
+    );
 
     // While open, the WAL holds the recent pages.
     let wal = read_or_empty(&tv.wal_path());
-    assert!(!wal.is_empty(), "the WAL should hold the enrolments before close");
+    assert!(
+        !wal.is_empty(),
+        "the WAL should hold the enrolments before close"
+    );
     for (name, bytes) in [("database", std::fs::read(&tv.path).unwrap()), ("WAL", wal)] {
-        assert_eq!(find_any(&bytes, &needles), None, "template bytes found in the {name} file");
+        assert_eq!(
+            find_any(&bytes, &needles),
+            None,
+            "template bytes found in the {name} file"
+        );
     }
 
     let mut tv = tv.reopen();
     assert_eq!(tv.vault.stats(&tv.admin).unwrap().templates, 400);
-    for path in [tv.path.clone(), tv.wal_path(), with_suffix(&tv.path, "-journal")] {
-        assert_eq!(find_any(&read_or_empty(&path), &needles), None, "template bytes found in {path:?}");
+    for path in [
+        tv.path.clone(),
+        tv.wal_path(),
+        with_suffix(&tv.path, "-journal"),
+    ] {
+        assert_eq!(
+            find_any(&read_or_empty(&path), &needles),
+            None,
+            "template bytes found in {path:?}"
+        );
     }
 }

@@ -15,12 +15,20 @@ fn busy_vault() -> CliVault {
     let mut rng = Rng::new(4);
     let template = cli.file("t.f32", &le_bytes(&rng.gaussian_vec(DIM)));
     let bad = cli.file("bad.f32", &le_bytes(&rng.gaussian_vec(DIM - 1)));
-    let subject = cli.admin(&["enroll", "--template", &template]).ok()["subject"].as_str().unwrap().to_string();
-    cli.operator(&["verify", "--subject", &subject, "--probe", &template]).ok();
-    cli.operator(&["identify", "--probe", &template, "--k", "3"]).ok();
-    cli.admin(&["enroll", "--template", &bad]).fails(2, "wrong_dimension");
-    cli.operator(&["erase", "--subject", &subject]).fails(3, "forbidden");
-    cli.run(Some((ADMIN, "wrong-password")), &["stats"]).fails(3, "authentication_failed");
+    let subject = cli.admin(&["enroll", "--template", &template]).ok()["subject"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli.operator(&["verify", "--subject", &subject, "--probe", &template])
+        .ok();
+    cli.operator(&["identify", "--probe", &template, "--k", "3"])
+        .ok();
+    cli.admin(&["enroll", "--template", &bad])
+        .fails(2, "wrong_dimension");
+    cli.operator(&["erase", "--subject", &subject])
+        .fails(3, "forbidden");
+    cli.run(Some((ADMIN, "wrong-password")), &["stats"])
+        .fails(3, "authentication_failed");
     cli.admin(&["set-threshold", "0.45"]).ok();
     cli.admin(&["erase", "--subject", &subject]).ok();
     cli
@@ -52,8 +60,10 @@ fn every_attempt_allowed_or_refused_is_recorded_in_order() {
         (ADMIN, "set_threshold", "allowed"),
         (ADMIN, "erase", "allowed"),
     ];
-    let expected: Vec<(String, String, String)> =
-        expected.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
     assert_eq!(summary, expected);
     for (n, record) in records.iter().enumerate() {
         assert_eq!(record["seq"], n as u64 + 1);
@@ -61,10 +71,17 @@ fn every_attempt_allowed_or_refused_is_recorded_in_order() {
     // The subject concerned is named; the threshold change says from what to what.
     assert_eq!(records[3]["subject"], records[2]["subject"]);
     assert_eq!(records[8]["detail"], "threshold 0.400 -> 0.450");
-    assert!(records[4]["detail"].as_str().unwrap().contains(records[2]["subject"].as_str().unwrap()));
+    assert!(records[4]["detail"]
+        .as_str()
+        .unwrap()
+        .contains(records[2]["subject"].as_str().unwrap()));
     let verified = cli.admin(&["audit", "verify"]).ok().clone();
     assert_eq!(verified["ok"], true);
-    assert_eq!(verified["entries"], records.len() as u64 + 1, "the audit show is itself recorded");
+    assert_eq!(
+        verified["entries"],
+        records.len() as u64 + 1,
+        "the audit show is itself recorded"
+    );
 }
 
 /// Runs `edit` on the vault's audit table and returns the seq `audit verify` names.
@@ -80,54 +97,86 @@ fn broken_at(edit: impl FnOnce(&rusqlite::Connection)) -> u64 {
 
 #[test]
 fn an_edited_record_is_named() {
-    assert_eq!(broken_at(|db| {
-        db.execute("UPDATE audit SET outcome = 'allowed' WHERE seq = 7", []).unwrap();
-    }), 7);
-    assert_eq!(broken_at(|db| {
-        db.execute("UPDATE audit SET actor = 'someone-else' WHERE seq = 3", []).unwrap();
-    }), 3);
-    assert_eq!(broken_at(|db| {
-        db.execute("UPDATE audit SET at = at - 86400000 WHERE seq = 10", []).unwrap();
-    }), 10);
+    assert_eq!(
+        broken_at(|db| {
+            db.execute("UPDATE audit SET outcome = 'allowed' WHERE seq = 7", [])
+                .unwrap();
+        }),
+        7
+    );
+    assert_eq!(
+        broken_at(|db| {
+            db.execute("UPDATE audit SET actor = 'someone-else' WHERE seq = 3", [])
+                .unwrap();
+        }),
+        3
+    );
+    assert_eq!(
+        broken_at(|db| {
+            db.execute("UPDATE audit SET at = at - 86400000 WHERE seq = 10", [])
+                .unwrap();
+        }),
+        10
+    );
 }
 
 #[test]
 fn a_deleted_record_is_named() {
-    assert_eq!(broken_at(|db| {
-        db.execute("DELETE FROM audit WHERE seq = 5", []).unwrap();
-    }), 5);
+    assert_eq!(
+        broken_at(|db| {
+            db.execute("DELETE FROM audit WHERE seq = 5", []).unwrap();
+        }),
+        5
+    );
     // The last record too: the chain head kept beside the log says how long it should be.
-    assert_eq!(broken_at(|db| {
-        db.execute("DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)", []).unwrap();
-    }), 10);
-    assert_eq!(broken_at(|db| {
-        db.execute("DELETE FROM audit", []).unwrap();
-    }), 1);
+    assert_eq!(
+        broken_at(|db| {
+            db.execute(
+                "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)",
+                [],
+            )
+            .unwrap();
+        }),
+        10
+    );
+    assert_eq!(
+        broken_at(|db| {
+            db.execute("DELETE FROM audit", []).unwrap();
+        }),
+        1
+    );
 }
 
 #[test]
 fn reordered_records_are_named() {
-    assert_eq!(broken_at(|db| {
-        // Swap the contents of records 4 and 8, keeping their sequence numbers.
-        let row = |seq: i64| -> (i64, String, String, Option<String>, String, String, Vec<u8>) {
-            db.query_row(
+    assert_eq!(
+        broken_at(|db| {
+            // Swap the contents of records 4 and 8, keeping their sequence numbers.
+            let row = |seq: i64| -> (i64, String, String, Option<String>, String, String, Vec<u8>) {
+                db.query_row(
                 "SELECT at, actor, action, subject, outcome, detail, mac FROM audit WHERE seq = ?1",
                 [seq],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
             )
             .unwrap()
-        };
-        let (four, eight) = (row(4), row(8));
-        for (seq, r) in [(4, eight), (8, four)] {
-            db.execute(
+            };
+            let (four, eight) = (row(4), row(8));
+            for (seq, r) in [(4, eight), (8, four)] {
+                db.execute(
                 "UPDATE audit SET at=?1, actor=?2, action=?3, subject=?4, outcome=?5, detail=?6, mac=?7 WHERE seq=?8",
                 params![r.0, r.1, r.2, r.3, r.4, r.5, r.6, seq],
             )
             .unwrap();
-        }
-    }), 4);
-    assert_eq!(broken_at(|db| {
-        // Renumber instead: move record 2 to the end.
-        db.execute("UPDATE audit SET seq = 1000 WHERE seq = 2", []).unwrap();
-    }), 2);
+            }
+        }),
+        4
+    );
+    assert_eq!(
+        broken_at(|db| {
+            // Renumber instead: move record 2 to the end.
+            db.execute("UPDATE audit SET seq = 1000 WHERE seq = 2", [])
+                .unwrap();
+        }),
+        2
+    );
 }

@@ -23,7 +23,12 @@ fn gallery(n: usize) -> Gallery {
     let people: Vec<Vec<f32>> = (0..n).map(|_| faces.person()).collect();
     let subjects = tv.vault.enrol_batch(&tv.admin, &people.concat()).unwrap();
     // Matching runs on what was decrypted at open, not on what was just enrolled.
-    Gallery { tv: tv.reopen(), faces, people, subjects }
+    Gallery {
+        tv: tv.reopen(),
+        faces,
+        people,
+        subjects,
+    }
 }
 
 #[test]
@@ -36,10 +41,20 @@ fn noisy_probes_are_identified_as_the_right_subject() {
         let probe = g.faces.capture(&g.people[who], noise);
         let candidates = g.tv.vault.identify(&g.tv.operator, &probe, 3).unwrap();
         assert_eq!(candidates[0].subject, g.subjects[who], "noise {noise}");
-        assert!(candidates.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+        assert!(
+            candidates.windows(2).all(|w| w[0].score >= w[1].score),
+            "best first"
+        );
         assert!(candidates.iter().all(|c| c.score >= 0.4), "{candidates:?}");
-        let verdict = g.tv.vault.verify(&g.tv.operator, &g.subjects[who], &probe).unwrap();
-        assert!(verdict.matched, "genuine probe rejected at noise {noise}: {}", verdict.score);
+        let verdict =
+            g.tv.vault
+                .verify(&g.tv.operator, &g.subjects[who], &probe)
+                .unwrap();
+        assert!(
+            verdict.matched,
+            "genuine probe rejected at noise {noise}: {}",
+            verdict.score
+        );
     }
 }
 
@@ -52,7 +67,11 @@ fn impostors_do_not_verify_or_identify() {
         let probe = g.faces.capture(&stranger, 0.8);
         let claimed = g.subjects[(rng.next_u64() % g.subjects.len() as u64) as usize];
         let verdict = g.tv.vault.verify(&g.tv.operator, &claimed, &probe).unwrap();
-        assert!(!verdict.matched, "impostor accepted with score {}", verdict.score);
+        assert!(
+            !verdict.matched,
+            "impostor accepted with score {}",
+            verdict.score
+        );
         assert!(verdict.score < 0.4);
         let found = g.tv.vault.identify(&g.tv.operator, &probe, 5).unwrap();
         assert!(found.is_empty(), "impostor identified: {found:?}");
@@ -63,9 +82,16 @@ fn impostors_do_not_verify_or_identify() {
 fn scores_are_rounded_and_identical_to_exact_cosine() {
     let mut g = gallery(50);
     let probe = g.faces.capture(&g.people[3], 1.0);
-    let verdict = g.tv.vault.verify(&g.tv.operator, &g.subjects[3], &probe).unwrap();
+    let verdict =
+        g.tv.vault
+            .verify(&g.tv.operator, &g.subjects[3], &probe)
+            .unwrap();
     let exact = dot(&normalised(&probe), &normalised(&g.people[3]));
-    assert!((verdict.score - f64::from(exact)).abs() <= 0.0005 + 1e-6, "{} vs {exact}", verdict.score);
+    assert!(
+        (verdict.score - f64::from(exact)).abs() <= 0.0005 + 1e-6,
+        "{} vs {exact}",
+        verdict.score
+    );
     assert_eq!(verdict.score, (verdict.score * 1000.0).round() / 1000.0);
 }
 
@@ -73,28 +99,74 @@ fn scores_are_rounded_and_identical_to_exact_cosine() {
 fn the_threshold_decides_and_its_change_is_audited() {
     let mut g = gallery(20);
     let probe = g.faces.capture(&g.people[0], 1.0);
-    let score = g.tv.vault.verify(&g.tv.operator, &g.subjects[0], &probe).unwrap().score as f32;
+    let score =
+        g.tv.vault
+            .verify(&g.tv.operator, &g.subjects[0], &probe)
+            .unwrap()
+            .score as f32;
     g.tv.vault.set_threshold(&g.tv.admin, score + 0.01).unwrap();
-    assert!(!g.tv.vault.verify(&g.tv.operator, &g.subjects[0], &probe).unwrap().matched);
-    assert!(g.tv.vault.identify(&g.tv.operator, &probe, 1).unwrap().is_empty());
+    assert!(
+        !g.tv
+            .vault
+            .verify(&g.tv.operator, &g.subjects[0], &probe)
+            .unwrap()
+            .matched
+    );
+    assert!(g
+        .tv
+        .vault
+        .identify(&g.tv.operator, &probe, 1)
+        .unwrap()
+        .is_empty());
     // The setting survives reopening.
     let Gallery { tv, .. } = g;
     let mut tv = tv.reopen();
-    assert_eq!(tv.vault.stats(&tv.admin).unwrap().threshold as f32, score + 0.01);
-    assert!(matches!(tv.vault.set_threshold(&tv.admin, 2.0), Err(Error::InvalidArgument { what: "threshold", .. })));
-    assert!(matches!(tv.vault.set_threshold(&tv.operator, 0.1), Err(Error::Forbidden { .. })));
+    assert_eq!(
+        tv.vault.stats(&tv.admin).unwrap().threshold as f32,
+        score + 0.01
+    );
+    assert!(matches!(
+        tv.vault.set_threshold(&tv.admin, 2.0),
+        Err(Error::InvalidArgument {
+            what: "threshold",
+            ..
+        })
+    ));
+    assert!(matches!(
+        tv.vault.set_threshold(&tv.operator, 0.1),
+        Err(Error::Forbidden { .. })
+    ));
     let log = tv.vault.audit_log(&tv.admin).unwrap();
-    let changes: Vec<_> = log.iter().filter(|r| r.action == "set_threshold").map(|r| r.outcome).collect();
-    assert_eq!(changes, [facevault::Outcome::Allowed, facevault::Outcome::Denied, facevault::Outcome::Denied]);
+    let changes: Vec<_> = log
+        .iter()
+        .filter(|r| r.action == "set_threshold")
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            facevault::Outcome::Allowed,
+            facevault::Outcome::Denied,
+            facevault::Outcome::Denied
+        ]
+    );
 }
 
 #[test]
 fn several_templates_per_subject_count_once_with_the_best_score() {
     let mut g = gallery(30);
     let extra = g.faces.capture(&g.people[4], 0.3);
-    g.tv.vault.enrol(&g.tv.admin, Some(&g.subjects[4]), &extra).unwrap();
+    g.tv.vault
+        .enrol(&g.tv.admin, Some(&g.subjects[4]), &extra)
+        .unwrap();
     let candidates = g.tv.vault.identify(&g.tv.operator, &extra, 10).unwrap();
-    assert_eq!(candidates.iter().filter(|c| c.subject == g.subjects[4]).count(), 1);
+    assert_eq!(
+        candidates
+            .iter()
+            .filter(|c| c.subject == g.subjects[4])
+            .count(),
+        1
+    );
     assert_eq!(candidates[0].subject, g.subjects[4]);
     assert_eq!(candidates[0].score, 1.0);
     let stats = g.tv.vault.stats(&g.tv.admin).unwrap();
@@ -106,10 +178,21 @@ fn a_session_from_another_vault_or_opening_is_refused() {
     let mut a = gallery(3);
     let b = TestVault::new(DIM);
     let probe = a.people[0].clone();
-    assert!(matches!(a.tv.vault.identify(&b.operator, &probe, 1), Err(Error::ForeignSession)));
+    assert!(matches!(
+        a.tv.vault.identify(&b.operator, &probe, 1),
+        Err(Error::ForeignSession)
+    ));
     // A second opening of the same file does not honour the first opening's sessions.
     let mut again = facevault::Vault::open(&a.tv.path, &facevault::FixedKey::new(KEY)).unwrap();
-    assert!(matches!(again.identify(&a.tv.operator, &probe, 1), Err(Error::ForeignSession)));
-    let own = again.login(OPERATOR, &facevault::Password::new(OPERATOR_PASSWORD)).unwrap();
-    assert_eq!(again.identify(&own, &probe, 1).unwrap()[0].subject, a.subjects[0]);
+    assert!(matches!(
+        again.identify(&a.tv.operator, &probe, 1),
+        Err(Error::ForeignSession)
+    ));
+    let own = again
+        .login(OPERATOR, &facevault::Password::new(OPERATOR_PASSWORD))
+        .unwrap();
+    assert_eq!(
+        again.identify(&own, &probe, 1).unwrap()[0].subject,
+        a.subjects[0]
+    );
 }

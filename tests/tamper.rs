@@ -20,7 +20,9 @@ fn populated_vault() -> (tempfile::TempDir, PathBuf, Vec<String>) {
         let person = faces.person();
         let subject = tv.vault.enrol(&tv.admin, None, &person).unwrap();
         if i < 5 {
-            tv.vault.enrol(&tv.admin, Some(&subject), &faces.capture(&person, 0.5)).unwrap();
+            tv.vault
+                .enrol(&tv.admin, Some(&subject), &faces.capture(&person, 0.5))
+                .unwrap();
         }
         subjects.push(subject.to_string());
     }
@@ -50,8 +52,14 @@ fn integrity_record(result: Result<Vault, Error>) -> (&'static str, String) {
 }
 
 fn template_ids(conn: &rusqlite::Connection) -> Vec<i64> {
-    let mut statement = conn.prepare("SELECT id FROM templates ORDER BY id").unwrap();
-    statement.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    let mut statement = conn
+        .prepare("SELECT id FROM templates ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
@@ -63,13 +71,26 @@ fn a_flipped_byte_in_any_template_ciphertext_or_nonce_names_the_record() {
     for (n, id) in ids.iter().enumerate() {
         let column = if n % 4 == 3 { "nonce" } else { "ciphertext" };
         let copy = tampered_copy(&path, &format!("flip-{id}.db"), |conn| {
-            let mut blob: Vec<u8> =
-                conn.query_row(&format!("SELECT {column} FROM templates WHERE id = ?1"), [id], |r| r.get(0)).unwrap();
+            let mut blob: Vec<u8> = conn
+                .query_row(
+                    &format!("SELECT {column} FROM templates WHERE id = ?1"),
+                    [id],
+                    |r| r.get(0),
+                )
+                .unwrap();
             let at = (rng.next_u64() % blob.len() as u64) as usize;
             blob[at] ^= 1 << (rng.next_u64() % 8);
-            conn.execute(&format!("UPDATE templates SET {column} = ?1 WHERE id = ?2"), params![blob, id]).unwrap();
+            conn.execute(
+                &format!("UPDATE templates SET {column} = ?1 WHERE id = ?2"),
+                params![blob, id],
+            )
+            .unwrap();
         });
-        assert_eq!(integrity_record(open(&copy)), ("templates", id.to_string()), "{column} of template {id}");
+        assert_eq!(
+            integrity_record(open(&copy)),
+            ("templates", id.to_string()),
+            "{column} of template {id}"
+        );
     }
 }
 
@@ -79,18 +100,30 @@ fn a_flipped_byte_in_a_wrapped_key_names_the_subject() {
     for (n, subject) in subjects.iter().enumerate().step_by(3) {
         let copy = tampered_copy(&path, &format!("key-{n}.db"), |conn| {
             let id = hex_to_bytes(subject);
-            let mut wrapped: Vec<u8> =
-                conn.query_row("SELECT wrapped_key FROM subjects WHERE id = ?1", [&id], |r| r.get(0)).unwrap();
+            let mut wrapped: Vec<u8> = conn
+                .query_row(
+                    "SELECT wrapped_key FROM subjects WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )
+                .unwrap();
             let at = n % wrapped.len();
             wrapped[at] ^= 0x80;
-            conn.execute("UPDATE subjects SET wrapped_key = ?1 WHERE id = ?2", params![wrapped, id]).unwrap();
+            conn.execute(
+                "UPDATE subjects SET wrapped_key = ?1 WHERE id = ?2",
+                params![wrapped, id],
+            )
+            .unwrap();
         });
         assert_eq!(integrity_record(open(&copy)), ("subjects", subject.clone()));
     }
 }
 
 fn hex_to_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]
@@ -99,13 +132,20 @@ fn swapped_ciphertexts_between_two_subjects_are_caught() {
     // Templates 11 and 12 belong to two different single-template subjects.
     let copy = tampered_copy(&path, "swap.db", |conn| {
         let row = |id: i64| -> (Vec<u8>, Vec<u8>) {
-            conn.query_row("SELECT nonce, ciphertext FROM templates WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
+            conn.query_row(
+                "SELECT nonce, ciphertext FROM templates WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
         };
         let (a, b) = (row(11), row(12));
         for (id, (nonce, ciphertext)) in [(11, b), (12, a)] {
-            conn.execute("UPDATE templates SET nonce = ?1, ciphertext = ?2 WHERE id = ?3", params![nonce, ciphertext, id])
-                .unwrap();
+            conn.execute(
+                "UPDATE templates SET nonce = ?1, ciphertext = ?2 WHERE id = ?3",
+                params![nonce, ciphertext, id],
+            )
+            .unwrap();
         }
     });
     assert_eq!(integrity_record(open(&copy)).0, "templates");
@@ -115,7 +155,10 @@ fn swapped_ciphertexts_between_two_subjects_are_caught() {
         conn.execute("UPDATE templates SET subject_id = (SELECT subject_id FROM templates WHERE id = 20) WHERE id = 19", [])
             .unwrap();
     });
-    assert_eq!(integrity_record(open(&copy)), ("templates", "19".to_string()));
+    assert_eq!(
+        integrity_record(open(&copy)),
+        ("templates", "19".to_string())
+    );
 
     // Swapping two subjects' wrapped keys breaks both.
     let copy = tampered_copy(&path, "swap-keys.db", |conn| {
@@ -133,7 +176,8 @@ fn swapped_ciphertexts_between_two_subjects_are_caught() {
 fn deleting_a_subjects_templates_is_caught() {
     let (_dir, path, _) = populated_vault();
     let copy = tampered_copy(&path, "orphan.db", |conn| {
-        conn.execute("DELETE FROM templates WHERE id = 12", []).unwrap();
+        conn.execute("DELETE FROM templates WHERE id = 12", [])
+            .unwrap();
     });
     assert_eq!(integrity_record(open(&copy)).0, "subjects");
 }
@@ -142,16 +186,27 @@ fn deleting_a_subjects_templates_is_caught() {
 fn an_edited_threshold_or_role_is_caught() {
     let (_dir, path, _) = populated_vault();
     let copy = tampered_copy(&path, "threshold.db", |conn| {
-        conn.execute("UPDATE meta SET value = -1.0 WHERE key = 'threshold'", []).unwrap();
+        conn.execute("UPDATE meta SET value = -1.0 WHERE key = 'threshold'", [])
+            .unwrap();
     });
-    assert_eq!(integrity_record(open(&copy)), ("meta", "settings".to_string()));
+    assert_eq!(
+        integrity_record(open(&copy)),
+        ("meta", "settings".to_string())
+    );
 
     let copy = tampered_copy(&path, "role.db", |conn| {
-        conn.execute("UPDATE principals SET role = 'admin' WHERE name = ?1", [OPERATOR]).unwrap();
+        conn.execute(
+            "UPDATE principals SET role = 'admin' WHERE name = ?1",
+            [OPERATOR],
+        )
+        .unwrap();
     });
     let mut vault = open(&copy).unwrap();
     match vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)) {
-        Err(Error::Integrity { table: "principals", record }) => assert_eq!(record, OPERATOR),
+        Err(Error::Integrity {
+            table: "principals",
+            record,
+        }) => assert_eq!(record, OPERATOR),
         other => panic!("expected an integrity error, got {other:?}"),
     }
 
@@ -167,7 +222,10 @@ fn an_edited_threshold_or_role_is_caught() {
     let mut vault = open(&copy).unwrap();
     assert!(matches!(
         vault.login(ADMIN, &Password::new(OPERATOR_PASSWORD)),
-        Err(Error::Integrity { table: "principals", .. })
+        Err(Error::Integrity {
+            table: "principals",
+            ..
+        })
     ));
 }
 
@@ -177,7 +235,10 @@ fn wrong_key_is_refused_before_anything_is_read_or_written() {
     let before = std::fs::read(&path).unwrap();
     let mut other_key = KEY;
     other_key[31] ^= 1;
-    assert!(matches!(Vault::open(&path, &FixedKey::new(other_key)), Err(Error::WrongKey)));
+    assert!(matches!(
+        Vault::open(&path, &FixedKey::new(other_key)),
+        Err(Error::WrongKey)
+    ));
     assert_eq!(std::fs::read(&path).unwrap(), before);
     assert!(read_or_empty(&with_suffix(&path, "-wal")).is_empty());
 }
@@ -191,8 +252,19 @@ fn cli_wrong_key_exits_4_and_writes_nothing() {
     let wrong_key = cli.dir.path().join("wrong.key");
     std::fs::write(&wrong_key, [9u8; 32]).unwrap();
     set_private(&wrong_key);
-    for args in [vec!["stats"], vec!["identify", "--probe", &template], vec!["audit", "show"]] {
-        let mut full = vec!["--db", cli.db.to_str().unwrap(), "--key-file", wrong_key.to_str().unwrap(), "--as", ADMIN];
+    for args in [
+        vec!["stats"],
+        vec!["identify", "--probe", &template],
+        vec!["audit", "show"],
+    ] {
+        let mut full = vec![
+            "--db",
+            cli.db.to_str().unwrap(),
+            "--key-file",
+            wrong_key.to_str().unwrap(),
+            "--as",
+            ADMIN,
+        ];
         full.extend(args);
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
             .args(&full)
@@ -204,7 +276,11 @@ fn cli_wrong_key_exits_4_and_writes_nothing() {
         let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
         assert_eq!(error["error"], "wrong_key");
     }
-    assert_eq!(std::fs::read(&cli.db).unwrap(), before, "the database changed");
+    assert_eq!(
+        std::fs::read(&cli.db).unwrap(),
+        before,
+        "the database changed"
+    );
     assert!(read_or_empty(&with_suffix(&cli.db, "-wal")).is_empty());
 }
 
@@ -213,16 +289,23 @@ fn cli_damaged_ciphertext_exits_4_and_never_answers_a_match() {
     let cli = CliVault::init(16);
     let template = Rng::new(5).gaussian_vec(16);
     let file = cli.file("t.f32", &le_bytes(&template));
-    let subject = cli.admin(&["enroll", "--template", &file]).ok()["subject"].as_str().unwrap().to_string();
+    let subject = cli.admin(&["enroll", "--template", &file]).ok()["subject"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let conn = raw_db(&cli.db);
-    let mut blob: Vec<u8> = conn.query_row("SELECT ciphertext FROM templates", [], |r| r.get(0)).unwrap();
+    let mut blob: Vec<u8> = conn
+        .query_row("SELECT ciphertext FROM templates", [], |r| r.get(0))
+        .unwrap();
     blob[3] ^= 4;
-    conn.execute("UPDATE templates SET ciphertext = ?1", [blob]).unwrap();
+    conn.execute("UPDATE templates SET ciphertext = ?1", [blob])
+        .unwrap();
     drop(conn);
     let run = cli.operator(&["verify", "--subject", &subject, "--probe", &file]);
     let message = run.fails(4, "integrity");
     assert!(message.contains("templates record 1"), "{message}");
-    cli.operator(&["identify", "--probe", &file]).fails(4, "integrity");
+    cli.operator(&["identify", "--probe", &file])
+        .fails(4, "integrity");
 }
 
 #[test]

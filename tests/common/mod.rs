@@ -74,15 +74,26 @@ impl Faces {
 
     /// A new person.
     pub fn person(&mut self) -> Vec<f32> {
-        let centre = self.centres[(self.rng.next_u64() % self.centres.len() as u64) as usize].clone();
+        let centre =
+            self.centres[(self.rng.next_u64() % self.centres.len() as u64) as usize].clone();
         let scale = 1.6 / (self.dim as f32).sqrt();
-        unit(centre.iter().map(|c| c + scale * self.rng.gaussian()).collect())
+        unit(
+            centre
+                .iter()
+                .map(|c| c + scale * self.rng.gaussian())
+                .collect(),
+        )
     }
 
     /// A new capture of `person` with capture noise of strength `noise` (1.0 gives a cosine of about 0.7).
     pub fn capture(&mut self, person: &[f32], noise: f32) -> Vec<f32> {
         let scale = noise / (self.dim as f32).sqrt();
-        unit(person.iter().map(|p| p + scale * self.rng.gaussian()).collect())
+        unit(
+            person
+                .iter()
+                .map(|p| p + scale * self.rng.gaussian())
+                .collect(),
+        )
     }
 }
 
@@ -116,20 +127,49 @@ impl TestVault {
         .unwrap();
         let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
         vault
-            .add_user(&admin, OPERATOR, Role::Operator, &Password::new(OPERATOR_PASSWORD))
+            .add_user(
+                &admin,
+                OPERATOR,
+                Role::Operator,
+                &Password::new(OPERATOR_PASSWORD),
+            )
             .unwrap();
-        let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
-        Self { dir, path, clock, vault, admin, operator }
+        let operator = vault
+            .login(OPERATOR, &Password::new(OPERATOR_PASSWORD))
+            .unwrap();
+        Self {
+            dir,
+            path,
+            clock,
+            vault,
+            admin,
+            operator,
+        }
     }
 
     /// Closes and reopens the vault, logging both principals in again.
     pub fn reopen(self) -> Self {
-        let Self { dir, path, clock, vault, .. } = self;
+        let Self {
+            dir,
+            path,
+            clock,
+            vault,
+            ..
+        } = self;
         vault.close().unwrap();
         let mut vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
         let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
-        let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
-        Self { dir, path, clock, vault, admin, operator }
+        let operator = vault
+            .login(OPERATOR, &Password::new(OPERATOR_PASSWORD))
+            .unwrap();
+        Self {
+            dir,
+            path,
+            clock,
+            vault,
+            admin,
+            operator,
+        }
     }
 
     pub fn wal_path(&self) -> PathBuf {
@@ -171,7 +211,10 @@ impl Run {
     pub fn fails(&self, code: i32, error: &str) -> String {
         assert_eq!(self.code, code, "{self:?}");
         assert_eq!(self.stderr["error"], error, "{self:?}");
-        assert!(self.stdout.is_null(), "stdout must be empty on failure: {self:?}");
+        assert!(
+            self.stdout.is_null(),
+            "stdout must be empty on failure: {self:?}"
+        );
         self.stderr["message"].as_str().unwrap().to_string()
     }
 }
@@ -187,8 +230,24 @@ impl CliVault {
     /// `facevault init`, plus an operator account.
     pub fn init(dim: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let cli = Self { db: dir.path().join("vault.db"), key: dir.path().join("master.key"), dir };
-        cli.run(None, &["init", "--dim", &dim.to_string(), "--admin", ADMIN, "--model", "test-model"]).ok();
+        let cli = Self {
+            db: dir.path().join("vault.db"),
+            key: dir.path().join("master.key"),
+            dir,
+        };
+        cli.run(
+            None,
+            &[
+                "init",
+                "--dim",
+                &dim.to_string(),
+                "--admin",
+                ADMIN,
+                "--model",
+                "test-model",
+            ],
+        )
+        .ok();
         cli.run_with_env(
             Some((ADMIN, ADMIN_PASSWORD)),
             &["user", "add", OPERATOR, "--role", "operator"],
@@ -216,13 +275,26 @@ impl CliVault {
         self.run_with_env(user, args, &[])
     }
 
-    pub fn run_with_env(&self, user: Option<(&str, &str)>, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub fn run_with_env(
+        &self,
+        user: Option<(&str, &str)>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_facevault"));
-        command.arg("--db").arg(&self.db).arg("--key-file").arg(&self.key);
-        command.env_remove("FACEVAULT_PASSWORD").env_remove("FACEVAULT_NEW_PASSWORD");
+        command
+            .arg("--db")
+            .arg(&self.db)
+            .arg("--key-file")
+            .arg(&self.key);
+        command
+            .env_remove("FACEVAULT_PASSWORD")
+            .env_remove("FACEVAULT_NEW_PASSWORD");
         match user {
             Some((name, password)) => {
-                command.args(["--as", name]).env("FACEVAULT_PASSWORD", password);
+                command
+                    .args(["--as", name])
+                    .env("FACEVAULT_PASSWORD", password);
             }
             // `init` reads the first admin's password from the same variable.
             None => {
@@ -236,7 +308,11 @@ impl CliVault {
             if text.trim().is_empty() {
                 return Value::Null;
             }
-            assert_eq!(text.trim().lines().count(), 1, "exactly one JSON line expected: {text}");
+            assert_eq!(
+                text.trim().lines().count(),
+                1,
+                "exactly one JSON line expected: {text}"
+            );
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
         };
         Run {
@@ -247,7 +323,10 @@ impl CliVault {
     }
 
     pub fn audit(&self) -> Vec<Value> {
-        self.admin(&["audit", "show"]).ok()["entries"].as_array().unwrap().clone()
+        self.admin(&["audit", "show"]).ok()["entries"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     pub fn stats(&self) -> Value {
@@ -264,7 +343,10 @@ pub fn windows<const N: usize>(sources: &[Vec<u8>]) -> std::collections::HashSet
 }
 
 /// The offset of the first `N`-byte window of `haystack` that is in `needles`.
-pub fn find_any<const N: usize>(haystack: &[u8], needles: &std::collections::HashSet<[u8; N]>) -> Option<usize> {
+pub fn find_any<const N: usize>(
+    haystack: &[u8],
+    needles: &std::collections::HashSet<[u8; N]>,
+) -> Option<usize> {
     haystack
         .windows(N)
         .position(|w| needles.contains(&<[u8; N]>::try_from(w).unwrap()))
@@ -272,6 +354,13 @@ pub fn find_any<const N: usize>(haystack: &[u8], needles: &std::collections::Has
 
 /// The vault's own normalisation: f64 norm, each value divided in f64 then rounded to f32.
 pub fn normalised(values: &[f32]) -> Vec<f32> {
-    let norm = values.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt();
-    values.iter().map(|v| (f64::from(*v) / norm) as f32).collect()
+    let norm = values
+        .iter()
+        .map(|v| f64::from(*v) * f64::from(*v))
+        .sum::<f64>()
+        .sqrt();
+    values
+        .iter()
+        .map(|v| (f64::from(*v) / norm) as f32)
+        .collect()
 }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use facevault::{Action, Error, ErrorClass, KeyFile, Password, Role, SubjectId, TemplateInput, Vault, VaultConfig};
+use facevault::{
+    Action, Error, ErrorClass, KeyFile, Password, Role, SubjectId, TemplateInput, Vault,
+    VaultConfig,
+};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -180,7 +183,11 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let message = e.render().to_string();
-            let first_line = message.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
+            let first_line = message
+                .lines()
+                .next()
+                .unwrap_or("bad usage")
+                .trim_start_matches("error: ");
             return report(Failure::usage(first_line));
         }
     };
@@ -208,13 +215,25 @@ fn report(failure: Failure) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Value, Failure> {
-    if let Command::Init { dim, admin, model, threshold } = &cli.command {
+    if let Command::Init {
+        dim,
+        admin,
+        model,
+        threshold,
+    } = &cli.command
+    {
         let password = password_from(PASSWORD_VAR)?;
         let keys = KeyFile::open_or_create(&cli.key_file)?;
-        let config = VaultConfig { dim: *dim, model: model.clone(), threshold: *threshold };
+        let config = VaultConfig {
+            dim: *dim,
+            model: model.clone(),
+            threshold: *threshold,
+        };
         let vault = Vault::create(&cli.db, &keys, &config, admin, &password)?;
         vault.close()?;
-        return Ok(json!({"dim": dim, "model": model, "threshold": decimal(*threshold), "admin": admin}));
+        return Ok(
+            json!({"dim": dim, "model": model, "threshold": decimal(*threshold), "admin": admin}),
+        );
     }
 
     // Everything the command needs from argv and files is gathered before the vault is opened,
@@ -235,14 +254,33 @@ fn run(cli: Cli) -> Result<Value, Failure> {
 
 /// A command with its arguments checked and its files read.
 enum Request {
-    AddUser { name: String, role: Role, password: Password },
-    Enrol { subject: Option<SubjectId>, template: Zeroizing<Vec<u8>> },
-    EnrolBatch { templates: Zeroizing<Vec<u8>> },
-    Verify { subject: SubjectId, probe: Zeroizing<Vec<u8>> },
-    Identify { probe: Zeroizing<Vec<u8>>, k: usize },
-    Erase { subject: SubjectId },
+    AddUser {
+        name: String,
+        role: Role,
+        password: Password,
+    },
+    Enrol {
+        subject: Option<SubjectId>,
+        template: Zeroizing<Vec<u8>>,
+    },
+    EnrolBatch {
+        templates: Zeroizing<Vec<u8>>,
+    },
+    Verify {
+        subject: SubjectId,
+        probe: Zeroizing<Vec<u8>>,
+    },
+    Identify {
+        probe: Zeroizing<Vec<u8>>,
+        k: usize,
+    },
+    Erase {
+        subject: SubjectId,
+    },
     Stats,
-    SetThreshold { threshold: f32 },
+    SetThreshold {
+        threshold: f32,
+    },
     AuditVerify,
     AuditShow,
 }
@@ -251,7 +289,9 @@ impl Request {
     fn parse(command: &Command) -> Result<Self, Failure> {
         Ok(match command {
             Command::Init { .. } => return Err(Failure::usage("init takes no --as")),
-            Command::User { command: UserCommand::Add { name, role } } => Request::AddUser {
+            Command::User {
+                command: UserCommand::Add { name, role },
+            } => Request::AddUser {
                 name: name.clone(),
                 role: role.parse()?,
                 password: password_from(NEW_PASSWORD_VAR)?,
@@ -260,14 +300,30 @@ impl Request {
                 subject: subject.as_deref().map(str::parse).transpose()?,
                 template: read_file(template)?,
             },
-            Command::EnrollBatch { templates } => Request::EnrolBatch { templates: read_file(templates)? },
-            Command::Verify { subject, probe } => Request::Verify { subject: subject.parse()?, probe: read_file(probe)? },
-            Command::Identify { probe, k } => Request::Identify { probe: read_file(probe)?, k: *k },
-            Command::Erase { subject } => Request::Erase { subject: subject.parse()? },
+            Command::EnrollBatch { templates } => Request::EnrolBatch {
+                templates: read_file(templates)?,
+            },
+            Command::Verify { subject, probe } => Request::Verify {
+                subject: subject.parse()?,
+                probe: read_file(probe)?,
+            },
+            Command::Identify { probe, k } => Request::Identify {
+                probe: read_file(probe)?,
+                k: *k,
+            },
+            Command::Erase { subject } => Request::Erase {
+                subject: subject.parse()?,
+            },
             Command::Stats => Request::Stats,
-            Command::SetThreshold { threshold } => Request::SetThreshold { threshold: *threshold },
-            Command::Audit { command: AuditCommand::Verify } => Request::AuditVerify,
-            Command::Audit { command: AuditCommand::Show } => Request::AuditShow,
+            Command::SetThreshold { threshold } => Request::SetThreshold {
+                threshold: *threshold,
+            },
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => Request::AuditVerify,
+            Command::Audit {
+                command: AuditCommand::Show,
+            } => Request::AuditShow,
         })
     }
 
@@ -288,19 +344,26 @@ impl Request {
 
     fn execute(self, vault: &mut Vault, session: &facevault::Session) -> Result<Value, Error> {
         Ok(match self {
-            Request::AddUser { name, role, password } => {
+            Request::AddUser {
+                name,
+                role,
+                password,
+            } => {
                 vault.add_user(session, &name, role, &password)?;
                 json!({"user": name, "role": role.as_str()})
             }
             Request::Enrol { subject, template } => {
-                let subject = vault.enrol(session, subject.as_ref(), TemplateInput::LeBytes(&template))?;
+                let subject =
+                    vault.enrol(session, subject.as_ref(), TemplateInput::LeBytes(&template))?;
                 json!({"subject": subject})
             }
             Request::EnrolBatch { templates } => {
                 let subjects = vault.enrol_batch(session, TemplateInput::LeBytes(&templates))?;
                 json!({"enrolled": subjects.len(), "subjects": subjects})
             }
-            Request::Verify { subject, probe } => json!(vault.verify(session, &subject, TemplateInput::LeBytes(&probe))?),
+            Request::Verify { subject, probe } => {
+                json!(vault.verify(session, &subject, TemplateInput::LeBytes(&probe))?)
+            }
             Request::Identify { probe, k } => {
                 json!({"candidates": vault.identify(session, TemplateInput::LeBytes(&probe), k)?})
             }
@@ -327,17 +390,23 @@ fn decimal(value: f32) -> f64 {
 fn password_from(variable: &str) -> Result<Password, Failure> {
     match std::env::var(variable) {
         Ok(password) => Ok(Password::new(password)),
-        Err(_) => Err(Failure::usage(format!("set {variable} to the password (it is never read from argv)"))),
+        Err(_) => Err(Failure::usage(format!(
+            "set {variable} to the password (it is never read from argv)"
+        ))),
     }
 }
 
 /// Reads a whole file into a buffer sized up front and zeroed on drop: template bytes are biometric.
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    let unreadable = |e: std::io::Error| Failure::usage(format!("cannot read {}: {e}", path.display()));
+    let unreadable =
+        |e: std::io::Error| Failure::usage(format!("cannot read {}: {e}", path.display()));
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let len = file.metadata().map_err(unreadable)?.len();
-    let len = usize::try_from(len).map_err(|_| Failure::usage(format!("{} is too large", path.display())))?;
+    let len = usize::try_from(len)
+        .map_err(|_| Failure::usage(format!("{} is too large", path.display())))?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(len));
-    file.take(len as u64).read_to_end(&mut bytes).map_err(unreadable)?;
+    file.take(len as u64)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
     Ok(bytes)
 }
