@@ -5,7 +5,7 @@
 
 use std::error::Error;
 
-use facevault::{KeyFile, Password, Role, Vault, VaultConfig};
+use facevault::{Enrolment, KeyFile, Notice, Password, Role, Vault, VaultConfig};
 
 const DIM: usize = 512;
 
@@ -36,10 +36,28 @@ fn main() -> Result<(), Box<dyn Error>> {
     )?;
     println!("   admin and operator gate-01 created");
 
-    step("enrol 1,000 people in one batch (templates are encrypted per subject, then stored)");
+    step("publish the notice people are told before enrolment (Art. 5)");
+    let notice = Notice {
+        version: "2026-11".into(),
+        processor_name: "Acme Gates Ltd".into(),
+        processor_contact: "privacy@acme.example".into(),
+        purpose: "entry to the Acme office building".into(),
+        method: "1:N face identification at the turnstiles".into(),
+        retention: "while you work here, at most 90 days after enrolment".into(),
+        necessity_and_impact: "replaces badges; a leak would expose a face template".into(),
+        rights: "withdraw or ask for erasure at reception".into(),
+    };
+    vault.publish_notice(&admin, &notice)?;
+    println!("   notice {} published", notice.version);
+
+    step("enrol 1,000 people in one batch, each with a separate consent (Art. 6), kept 90 days (Art. 8)");
     let mut faces = Faces::new(7);
     let people: Vec<Vec<f32>> = (0..1000).map(|_| faces.person()).collect();
-    let subjects = vault.enrol_batch(&admin, &people.concat())?;
+    let consent = Enrolment {
+        retention_secs: Some(90 * 86_400),
+        ..Enrolment::with_consent("2026-11", "signed form at reception")
+    };
+    let subjects = vault.enrol_batch(&admin, &consent, &people.concat())?;
     let alice = subjects[42];
     println!("   enrolled {}; subject 42 is {alice}", subjects.len());
     vault.close()?;
@@ -57,17 +75,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     step("verify (1:1): a new capture of subject 42, then a stranger claiming to be 42");
     let capture = faces.capture(&people[42]);
     let genuine = vault.verify(&gate, &alice, &capture)?;
-    println!(
-        "   genuine:  match={} score={}",
-        genuine.matched, genuine.score
-    );
+    println!("   genuine:  match={} score={}", genuine.matched, genuine.score);
     let someone_else = faces.person();
     let stranger = faces.capture(&someone_else);
     let impostor = vault.verify(&gate, &alice, &stranger)?;
-    println!(
-        "   impostor: match={} score={}",
-        impostor.matched, impostor.score
-    );
+    println!("   impostor: match={} score={}", impostor.matched, impostor.score);
 
     step("identify (1:N): who is this capture?");
     let found = vault.identify(&gate, &capture, 3)?;
@@ -85,8 +97,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         Ok(()) => return Err("an operator erased a subject".into()),
     }
 
-    step("erase subject 42: wrapped key first, then templates; the WAL is truncated");
-    vault.erase(&admin, &alice)?;
+    step("subject 42 withdraws consent: key shredded first, then templates; the WAL is truncated");
+    vault.withdraw_consent(&admin, &alice)?;
     println!(
         "   identify now: {} candidates",
         vault.identify(&gate, &capture, 3)?.len()

@@ -55,22 +55,32 @@ impl Role {
     /// Whether this role may perform `action`.
     pub fn permits(self, action: Action) -> bool {
         use Action::*;
+        // Acting on a person's consent (recording, renewing, withdrawing) belongs to whoever
+        // enrols; matching belongs to the terminal's operator; export to its own role.
+        let consent_duties = matches!(
+            action,
+            Enrol
+                | EnrolBatch
+                | Erase
+                | WithdrawConsent
+                | GrantTransfer
+                | WithdrawTransfer
+                | RenewConsent
+                | Purge
+                | RenoticeDue
+        );
         match self {
-            Role::Admin => matches!(
-                action,
-                AddUser
-                    | SetThreshold
-                    | Enrol
-                    | EnrolBatch
-                    | Erase
-                    | Stats
-                    | AuditVerify
-                    | AuditShow
-            ),
-            Role::Enroller => matches!(action, Enrol | EnrolBatch | Erase | Stats),
+            Role::Admin => {
+                consent_duties
+                    || matches!(
+                        action,
+                        AddUser | SetThreshold | PublishNotice | Stats | AuditVerify | AuditShow
+                    )
+            }
+            Role::Enroller => consent_duties || action == Stats,
             Role::Operator => matches!(action, Verify | Identify | Stats),
-            Role::Auditor => matches!(action, AuditVerify | AuditShow | Stats),
-            Role::Exporter => matches!(action, Stats),
+            Role::Auditor => matches!(action, AuditVerify | AuditShow | RenoticeDue | Stats),
+            Role::Exporter => matches!(action, Export | Stats),
         }
     }
 }
@@ -129,6 +139,22 @@ pub enum Action {
     Stats,
     /// Checking the audit chain.
     AuditVerify,
+    /// Publishing a notice version.
+    PublishNotice,
+    /// Listing subjects due to be told of a new notice.
+    RenoticeDue,
+    /// Recording a fresh processing consent under the current notice.
+    RenewConsent,
+    /// Withdrawing a subject's consent, which erases its face data.
+    WithdrawConsent,
+    /// Recording a separate transfer consent.
+    GrantTransfer,
+    /// Withdrawing a transfer consent.
+    WithdrawTransfer,
+    /// Erasing every subject past its retention.
+    Purge,
+    /// Exporting templates in a bundle.
+    Export,
     /// Reading the audit log.
     AuditShow,
 }
@@ -149,6 +175,14 @@ impl Action {
             Action::Erase => "erase",
             Action::Stats => "stats",
             Action::AuditVerify => "audit_verify",
+            Action::PublishNotice => "notice_publish",
+            Action::RenoticeDue => "renotice_due",
+            Action::RenewConsent => "consent_renew",
+            Action::WithdrawConsent => "consent_withdraw",
+            Action::GrantTransfer => "transfer_grant",
+            Action::WithdrawTransfer => "transfer_withdraw",
+            Action::Purge => "purge",
+            Action::Export => "export",
             Action::AuditShow => "audit_show",
         }
     }
@@ -205,15 +239,17 @@ pub(crate) fn check_principal_name(name: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        });
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
     if valid {
         Ok(())
     } else {
         Err(Error::InvalidArgument {
             what: "user name",
-            reason: format!("use 1 to {MAX_NAME_LEN} of a-z, 0-9, '.', '_', '-', starting with a letter or digit"),
+            reason: format!(
+                "use 1 to {MAX_NAME_LEN} of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+            ),
         })
     }
 }
@@ -268,14 +304,8 @@ mod tests {
     #[test]
     fn password_hash_verifies_only_the_right_password() {
         let credential = hash_password(&Password::new("correct horse")).unwrap();
-        assert!(password_matches(
-            &Password::new("correct horse"),
-            &credential
-        ));
-        assert!(!password_matches(
-            &Password::new("correct horsf"),
-            &credential
-        ));
+        assert!(password_matches(&Password::new("correct horse"), &credential));
+        assert!(!password_matches(&Password::new("correct horsf"), &credential));
         let again = hash_password(&Password::new("correct horse")).unwrap();
         assert_ne!(credential.salt, again.salt);
         assert_ne!(credential.hash, again.hash);
@@ -293,6 +323,11 @@ mod tests {
         assert!(!Role::Auditor.permits(Action::Enrol));
         assert!(Role::Admin.permits(Action::AddUser));
         assert!(!Role::Enroller.permits(Action::AddUser));
+        assert!(Role::Exporter.permits(Action::Export));
+        assert!(!Role::Admin.permits(Action::Export));
+        assert!(!Role::Operator.permits(Action::WithdrawConsent));
+        assert!(Role::Enroller.permits(Action::WithdrawConsent));
+        assert!(!Role::Enroller.permits(Action::PublishNotice));
     }
 
     #[test]
@@ -317,9 +352,6 @@ mod tests {
         }
         assert!(check_new_password(&Password::new("short")).is_err());
         assert!(check_new_password(&Password::new("long enough")).is_ok());
-        assert_eq!(
-            format!("{:?}", Password::new("hunter22")),
-            "Password([REDACTED])"
-        );
+        assert_eq!(format!("{:?}", Password::new("hunter22")), "Password([REDACTED])");
     }
 }

@@ -78,11 +78,7 @@ pub(crate) struct StoredRecord {
 
 /// The MAC of `record` chained to the previous record's MAC. Every field is length-prefixed so
 /// that no two different records encode to the same bytes.
-pub(crate) fn chain_mac(
-    key: &hmac::Key,
-    previous_mac: &[u8],
-    record: &AuditRecord,
-) -> [u8; MAC_LEN] {
+pub(crate) fn chain_mac(key: &hmac::Key, previous_mac: &[u8], record: &AuditRecord) -> [u8; MAC_LEN] {
     let mut context = hmac::Context::with_key(key);
     context.update(b"facevault v1 audit record");
     context.update(previous_mac);

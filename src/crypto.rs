@@ -30,13 +30,12 @@ const AUDIT_MAC_INFO: &[u8] = b"facevault v1 audit mac";
 const RECORD_MAC_INFO: &[u8] = b"facevault v1 record mac";
 const WRAP_AAD_LABEL: &[u8] = b"facevault v1 wrapped data key";
 const TEMPLATE_AAD_LABEL: &[u8] = b"facevault v1 template";
+const PERSONAL_AAD_LABEL: &[u8] = b"facevault v1 personal data";
 
 /// Fills an array from the operating system's CSPRNG.
 pub(crate) fn random_array<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| Error::Crypto)?;
+    SystemRandom::new().fill(&mut bytes).map_err(|_| Error::Crypto)?;
     Ok(bytes)
 }
 
@@ -66,9 +65,7 @@ impl VaultKeys {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, vault_id).extract(master.expose_secret());
         let expand = |info: &'static [u8]| -> Result<hmac::Key> {
             let info = [info];
-            let okm = prk
-                .expand(&info, hmac::HMAC_SHA256)
-                .map_err(|_| Error::Crypto)?;
+            let okm = prk.expand(&info, hmac::HMAC_SHA256).map_err(|_| Error::Crypto)?;
             Ok(hmac::Key::from(okm))
         };
         Ok(Self {
@@ -112,12 +109,7 @@ impl VaultKeys {
     }
 
     /// Wraps a data key under the master key, bound to its vault and subject.
-    pub(crate) fn wrap(
-        &self,
-        vault_id: &[u8; 16],
-        subject: &[u8; 16],
-        key: &DataKey,
-    ) -> Result<Vec<u8>> {
+    pub(crate) fn wrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], key: &DataKey) -> Result<Vec<u8>> {
         let aad = wrap_aad(vault_id, subject);
         let nonce: [u8; NONCE_LEN] = random_array()?;
         let mut buffer = Vec::with_capacity(WRAPPED_KEY_LEN);
@@ -132,12 +124,7 @@ impl VaultKeys {
     }
 
     /// Unwraps a data key. `None` when the wrapped key was altered or belongs elsewhere.
-    pub(crate) fn unwrap(
-        &self,
-        vault_id: &[u8; 16],
-        subject: &[u8; 16],
-        wrapped: &[u8],
-    ) -> Option<DataKey> {
+    pub(crate) fn unwrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], wrapped: &[u8]) -> Option<DataKey> {
         if wrapped.len() != WRAPPED_KEY_LEN {
             return None;
         }
@@ -220,26 +207,82 @@ pub(crate) fn open_template(
     out: &mut [f32],
 ) -> Option<()> {
     let plain_len = binding.dim * 4;
-    if nonce.len() != NONCE_LEN
-        || ciphertext.len() != plain_len + TAG_LEN
-        || out.len() != binding.dim
-    {
+    if nonce.len() != NONCE_LEN || ciphertext.len() != plain_len + TAG_LEN || out.len() != binding.dim {
         return None;
     }
     let (body, tag) = ciphertext.split_at(plain_len);
     let mut plain = Zeroizing::new(body.to_vec());
     key.cipher()
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &binding.aad(),
-            &mut plain,
-            tag.into(),
-        )
+        .decrypt_in_place_detached(Nonce::from_slice(nonce), &binding.aad(), &mut plain, tag.into())
         .ok()?;
     for (value, bytes) in out.iter_mut().zip(plain.chunks_exact(4)) {
         *value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
     Some(())
+}
+
+/// Where a sealed piece of personal data (birth date, consent evidence) belongs.
+pub(crate) struct PersonalBinding<'a> {
+    pub vault_id: &'a [u8; 16],
+    pub subject: &'a [u8; 16],
+    /// `b"subject"` or `b"consent"`.
+    pub table: &'static [u8],
+    /// The row: 0 for the subject itself, the consent's ID otherwise.
+    pub row: i64,
+}
+
+impl PersonalBinding<'_> {
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(PERSONAL_AAD_LABEL.len() + 48);
+        aad.extend_from_slice(PERSONAL_AAD_LABEL);
+        aad.extend_from_slice(self.vault_id);
+        aad.extend_from_slice(self.subject);
+        aad.extend_from_slice(&(self.table.len() as u32).to_le_bytes());
+        aad.extend_from_slice(self.table);
+        aad.extend_from_slice(&self.row.to_le_bytes());
+        aad
+    }
+}
+
+/// Seals personal data under the subject's data key: nonce ‖ ciphertext ‖ tag. Erasing the data
+/// key erases these with the templates.
+pub(crate) fn seal_personal(
+    key: &DataKey,
+    binding: &PersonalBinding<'_>,
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let nonce: [u8; NONCE_LEN] = random_array()?;
+    let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(plaintext);
+    let tag = key
+        .cipher()
+        .encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &binding.aad(),
+            &mut sealed[NONCE_LEN..],
+        )
+        .map_err(|_| Error::Crypto)?;
+    sealed.extend_from_slice(&tag);
+    Ok(sealed)
+}
+
+/// Opens what [`seal_personal`] sealed; `None` if it was altered or belongs elsewhere.
+pub(crate) fn open_personal(
+    key: &DataKey,
+    binding: &PersonalBinding<'_>,
+    sealed: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut plain = Zeroizing::new(body.to_vec());
+    key.cipher()
+        .decrypt_in_place_detached(Nonce::from_slice(nonce), &binding.aad(), &mut plain, tag.into())
+        .ok()?;
+    Some(plain)
 }
 
 fn record_mac_input(label: &str, fields: &[&[u8]]) -> Vec<u8> {
@@ -323,22 +366,13 @@ mod tests {
         .is_some());
         assert_eq!(out, values);
         for wrong in [binding(&[2; 16], 7, 2), binding(&[1; 16], 8, 2)] {
-            assert!(
-                open_template(&dek, &wrong, &sealed.nonce, &sealed.ciphertext, &mut out).is_none()
-            );
+            assert!(open_template(&dek, &wrong, &sealed.nonce, &sealed.ciphertext, &mut out).is_none());
         }
         let other_model = TemplateBinding {
             model: "n",
             ..binding(&[1; 16], 7, 2)
         };
-        assert!(open_template(
-            &dek,
-            &other_model,
-            &sealed.nonce,
-            &sealed.ciphertext,
-            &mut out
-        )
-        .is_none());
+        assert!(open_template(&dek, &other_model, &sealed.nonce, &sealed.ciphertext, &mut out).is_none());
     }
 
     proptest! {

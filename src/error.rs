@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use crate::access::{Action, Role};
+use crate::policy::Refusal;
 use crate::subject::SubjectId;
 
 /// Everything that can go wrong in facevault.
@@ -28,6 +29,18 @@ pub enum Error {
     /// The named subject is not enrolled in this vault.
     #[error("no subject {0} is enrolled in this vault")]
     UnknownSubject(SubjectId),
+
+    /// The law, as this vault is configured, refuses the operation.
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
+
+    /// A notice with that version was already published; a change needs a new version.
+    #[error("notice version {0:?} was already published; publish changes as a new version")]
+    NoticeExists(String),
+
+    /// An export bundle could not be opened.
+    #[error("bundle rejected: {0}")]
+    Bundle(BundleProblem),
 
     /// A principal with that name already exists.
     #[error("a user named {0:?} already exists")]
@@ -132,6 +145,28 @@ pub enum KeyFileProblem {
     Missing,
 }
 
+/// Why an export bundle was rejected. Decryption failures say nothing more: a wrong key and an
+/// altered byte look the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleProblem {
+    /// It does not start with the bundle magic.
+    #[error("not a facevault bundle")]
+    NotABundle,
+    /// A format version this build does not read.
+    #[error("unsupported bundle version {0}")]
+    UnsupportedVersion(u8),
+    /// Shorter than its header and tag.
+    #[error("the bundle is truncated")]
+    Truncated,
+    /// The key is wrong or a byte was altered.
+    #[error("it does not decrypt with this recipient key, or it was altered")]
+    DecryptionFailed,
+    /// It decrypted but its contents are not a valid bundle.
+    #[error("its contents are malformed")]
+    Malformed,
+}
+
 /// What is wrong with a template or probe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -140,9 +175,7 @@ pub enum TemplateError {
     #[error("the template is empty")]
     Empty,
     /// A byte length that is not a whole number of f32 values, or of rows.
-    #[error(
-        "the template data is truncated: {bytes} bytes is not a whole number of {dim}-value rows"
-    )]
+    #[error("the template data is truncated: {bytes} bytes is not a whole number of {dim}-value rows")]
     Truncated {
         /// The length received.
         bytes: usize,
@@ -223,6 +256,9 @@ impl Error {
                 TemplateError::WrongModel { .. } => "wrong_model",
             },
             Error::InvalidArgument { .. } => "invalid_argument",
+            Error::Refused(refusal) => refusal.code(),
+            Error::NoticeExists(_) => "notice_exists",
+            Error::Bundle(_) => "bundle_rejected",
             Error::UnknownSubject(_) => "unknown_subject",
             Error::PrincipalExists(_) => "user_exists",
             Error::AuthenticationFailed => "authentication_failed",
@@ -249,14 +285,17 @@ impl Error {
             | Error::InvalidArgument { .. }
             | Error::UnknownSubject(_)
             | Error::PrincipalExists(_)
+            | Error::NoticeExists(_)
             | Error::AlreadyExists(_) => ErrorClass::BadInput,
-            Error::AuthenticationFailed
+            Error::Refused(_)
+            | Error::AuthenticationFailed
             | Error::AuthenticationRequired
             | Error::Forbidden { .. }
             | Error::ForeignSession => ErrorClass::Refused,
             Error::WrongKey
             | Error::Integrity { .. }
             | Error::AuditTampered { .. }
+            | Error::Bundle(_)
             | Error::NotAVault(_) => ErrorClass::Integrity,
             Error::KeyFile { problem, .. } => match problem {
                 KeyFileProblem::TooOpen => ErrorClass::Refused,

@@ -9,16 +9,35 @@ use std::collections::HashMap;
 
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::clock::UnixMillis;
+use crate::policy;
 use crate::subject::SubjectId;
 
-/// Decrypted, normalised templates and the subject of each row.
+/// A subject's rows and the moment its retention ends.
+struct SubjectEntry {
+    rows: Vec<usize>,
+    expires_at: UnixMillis,
+}
+
+/// The answer of a 1:1 lookup.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Lookup {
+    /// The best score over the subject's templates.
+    Score(f32),
+    /// The subject is enrolled but past its retention: it never matches.
+    Expired,
+    /// No such subject.
+    Unknown,
+}
+
+/// Decrypted, normalised templates, the subject of each row, and each subject's expiry.
 pub(crate) struct Gallery {
     dim: usize,
     /// Row-major, `rows.len() == row_subject.len() * dim`.
     rows: Zeroizing<Vec<f32>>,
     row_subject: Vec<SubjectId>,
     row_template: Vec<i64>,
-    subject_rows: HashMap<SubjectId, Vec<usize>>,
+    subjects: HashMap<SubjectId, SubjectEntry>,
 }
 
 impl Gallery {
@@ -28,7 +47,7 @@ impl Gallery {
             rows: Zeroizing::new(Vec::new()),
             row_subject: Vec::new(),
             row_template: Vec::new(),
-            subject_rows: HashMap::new(),
+            subjects: HashMap::new(),
         }
     }
 
@@ -46,21 +65,20 @@ impl Gallery {
         self.rows = grown;
     }
 
-    /// Adds one normalised row for `subject`.
-    pub(crate) fn push(&mut self, subject: SubjectId, template_id: i64, row: &[f32]) {
-        debug_assert_eq!(row.len(), self.dim);
-        self.reserve(1);
-        let index = self.row_subject.len();
-        self.rows.extend_from_slice(row);
-        self.row_subject.push(subject);
-        self.row_template.push(template_id);
-        self.subject_rows.entry(subject).or_default().push(index);
+    /// Adds one normalised row for `subject`, which expires at `expires_at`.
+    pub(crate) fn push(&mut self, subject: SubjectId, expires_at: UnixMillis, template_id: i64, row: &[f32]) {
+        self.push_with(subject, expires_at, template_id, |slot| {
+            slot.copy_from_slice(row);
+            true
+        });
     }
 
-    /// A writable slot for a new row, for decrypting straight into the gallery at open.
+    /// A writable slot for a new row, for decrypting straight into the gallery at open. When
+    /// `fill` fails the slot is zeroed and dropped.
     pub(crate) fn push_with(
         &mut self,
         subject: SubjectId,
+        expires_at: UnixMillis,
         template_id: i64,
         fill: impl FnOnce(&mut [f32]) -> bool,
     ) -> bool {
@@ -75,13 +93,23 @@ impl Gallery {
         let index = self.row_subject.len();
         self.row_subject.push(subject);
         self.row_template.push(template_id);
-        self.subject_rows.entry(subject).or_default().push(index);
+        self.subjects
+            .entry(subject)
+            .or_insert_with(|| SubjectEntry {
+                rows: Vec::new(),
+                expires_at,
+            })
+            .rows
+            .push(index);
         true
     }
 
     /// Removes every row of `subject`, zeroing the memory they occupied. Returns how many.
     pub(crate) fn remove_subject(&mut self, subject: &SubjectId) -> usize {
-        let Some(mut indices) = self.subject_rows.remove(subject) else {
+        let Some(SubjectEntry {
+            rows: mut indices, ..
+        }) = self.subjects.remove(subject)
+        else {
             return 0;
         };
         // Highest first, so that the row moved into each hole never belongs to `subject`.
@@ -90,13 +118,12 @@ impl Gallery {
             let last = self.row_subject.len() - 1;
             let dim = self.dim;
             if index != last {
-                self.rows
-                    .copy_within(last * dim..(last + 1) * dim, index * dim);
+                self.rows.copy_within(last * dim..(last + 1) * dim, index * dim);
                 let moved = self.row_subject[last];
                 self.row_subject[index] = moved;
                 self.row_template[index] = self.row_template[last];
-                if let Some(list) = self.subject_rows.get_mut(&moved) {
-                    for slot in list.iter_mut().filter(|slot| **slot == last) {
+                if let Some(entry) = self.subjects.get_mut(&moved) {
+                    for slot in entry.rows.iter_mut().filter(|slot| **slot == last) {
                         *slot = index;
                     }
                 }
@@ -110,11 +137,11 @@ impl Gallery {
     }
 
     pub(crate) fn contains(&self, subject: &SubjectId) -> bool {
-        self.subject_rows.contains_key(subject)
+        self.subjects.contains_key(subject)
     }
 
     pub(crate) fn subject_count(&self) -> usize {
-        self.subject_rows.len()
+        self.subjects.len()
     }
 
     pub(crate) fn template_count(&self) -> usize {
@@ -122,25 +149,61 @@ impl Gallery {
     }
 
     pub(crate) fn templates_of(&self, subject: &SubjectId) -> usize {
-        self.subject_rows.get(subject).map_or(0, Vec::len)
+        self.subjects.get(subject).map_or(0, |entry| entry.rows.len())
     }
 
-    /// The best score of `probe` against `subject`'s templates, or `None` if it has none.
-    pub(crate) fn verify(&self, subject: &SubjectId, probe: &[f32]) -> Option<f32> {
-        let indices = self.subject_rows.get(subject)?;
-        indices
+    /// When `subject`'s retention ends.
+    pub(crate) fn expires_at(&self, subject: &SubjectId) -> Option<UnixMillis> {
+        self.subjects.get(subject).map(|entry| entry.expires_at)
+    }
+
+    /// Every subject with its expiry, in ID order.
+    pub(crate) fn subjects(&self) -> Vec<(SubjectId, UnixMillis)> {
+        let mut all: Vec<_> = self
+            .subjects
+            .iter()
+            .map(|(id, entry)| (*id, entry.expires_at))
+            .collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
+    }
+
+    /// The subject's rows, oldest first.
+    pub(crate) fn rows_of(&self, subject: &SubjectId) -> Vec<&[f32]> {
+        let mut indices = self
+            .subjects
+            .get(subject)
+            .map_or_else(Vec::new, |entry| entry.rows.clone());
+        indices.sort_unstable_by_key(|index| self.row_template[*index]);
+        indices.into_iter().map(|index| self.row(index)).collect()
+    }
+
+    /// The best score of `probe` against `subject`'s templates, unless the subject is unknown or
+    /// past its retention at `now`.
+    pub(crate) fn verify(&self, subject: &SubjectId, probe: &[f32], now: UnixMillis) -> Lookup {
+        let Some(entry) = self.subjects.get(subject) else {
+            return Lookup::Unknown;
+        };
+        if !policy::is_within_retention(entry.expires_at, now) {
+            return Lookup::Expired;
+        }
+        entry
+            .rows
             .iter()
             .map(|&index| dot(probe, self.row(index)))
             .reduce(f32::max)
+            .map_or(Lookup::Unknown, Lookup::Score)
     }
 
-    /// The `k` best subjects scoring at least `threshold`, best first; each subject appears once,
-    /// with the score of its best template. Ties are broken by subject ID so answers are stable.
+    /// The `k` best subjects scoring at least `threshold` and within retention at `now`, best
+    /// first; each subject appears once, with the score of its best template. Ties are broken by
+    /// subject ID so answers are stable.
     pub(crate) fn identify(
         &self,
         probe: &[f32],
         k: usize,
         threshold: f32,
+        now: UnixMillis,
     ) -> Vec<(SubjectId, f32)> {
         let mut best: HashMap<SubjectId, f32> = HashMap::new();
         for (index, subject) in self.row_subject.iter().enumerate() {
@@ -150,7 +213,14 @@ impl Gallery {
                 *entry = entry.max(score);
             }
         }
-        let mut ranked: Vec<(SubjectId, f32)> = best.into_iter().collect();
+        let mut ranked: Vec<(SubjectId, f32)> = best
+            .into_iter()
+            .filter(|(subject, _)| {
+                self.subjects
+                    .get(subject)
+                    .is_some_and(|entry| policy::is_within_retention(entry.expires_at, now))
+            })
+            .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(k);
         ranked
@@ -184,6 +254,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
+    const FOREVER: UnixMillis = i64::MAX;
+
     fn id(n: u8) -> SubjectId {
         SubjectId::from_bytes(&[n; 16]).unwrap()
     }
@@ -197,19 +269,28 @@ mod tests {
     #[test]
     fn identify_ranks_subjects_once_each_above_threshold() {
         let mut g = Gallery::new(4);
-        g.push(id(1), 1, &unit(4, 0));
-        g.push(id(2), 2, &[0.8, 0.6, 0.0, 0.0]);
-        g.push(id(1), 3, &[0.6, 0.8, 0.0, 0.0]);
-        g.push(id(3), 4, &unit(4, 3));
-        let hits = g.identify(&unit(4, 0), 5, 0.5);
-        assert_eq!(
-            hits.iter().map(|h| h.0).collect::<Vec<_>>(),
-            vec![id(1), id(2)]
-        );
+        g.push(id(1), FOREVER, 1, &unit(4, 0));
+        g.push(id(2), FOREVER, 2, &[0.8, 0.6, 0.0, 0.0]);
+        g.push(id(1), FOREVER, 3, &[0.6, 0.8, 0.0, 0.0]);
+        g.push(id(3), FOREVER, 4, &unit(4, 3));
+        let hits = g.identify(&unit(4, 0), 5, 0.5, 0);
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![id(1), id(2)]);
         assert_eq!(hits[0].1, 1.0);
-        assert_eq!(g.identify(&unit(4, 0), 1, 0.5).len(), 1);
-        assert_eq!(g.verify(&id(1), &unit(4, 1)), Some(0.8));
-        assert_eq!(g.verify(&id(9), &unit(4, 1)), None);
+        assert_eq!(g.identify(&unit(4, 0), 1, 0.5, 0).len(), 1);
+        assert_eq!(g.verify(&id(1), &unit(4, 1), 0), Lookup::Score(0.8));
+        assert_eq!(g.verify(&id(9), &unit(4, 1), 0), Lookup::Unknown);
+    }
+
+    #[test]
+    fn expired_subjects_never_match() {
+        let mut g = Gallery::new(2);
+        g.push(id(1), 1_000, 1, &[1.0, 0.0]);
+        g.push(id(2), 2_000, 2, &[1.0, 0.0]);
+        assert_eq!(g.identify(&[1.0, 0.0], 5, 0.0, 999).len(), 2);
+        assert_eq!(g.identify(&[1.0, 0.0], 5, 0.0, 1_000), vec![(id(2), 1.0)]);
+        assert_eq!(g.verify(&id(1), &[1.0, 0.0], 1_000), Lookup::Expired);
+        assert_eq!(g.verify(&id(2), &[1.0, 0.0], 1_999), Lookup::Score(1.0));
+        assert!(g.identify(&[1.0, 0.0], 5, 0.0, 2_000).is_empty());
     }
 
     #[test]
@@ -218,7 +299,7 @@ mod tests {
         for n in 0..20u8 {
             let mut row = vec![0.0; 3];
             row[usize::from(n % 3)] = 1.0;
-            g.push(id(n % 5), i64::from(n), &row);
+            g.push(id(n % 5), FOREVER, i64::from(n), &row);
         }
         assert_eq!(g.subject_count(), 5);
         assert_eq!(g.remove_subject(&id(2)), 4);
@@ -231,10 +312,10 @@ mod tests {
             let n = u8::try_from(template).unwrap();
             assert_eq!(g.row_subject[index], id(n % 5));
             assert_eq!(g.row(index)[usize::from(n % 3)], 1.0);
-            assert!(g.subject_rows[&id(n % 5)].contains(&index));
+            assert!(g.subjects[&id(n % 5)].rows.contains(&index));
         }
         assert!(g
-            .identify(&unit(3, 0), 10, -1.0)
+            .identify(&unit(3, 0), 10, -1.0, 0)
             .iter()
             .all(|(s, _)| *s != id(2)));
     }

@@ -58,19 +58,7 @@ impl KeyFile {
     pub fn create(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
         let key = Zeroizing::new(crypto::random_array::<MASTER_KEY_LEN>()?);
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.clone()),
-            _ => Error::Io(e),
-        })?;
-        file.write_all(key.as_slice())?;
-        file.sync_all()?;
+        write_new_file(&path, key.as_slice(), 0o600)?;
         Ok(Self { path })
     }
 
@@ -90,42 +78,87 @@ impl KeyFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    fn problem(&self, problem: KeyFileProblem) -> Error {
-        Error::KeyFile {
-            path: self.path.clone(),
-            problem,
-        }
-    }
 }
 
 impl KeyProvider for KeyFile {
     fn master_key(&self) -> Result<MasterKey> {
-        let mut file = File::open(&self.path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => self.problem(KeyFileProblem::Missing),
-            _ => Error::Io(e),
-        })?;
-        let metadata = file.metadata()?;
-        if !metadata.is_file() {
-            return Err(self.problem(KeyFileProblem::NotAFile));
+        Ok(MasterKey(read_secret_file(&self.path)?))
+    }
+}
+
+/// Writes `bytes` to a new file with the given Unix mode, synced to disk. Refuses to overwrite.
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
+        _ => Error::Io(e),
+    })?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Reads a 32-byte secret from a regular file that only its owner may read.
+pub(crate) fn read_secret_file(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
+    let problem = |problem| Error::KeyFile {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
+        _ => Error::Io(e),
+    })?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(problem(KeyFileProblem::NotAFile));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if metadata.permissions().mode() & 0o077 != 0 {
+            return Err(problem(KeyFileProblem::TooOpen));
         }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            if metadata.permissions().mode() & 0o077 != 0 {
-                return Err(self.problem(KeyFileProblem::TooOpen));
-            }
-        }
-        if metadata.len() != MASTER_KEY_LEN as u64 {
-            return Err(self.problem(KeyFileProblem::WrongLength));
-        }
-        let mut key = Zeroizing::new([0u8; MASTER_KEY_LEN]);
-        file.read_exact(key.as_mut_slice())?;
-        // A file that grew between the length check and the read is not a key file either.
-        if file.read(&mut [0u8; 1])? != 0 {
-            return Err(self.problem(KeyFileProblem::WrongLength));
-        }
-        Ok(MasterKey(key))
+    }
+    read_exactly_32(&mut file, metadata.len()).ok_or_else(|| problem(KeyFileProblem::WrongLength))?
+}
+
+/// Reads a 32-byte public value (no permission check: it is not secret).
+pub(crate) fn read_public_file(path: &Path) -> Result<[u8; 32]> {
+    let problem = |problem| Error::KeyFile {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
+        _ => Error::Io(e),
+    })?;
+    let len = file.metadata()?.len();
+    let bytes = read_exactly_32(&mut file, len).ok_or_else(|| problem(KeyFileProblem::WrongLength))??;
+    Ok(*bytes)
+}
+
+/// `None` when the file is not exactly 32 bytes long (checked before and after reading, in case it
+/// grows in between).
+fn read_exactly_32(file: &mut File, len: u64) -> Option<Result<Zeroizing<[u8; 32]>>> {
+    if len != 32 {
+        return None;
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    if let Err(e) = file.read_exact(bytes.as_mut_slice()) {
+        return Some(Err(Error::Io(e)));
+    }
+    match file.read(&mut [0u8; 1]) {
+        Ok(0) => Some(Ok(bytes)),
+        Ok(_) => None,
+        Err(e) => Some(Err(Error::Io(e))),
     }
 }
 
@@ -175,10 +208,7 @@ mod tests {
         assert_eq!(mode, 0o600);
         let provider = KeyFile::new(&path);
         assert!(provider.master_key().is_ok());
-        assert!(matches!(
-            KeyFile::create(&path),
-            Err(Error::AlreadyExists(_))
-        ));
+        assert!(matches!(KeyFile::create(&path), Err(Error::AlreadyExists(_))));
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(matches!(

@@ -4,11 +4,13 @@
 
 mod access;
 mod audit;
+mod bundle;
 mod clock;
 mod crypto;
 mod error;
 mod gallery;
 mod keys;
+mod policy;
 mod store;
 mod subject;
 mod template;
@@ -16,12 +18,18 @@ mod vault;
 
 pub use access::{Action, Password, Role, PASSWORD_ITERATIONS};
 pub use audit::{AuditRecord, Outcome};
+pub use bundle::{
+    open as open_bundle, BundleContents, BundleSubject, ConsentEvidence, RecipientPublicKey,
+    RecipientSecretKey,
+};
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
-pub use error::{Error, ErrorClass, KeyFileProblem, Result, TemplateError};
+pub use error::{BundleProblem, Error, ErrorClass, KeyFileProblem, Result, TemplateError};
 pub use keys::{FixedKey, KeyFile, KeyProvider, MasterKey, MASTER_KEY_LEN};
+pub use policy::{parse_date, Destination, Enrolment, Guardian, Notice, Refusal, RetentionCeilings};
 pub use subject::SubjectId;
 pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
+pub use vault::consent::{PublishedNotice, RenoticeDue, TransferConsent};
 pub use vault::{
-    Candidate, Session, Stats, Vault, VaultConfig, Verification, DEFAULT_THRESHOLD, MAX_DIM, MAX_K,
-    MAX_TEMPLATES_PER_SUBJECT, SCORE_DECIMALS,
+    Candidate, ExportRequest, ExportedBundle, Session, Stats, Vault, VaultConfig, Verification,
+    DEFAULT_THRESHOLD, MAX_DIM, MAX_K, MAX_TEMPLATES_PER_SUBJECT, SCORE_DECIMALS,
 };

@@ -25,8 +25,34 @@ CREATE TABLE meta (
 CREATE TABLE subjects (
     id          BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 16),
     created_at  INTEGER NOT NULL,
-    wrapped_key BLOB CHECK (wrapped_key IS NULL OR length(wrapped_key) = 60)
+    expires_at  INTEGER NOT NULL,
+    minor       INTEGER NOT NULL CHECK (minor IN (0, 1)),
+    wrapped_key BLOB CHECK (wrapped_key IS NULL OR length(wrapped_key) = 60),
+    personal    BLOB,
+    mac         BLOB NOT NULL
 ) STRICT, WITHOUT ROWID;
+
+CREATE TABLE notices (
+    seq          INTEGER PRIMARY KEY NOT NULL,
+    version      TEXT NOT NULL UNIQUE,
+    published_at INTEGER NOT NULL,
+    body         TEXT NOT NULL,
+    mac          BLOB NOT NULL
+) STRICT;
+
+CREATE TABLE consents (
+    id             INTEGER PRIMARY KEY NOT NULL,
+    subject_id     BLOB NOT NULL CHECK (length(subject_id) = 16),
+    kind           TEXT NOT NULL CHECK (kind IN ('processing', 'transfer')),
+    notice_version TEXT NOT NULL,
+    given_at       INTEGER NOT NULL,
+    by_guardian    INTEGER NOT NULL CHECK (by_guardian IN (0, 1)),
+    withdrawn_at   INTEGER,
+    erased_at      INTEGER,
+    evidence       BLOB,
+    mac            BLOB NOT NULL
+) STRICT;
+CREATE INDEX consents_by_subject ON consents(subject_id);
 
 CREATE TABLE templates (
     id         INTEGER PRIMARY KEY NOT NULL,
@@ -162,8 +188,8 @@ impl Store {
     pub(crate) fn migrate(&mut self) -> Result<()> {
         let mut version = self.format_version()?;
         while version < FORMAT_VERSION {
-            let step = usize::try_from(version)
-                .map_err(|_| Error::NotAVault("negative schema version".into()))?;
+            let step =
+                usize::try_from(version).map_err(|_| Error::NotAVault("negative schema version".into()))?;
             let tx = self.conn.transaction()?;
             tx.execute_batch(MIGRATIONS[step])?;
             tx.pragma_update(None, "user_version", version + 1)?;
@@ -210,39 +236,61 @@ pub(crate) fn meta_set(conn: &Connection, key: &str, value: impl rusqlite::ToSql
 }
 
 pub(crate) fn meta_get<T: rusqlite::types::FromSql>(conn: &Connection, key: &str) -> Result<T> {
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-        row.get(0)
-    })
-    .optional()
-    .map_err(|_| Error::NotAVault(format!("metadata {key:?} has the wrong type")))?
-    .ok_or_else(|| Error::NotAVault(format!("metadata {key:?} is missing")))
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+        .optional()
+        .map_err(|_| Error::NotAVault(format!("metadata {key:?} has the wrong type")))?
+        .ok_or_else(|| Error::NotAVault(format!("metadata {key:?} is missing")))
 }
 
 // --- subjects and templates -------------------------------------------------------------------
 
-pub(crate) fn insert_subject(
-    conn: &Connection,
-    id: &[u8; 16],
-    created_at: i64,
-    wrapped_key: &[u8],
-) -> Result<()> {
-    conn.execute(
-        "INSERT INTO subjects(id, created_at, wrapped_key) VALUES (?1, ?2, ?3)",
-        params![&id[..], created_at, wrapped_key],
+/// A subject row as stored.
+pub(crate) struct SubjectRow {
+    pub id: [u8; 16],
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub minor: bool,
+    pub wrapped_key: Option<Vec<u8>>,
+    pub personal: Option<Vec<u8>>,
+    pub mac: Vec<u8>,
+}
+
+pub(crate) fn insert_subject(conn: &Connection, row: &SubjectRow) -> Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO subjects(id, created_at, expires_at, minor, wrapped_key, personal, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
+    statement.execute(params![
+        &row.id[..],
+        row.created_at,
+        row.expires_at,
+        row.minor,
+        row.wrapped_key,
+        row.personal,
+        row.mac
+    ])?;
     Ok(())
 }
 
-/// The subject's wrapped data key; `None` when there is no such subject.
-pub(crate) fn wrapped_key(conn: &Connection, id: &[u8; 16]) -> Result<Option<Vec<u8>>> {
+/// The subject's row; `None` when there is no such subject.
+pub(crate) fn subject(conn: &Connection, id: &[u8; 16]) -> Result<Option<SubjectRow>> {
     Ok(conn
         .query_row(
-            "SELECT wrapped_key FROM subjects WHERE id = ?1",
+            "SELECT created_at, expires_at, minor, wrapped_key, personal, mac FROM subjects WHERE id = ?1",
             [&id[..]],
-            |row| row.get::<_, Option<Vec<u8>>>(0),
+            |row| {
+                Ok(SubjectRow {
+                    id: *id,
+                    created_at: row.get(0)?,
+                    expires_at: row.get(1)?,
+                    minor: row.get(2)?,
+                    wrapped_key: row.get(3)?,
+                    personal: row.get(4)?,
+                    mac: row.get(5)?,
+                })
+            },
         )
-        .optional()?
-        .flatten())
+        .optional()?)
 }
 
 /// A template row as stored.
@@ -253,6 +301,10 @@ pub(crate) struct TemplateRow {
     pub dim: i64,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
+    pub subject_created_at: i64,
+    pub subject_expires_at: i64,
+    pub subject_minor: bool,
+    pub subject_mac: Vec<u8>,
     pub wrapped_key: Option<Vec<u8>>,
 }
 
@@ -289,7 +341,8 @@ pub(crate) fn for_each_template(
     mut visit: impl FnMut(TemplateRow) -> Result<()>,
 ) -> Result<()> {
     let mut statement = conn.prepare(
-        "SELECT t.id, t.subject_id, t.model, t.dim, t.nonce, t.ciphertext, s.wrapped_key
+        "SELECT t.id, t.subject_id, t.model, t.dim, t.nonce, t.ciphertext,
+                s.created_at, s.expires_at, s.minor, s.mac, s.wrapped_key
          FROM templates t JOIN subjects s ON s.id = t.subject_id
          ORDER BY t.subject_id, t.id",
     )?;
@@ -302,7 +355,11 @@ pub(crate) fn for_each_template(
             dim: row.get(3)?,
             nonce: row.get(4)?,
             ciphertext: row.get(5)?,
-            wrapped_key: row.get(6)?,
+            subject_created_at: row.get(6)?,
+            subject_expires_at: row.get(7)?,
+            subject_minor: row.get(8)?,
+            subject_mac: row.get(9)?,
+            wrapped_key: row.get(10)?,
         })?;
     }
     Ok(())
@@ -322,13 +379,149 @@ pub(crate) fn subjects_without_templates(conn: &Connection) -> Result<Vec<Vec<u8
 /// Erases a subject: the wrapped data key first (crypto-shredding), then its templates, then the
 /// subject row. Returns how many templates went.
 pub(crate) fn erase_subject(conn: &Connection, id: &[u8; 16]) -> Result<usize> {
-    conn.execute(
-        "UPDATE subjects SET wrapped_key = NULL WHERE id = ?1",
-        [&id[..]],
-    )?;
+    conn.execute("UPDATE subjects SET wrapped_key = NULL WHERE id = ?1", [&id[..]])?;
     let templates = conn.execute("DELETE FROM templates WHERE subject_id = ?1", [&id[..]])?;
     conn.execute("DELETE FROM subjects WHERE id = ?1", [&id[..]])?;
     Ok(templates)
+}
+
+// --- notices and consents ---------------------------------------------------------------------
+
+/// A published notice as stored.
+pub(crate) struct NoticeRow {
+    pub seq: i64,
+    pub version: String,
+    pub published_at: i64,
+    pub body: String,
+    pub mac: Vec<u8>,
+}
+
+pub(crate) fn insert_notice(conn: &Connection, row: &NoticeRow) -> Result<()> {
+    conn.execute(
+        "INSERT INTO notices(seq, version, published_at, body, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![row.seq, row.version, row.published_at, row.body, row.mac],
+    )?;
+    Ok(())
+}
+
+/// The most recently published notice.
+pub(crate) fn current_notice(conn: &Connection) -> Result<Option<NoticeRow>> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, version, published_at, body, mac FROM notices ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| {
+                Ok(NoticeRow {
+                    seq: row.get(0)?,
+                    version: row.get(1)?,
+                    published_at: row.get(2)?,
+                    body: row.get(3)?,
+                    mac: row.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+pub(crate) fn notice_published(conn: &Connection, version: &str) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM notices WHERE version = ?1", [version], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// A consent as stored.
+#[derive(Clone)]
+pub(crate) struct ConsentRow {
+    pub id: i64,
+    pub subject: [u8; 16],
+    pub kind: String,
+    pub notice_version: String,
+    pub given_at: i64,
+    pub by_guardian: bool,
+    pub withdrawn_at: Option<i64>,
+    pub erased_at: Option<i64>,
+    pub evidence: Option<Vec<u8>>,
+    pub mac: Vec<u8>,
+}
+
+pub(crate) fn next_consent_id(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM consents", [], |row| {
+            row.get(0)
+        })?,
+    )
+}
+
+pub(crate) fn insert_consent(conn: &Connection, row: &ConsentRow) -> Result<()> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO consents(id, subject_id, kind, notice_version, given_at, by_guardian, withdrawn_at,
+                              erased_at, evidence, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    statement.execute(params![
+        row.id,
+        &row.subject[..],
+        row.kind,
+        row.notice_version,
+        row.given_at,
+        row.by_guardian,
+        row.withdrawn_at,
+        row.erased_at,
+        row.evidence,
+        row.mac
+    ])?;
+    Ok(())
+}
+
+/// Rewrites a consent's mutable columns (withdrawal, erasure, evidence) and its MAC.
+pub(crate) fn update_consent(conn: &Connection, row: &ConsentRow) -> Result<()> {
+    conn.execute(
+        "UPDATE consents SET withdrawn_at = ?1, erased_at = ?2, evidence = ?3, mac = ?4 WHERE id = ?5",
+        params![row.withdrawn_at, row.erased_at, row.evidence, row.mac, row.id],
+    )?;
+    Ok(())
+}
+
+/// A subject's consents, oldest first.
+pub(crate) fn consents_of(conn: &Connection, subject: &[u8; 16]) -> Result<Vec<ConsentRow>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, kind, notice_version, given_at, by_guardian, withdrawn_at, erased_at, evidence, mac
+         FROM consents WHERE subject_id = ?1 ORDER BY id",
+    )?;
+    let rows = statement
+        .query_map([&subject[..]], |row| {
+            Ok(ConsentRow {
+                id: row.get(0)?,
+                subject: *subject,
+                kind: row.get(1)?,
+                notice_version: row.get(2)?,
+                given_at: row.get(3)?,
+                by_guardian: row.get(4)?,
+                withdrawn_at: row.get(5)?,
+                erased_at: row.get(6)?,
+                evidence: row.get(7)?,
+                mac: row.get(8)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Enrolled subjects whose latest active processing consent was given under a notice other than
+/// `current`: they are due to be told about the new notice.
+pub(crate) fn renotice_due(conn: &Connection, current: &str) -> Result<Vec<Vec<u8>>> {
+    let mut statement = conn.prepare(
+        "SELECT s.id FROM subjects s JOIN consents c ON c.subject_id = s.id
+         WHERE c.id = (SELECT max(id) FROM consents c2
+                       WHERE c2.subject_id = s.id AND c2.kind = 'processing' AND c2.withdrawn_at IS NULL)
+           AND c.notice_version != ?1
+         ORDER BY s.id",
+    )?;
+    let ids = statement
+        .query_map([current], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
 }
 
 // --- principals -------------------------------------------------------------------------------
@@ -418,11 +611,7 @@ pub(crate) fn init_chain_head(conn: &Connection) -> Result<()> {
 }
 
 /// Appends a record (its `seq` is assigned here) chained to the current head, and moves the head.
-pub(crate) fn append_audit(
-    conn: &Connection,
-    key: &ring::hmac::Key,
-    mut record: AuditRecord,
-) -> Result<u64> {
+pub(crate) fn append_audit(conn: &Connection, key: &ring::hmac::Key, mut record: AuditRecord) -> Result<u64> {
     let head = chain_head(conn)?;
     record.seq = head.seq + 1;
     let mac = audit::chain_mac(key, &head.mac, &record);

@@ -76,10 +76,7 @@ pub(crate) fn normalise_rows(
                 if b.is_empty() {
                     return Err(TemplateError::Empty);
                 }
-                return Err(TemplateError::Truncated {
-                    bytes: b.len(),
-                    dim,
-                });
+                return Err(TemplateError::Truncated { bytes: b.len(), dim });
             }
             b.len() / 4
         }
@@ -160,11 +157,9 @@ mod tests {
     #[test]
     fn bytes_and_values_agree() {
         let values = [1.0f32, -2.0, 0.5, 7.0];
-        let from_values =
-            normalise_rows(TemplateInput::Values(&values), 2, RowCount::AtLeastOne).unwrap();
+        let from_values = normalise_rows(TemplateInput::Values(&values), 2, RowCount::AtLeastOne).unwrap();
         let raw = bytes(&values);
-        let from_bytes =
-            normalise_rows(TemplateInput::LeBytes(&raw), 2, RowCount::AtLeastOne).unwrap();
+        let from_bytes = normalise_rows(TemplateInput::LeBytes(&raw), 2, RowCount::AtLeastOne).unwrap();
         assert_eq!(from_values.as_slice(), from_bytes.as_slice());
     }
 
@@ -173,11 +168,7 @@ mod tests {
         let check = |input: TemplateInput<'_>, count, expected: TemplateError| {
             assert_eq!(normalise_rows(input, 4, count).err(), Some(expected));
         };
-        check(
-            TemplateInput::LeBytes(&[]),
-            RowCount::One,
-            TemplateError::Empty,
-        );
+        check(TemplateInput::LeBytes(&[]), RowCount::One, TemplateError::Empty);
         check(
             TemplateInput::Values(&[]),
             RowCount::AtLeastOne,
@@ -196,18 +187,12 @@ mod tests {
         check(
             TemplateInput::Values(&[1.0; 3]),
             RowCount::One,
-            TemplateError::WrongDimension {
-                expected: 4,
-                got: 3,
-            },
+            TemplateError::WrongDimension { expected: 4, got: 3 },
         );
         check(
             TemplateInput::Values(&[1.0; 8]),
             RowCount::One,
-            TemplateError::WrongDimension {
-                expected: 4,
-                got: 8,
-            },
+            TemplateError::WrongDimension { expected: 4, got: 8 },
         );
         check(
             TemplateInput::Values(&[1.0, f32::NAN, 1.0, 1.0]),

@@ -11,7 +11,17 @@ const DIM: usize = 8;
 fn vault_with_one_subject() -> (CliVault, String, String) {
     let cli = CliVault::init(DIM);
     let template = cli.file("t.f32", &le_bytes(&Rng::new(2).gaussian_vec(DIM)));
-    let subject = cli.admin(&["enroll", "--template", &template]).ok()["subject"]
+    let subject = cli
+        .admin(&[
+            "enroll",
+            "--template",
+            &template,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ])
+        .ok()["subject"]
         .as_str()
         .unwrap()
         .to_string();
@@ -27,23 +37,35 @@ fn an_operator_can_verify_and_identify_but_not_enrol_or_erase() {
         .clone();
     assert_eq!(verified["match"], true);
     assert_eq!(verified["subject"], subject.as_str());
-    let found = cli
-        .operator(&["identify", "--probe", &template])
-        .ok()
-        .clone();
+    let found = cli.operator(&["identify", "--probe", &template]).ok().clone();
     assert_eq!(found["candidates"][0]["subject"], subject.as_str());
 
     let message = cli
-        .operator(&["enroll", "--template", &template])
+        .operator(&[
+            "enroll",
+            "--template",
+            &template,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ])
         .fails(3, "forbidden");
     assert_eq!(message, "role operator may not enrol");
-    cli.operator(&["enroll-batch", "--templates", &template])
-        .fails(3, "forbidden");
+    cli.operator(&[
+        "enroll-batch",
+        "--templates",
+        &template,
+        "--notice",
+        NOTICE_VERSION,
+        "--consent-method",
+        CONSENT_METHOD,
+    ])
+    .fails(3, "forbidden");
     cli.operator(&["erase", "--subject", &subject])
         .fails(3, "forbidden");
     cli.operator(&["audit", "show"]).fails(3, "forbidden");
-    cli.operator(&["set-threshold", "0.1"])
-        .fails(3, "forbidden");
+    cli.operator(&["set-threshold", "0.1"]).fails(3, "forbidden");
     cli.run_with_env(
         Some((OPERATOR, OPERATOR_PASSWORD)),
         &["user", "add", "mallory", "--role", "admin"],
@@ -88,11 +110,29 @@ fn duties_are_separated_between_roles() {
     }
     let clerk = |args: &[&str]| cli.run(Some(("clerk", "a-long-password")), args);
     let inspector = |args: &[&str]| cli.run(Some(("inspector", "a-long-password")), args);
-    clerk(&["enroll", "--template", &template]).ok();
+    clerk(&[
+        "enroll",
+        "--template",
+        &template,
+        "--notice",
+        NOTICE_VERSION,
+        "--consent-method",
+        CONSENT_METHOD,
+    ])
+    .ok();
     clerk(&["identify", "--probe", &template]).fails(3, "forbidden");
     clerk(&["audit", "show"]).fails(3, "forbidden");
     inspector(&["audit", "verify"]).ok();
-    inspector(&["enroll", "--template", &template]).fails(3, "forbidden");
+    inspector(&[
+        "enroll",
+        "--template",
+        &template,
+        "--notice",
+        NOTICE_VERSION,
+        "--consent-method",
+        CONSENT_METHOD,
+    ])
+    .fails(3, "forbidden");
     inspector(&["verify", "--subject", &subject, "--probe", &template]).fails(3, "forbidden");
     // The admin manages the vault but does not run the matcher.
     cli.admin(&["identify", "--probe", &template])
@@ -134,8 +174,24 @@ fn no_command_touches_data_without_a_user() {
     let before = cli.audit().len();
     let commands: Vec<Vec<&str>> = vec![
         vec!["stats"],
-        vec!["enroll", "--template", &template],
-        vec!["enroll-batch", "--templates", &template],
+        vec![
+            "enroll",
+            "--template",
+            &template,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ],
+        vec![
+            "enroll-batch",
+            "--templates",
+            &template,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ],
         vec!["verify", "--subject", &subject, "--probe", &template],
         vec!["identify", "--probe", &template],
         vec!["erase", "--subject", &subject],
@@ -176,8 +232,5 @@ fn a_missing_password_variable_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
     assert_eq!(error["error"], "usage");
-    assert!(error["message"]
-        .as_str()
-        .unwrap()
-        .contains("FACEVAULT_PASSWORD"));
+    assert!(error["message"].as_str().unwrap().contains("FACEVAULT_PASSWORD"));
 }

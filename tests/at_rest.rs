@@ -22,12 +22,12 @@ fn no_12_byte_window_of_any_template_reaches_the_file_or_the_wal() {
         })
         .collect();
     let batch: Vec<f32> = people[..200].concat();
-    tv.vault.enrol_batch(&tv.admin, &batch).unwrap();
+    tv.vault.enrol_batch(&tv.admin, &consent(), &batch).unwrap();
     let mut second_templates = Vec::new();
     for person in &people[200..] {
-        let subject = tv.vault.enrol(&tv.admin, None, person).unwrap();
+        let subject = tv.vault.enrol(&tv.admin, &consent(), person).unwrap();
         let another = faces.capture(person, 0.5);
-        tv.vault.enrol(&tv.admin, Some(&subject), &another).unwrap();
+        tv.vault.add_template(&tv.admin, &subject, &another).unwrap();
         second_templates.push(another);
     }
     let mut sources: Vec<Vec<u8>> = Vec::new();
@@ -45,10 +45,7 @@ fn no_12_byte_window_of_any_template_reaches_the_file_or_the_wal() {
 
     // While open, the WAL holds the recent pages.
     let wal = read_or_empty(&tv.wal_path());
-    assert!(
-        !wal.is_empty(),
-        "the WAL should hold the enrolments before close"
-    );
+    assert!(!wal.is_empty(), "the WAL should hold the enrolments before close");
     for (name, bytes) in [("database", std::fs::read(&tv.path).unwrap()), ("WAL", wal)] {
         assert_eq!(
             find_any(&bytes, &needles),
@@ -59,11 +56,7 @@ fn no_12_byte_window_of_any_template_reaches_the_file_or_the_wal() {
 
     let mut tv = tv.reopen();
     assert_eq!(tv.vault.stats(&tv.admin).unwrap().templates, 400);
-    for path in [
-        tv.path.clone(),
-        tv.wal_path(),
-        with_suffix(&tv.path, "-journal"),
-    ] {
+    for path in [tv.path.clone(), tv.wal_path(), with_suffix(&tv.path, "-journal")] {
         assert_eq!(
             find_any(&read_or_empty(&path), &needles),
             None,

@@ -17,11 +17,7 @@ fn bad_inputs() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     let mut truncated = le_bytes(&good);
     truncated.pop();
     vec![
-        (
-            "wrong-dim.f32",
-            le_bytes(&good[..DIM - 1]),
-            "wrong_dimension",
-        ),
+        ("wrong-dim.f32", le_bytes(&good[..DIM - 1]), "wrong_dimension"),
         (
             "too-long.f32",
             le_bytes(&[good.clone(), good.clone()].concat()),
@@ -44,7 +40,17 @@ fn last_audit(cli: &CliVault) -> serde_json::Value {
 fn bad_templates_exit_2_name_the_problem_write_nothing_and_are_audited() {
     let cli = CliVault::init(DIM);
     let good = cli.file("good.f32", &le_bytes(&Rng::new(3).gaussian_vec(DIM)));
-    let subject = cli.admin(&["enroll", "--template", &good]).ok()["subject"]
+    let subject = cli
+        .admin(&[
+            "enroll",
+            "--template",
+            &good,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ])
+        .ok()["subject"]
         .as_str()
         .unwrap()
         .to_string();
@@ -52,16 +58,24 @@ fn bad_templates_exit_2_name_the_problem_write_nothing_and_are_audited() {
         let file = cli.file(name, &bytes);
         let before = std::fs::read(&cli.db).unwrap();
         let runs: [(&str, &dyn Fn() -> Run); 4] = [
-            ("enrol", &|| cli.admin(&["enroll", "--template", &file])),
+            ("enrol", &|| {
+                cli.admin(&[
+                    "enroll",
+                    "--template",
+                    &file,
+                    "--notice",
+                    NOTICE_VERSION,
+                    "--consent-method",
+                    CONSENT_METHOD,
+                ])
+            }),
             ("enrol", &|| {
                 cli.admin(&["enroll", "--template", &file, "--subject", &subject])
             }),
             ("verify", &|| {
                 cli.operator(&["verify", "--subject", &subject, "--probe", &file])
             }),
-            ("identify", &|| {
-                cli.operator(&["identify", "--probe", &file])
-            }),
+            ("identify", &|| cli.operator(&["identify", "--probe", &file])),
         ];
         for (action, run) in runs {
             let message = run().fails(2, code);
@@ -99,14 +113,30 @@ fn a_batch_with_one_bad_row_enrols_nothing() {
     rows[7 * DIM + 2] = f32::NAN;
     let file = cli.file("batch.f32", &le_bytes(&rows));
     let message = cli
-        .admin(&["enroll-batch", "--templates", &file])
+        .admin(&[
+            "enroll-batch",
+            "--templates",
+            &file,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ])
         .fails(2, "not_a_number");
     assert!(message.contains("row 7"), "{message}");
     let mut short = le_bytes(&rows[..DIM * 3]);
     short.truncate(short.len() - 4);
     let file = cli.file("short.f32", &short);
-    cli.admin(&["enroll-batch", "--templates", &file])
-        .fails(2, "truncated_template");
+    cli.admin(&[
+        "enroll-batch",
+        "--templates",
+        &file,
+        "--notice",
+        NOTICE_VERSION,
+        "--consent-method",
+        CONSENT_METHOD,
+    ])
+    .fails(2, "truncated_template");
     assert_eq!(cli.stats()["templates"], 0);
     assert_eq!(last_audit(&cli)["outcome"], "allowed"); // the stats call itself
 }

@@ -38,10 +38,13 @@ fn an_erased_subject_is_gone_from_matching_the_file_and_the_wal() {
     let mut tv = TestVault::new(dim);
     let mut faces = Faces::new(dim, 8, 21);
     let people: Vec<Vec<f32>> = (0..60).map(|_| faces.person()).collect();
-    let subjects = tv.vault.enrol_batch(&tv.admin, &people.concat()).unwrap();
+    let subjects = tv
+        .vault
+        .enrol_batch(&tv.admin, &consent(), &people.concat())
+        .unwrap();
     let target = subjects[17];
     tv.vault
-        .enrol(&tv.admin, Some(&target), &faces.capture(&people[17], 0.4))
+        .add_template(&tv.admin, &target, &faces.capture(&people[17], 0.4))
         .unwrap();
     let mut tv = tv.reopen();
 
@@ -49,12 +52,7 @@ fn an_erased_subject_is_gone_from_matching_the_file_and_the_wal() {
     assert_eq!(secrets.len(), 3, "one wrapped key and two templates");
     let needles: HashSet<[u8; 16]> = windows::<16>(&secrets);
     let probe = faces.capture(&people[17], 0.5);
-    assert!(
-        tv.vault
-            .verify(&tv.operator, &target, &probe)
-            .unwrap()
-            .matched
-    );
+    assert!(tv.vault.verify(&tv.operator, &target, &probe).unwrap().matched);
     assert_eq!(
         tv.vault.identify(&tv.operator, &probe, 1).unwrap()[0].subject,
         target
@@ -121,7 +119,7 @@ fn erasure_is_audited_with_the_subject() {
     let mut tv = TestVault::new(16);
     let subject = tv
         .vault
-        .enrol(&tv.admin, None, &Rng::new(1).gaussian_vec(16))
+        .enrol(&tv.admin, &consent(), &Rng::new(1).gaussian_vec(16))
         .unwrap();
     tv.vault.erase(&tv.admin, &subject).unwrap();
     let log = tv.vault.audit_log(&tv.admin).unwrap();

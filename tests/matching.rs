@@ -21,7 +21,10 @@ fn gallery(n: usize) -> Gallery {
     let mut tv = TestVault::new(DIM);
     let mut faces = Faces::new(DIM, 16, 77);
     let people: Vec<Vec<f32>> = (0..n).map(|_| faces.person()).collect();
-    let subjects = tv.vault.enrol_batch(&tv.admin, &people.concat()).unwrap();
+    let subjects = tv
+        .vault
+        .enrol_batch(&tv.admin, &consent(), &people.concat())
+        .unwrap();
     // Matching runs on what was decrypted at open, not on what was just enrolled.
     Gallery {
         tv: tv.reopen(),
@@ -67,11 +70,7 @@ fn impostors_do_not_verify_or_identify() {
         let probe = g.faces.capture(&stranger, 0.8);
         let claimed = g.subjects[(rng.next_u64() % g.subjects.len() as u64) as usize];
         let verdict = g.tv.vault.verify(&g.tv.operator, &claimed, &probe).unwrap();
-        assert!(
-            !verdict.matched,
-            "impostor accepted with score {}",
-            verdict.score
-        );
+        assert!(!verdict.matched, "impostor accepted with score {}", verdict.score);
         assert!(verdict.score < 0.4);
         let found = g.tv.vault.identify(&g.tv.operator, &probe, 5).unwrap();
         assert!(found.is_empty(), "impostor identified: {found:?}");
@@ -82,10 +81,7 @@ fn impostors_do_not_verify_or_identify() {
 fn scores_are_rounded_and_identical_to_exact_cosine() {
     let mut g = gallery(50);
     let probe = g.faces.capture(&g.people[3], 1.0);
-    let verdict =
-        g.tv.vault
-            .verify(&g.tv.operator, &g.subjects[3], &probe)
-            .unwrap();
+    let verdict = g.tv.vault.verify(&g.tv.operator, &g.subjects[3], &probe).unwrap();
     let exact = dot(&normalised(&probe), &normalised(&g.people[3]));
     assert!(
         (verdict.score - f64::from(exact)).abs() <= 0.0005 + 1e-6,
@@ -112,19 +108,11 @@ fn the_threshold_decides_and_its_change_is_audited() {
             .unwrap()
             .matched
     );
-    assert!(g
-        .tv
-        .vault
-        .identify(&g.tv.operator, &probe, 1)
-        .unwrap()
-        .is_empty());
+    assert!(g.tv.vault.identify(&g.tv.operator, &probe, 1).unwrap().is_empty());
     // The setting survives reopening.
     let Gallery { tv, .. } = g;
     let mut tv = tv.reopen();
-    assert_eq!(
-        tv.vault.stats(&tv.admin).unwrap().threshold as f32,
-        score + 0.01
-    );
+    assert_eq!(tv.vault.stats(&tv.admin).unwrap().threshold as f32, score + 0.01);
     assert!(matches!(
         tv.vault.set_threshold(&tv.admin, 2.0),
         Err(Error::InvalidArgument {
@@ -157,14 +145,11 @@ fn several_templates_per_subject_count_once_with_the_best_score() {
     let mut g = gallery(30);
     let extra = g.faces.capture(&g.people[4], 0.3);
     g.tv.vault
-        .enrol(&g.tv.admin, Some(&g.subjects[4]), &extra)
+        .add_template(&g.tv.admin, &g.subjects[4], &extra)
         .unwrap();
     let candidates = g.tv.vault.identify(&g.tv.operator, &extra, 10).unwrap();
     assert_eq!(
-        candidates
-            .iter()
-            .filter(|c| c.subject == g.subjects[4])
-            .count(),
+        candidates.iter().filter(|c| c.subject == g.subjects[4]).count(),
         1
     );
     assert_eq!(candidates[0].subject, g.subjects[4]);
@@ -191,8 +176,5 @@ fn a_session_from_another_vault_or_opening_is_refused() {
     let own = again
         .login(OPERATOR, &facevault::Password::new(OPERATOR_PASSWORD))
         .unwrap();
-    assert_eq!(
-        again.identify(&own, &probe, 1).unwrap()[0].subject,
-        a.subjects[0]
-    );
+    assert_eq!(again.identify(&own, &probe, 1).unwrap()[0].subject, a.subjects[0]);
 }

@@ -18,10 +18,10 @@ fn populated_vault() -> (tempfile::TempDir, PathBuf, Vec<String>) {
     let mut subjects = Vec::new();
     for i in 0..20 {
         let person = faces.person();
-        let subject = tv.vault.enrol(&tv.admin, None, &person).unwrap();
+        let subject = tv.vault.enrol(&tv.admin, &consent(), &person).unwrap();
         if i < 5 {
             tv.vault
-                .enrol(&tv.admin, Some(&subject), &faces.capture(&person, 0.5))
+                .add_template(&tv.admin, &subject, &faces.capture(&person, 0.5))
                 .unwrap();
         }
         subjects.push(subject.to_string());
@@ -52,9 +52,7 @@ fn integrity_record(result: Result<Vault, Error>) -> (&'static str, String) {
 }
 
 fn template_ids(conn: &rusqlite::Connection) -> Vec<i64> {
-    let mut statement = conn
-        .prepare("SELECT id FROM templates ORDER BY id")
-        .unwrap();
+    let mut statement = conn.prepare("SELECT id FROM templates ORDER BY id").unwrap();
     statement
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -101,11 +99,9 @@ fn a_flipped_byte_in_a_wrapped_key_names_the_subject() {
         let copy = tampered_copy(&path, &format!("key-{n}.db"), |conn| {
             let id = hex_to_bytes(subject);
             let mut wrapped: Vec<u8> = conn
-                .query_row(
-                    "SELECT wrapped_key FROM subjects WHERE id = ?1",
-                    [&id],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT wrapped_key FROM subjects WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             let at = n % wrapped.len();
             wrapped[at] ^= 0x80;
@@ -155,10 +151,7 @@ fn swapped_ciphertexts_between_two_subjects_are_caught() {
         conn.execute("UPDATE templates SET subject_id = (SELECT subject_id FROM templates WHERE id = 20) WHERE id = 19", [])
             .unwrap();
     });
-    assert_eq!(
-        integrity_record(open(&copy)),
-        ("templates", "19".to_string())
-    );
+    assert_eq!(integrity_record(open(&copy)), ("templates", "19".to_string()));
 
     // Swapping two subjects' wrapped keys breaks both.
     let copy = tampered_copy(&path, "swap-keys.db", |conn| {
@@ -176,8 +169,7 @@ fn swapped_ciphertexts_between_two_subjects_are_caught() {
 fn deleting_a_subjects_templates_is_caught() {
     let (_dir, path, _) = populated_vault();
     let copy = tampered_copy(&path, "orphan.db", |conn| {
-        conn.execute("DELETE FROM templates WHERE id = 12", [])
-            .unwrap();
+        conn.execute("DELETE FROM templates WHERE id = 12", []).unwrap();
     });
     assert_eq!(integrity_record(open(&copy)).0, "subjects");
 }
@@ -189,17 +181,11 @@ fn an_edited_threshold_or_role_is_caught() {
         conn.execute("UPDATE meta SET value = -1.0 WHERE key = 'threshold'", [])
             .unwrap();
     });
-    assert_eq!(
-        integrity_record(open(&copy)),
-        ("meta", "settings".to_string())
-    );
+    assert_eq!(integrity_record(open(&copy)), ("meta", "settings".to_string()));
 
     let copy = tampered_copy(&path, "role.db", |conn| {
-        conn.execute(
-            "UPDATE principals SET role = 'admin' WHERE name = ?1",
-            [OPERATOR],
-        )
-        .unwrap();
+        conn.execute("UPDATE principals SET role = 'admin' WHERE name = ?1", [OPERATOR])
+            .unwrap();
     });
     let mut vault = open(&copy).unwrap();
     match vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)) {
@@ -247,7 +233,16 @@ fn wrong_key_is_refused_before_anything_is_read_or_written() {
 fn cli_wrong_key_exits_4_and_writes_nothing() {
     let cli = CliVault::init(16);
     let template = cli.file("t.f32", &le_bytes(&Rng::new(1).gaussian_vec(16)));
-    cli.admin(&["enroll", "--template", &template]).ok();
+    cli.admin(&[
+        "enroll",
+        "--template",
+        &template,
+        "--notice",
+        NOTICE_VERSION,
+        "--consent-method",
+        CONSENT_METHOD,
+    ])
+    .ok();
     let before = std::fs::read(&cli.db).unwrap();
     let wrong_key = cli.dir.path().join("wrong.key");
     std::fs::write(&wrong_key, [9u8; 32]).unwrap();
@@ -276,11 +271,7 @@ fn cli_wrong_key_exits_4_and_writes_nothing() {
         let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
         assert_eq!(error["error"], "wrong_key");
     }
-    assert_eq!(
-        std::fs::read(&cli.db).unwrap(),
-        before,
-        "the database changed"
-    );
+    assert_eq!(std::fs::read(&cli.db).unwrap(), before, "the database changed");
     assert!(read_or_empty(&with_suffix(&cli.db, "-wal")).is_empty());
 }
 
@@ -289,7 +280,17 @@ fn cli_damaged_ciphertext_exits_4_and_never_answers_a_match() {
     let cli = CliVault::init(16);
     let template = Rng::new(5).gaussian_vec(16);
     let file = cli.file("t.f32", &le_bytes(&template));
-    let subject = cli.admin(&["enroll", "--template", &file]).ok()["subject"]
+    let subject = cli
+        .admin(&[
+            "enroll",
+            "--template",
+            &file,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ])
+        .ok()["subject"]
         .as_str()
         .unwrap()
         .to_string();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use facevault::{FixedKey, ManualClock, Password, Role, Session, Vault, VaultConfig};
+use facevault::{Enrolment, FixedKey, ManualClock, Notice, Password, Role, Session, Vault, VaultConfig};
 use serde_json::Value;
 
 pub const ADMIN: &str = "admin";
@@ -15,6 +15,32 @@ pub const OPERATOR: &str = "gate";
 pub const OPERATOR_PASSWORD: &str = "operator-password-1";
 pub const KEY: [u8; 32] = [0x5a; 32];
 pub const START: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+pub const NOTICE_VERSION: &str = "2026-11";
+pub const CONSENT_METHOD: &str = "signed form at reception";
+
+/// A notice with every item Art. 5 asks for.
+pub fn notice(version: &str) -> Notice {
+    Notice {
+        version: version.into(),
+        processor_name: "Acme Gates Ltd".into(),
+        processor_contact: "privacy@acme.example, +86 21 5555 0100".into(),
+        purpose: "entry to the Acme office building".into(),
+        method: "1:N face identification at the turnstiles".into(),
+        retention: "while you work here, at most one year".into(),
+        necessity_and_impact: "replaces badges; a leak would expose a face template".into(),
+        rights: "withdraw or ask for erasure at reception or privacy@acme.example".into(),
+    }
+}
+
+/// The notice as the CLI reads it.
+pub fn notice_json(version: &str) -> String {
+    serde_json::to_string(&notice(version)).unwrap()
+}
+
+/// An adult's separate processing consent under the current test notice.
+pub fn consent() -> Enrolment {
+    Enrolment::with_consent(NOTICE_VERSION, CONSENT_METHOD)
+}
 
 /// A small deterministic generator (xorshift64*), so every test run sees the same data.
 pub struct Rng(u64);
@@ -74,26 +100,15 @@ impl Faces {
 
     /// A new person.
     pub fn person(&mut self) -> Vec<f32> {
-        let centre =
-            self.centres[(self.rng.next_u64() % self.centres.len() as u64) as usize].clone();
+        let centre = self.centres[(self.rng.next_u64() % self.centres.len() as u64) as usize].clone();
         let scale = 1.6 / (self.dim as f32).sqrt();
-        unit(
-            centre
-                .iter()
-                .map(|c| c + scale * self.rng.gaussian())
-                .collect(),
-        )
+        unit(centre.iter().map(|c| c + scale * self.rng.gaussian()).collect())
     }
 
     /// A new capture of `person` with capture noise of strength `noise` (1.0 gives a cosine of about 0.7).
     pub fn capture(&mut self, person: &[f32], noise: f32) -> Vec<f32> {
         let scale = noise / (self.dim as f32).sqrt();
-        unit(
-            person
-                .iter()
-                .map(|p| p + scale * self.rng.gaussian())
-                .collect(),
-        )
+        unit(person.iter().map(|p| p + scale * self.rng.gaussian()).collect())
     }
 }
 
@@ -134,9 +149,8 @@ impl TestVault {
                 &Password::new(OPERATOR_PASSWORD),
             )
             .unwrap();
-        let operator = vault
-            .login(OPERATOR, &Password::new(OPERATOR_PASSWORD))
-            .unwrap();
+        vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+        let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
         Self {
             dir,
             path,
@@ -159,9 +173,7 @@ impl TestVault {
         vault.close().unwrap();
         let mut vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
         let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
-        let operator = vault
-            .login(OPERATOR, &Password::new(OPERATOR_PASSWORD))
-            .unwrap();
+        let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
         Self {
             dir,
             path,
@@ -211,10 +223,7 @@ impl Run {
     pub fn fails(&self, code: i32, error: &str) -> String {
         assert_eq!(self.code, code, "{self:?}");
         assert_eq!(self.stderr["error"], error, "{self:?}");
-        assert!(
-            self.stdout.is_null(),
-            "stdout must be empty on failure: {self:?}"
-        );
+        assert!(self.stdout.is_null(), "stdout must be empty on failure: {self:?}");
         self.stderr["message"].as_str().unwrap().to_string()
     }
 }
@@ -227,7 +236,7 @@ pub struct CliVault {
 }
 
 impl CliVault {
-    /// `facevault init`, plus an operator account.
+    /// `facevault init`, plus an operator account and a published notice.
     pub fn init(dim: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cli = Self {
@@ -254,6 +263,8 @@ impl CliVault {
             &[("FACEVAULT_NEW_PASSWORD", OPERATOR_PASSWORD)],
         )
         .ok();
+        let notice = cli.file("notice.json", notice_json(NOTICE_VERSION).as_bytes());
+        cli.admin(&["notice", "publish", "--file", &notice]).ok();
         cli
     }
 
@@ -275,26 +286,15 @@ impl CliVault {
         self.run_with_env(user, args, &[])
     }
 
-    pub fn run_with_env(
-        &self,
-        user: Option<(&str, &str)>,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Run {
+    pub fn run_with_env(&self, user: Option<(&str, &str)>, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_facevault"));
-        command
-            .arg("--db")
-            .arg(&self.db)
-            .arg("--key-file")
-            .arg(&self.key);
+        command.arg("--db").arg(&self.db).arg("--key-file").arg(&self.key);
         command
             .env_remove("FACEVAULT_PASSWORD")
             .env_remove("FACEVAULT_NEW_PASSWORD");
         match user {
             Some((name, password)) => {
-                command
-                    .args(["--as", name])
-                    .env("FACEVAULT_PASSWORD", password);
+                command.args(["--as", name]).env("FACEVAULT_PASSWORD", password);
             }
             // `init` reads the first admin's password from the same variable.
             None => {
@@ -359,8 +359,5 @@ pub fn normalised(values: &[f32]) -> Vec<f32> {
         .map(|v| f64::from(*v) * f64::from(*v))
         .sum::<f64>()
         .sqrt();
-    values
-        .iter()
-        .map(|v| (f64::from(*v) / norm) as f32)
-        .collect()
+    values.iter().map(|v| (f64::from(*v) / norm) as f32).collect()
 }

@@ -8,9 +8,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use facevault::{
-    Action, Error, ErrorClass, KeyFile, Password, Role, SubjectId, TemplateInput, Vault,
+    Action, Destination, Enrolment, Error, ErrorClass, ExportRequest, Guardian, KeyFile, Notice, Password,
+    RecipientPublicKey, RecipientSecretKey, Role, Session, SubjectId, TemplateInput, TransferConsent, Vault,
     VaultConfig,
 };
 use serde_json::{json, Value};
@@ -18,6 +19,7 @@ use zeroize::Zeroizing;
 
 const PASSWORD_VAR: &str = "FACEVAULT_PASSWORD";
 const NEW_PASSWORD_VAR: &str = "FACEVAULT_NEW_PASSWORD";
+const DAY_SECS: i64 = 86_400;
 
 /// An encrypted, law-enforcing face-template store.
 #[derive(Parser)]
@@ -25,10 +27,10 @@ const NEW_PASSWORD_VAR: &str = "FACEVAULT_NEW_PASSWORD";
 struct Cli {
     /// The vault's database file.
     #[arg(long, value_name = "FILE")]
-    db: PathBuf,
+    db: Option<PathBuf>,
     /// The 32-byte master key file (mode 0600); `init` creates it when missing.
     #[arg(long, value_name = "FILE")]
-    key_file: PathBuf,
+    key_file: Option<PathBuf>,
     /// The user to act as; the password is read from FACEVAULT_PASSWORD.
     #[arg(long = "as", value_name = "USER")]
     as_user: Option<String>,
@@ -53,13 +55,28 @@ enum Command {
         /// Match threshold (cosine similarity).
         #[arg(long, default_value_t = facevault::DEFAULT_THRESHOLD)]
         threshold: f32,
+        /// The longest an adult's face data may be kept, in days.
+        #[arg(long, default_value_t = 365)]
+        max_retention_days: i64,
+        /// The longest the face data of someone enrolled under 14 may be kept, in days.
+        #[arg(long, default_value_t = 180)]
+        max_minor_retention_days: i64,
+        /// The device's offset from UTC in minutes, for counting ages (default: China, +480).
+        #[arg(long, default_value_t = 480, allow_negative_numbers = true)]
+        utc_offset_minutes: i32,
     },
     /// Manage users.
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Enrol one template (a raw little-endian f32 file of one row).
+    /// Notices to data subjects (Art. 5).
+    Notice {
+        #[command(subcommand)]
+        command: NoticeCommand,
+    },
+    /// Enrol one template (a raw little-endian f32 file of one row): a new subject with its
+    /// consent, or another template of an enrolled subject.
     Enroll {
         /// The template file.
         #[arg(long, value_name = "FILE")]
@@ -67,12 +84,16 @@ enum Command {
         /// Add the template to this enrolled subject instead of creating a new one.
         #[arg(long, value_name = "ID")]
         subject: Option<String>,
+        #[command(flatten)]
+        consent: ConsentArgs,
     },
-    /// Enrol every row of a file as a new subject, all or nothing.
+    /// Enrol every row of a file as a new subject under the same consent terms, all or nothing.
     EnrollBatch {
         /// The templates file: rows of raw little-endian f32.
         #[arg(long, value_name = "FILE")]
         templates: PathBuf,
+        #[command(flatten)]
+        consent: ConsentArgs,
     },
     /// 1:1: does the probe match this subject?
     Verify {
@@ -98,6 +119,43 @@ enum Command {
         #[arg(long, value_name = "ID")]
         subject: String,
     },
+    /// Record, renew or withdraw consents.
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
+    /// Erase every subject past its retention.
+    Purge,
+    /// Export templates in a bundle sealed to a recipient's X25519 public key.
+    Export {
+        /// `local` (a backup that stays on this device) or `network` (anything that leaves it).
+        #[arg(long = "to")]
+        destination: String,
+        /// Where to write the bundle (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The recipient's 32-byte X25519 public key file.
+        #[arg(long, value_name = "FILE")]
+        recipient_key: PathBuf,
+        /// A subject to export (repeatable); none means every subject the law lets go.
+        #[arg(long = "subject", value_name = "ID")]
+        subjects: Vec<String>,
+    },
+    /// Write a recipient key pair: FILE (32-byte secret, mode 0600) and FILE.pub.
+    KeygenRecipient {
+        /// The secret key file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Open a bundle with the recipient's secret key and print its contents.
+    OpenBundle {
+        /// The bundle.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// The recipient's secret key file.
+        #[arg(long, value_name = "FILE")]
+        recipient_secret: PathBuf,
+    },
     /// Counts and settings.
     Stats,
     /// Change the match threshold (admins).
@@ -113,6 +171,66 @@ enum Command {
     },
 }
 
+/// The consent a new subject's enrolment carries.
+#[derive(Args, Default)]
+struct ConsentArgs {
+    /// The notice version the person was informed by (the current one).
+    #[arg(long, value_name = "VERSION")]
+    notice: Option<String>,
+    /// How the separate consent was obtained.
+    #[arg(long, value_name = "TEXT")]
+    consent_method: Option<String>,
+    /// The person's birth date; without it the enroller declares an adult.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    birth_date: Option<String>,
+    /// For a child under 14: the consenting parent or guardian, as "NAME, RELATIONSHIP".
+    #[arg(long, value_name = "TEXT")]
+    guardian: Option<String>,
+    /// Keep the face data this many days (capped by the vault's ceiling, the default).
+    #[arg(long, value_name = "N", conflicts_with = "retention_secs")]
+    retention_days: Option<i64>,
+    /// Keep the face data this many seconds (capped by the vault's ceiling).
+    #[arg(long, value_name = "N")]
+    retention_secs: Option<i64>,
+    /// The person also gave the separate consent to transfer face data off the device.
+    #[arg(long)]
+    transfer_consent: bool,
+}
+
+impl ConsentArgs {
+    fn given(&self) -> bool {
+        self.notice.is_some()
+            || self.consent_method.is_some()
+            || self.birth_date.is_some()
+            || self.guardian.is_some()
+            || self.retention_days.is_some()
+            || self.retention_secs.is_some()
+            || self.transfer_consent
+    }
+
+    fn enrolment(&self) -> Result<Enrolment, Failure> {
+        let retention_secs = match (self.retention_days, self.retention_secs) {
+            (Some(days), _) => Some(
+                days.checked_mul(DAY_SECS)
+                    .ok_or_else(|| Failure::usage("retention too long"))?,
+            ),
+            (None, secs) => secs,
+        };
+        Ok(Enrolment {
+            notice_version: self.notice.clone(),
+            consent_method: self.consent_method.clone(),
+            birth_date: self
+                .birth_date
+                .as_deref()
+                .map(facevault::parse_date)
+                .transpose()?,
+            guardian: self.guardian.as_deref().map(parse_guardian).transpose()?,
+            retention_secs,
+            transfer_consent: self.transfer_consent,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum UserCommand {
     /// Add a user; the new user's password is read from FACEVAULT_NEW_PASSWORD.
@@ -122,6 +240,62 @@ enum UserCommand {
         /// admin, enroller, operator, auditor or exporter.
         #[arg(long)]
         role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NoticeCommand {
+    /// Publish a notice version from a JSON file with the keys version, processor_name,
+    /// processor_contact, purpose, method, retention, necessity_and_impact and rights.
+    Publish {
+        /// The notice file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List subjects consented under an older notice than the current one.
+    Due,
+}
+
+#[derive(Subcommand)]
+enum ConsentCommand {
+    /// Record a subject's separate consent to transfer face data off the device.
+    GrantTransfer {
+        /// The subject.
+        #[arg(long, value_name = "ID")]
+        subject: String,
+        /// How the consent was obtained.
+        #[arg(long, value_name = "TEXT")]
+        consent_method: Option<String>,
+        /// For a child: the consenting parent or guardian, as "NAME, RELATIONSHIP".
+        #[arg(long, value_name = "TEXT")]
+        guardian: Option<String>,
+    },
+    /// Withdraw a subject's transfer consent (its face data stays on the device).
+    WithdrawTransfer {
+        /// The subject.
+        #[arg(long, value_name = "ID")]
+        subject: String,
+    },
+    /// Withdraw a subject's consent: its face data is erased at once, for good.
+    Withdraw {
+        /// The subject.
+        #[arg(long, value_name = "ID")]
+        subject: String,
+    },
+    /// Record a fresh processing consent under the current notice.
+    Renew {
+        /// The subject.
+        #[arg(long, value_name = "ID")]
+        subject: String,
+        /// The current notice version.
+        #[arg(long, value_name = "VERSION")]
+        notice: String,
+        /// How the consent was obtained.
+        #[arg(long, value_name = "TEXT")]
+        consent_method: String,
+        /// For a child: the consenting parent or guardian, as "NAME, RELATIONSHIP".
+        #[arg(long, value_name = "TEXT")]
+        guardian: Option<String>,
     },
 }
 
@@ -215,33 +389,74 @@ fn report(failure: Failure) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Value, Failure> {
+    // The recipient's tools work on bundles and keys alone, with no vault.
+    match &cli.command {
+        Command::KeygenRecipient { out } => {
+            let public = RecipientSecretKey::generate()?.write_pair(out)?;
+            return Ok(json!({"secret": out, "public": public}));
+        }
+        Command::OpenBundle {
+            input,
+            recipient_secret,
+        } => {
+            let secret = RecipientSecretKey::from_file(recipient_secret)?;
+            let bundle = read_file(input)?;
+            let contents = facevault::open_bundle(&secret, &bundle)?;
+            return serde_json::to_value(&contents).map_err(|e| Failure::usage(e.to_string()));
+        }
+        _ => {}
+    }
+    let db = cli
+        .db
+        .as_deref()
+        .ok_or_else(|| Failure::usage("--db FILE is required"))?;
+    let key_file = cli
+        .key_file
+        .as_deref()
+        .ok_or_else(|| Failure::usage("--key-file FILE is required"))?;
+
     if let Command::Init {
         dim,
         admin,
         model,
         threshold,
+        max_retention_days,
+        max_minor_retention_days,
+        utc_offset_minutes,
     } = &cli.command
     {
         let password = password_from(PASSWORD_VAR)?;
-        let keys = KeyFile::open_or_create(&cli.key_file)?;
+        let days = |n: i64| {
+            n.checked_mul(DAY_SECS)
+                .ok_or_else(|| Failure::usage("retention too long"))
+        };
         let config = VaultConfig {
             dim: *dim,
             model: model.clone(),
             threshold: *threshold,
+            max_retention_secs: days(*max_retention_days)?,
+            max_minor_retention_secs: days(*max_minor_retention_days)?,
+            utc_offset_minutes: *utc_offset_minutes,
         };
-        let vault = Vault::create(&cli.db, &keys, &config, admin, &password)?;
+        let keys = KeyFile::open_or_create(key_file)?;
+        let vault = Vault::create(db, &keys, &config, admin, &password)?;
         vault.close()?;
-        return Ok(
-            json!({"dim": dim, "model": model, "threshold": decimal(*threshold), "admin": admin}),
-        );
+        return Ok(json!({
+            "dim": dim,
+            "model": model,
+            "threshold": decimal(*threshold),
+            "max_retention_days": max_retention_days,
+            "max_minor_retention_days": max_minor_retention_days,
+            "admin": admin,
+        }));
     }
 
     // Everything the command needs from argv and files is gathered before the vault is opened,
     // so a usage error touches nothing. Template bytes are not checked here: the vault checks
     // (and audits) them.
     let request = Request::parse(&cli.command)?;
-    let keys = KeyFile::new(&cli.key_file);
-    let mut vault = Vault::open(&cli.db, &keys)?;
+    let keys = KeyFile::new(key_file);
+    let mut vault = Vault::open(db, &keys)?;
     let Some(user) = cli.as_user.as_deref() else {
         return Err(vault.refuse_unauthenticated(request.action()).into());
     };
@@ -259,11 +474,20 @@ enum Request {
         role: Role,
         password: Password,
     },
+    PublishNotice {
+        notice: Notice,
+    },
+    NoticeDue,
     Enrol {
-        subject: Option<SubjectId>,
+        enrolment: Enrolment,
+        template: Zeroizing<Vec<u8>>,
+    },
+    AddTemplate {
+        subject: SubjectId,
         template: Zeroizing<Vec<u8>>,
     },
     EnrolBatch {
+        enrolment: Enrolment,
         templates: Zeroizing<Vec<u8>>,
     },
     Verify {
@@ -277,6 +501,25 @@ enum Request {
     Erase {
         subject: SubjectId,
     },
+    GrantTransfer {
+        subject: SubjectId,
+        consent: TransferConsent,
+    },
+    WithdrawTransfer {
+        subject: SubjectId,
+    },
+    Withdraw {
+        subject: SubjectId,
+    },
+    Renew {
+        subject: SubjectId,
+        renewal: Enrolment,
+    },
+    Purge,
+    Export {
+        request: ExportRequest,
+        out: PathBuf,
+    },
     Stats,
     SetThreshold {
         threshold: f32,
@@ -287,8 +530,11 @@ enum Request {
 
 impl Request {
     fn parse(command: &Command) -> Result<Self, Failure> {
+        let subject = |text: &str| -> Result<SubjectId, Failure> { Ok(text.parse()?) };
         Ok(match command {
-            Command::Init { .. } => return Err(Failure::usage("init takes no --as")),
+            Command::Init { .. } | Command::KeygenRecipient { .. } | Command::OpenBundle { .. } => {
+                return Err(Failure::usage("this command does not open a vault"))
+            }
             Command::User {
                 command: UserCommand::Add { name, role },
             } => Request::AddUser {
@@ -296,24 +542,102 @@ impl Request {
                 role: role.parse()?,
                 password: password_from(NEW_PASSWORD_VAR)?,
             },
-            Command::Enroll { template, subject } => Request::Enrol {
-                subject: subject.as_deref().map(str::parse).transpose()?,
+            Command::Notice {
+                command: NoticeCommand::Publish { file },
+            } => Request::PublishNotice {
+                notice: read_notice(file)?,
+            },
+            Command::Notice {
+                command: NoticeCommand::Due,
+            } => Request::NoticeDue,
+            Command::Enroll {
+                template,
+                subject: Some(id),
+                consent,
+            } => {
+                if consent.given() {
+                    return Err(Failure::usage(
+                        "consent options apply to a new subject; an enrolled subject's consent covers its templates",
+                    ));
+                }
+                Request::AddTemplate {
+                    subject: subject(id)?,
+                    template: read_file(template)?,
+                }
+            }
+            Command::Enroll {
+                template,
+                subject: None,
+                consent,
+            } => Request::Enrol {
+                enrolment: consent.enrolment()?,
                 template: read_file(template)?,
             },
-            Command::EnrollBatch { templates } => Request::EnrolBatch {
+            Command::EnrollBatch { templates, consent } => Request::EnrolBatch {
+                enrolment: consent.enrolment()?,
                 templates: read_file(templates)?,
             },
-            Command::Verify { subject, probe } => Request::Verify {
-                subject: subject.parse()?,
+            Command::Verify { subject: id, probe } => Request::Verify {
+                subject: subject(id)?,
                 probe: read_file(probe)?,
             },
             Command::Identify { probe, k } => Request::Identify {
                 probe: read_file(probe)?,
                 k: *k,
             },
-            Command::Erase { subject } => Request::Erase {
-                subject: subject.parse()?,
+            Command::Erase { subject: id } => Request::Erase {
+                subject: subject(id)?,
             },
+            Command::Consent { command } => match command {
+                ConsentCommand::GrantTransfer {
+                    subject: id,
+                    consent_method,
+                    guardian,
+                } => Request::GrantTransfer {
+                    subject: subject(id)?,
+                    consent: TransferConsent {
+                        method: consent_method.clone(),
+                        guardian: guardian.as_deref().map(parse_guardian).transpose()?,
+                    },
+                },
+                ConsentCommand::WithdrawTransfer { subject: id } => Request::WithdrawTransfer {
+                    subject: subject(id)?,
+                },
+                ConsentCommand::Withdraw { subject: id } => Request::Withdraw {
+                    subject: subject(id)?,
+                },
+                ConsentCommand::Renew {
+                    subject: id,
+                    notice,
+                    consent_method,
+                    guardian,
+                } => Request::Renew {
+                    subject: subject(id)?,
+                    renewal: Enrolment {
+                        guardian: guardian.as_deref().map(parse_guardian).transpose()?,
+                        ..Enrolment::with_consent(notice.clone(), consent_method.clone())
+                    },
+                },
+            },
+            Command::Purge => Request::Purge,
+            Command::Export {
+                destination,
+                out,
+                recipient_key,
+                subjects,
+            } => {
+                if out.exists() {
+                    return Err(Error::AlreadyExists(out.clone()).into());
+                }
+                Request::Export {
+                    request: ExportRequest {
+                        destination: destination.parse::<Destination>()?,
+                        recipient: RecipientPublicKey::from_file(recipient_key)?,
+                        subjects: subjects.iter().map(|id| subject(id)).collect::<Result<_, _>>()?,
+                    },
+                    out: out.clone(),
+                }
+            }
             Command::Stats => Request::Stats,
             Command::SetThreshold { threshold } => Request::SetThreshold {
                 threshold: *threshold,
@@ -330,11 +654,19 @@ impl Request {
     fn action(&self) -> Action {
         match self {
             Request::AddUser { .. } => Action::AddUser,
-            Request::Enrol { .. } => Action::Enrol,
+            Request::PublishNotice { .. } => Action::PublishNotice,
+            Request::NoticeDue => Action::RenoticeDue,
+            Request::Enrol { .. } | Request::AddTemplate { .. } => Action::Enrol,
             Request::EnrolBatch { .. } => Action::EnrolBatch,
             Request::Verify { .. } => Action::Verify,
             Request::Identify { .. } => Action::Identify,
             Request::Erase { .. } => Action::Erase,
+            Request::GrantTransfer { .. } => Action::GrantTransfer,
+            Request::WithdrawTransfer { .. } => Action::WithdrawTransfer,
+            Request::Withdraw { .. } => Action::WithdrawConsent,
+            Request::Renew { .. } => Action::RenewConsent,
+            Request::Purge => Action::Purge,
+            Request::Export { .. } => Action::Export,
             Request::Stats => Action::Stats,
             Request::SetThreshold { .. } => Action::SetThreshold,
             Request::AuditVerify => Action::AuditVerify,
@@ -342,23 +674,24 @@ impl Request {
         }
     }
 
-    fn execute(self, vault: &mut Vault, session: &facevault::Session) -> Result<Value, Error> {
+    fn execute(self, vault: &mut Vault, session: &Session) -> Result<Value, Failure> {
         Ok(match self {
-            Request::AddUser {
-                name,
-                role,
-                password,
-            } => {
+            Request::AddUser { name, role, password } => {
                 vault.add_user(session, &name, role, &password)?;
                 json!({"user": name, "role": role.as_str()})
             }
-            Request::Enrol { subject, template } => {
-                let subject =
-                    vault.enrol(session, subject.as_ref(), TemplateInput::LeBytes(&template))?;
+            Request::PublishNotice { notice } => json!(vault.publish_notice(session, &notice)?),
+            Request::NoticeDue => json!(vault.renotice_due(session)?),
+            Request::Enrol { enrolment, template } => {
+                let subject = vault.enrol(session, &enrolment, TemplateInput::LeBytes(&template))?;
                 json!({"subject": subject})
             }
-            Request::EnrolBatch { templates } => {
-                let subjects = vault.enrol_batch(session, TemplateInput::LeBytes(&templates))?;
+            Request::AddTemplate { subject, template } => {
+                vault.add_template(session, &subject, TemplateInput::LeBytes(&template))?;
+                json!({"subject": subject})
+            }
+            Request::EnrolBatch { enrolment, templates } => {
+                let subjects = vault.enrol_batch(session, &enrolment, TemplateInput::LeBytes(&templates))?;
                 json!({"enrolled": subjects.len(), "subjects": subjects})
             }
             Request::Verify { subject, probe } => {
@@ -370,6 +703,28 @@ impl Request {
             Request::Erase { subject } => {
                 vault.erase(session, &subject)?;
                 json!({"erased": subject})
+            }
+            Request::GrantTransfer { subject, consent } => {
+                vault.grant_transfer(session, &subject, &consent)?;
+                json!({"subject": subject, "transfer_consent": true})
+            }
+            Request::WithdrawTransfer { subject } => {
+                let withdrawn = vault.withdraw_transfer(session, &subject)?;
+                json!({"subject": subject, "transfer_consents_withdrawn": withdrawn})
+            }
+            Request::Withdraw { subject } => {
+                vault.withdraw_consent(session, &subject)?;
+                json!({"subject": subject, "withdrawn": true})
+            }
+            Request::Renew { subject, renewal } => {
+                vault.renew_consent(session, &subject, &renewal)?;
+                json!({"subject": subject, "notice": renewal.notice_version})
+            }
+            Request::Purge => json!({"purged": vault.purge(session)?}),
+            Request::Export { request, out } => {
+                let bundle = vault.export(session, &request)?;
+                write_new_private_file(&out, &bundle.bytes)?;
+                json!({"exported": bundle.exported, "held_back": bundle.held_back, "bytes": bundle.bytes.len()})
             }
             Request::Stats => json!(vault.stats(session)?),
             Request::SetThreshold { threshold } => {
@@ -396,17 +751,85 @@ fn password_from(variable: &str) -> Result<Password, Failure> {
     }
 }
 
+/// "NAME, RELATIONSHIP": split at the last comma, so a name may itself hold commas.
+fn parse_guardian(text: &str) -> Result<Guardian, Failure> {
+    let (name, relationship) = text.rsplit_once(',').ok_or_else(|| {
+        Failure::usage("--guardian takes \"NAME, RELATIONSHIP\", e.g. \"Wang Fang, mother\"")
+    })?;
+    Ok(Guardian {
+        name: name.trim().to_string(),
+        relationship: relationship.trim().to_string(),
+    })
+}
+
+/// Reads a notice file. Missing items become empty, so that the vault refuses (and audits) an
+/// incomplete notice; unknown keys or non-text values are a usage error.
+fn read_notice(path: &Path) -> Result<Notice, Failure> {
+    let bytes = read_file(path)?;
+    let value: serde_json::Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::usage(format!("{} is not a JSON object: {e}", path.display())))?;
+    const KEYS: [&str; 8] = [
+        "version",
+        "processor_name",
+        "processor_contact",
+        "purpose",
+        "method",
+        "retention",
+        "necessity_and_impact",
+        "rights",
+    ];
+    if let Some(unknown) = value.keys().find(|key| !KEYS.contains(&key.as_str())) {
+        return Err(Failure::usage(format!("unknown notice key {unknown:?}")));
+    }
+    let item = |key: &str| -> Result<String, Failure> {
+        match value.get(key) {
+            None => Ok(String::new()),
+            Some(Value::String(text)) => Ok(text.clone()),
+            Some(_) => Err(Failure::usage(format!("notice key {key:?} must be text"))),
+        }
+    };
+    Ok(Notice {
+        version: item("version")?,
+        processor_name: item("processor_name")?,
+        processor_contact: item("processor_contact")?,
+        purpose: item("purpose")?,
+        method: item("method")?,
+        retention: item("retention")?,
+        necessity_and_impact: item("necessity_and_impact")?,
+        rights: item("rights")?,
+    })
+}
+
 /// Reads a whole file into a buffer sized up front and zeroed on drop: template bytes are biometric.
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
-    let unreadable =
-        |e: std::io::Error| Failure::usage(format!("cannot read {}: {e}", path.display()));
+    let unreadable = |e: std::io::Error| Failure::usage(format!("cannot read {}: {e}", path.display()));
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let len = file.metadata().map_err(unreadable)?.len();
-    let len = usize::try_from(len)
-        .map_err(|_| Failure::usage(format!("{} is too large", path.display())))?;
+    let len = usize::try_from(len).map_err(|_| Failure::usage(format!("{} is too large", path.display())))?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(len));
     file.take(len as u64)
         .read_to_end(&mut bytes)
         .map_err(unreadable)?;
     Ok(bytes)
+}
+
+/// Writes a new file readable only by its owner; refuses to overwrite.
+fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let failed = |e: std::io::Error| Failure {
+        code: "io",
+        message: format!("cannot write {}: {e}", path.display()),
+        exit: 1,
+        extra: None,
+    };
+    let mut file = options.open(path).map_err(failed)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(failed)
 }

@@ -1,8 +1,14 @@
 //! The vault: the one door to the data. Every operation goes through [`Vault::door`]: the caller's
 //! session is checked, its role authorised, the operation carried out inside one SQLite
-//! transaction together with its audit record, and the in-memory gallery brought in step only after
-//! that transaction commits. A refusal rolls back whatever was begun and is audited in a
+//! transaction together with its audit records, and the in-memory gallery brought in step only
+//! after that transaction commits. A refusal rolls back whatever was begun and is audited in a
 //! transaction of its own, so nothing is ever half-written and nothing goes unrecorded.
+//!
+//! This file holds the door, opening and closing, users, matching and the audit; `consent.rs` the
+//! law's operations on the data (notices, enrolment, consent, retention); `export.rs` export.
+
+pub(crate) mod consent;
+mod export;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,11 +22,14 @@ use crate::audit::{self, AuditRecord, Outcome};
 use crate::clock::{Clock, SystemClock, UnixMillis};
 use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, ErrorClass, Result};
-use crate::gallery::Gallery;
+use crate::gallery::{Gallery, Lookup};
 use crate::keys::KeyProvider;
-use crate::store::{self, NewTemplate, PrincipalRow, Store};
+use crate::policy::{self, Refusal, RetentionCeilings};
+use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectRow};
 use crate::subject::SubjectId;
 use crate::template::{self, RowCount, TemplateInput};
+
+pub use export::{ExportRequest, ExportedBundle};
 
 /// The match threshold used when `init` is given none: a cosine similarity that separates genuine
 /// pairs (typically 0.5–0.8 for ArcFace-style 512-d embeddings) from impostors (0.0–0.3).
@@ -47,48 +56,69 @@ pub struct VaultConfig {
     pub model: String,
     /// Cosine similarity at or above which verify answers `match` and identify lists a candidate.
     pub threshold: f32,
+    /// The longest an adult's face data may be kept, in seconds (Art. 8).
+    pub max_retention_secs: i64,
+    /// The longest the face data of someone enrolled under 14 may be kept, in seconds (Art. 7, 8).
+    pub max_minor_retention_secs: i64,
+    /// The device's offset from UTC in minutes, for the civil date on which ages are counted.
+    pub utc_offset_minutes: i32,
 }
 
 impl VaultConfig {
-    /// A configuration for `dim`-value templates of `model`, with the default threshold.
+    /// A configuration for `dim`-value templates of `model`, with the default threshold and
+    /// retention ceilings, in China Standard Time.
     pub fn new(dim: usize, model: impl Into<String>) -> Self {
         Self {
             dim,
             model: model.into(),
             threshold: DEFAULT_THRESHOLD,
+            max_retention_secs: policy::DEFAULT_MAX_RETENTION_SECS,
+            max_minor_retention_secs: policy::DEFAULT_MAX_MINOR_RETENTION_SECS,
+            utc_offset_minutes: policy::DEFAULT_UTC_OFFSET_MINUTES,
         }
     }
 
     fn validate(&self) -> Result<()> {
         if !(1..=MAX_DIM).contains(&self.dim) {
-            return Err(Error::InvalidArgument {
-                what: "dimension",
-                reason: format!("must be 1 to {MAX_DIM}"),
-            });
+            return Err(invalid("dimension", format!("must be 1 to {MAX_DIM}")));
         }
         let model_ok = !self.model.is_empty()
             && self.model.len() <= MAX_MODEL_NAME_LEN
             && self.model.bytes().all(|b| b.is_ascii_graphic());
         if !model_ok {
-            return Err(Error::InvalidArgument {
-                what: "model name",
-                reason: format!(
-                    "must be 1 to {MAX_MODEL_NAME_LEN} printable ASCII characters without spaces"
-                ),
-            });
+            return Err(invalid(
+                "model name",
+                format!("must be 1 to {MAX_MODEL_NAME_LEN} printable ASCII characters without spaces"),
+            ));
+        }
+        if self.max_retention_secs <= 0 || self.max_minor_retention_secs <= 0 {
+            return Err(invalid("retention ceiling", "must be a positive period".into()));
+        }
+        if self.max_minor_retention_secs > self.max_retention_secs {
+            return Err(invalid(
+                "minor retention ceiling",
+                "may not exceed the adult ceiling".into(),
+            ));
+        }
+        if !(-1440..=1440).contains(&self.utc_offset_minutes) {
+            return Err(invalid("UTC offset", "must be within ±24 hours".into()));
         }
         check_threshold(self.threshold)
     }
+}
+
+fn invalid(what: &'static str, reason: String) -> Error {
+    Error::InvalidArgument { what, reason }
 }
 
 fn check_threshold(threshold: f32) -> Result<()> {
     if threshold.is_finite() && (-1.0..=1.0).contains(&threshold) {
         Ok(())
     } else {
-        Err(Error::InvalidArgument {
-            what: "threshold",
-            reason: "must be a cosine similarity between -1 and 1".into(),
-        })
+        Err(invalid(
+            "threshold",
+            "must be a cosine similarity between -1 and 1".into(),
+        ))
     }
 }
 
@@ -136,7 +166,7 @@ pub struct Candidate {
 /// Counts and settings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
-    /// Enrolled subjects.
+    /// Enrolled subjects (including any past retention and not yet purged).
     pub subjects: usize,
     /// Stored templates.
     pub templates: usize,
@@ -146,57 +176,70 @@ pub struct Stats {
     pub model: String,
     /// The match threshold.
     pub threshold: f64,
+    /// Subjects past their retention, waiting for `purge` (they already never match).
+    pub expired: usize,
+    /// Subjects consented under an older notice than the current one.
+    pub renotice_due: usize,
+    /// The current notice version, if one is published.
+    pub notice: Option<String>,
 }
 
 /// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
-/// (a lowered threshold, say) is caught at open.
+/// (a lowered threshold, a longer retention) is caught at open.
 struct Settings {
     vault_id: [u8; 16],
     dim: usize,
     model: String,
     threshold: f32,
+    ceilings: RetentionCeilings,
+    utc_offset_minutes: i32,
 }
 
 impl Settings {
-    fn mac_fields(&self) -> [Vec<u8>; 4] {
-        [
+    fn mac_fields(&self) -> Vec<Vec<u8>> {
+        vec![
             self.vault_id.to_vec(),
             (self.dim as u64).to_le_bytes().to_vec(),
             self.model.as_bytes().to_vec(),
             self.threshold.to_bits().to_le_bytes().to_vec(),
+            self.ceilings.adult_secs.to_le_bytes().to_vec(),
+            self.ceilings.minor_secs.to_le_bytes().to_vec(),
+            i64::from(self.utc_offset_minutes).to_le_bytes().to_vec(),
         ]
-    }
-
-    fn mac(&self, keys: &VaultKeys) -> Vec<u8> {
-        let fields = self.mac_fields();
-        keys.record_mac(
-            "settings",
-            &fields.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-        )
     }
 
     fn write(&self, conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<()> {
         store::meta_set(conn, "dim", self.dim as i64)?;
         store::meta_set(conn, "model", &self.model)?;
         store::meta_set(conn, "threshold", f64::from(self.threshold))?;
-        store::meta_set(conn, "settings_mac", self.mac(keys))
+        store::meta_set(conn, "max_retention_secs", self.ceilings.adult_secs)?;
+        store::meta_set(conn, "max_minor_retention_secs", self.ceilings.minor_secs)?;
+        store::meta_set(conn, "utc_offset_minutes", i64::from(self.utc_offset_minutes))?;
+        store::meta_set(
+            conn,
+            "settings_mac",
+            keys.record_mac("settings", &slices(&self.mac_fields())),
+        )
     }
 
     fn read(conn: &rusqlite::Connection, vault_id: [u8; 16], keys: &VaultKeys) -> Result<Self> {
         let dim: i64 = store::meta_get(conn, "dim")?;
         let threshold: f64 = store::meta_get(conn, "threshold")?;
+        let offset: i64 = store::meta_get(conn, "utc_offset_minutes")?;
         let settings = Self {
             vault_id,
             dim: usize::try_from(dim).unwrap_or(0),
             model: store::meta_get(conn, "model")?,
             threshold: threshold as f32,
+            ceilings: RetentionCeilings {
+                adult_secs: store::meta_get(conn, "max_retention_secs")?,
+                minor_secs: store::meta_get(conn, "max_minor_retention_secs")?,
+            },
+            utc_offset_minutes: i32::try_from(offset).unwrap_or(i32::MAX),
         };
         let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
-        let fields = settings.mac_fields();
-        let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-        if !keys.record_mac_matches("settings", &fields, &mac)
-            || !(1..=MAX_DIM).contains(&settings.dim)
-        {
+        let intact = keys.record_mac_matches("settings", &slices(&settings.mac_fields()), &mac);
+        if !intact || !(1..=MAX_DIM).contains(&settings.dim) {
             return Err(Error::Integrity {
                 table: "meta",
                 record: "settings".into(),
@@ -206,17 +249,27 @@ impl Settings {
     }
 }
 
-fn principal_mac_fields<'a>(
-    name: &'a str,
-    row: &'a PrincipalRow,
-    iterations: &'a [u8; 8],
-) -> [&'a [u8]; 5] {
+fn slices(fields: &[Vec<u8>]) -> Vec<&[u8]> {
+    fields.iter().map(Vec::as_slice).collect()
+}
+
+fn principal_mac_fields<'a>(name: &'a str, row: &'a PrincipalRow, iterations: &'a [u8; 8]) -> [&'a [u8]; 5] {
     [
         name.as_bytes(),
         row.role.as_bytes(),
         &row.salt,
         iterations,
         &row.hash,
+    ]
+}
+
+/// The MACed fields of a subject row: an edited expiry or minor flag is caught.
+fn subject_mac_fields(row: &SubjectRow) -> [Vec<u8>; 4] {
+    [
+        row.id.to_vec(),
+        row.created_at.to_le_bytes().to_vec(),
+        row.expires_at.to_le_bytes().to_vec(),
+        vec![u8::from(row.minor)],
     ]
 }
 
@@ -239,7 +292,8 @@ impl Entry {
 #[derive(Default)]
 struct Pending {
     new_rows: Zeroizing<Vec<f32>>,
-    new_row_owners: Vec<(SubjectId, i64)>,
+    /// For each new row: its subject, the subject's expiry, and the template ID.
+    new_row_owners: Vec<(SubjectId, UnixMillis, i64)>,
     erased: Vec<SubjectId>,
     threshold: Option<f32>,
 }
@@ -273,6 +327,7 @@ impl Act<'_> {
     fn store_template(
         &mut self,
         subject: SubjectId,
+        expires_at: UnixMillis,
         key: &DataKey,
         row: &[f32],
         next_id: &mut i64,
@@ -293,32 +348,52 @@ impl Act<'_> {
             },
         )?;
         self.pending.new_rows.extend_from_slice(row);
-        self.pending.new_row_owners.push((subject, template_id));
+        self.pending
+            .new_row_owners
+            .push((subject, expires_at, template_id));
         Ok(())
     }
 
-    fn new_subject(&mut self) -> Result<(SubjectId, DataKey)> {
-        let subject = SubjectId::random()?;
-        let key = DataKey::random()?;
-        let wrapped = self
+    /// The stored row of an enrolled subject, its MAC checked.
+    fn subject_row(&self, subject: &SubjectId) -> Result<SubjectRow> {
+        let row = store::subject(self.tx, subject.as_bytes())?.ok_or(Error::UnknownSubject(*subject))?;
+        if !self
             .keys
-            .wrap(&self.settings.vault_id, subject.as_bytes(), &key)?;
-        store::insert_subject(self.tx, subject.as_bytes(), self.now, &wrapped)?;
-        Ok((subject, key))
+            .record_mac_matches("subject", &slices(&subject_mac_fields(&row)), &row.mac)
+        {
+            return Err(Error::Integrity {
+                table: "subjects",
+                record: subject.to_string(),
+            });
+        }
+        Ok(row)
     }
 
-    fn existing_subject_key(&self, subject: &SubjectId) -> Result<DataKey> {
-        if !self.gallery.contains(subject) {
-            return Err(Error::UnknownSubject(*subject));
-        }
-        let wrapped = store::wrapped_key(self.tx, subject.as_bytes())?
-            .ok_or(Error::UnknownSubject(*subject))?;
-        self.keys
-            .unwrap(&self.settings.vault_id, subject.as_bytes(), &wrapped)
+    /// An enrolled subject's data key.
+    fn subject_key(&self, subject: &SubjectId) -> Result<DataKey> {
+        let row = self.subject_row(subject)?;
+        row.wrapped_key
+            .as_deref()
+            .and_then(|wrapped| {
+                self.keys
+                    .unwrap(&self.settings.vault_id, subject.as_bytes(), wrapped)
+            })
             .ok_or_else(|| Error::Integrity {
                 table: "subjects",
                 record: subject.to_string(),
             })
+    }
+
+    /// Refuses a subject that is not enrolled, or (for anything but erasure) is past its retention.
+    fn live_subject(&self, subject: &SubjectId) -> Result<UnixMillis> {
+        let expires_at = self
+            .gallery
+            .expires_at(subject)
+            .ok_or(Error::UnknownSubject(*subject))?;
+        if !policy::is_within_retention(expires_at, self.now) {
+            return Err(Error::Refused(Refusal::RetentionExpired { subject: *subject }));
+        }
+        Ok(expires_at)
     }
 
     fn next_template_id(&self) -> Result<i64> {
@@ -339,7 +414,7 @@ pub struct Vault {
     clock: Arc<dyn Clock>,
     /// Random per opening; sessions carry it, so a session cannot outlive or cross openings.
     opening: [u8; 16],
-    /// Set when a WAL truncation after an erasure could not run; retried on the next write.
+    /// Set when a WAL truncation after an erasure could not run; retried after the next operation.
     checkpoint_due: bool,
 }
 
@@ -362,14 +437,7 @@ impl Vault {
         admin: &str,
         admin_password: &Password,
     ) -> Result<Vault> {
-        Self::create_with_clock(
-            path,
-            keys,
-            config,
-            admin,
-            admin_password,
-            Arc::new(SystemClock),
-        )
+        Self::create_with_clock(path, keys, config, admin, admin_password, Arc::new(SystemClock))
     }
 
     /// [`Vault::create`] with a given clock.
@@ -394,6 +462,11 @@ impl Vault {
                 dim: config.dim,
                 model: config.model.clone(),
                 threshold: config.threshold,
+                ceilings: RetentionCeilings {
+                    adult_secs: config.max_retention_secs,
+                    minor_secs: config.max_minor_retention_secs,
+                },
+                utc_offset_minutes: config.utc_offset_minutes,
             };
             let now = clock.now();
             let tx = store.transaction()?;
@@ -405,14 +478,15 @@ impl Vault {
             store::init_chain_head(&tx)?;
             insert_principal(&tx, &keys, admin, Role::Admin, admin_password, now)?;
             let detail = format!(
-                "dim={} model={} threshold={:.3}",
-                config.dim, config.model, config.threshold
+                "dim={} model={} threshold={:.3} max_retention_secs={} max_minor_retention_secs={}",
+                config.dim,
+                config.model,
+                config.threshold,
+                config.max_retention_secs,
+                config.max_minor_retention_secs
             );
-            store::append_audit(
-                &tx,
-                keys.audit_key(),
-                record(now, admin, Action::Init, None, Outcome::Allowed, detail),
-            )?;
+            let init = record(now, admin, Action::Init, None, Outcome::Allowed, detail);
+            store::append_audit(&tx, keys.audit_key(), init)?;
             tx.commit()?;
             Ok::<_, Error>((keys, settings))
         })();
@@ -442,11 +516,7 @@ impl Vault {
     /// Opens an existing vault. The key is checked before anything is read or written; every
     /// template is then decrypted into the gallery, and any record that fails authentication
     /// stops the opening with an [`Error::Integrity`] naming it.
-    pub fn open_with_clock(
-        path: &Path,
-        keys: &dyn KeyProvider,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Vault> {
+    pub fn open_with_clock(path: &Path, keys: &dyn KeyProvider, clock: Arc<dyn Clock>) -> Result<Vault> {
         let master = keys.master_key()?;
         let mut store = Store::open(path)?;
         let vault_id: Vec<u8> = store::meta_get(store.conn(), "vault_id")?;
@@ -492,16 +562,28 @@ impl Vault {
                 return Err(damaged_template());
             }
             if current.as_ref().map(|(id, _)| id) != Some(&row.subject) {
+                let damaged_subject = || Error::Integrity {
+                    table: "subjects",
+                    record: subject.to_string(),
+                };
+                let subject_row = SubjectRow {
+                    id: *subject.as_bytes(),
+                    created_at: row.subject_created_at,
+                    expires_at: row.subject_expires_at,
+                    minor: row.subject_minor,
+                    wrapped_key: None,
+                    personal: None,
+                    mac: Vec::new(),
+                };
+                let fields = subject_mac_fields(&subject_row);
+                if !keys.record_mac_matches("subject", &slices(&fields), &row.subject_mac) {
+                    return Err(damaged_subject());
+                }
                 let key = row
                     .wrapped_key
                     .as_deref()
-                    .and_then(|wrapped| {
-                        keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped)
-                    })
-                    .ok_or_else(|| Error::Integrity {
-                        table: "subjects",
-                        record: subject.to_string(),
-                    })?;
+                    .and_then(|wrapped| keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
+                    .ok_or_else(damaged_subject)?;
                 current = Some((row.subject.clone(), key));
             }
             let Some((_, key)) = current.as_ref() else {
@@ -514,7 +596,7 @@ impl Vault {
                 model: &settings.model,
                 dim: settings.dim,
             };
-            let opened = gallery.push_with(subject, row.id, |slot| {
+            let opened = gallery.push_with(subject, row.subject_expires_at, row.id, |slot| {
                 crypto::open_template(key, &binding, &row.nonce, &row.ciphertext, slot).is_some()
             });
             if opened {
@@ -524,10 +606,10 @@ impl Vault {
             }
         })?;
         if let Some(orphan) = store::subjects_without_templates(self.store.conn())?.first() {
+            let record = SubjectId::from_bytes(orphan).map_or_else(|| "?".into(), |id| id.to_string());
             return Err(Error::Integrity {
                 table: "subjects",
-                record: SubjectId::from_bytes(orphan)
-                    .map_or_else(|| "?".into(), |id| id.to_string()),
+                record,
             });
         }
         self.gallery = gallery;
@@ -543,23 +625,14 @@ impl Vault {
         };
         let Some(row) = store::find_principal(self.store.conn(), name)? else {
             access::burn_password_check(password);
-            let e = Error::AuthenticationFailed;
-            self.audit_attempt_detail(
-                shown,
-                Action::Login,
-                None,
-                Outcome::Denied,
-                "authentication_failed: unknown user",
-            );
-            return Err(e);
+            let detail = "authentication_failed: unknown user";
+            self.audit_attempt_detail(shown, Action::Login, None, Outcome::Denied, detail);
+            return Err(Error::AuthenticationFailed);
         };
         let iterations = u32::try_from(row.iterations).unwrap_or(0);
         let iteration_bytes = u64::from(iterations).to_le_bytes();
-        if !self.keys.record_mac_matches(
-            "principal",
-            &principal_mac_fields(name, &row, &iteration_bytes),
-            &row.mac,
-        ) {
+        let fields = principal_mac_fields(name, &row, &iteration_bytes);
+        if !self.keys.record_mac_matches("principal", &fields, &row.mac) {
             let e = Error::Integrity {
                 table: "principals",
                 record: name.to_string(),
@@ -574,13 +647,8 @@ impl Vault {
         };
         if !access::password_matches(password, &credential) {
             let _ = store::record_login_failure(self.store.conn(), name);
-            self.audit_attempt_detail(
-                shown,
-                Action::Login,
-                None,
-                Outcome::Denied,
-                "authentication_failed: wrong password",
-            );
+            let detail = "authentication_failed: wrong password";
+            self.audit_attempt_detail(shown, Action::Login, None, Outcome::Denied, detail);
             return Err(Error::AuthenticationFailed);
         }
         let role: Role = row.role.parse().map_err(|_| Error::Integrity {
@@ -603,13 +671,7 @@ impl Vault {
     }
 
     /// Adds a principal. Admins only.
-    pub fn add_user(
-        &mut self,
-        session: &Session,
-        name: &str,
-        role: Role,
-        password: &Password,
-    ) -> Result<()> {
+    pub fn add_user(&mut self, session: &Session, name: &str, role: Role, password: &Password) -> Result<()> {
         self.door(session, Action::AddUser, None, |act| {
             access::check_principal_name(name)?;
             access::check_new_password(password)?;
@@ -617,10 +679,7 @@ impl Vault {
                 return Err(Error::PrincipalExists(name.to_string()));
             }
             insert_principal(act.tx, act.keys, name, role, password, act.now)?;
-            Ok((
-                (),
-                vec![Entry::new(None, format!("user={name} role={role}"))],
-            ))
+            Ok(((), vec![Entry::new(None, format!("user={name} role={role}"))]))
         })
     }
 
@@ -633,6 +692,8 @@ impl Vault {
                 dim: act.settings.dim,
                 model: act.settings.model.clone(),
                 threshold,
+                ceilings: act.settings.ceilings,
+                utc_offset_minutes: act.settings.utc_offset_minutes,
             };
             updated.write(act.tx, act.keys)?;
             act.pending.threshold = Some(threshold);
@@ -641,63 +702,8 @@ impl Vault {
         })
     }
 
-    /// Enrols one template: for a new subject (returning its fresh ID) or, with `subject`, as
-    /// another template of an enrolled one.
-    pub fn enrol<'t>(
-        &mut self,
-        session: &Session,
-        subject: Option<&SubjectId>,
-        template: impl Into<TemplateInput<'t>>,
-    ) -> Result<SubjectId> {
-        let template = template.into();
-        self.door(session, Action::Enrol, subject.copied(), |act| {
-            let row = act.normalise(template, RowCount::One)?;
-            let (subject, key) = match subject {
-                Some(subject) => {
-                    if act.gallery.templates_of(subject) >= MAX_TEMPLATES_PER_SUBJECT {
-                        return Err(Error::InvalidArgument {
-                            what: "template",
-                            reason: format!("subject already holds the maximum of {MAX_TEMPLATES_PER_SUBJECT} templates"),
-                        });
-                    }
-                    (*subject, act.existing_subject_key(subject)?)
-                }
-                None => act.new_subject()?,
-            };
-            let mut next_id = act.next_template_id()?;
-            act.store_template(subject, &key, &row, &mut next_id)?;
-            act.set_next_template_id(next_id)?;
-            Ok((subject, vec![Entry::new(Some(subject), "templates=1")]))
-        })
-    }
-
-    /// Enrols each row of `templates` as a new subject, all or nothing, and returns their IDs in row
-    /// order. Each subject gets its own audit record.
-    pub fn enrol_batch<'t>(
-        &mut self,
-        session: &Session,
-        templates: impl Into<TemplateInput<'t>>,
-    ) -> Result<Vec<SubjectId>> {
-        let templates = templates.into();
-        self.door(session, Action::EnrolBatch, None, |act| {
-            let rows = act.normalise(templates, RowCount::AtLeastOne)?;
-            let dim = act.settings.dim;
-            act.pending.new_rows.reserve_exact(rows.len());
-            let mut next_id = act.next_template_id()?;
-            let mut subjects = Vec::with_capacity(rows.len() / dim);
-            let mut entries = Vec::with_capacity(rows.len() / dim);
-            for row in rows.chunks_exact(dim) {
-                let (subject, key) = act.new_subject()?;
-                act.store_template(subject, &key, row, &mut next_id)?;
-                subjects.push(subject);
-                entries.push(Entry::new(Some(subject), "templates=1"));
-            }
-            act.set_next_template_id(next_id)?;
-            Ok((subjects, entries))
-        })
-    }
-
-    /// 1:1: compares `probe` with `subject`'s templates.
+    /// 1:1: compares `probe` with `subject`'s templates. A subject past its retention is refused
+    /// ([`Refusal::RetentionExpired`]) whether or not a purge has run.
     pub fn verify<'t>(
         &mut self,
         session: &Session,
@@ -707,25 +713,27 @@ impl Vault {
         let probe = probe.into();
         self.door(session, Action::Verify, Some(*subject), |act| {
             let probe = act.normalise(probe, RowCount::One)?;
-            let score = act
-                .gallery
-                .verify(subject, &probe)
-                .ok_or(Error::UnknownSubject(*subject))?;
+            let score = match act.gallery.verify(subject, &probe, act.now) {
+                Lookup::Score(score) => score,
+                Lookup::Expired => {
+                    return Err(Error::Refused(Refusal::RetentionExpired { subject: *subject }))
+                }
+                Lookup::Unknown => return Err(Error::UnknownSubject(*subject)),
+            };
             let matched = score >= act.settings.threshold;
             let score = round_score(score);
             let detail = format!("match={matched} score={score:.3}");
-            Ok((
-                Verification {
-                    subject: *subject,
-                    matched,
-                    score,
-                },
-                vec![Entry::new(Some(*subject), detail)],
-            ))
+            let verification = Verification {
+                subject: *subject,
+                matched,
+                score,
+            };
+            Ok((verification, vec![Entry::new(Some(*subject), detail)]))
         })
     }
 
-    /// 1:N: the `k` best subjects at or above the threshold, best first.
+    /// 1:N: the `k` best subjects at or above the threshold, best first. Subjects past their
+    /// retention are never candidates.
     pub fn identify<'t>(
         &mut self,
         session: &Session,
@@ -735,15 +743,12 @@ impl Vault {
         let probe = probe.into();
         self.door(session, Action::Identify, None, |act| {
             if !(1..=MAX_K).contains(&k) {
-                return Err(Error::InvalidArgument {
-                    what: "k",
-                    reason: format!("must be 1 to {MAX_K}"),
-                });
+                return Err(invalid("k", format!("must be 1 to {MAX_K}")));
             }
             let probe = act.normalise(probe, RowCount::One)?;
             let candidates: Vec<Candidate> = act
                 .gallery
-                .identify(&probe, k, act.settings.threshold)
+                .identify(&probe, k, act.settings.threshold, act.now)
                 .into_iter()
                 .map(|(subject, score)| Candidate {
                     subject,
@@ -756,31 +761,29 @@ impl Vault {
         })
     }
 
-    /// Erases a subject: its wrapped data key first, then its templates. It stops matching at once,
-    /// and the WAL is truncated so no copy of the key or ciphertext lingers there.
-    pub fn erase(&mut self, session: &Session, subject: &SubjectId) -> Result<()> {
-        self.door(session, Action::Erase, Some(*subject), |act| {
-            if !act.gallery.contains(subject) {
-                return Err(Error::UnknownSubject(*subject));
-            }
-            let templates = store::erase_subject(act.tx, subject.as_bytes())?;
-            act.pending.erased.push(*subject);
-            Ok((
-                (),
-                vec![Entry::new(Some(*subject), format!("templates={templates}"))],
-            ))
-        })
-    }
-
     /// Counts and settings.
     pub fn stats(&mut self, session: &Session) -> Result<Stats> {
         self.door(session, Action::Stats, None, |act| {
+            let notice = store::current_notice(act.tx)?.map(|n| n.version);
+            let renotice_due = match &notice {
+                Some(version) => store::renotice_due(act.tx, version)?.len(),
+                None => 0,
+            };
+            let expired = act
+                .gallery
+                .subjects()
+                .iter()
+                .filter(|(_, expires_at)| !policy::is_within_retention(*expires_at, act.now))
+                .count();
             let stats = Stats {
                 subjects: act.gallery.subject_count(),
                 templates: act.gallery.template_count(),
                 dim: act.settings.dim,
                 model: act.settings.model.clone(),
                 threshold: shortest_f64(act.settings.threshold),
+                expired,
+                renotice_due,
+                notice,
             };
             Ok((stats, vec![Entry::new(None, "")]))
         })
@@ -797,10 +800,7 @@ impl Vault {
                 Ok(())
             })?;
             let verified = audit::verify_chain(act.keys.audit_key(), records, &head)?;
-            Ok((
-                verified,
-                vec![Entry::new(None, format!("entries={verified}"))],
-            ))
+            Ok((verified, vec![Entry::new(None, format!("entries={verified}"))]))
         })
     }
 
@@ -854,18 +854,15 @@ impl Vault {
             let (value, entries) = body(&mut act)?;
             let pending = act.pending;
             for entry in entries {
-                store::append_audit(
-                    &tx,
-                    self.keys.audit_key(),
-                    record(
-                        now,
-                        &session.name,
-                        action,
-                        entry.subject,
-                        Outcome::Allowed,
-                        entry.detail,
-                    ),
-                )?;
+                let allowed = record(
+                    now,
+                    &session.name,
+                    action,
+                    entry.subject,
+                    Outcome::Allowed,
+                    entry.detail,
+                );
+                store::append_audit(&tx, self.keys.audit_key(), allowed)?;
             }
             tx.commit()?;
             Ok::<_, Error>((value, pending))
@@ -890,12 +887,9 @@ impl Vault {
     fn apply(&mut self, pending: Pending) {
         let dim = self.settings.dim;
         self.gallery.reserve(pending.new_row_owners.len());
-        for ((subject, template_id), row) in pending
-            .new_row_owners
-            .iter()
-            .zip(pending.new_rows.chunks_exact(dim))
-        {
-            self.gallery.push(*subject, *template_id, row);
+        let rows = pending.new_rows.chunks_exact(dim);
+        for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
+            self.gallery.push(subject, expires_at, template_id, row);
         }
         for subject in &pending.erased {
             self.gallery.remove_subject(subject);
@@ -904,8 +898,8 @@ impl Vault {
             self.settings.threshold = threshold;
         }
         if !pending.erased.is_empty() || self.checkpoint_due {
-            // The erasure is committed either way; a WAL that could not be truncated now is retried
-            // after the next operation and at close.
+            // The erasure is committed either way; a WAL that could not be truncated now is
+            // retried after the next operation and at close.
             self.checkpoint_due = self.store.checkpoint_truncate().is_err();
         }
     }
@@ -935,11 +929,8 @@ impl Vault {
         let now = self.clock.now();
         let audit_key = self.keys.audit_key();
         let written = self.store.transaction().and_then(|tx| {
-            store::append_audit(
-                &tx,
-                audit_key,
-                record(now, actor, action, subject, outcome, detail.to_string()),
-            )?;
+            let attempt = record(now, actor, action, subject, outcome, detail.to_string());
+            store::append_audit(&tx, audit_key, attempt)?;
             Ok(tx.commit()?)
         });
         drop(written);
@@ -987,10 +978,7 @@ fn insert_principal(
         mac: Vec::new(),
     };
     let iteration_bytes = u64::from(credential.iterations).to_le_bytes();
-    row.mac = keys.record_mac(
-        "principal",
-        &principal_mac_fields(name, &row, &iteration_bytes),
-    );
+    row.mac = keys.record_mac("principal", &principal_mac_fields(name, &row, &iteration_bytes));
     store::insert_principal(conn, name, &row, now)
 }
 

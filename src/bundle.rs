@@ -1,0 +1,304 @@
+//! Export bundles: face data sealed to one recipient's X25519 public key, for the few transfers the
+//! law allows (Art. 8). A fresh ephemeral key pair per bundle, X25519 key agreement, HKDF-SHA256
+//! and AES-256-GCM; the device master key and wrapped keys never go in. The byte layout is in
+//! `docs/format.md`.
+
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use ring::hkdf;
+use serde::{Deserialize, Serialize};
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::clock::UnixMillis;
+use crate::crypto::{self, NONCE_LEN, TAG_LEN};
+use crate::error::{BundleProblem, Error, Result};
+use crate::keys;
+use crate::policy::Guardian;
+
+/// The first bytes of every bundle.
+pub const BUNDLE_MAGIC: &[u8; 8] = b"FVBUNDLE";
+/// The bundle format this build writes and reads.
+pub const BUNDLE_VERSION: u8 = 1;
+const HEADER_LEN: usize = BUNDLE_MAGIC.len() + 1 + 32 + NONCE_LEN;
+const KDF_INFO: &[u8] = b"facevault v1 bundle key";
+
+/// A recipient's X25519 public key: bundles are sealed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecipientPublicKey(pub [u8; 32]);
+
+impl RecipientPublicKey {
+    /// Reads a public key file: exactly 32 raw bytes.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        Ok(Self(keys::read_public_file(path)?))
+    }
+}
+
+/// A recipient's X25519 secret key: opens bundles sealed to its public key. Never printed.
+pub struct RecipientSecretKey(Zeroizing<[u8; 32]>);
+
+impl RecipientSecretKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<Self> {
+        Ok(Self(Zeroizing::new(crypto::random_array()?)))
+    }
+
+    /// Wraps raw key bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The raw key bytes.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Reads a secret key file: exactly 32 raw bytes that only its owner may read.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        Ok(Self(keys::read_secret_file(path)?))
+    }
+
+    /// Writes the secret key to `path` (mode 0600) and its public key to `path` + `.pub`; refuses
+    /// to overwrite either. Returns the public key's path.
+    pub fn write_pair(&self, path: &Path) -> Result<PathBuf> {
+        let mut public_path = path.as_os_str().to_owned();
+        public_path.push(".pub");
+        let public_path = PathBuf::from(public_path);
+        if public_path.exists() {
+            return Err(Error::AlreadyExists(public_path));
+        }
+        keys::write_new_file(path, self.0.as_slice(), 0o600)?;
+        keys::write_new_file(&public_path, &self.public_key().0, 0o644)?;
+        Ok(public_path)
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> RecipientPublicKey {
+        RecipientPublicKey(PublicKey::from(&StaticSecret::from(*self.0)).to_bytes())
+    }
+}
+
+impl std::fmt::Debug for RecipientSecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecipientSecretKey([REDACTED])")
+    }
+}
+
+/// What a bundle holds, as JSON inside the encryption. Holds template values: never printed.
+#[derive(Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BundleContents {
+    /// Always `facevault-bundle`.
+    pub format: String,
+    /// Always 1.
+    pub version: u8,
+    /// The exporting vault's ID, hex.
+    pub vault_id: String,
+    /// When the bundle was made.
+    pub created_at: UnixMillis,
+    /// `local` or `network`.
+    pub destination: String,
+    /// The face model of the templates.
+    pub model: String,
+    /// Values per template.
+    pub dim: usize,
+    /// The exported subjects.
+    pub subjects: Vec<BundleSubject>,
+}
+
+/// One exported subject with the evidence of its consents.
+#[derive(Serialize, Deserialize, PartialEq, Zeroize, ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSubject {
+    /// Its opaque ID.
+    #[zeroize(skip)]
+    pub subject: String,
+    /// When it was enrolled.
+    #[zeroize(skip)]
+    pub enrolled_at: UnixMillis,
+    /// When its retention ends.
+    #[zeroize(skip)]
+    pub expires_at: UnixMillis,
+    /// Enrolled under 14.
+    #[zeroize(skip)]
+    pub minor: bool,
+    /// Its consents, oldest first.
+    #[zeroize(skip)]
+    pub consents: Vec<ConsentEvidence>,
+    /// Its templates: base64 of the L2-normalised little-endian f32 values.
+    pub templates: Vec<String>,
+}
+
+/// A consent as recorded: what must outlive withdrawal, and the encrypted evidence while the
+/// subject is enrolled.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentEvidence {
+    /// `processing` or `transfer`.
+    pub kind: String,
+    /// The notice version it was given under.
+    pub notice_version: String,
+    /// When it was given.
+    pub given_at: UnixMillis,
+    /// Whether a parent or guardian gave it.
+    pub by_guardian: bool,
+    /// When it was withdrawn, if it was.
+    pub withdrawn_at: Option<UnixMillis>,
+    /// How it was obtained.
+    pub method: Option<String>,
+    /// The guardian who gave it, for a child.
+    pub guardian: Option<Guardian>,
+}
+
+/// Seals `plaintext` to `recipient`.
+pub(crate) fn seal(recipient: &RecipientPublicKey, plaintext: &[u8]) -> Result<Vec<u8>> {
+    // StaticSecret zeroizes itself on drop; the array copy it was made from is zeroized here.
+    let seed = Zeroizing::new(crypto::random_array::<32>()?);
+    let ephemeral = StaticSecret::from(*seed);
+    let ephemeral_public = PublicKey::from(&ephemeral);
+    let shared = ephemeral.diffie_hellman(&PublicKey::from(recipient.0));
+    if !shared.was_contributory() {
+        return Err(Error::InvalidArgument {
+            what: "recipient key",
+            reason: "is a low-order point, not a usable X25519 public key".into(),
+        });
+    }
+    let key = derive_key(shared.as_bytes(), ephemeral_public.as_bytes(), &recipient.0)?;
+    let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
+    let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(BUNDLE_MAGIC);
+    out.push(BUNDLE_VERSION);
+    out.extend_from_slice(ephemeral_public.as_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plaintext);
+    let (header, body) = out.split_at_mut(HEADER_LEN);
+    let tag = cipher(&key)
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body)
+        .map_err(|_| Error::Crypto)?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Opens a bundle with the recipient's secret key and parses its contents.
+pub fn open(secret: &RecipientSecretKey, bundle: &[u8]) -> Result<BundleContents> {
+    let rejected = |problem| Error::Bundle(problem);
+    if bundle.len() < BUNDLE_MAGIC.len() + 1 {
+        return Err(rejected(if BUNDLE_MAGIC.starts_with(bundle) {
+            BundleProblem::Truncated
+        } else {
+            BundleProblem::NotABundle
+        }));
+    }
+    if &bundle[..BUNDLE_MAGIC.len()] != BUNDLE_MAGIC {
+        return Err(rejected(BundleProblem::NotABundle));
+    }
+    let version = bundle[BUNDLE_MAGIC.len()];
+    if version != BUNDLE_VERSION {
+        return Err(rejected(BundleProblem::UnsupportedVersion(version)));
+    }
+    if bundle.len() < HEADER_LEN + TAG_LEN {
+        return Err(rejected(BundleProblem::Truncated));
+    }
+    let (header, rest) = bundle.split_at(HEADER_LEN);
+    let mut ephemeral_public = [0u8; 32];
+    ephemeral_public.copy_from_slice(&header[BUNDLE_MAGIC.len() + 1..BUNDLE_MAGIC.len() + 33]);
+    let nonce = &header[BUNDLE_MAGIC.len() + 33..];
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let own = StaticSecret::from(*secret.0);
+    let shared = own.diffie_hellman(&PublicKey::from(ephemeral_public));
+    if !shared.was_contributory() {
+        return Err(rejected(BundleProblem::DecryptionFailed));
+    }
+    let key = derive_key(
+        shared.as_bytes(),
+        &ephemeral_public,
+        secret.public_key().0.as_ref(),
+    )?;
+    let mut plain = Zeroizing::new(body.to_vec());
+    cipher(&key)
+        .decrypt_in_place_detached(Nonce::from_slice(nonce), header, &mut plain, tag.into())
+        .map_err(|_| rejected(BundleProblem::DecryptionFailed))?;
+    let contents: BundleContents =
+        serde_json::from_slice(&plain).map_err(|_| rejected(BundleProblem::Malformed))?;
+    if contents.format != "facevault-bundle" || contents.version != BUNDLE_VERSION {
+        return Err(rejected(BundleProblem::Malformed));
+    }
+    Ok(contents)
+}
+
+struct KeyLen;
+
+impl hkdf::KeyType for KeyLen {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+fn derive_key(
+    shared: &[u8; 32],
+    ephemeral_public: &[u8; 32],
+    recipient_public: &[u8],
+) -> Result<Zeroizing<[u8; 32]>> {
+    let mut salt = [0u8; 64];
+    salt[..32].copy_from_slice(ephemeral_public);
+    salt[32..].copy_from_slice(recipient_public);
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(shared);
+    let info = [KDF_INFO];
+    let okm = prk.expand(&info, KeyLen).map_err(|_| Error::Crypto)?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    okm.fill(key.as_mut_slice()).map_err(|_| Error::Crypto)?;
+    Ok(key)
+}
+
+fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents() -> BundleContents {
+        BundleContents {
+            format: "facevault-bundle".into(),
+            version: 1,
+            vault_id: "00".repeat(16),
+            created_at: 1,
+            destination: "network".into(),
+            model: "m".into(),
+            dim: 1,
+            subjects: vec![],
+        }
+    }
+
+    #[test]
+    fn opens_only_with_the_recipients_key_and_detects_every_flip() {
+        let secret = RecipientSecretKey::generate().unwrap();
+        let plain = serde_json::to_vec(&contents()).unwrap();
+        let bundle = seal(&secret.public_key(), &plain).unwrap();
+        assert!(open(&secret, &bundle).unwrap() == contents());
+        let other = RecipientSecretKey::generate().unwrap();
+        assert!(matches!(
+            open(&other, &bundle),
+            Err(Error::Bundle(BundleProblem::DecryptionFailed))
+        ));
+        for at in (0..bundle.len()).step_by(7) {
+            let mut flipped = bundle.clone();
+            flipped[at] ^= 0x10;
+            assert!(open(&secret, &flipped).is_err(), "flip at {at} accepted");
+        }
+        for len in [0, 5, 9, HEADER_LEN, bundle.len() - 1] {
+            assert!(
+                matches!(open(&secret, &bundle[..len]), Err(Error::Bundle(_))),
+                "length {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_low_order_recipient_key_is_refused() {
+        assert!(seal(&RecipientPublicKey([0; 32]), b"{}").is_err());
+    }
+}

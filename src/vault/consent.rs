@@ -1,0 +1,569 @@
+//! The law's operations on the data (Articles 5 to 8): notices, enrolment with consent, consent
+//! renewal and withdrawal, transfer consent, erasure and purge. Each is a door operation whose
+//! legal checks are the plain functions of `crate::policy`.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{invalid, slices, subject_mac_fields, Act, Entry, Vault, MAX_TEMPLATES_PER_SUBJECT};
+use crate::access::Action;
+use crate::crypto::{self, DataKey, PersonalBinding};
+use crate::error::{Error, Result};
+use crate::policy::{self, Enrolment, EnrolmentTerms, Guardian, Notice, Refusal};
+use crate::store::{self, ConsentRow, NoticeRow, SubjectRow};
+use crate::subject::SubjectId;
+use crate::template::{RowCount, TemplateInput};
+use crate::vault::Session;
+
+/// Consent kinds as stored.
+pub(super) const PROCESSING: &str = "processing";
+pub(super) const TRANSFER: &str = "transfer";
+
+/// The answer to publishing a notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedNotice {
+    /// The version now current.
+    pub version: String,
+    /// How many enrolled subjects consented under an older version and are due to be told.
+    pub renotice_due: usize,
+}
+
+/// Subjects due to be told of the current notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RenoticeDue {
+    /// The current notice version, if one is published.
+    pub version: Option<String>,
+    /// Subjects whose latest consent names an older version.
+    pub subjects: Vec<SubjectId>,
+}
+
+/// A separate consent to transfer a subject's face data off the device (Art. 8).
+#[derive(Clone, Default)]
+pub struct TransferConsent {
+    /// How it was obtained. Stored encrypted.
+    pub method: Option<String>,
+    /// For a child: the parent or guardian who gave it. Stored encrypted.
+    pub guardian: Option<Guardian>,
+}
+
+impl std::fmt::Debug for TransferConsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransferConsent([REDACTED])")
+    }
+}
+
+/// Personal data kept beside a subject's templates, sealed under its data key.
+#[derive(Serialize, Deserialize)]
+struct SubjectPersonal {
+    birth_date: Option<String>,
+}
+
+/// The evidence of a consent, sealed under the subject's data key: it goes with the face data.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Evidence {
+    pub method: Option<String>,
+    pub guardian: Option<Guardian>,
+}
+
+/// JSON in a buffer sized up front and zeroed on drop (these hold personal data).
+fn sealed_json<T: Serialize>(value: &T, text_len: usize) -> Result<Zeroizing<Vec<u8>>> {
+    let mut buffer = Zeroizing::new(Vec::with_capacity(text_len * 6 + 256));
+    serde_json::to_writer(&mut *buffer, value).map_err(|_| Error::Crypto)?;
+    Ok(buffer)
+}
+
+fn optional_time(value: Option<i64>) -> Vec<u8> {
+    match value {
+        Some(at) => [&[1u8][..], &at.to_le_bytes()].concat(),
+        None => vec![0],
+    }
+}
+
+/// The MACed fields of a consent: a forged, edited or re-attributed consent is caught.
+pub(super) fn consent_mac_fields(row: &ConsentRow) -> Vec<Vec<u8>> {
+    vec![
+        row.id.to_le_bytes().to_vec(),
+        row.subject.to_vec(),
+        row.kind.as_bytes().to_vec(),
+        row.notice_version.as_bytes().to_vec(),
+        row.given_at.to_le_bytes().to_vec(),
+        vec![u8::from(row.by_guardian)],
+        optional_time(row.withdrawn_at),
+        optional_time(row.erased_at),
+        row.evidence.clone().unwrap_or_default(),
+    ]
+}
+
+fn notice_mac_fields(row: &NoticeRow) -> Vec<Vec<u8>> {
+    vec![
+        row.seq.to_le_bytes().to_vec(),
+        row.version.as_bytes().to_vec(),
+        row.published_at.to_le_bytes().to_vec(),
+        row.body.as_bytes().to_vec(),
+    ]
+}
+
+impl Act<'_> {
+    /// The current notice, its MAC checked.
+    pub(super) fn current_notice(&self) -> Result<Option<NoticeRow>> {
+        let Some(row) = store::current_notice(self.tx)? else {
+            return Ok(None);
+        };
+        if !self
+            .keys
+            .record_mac_matches("notice", &slices(&notice_mac_fields(&row)), &row.mac)
+        {
+            return Err(Error::Integrity {
+                table: "notices",
+                record: row.version,
+            });
+        }
+        Ok(Some(row))
+    }
+
+    /// A subject's consents, oldest first, each MAC checked.
+    pub(super) fn consents(&self, subject: &SubjectId) -> Result<Vec<ConsentRow>> {
+        let rows = store::consents_of(self.tx, subject.as_bytes())?;
+        for row in &rows {
+            if !self
+                .keys
+                .record_mac_matches("consent", &slices(&consent_mac_fields(row)), &row.mac)
+            {
+                return Err(Error::Integrity {
+                    table: "consents",
+                    record: row.id.to_string(),
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    fn write_consent(&self, row: &mut ConsentRow, insert: bool) -> Result<()> {
+        row.mac = self.keys.record_mac("consent", &slices(&consent_mac_fields(row)));
+        if insert {
+            store::insert_consent(self.tx, row)
+        } else {
+            store::update_consent(self.tx, row)
+        }
+    }
+
+    fn record_consent(
+        &self,
+        subject: &SubjectId,
+        key: &DataKey,
+        kind: &str,
+        notice_version: &str,
+        evidence: &Evidence,
+    ) -> Result<()> {
+        let id = store::next_consent_id(self.tx)?;
+        let text_len = evidence.method.as_ref().map_or(0, String::len)
+            + evidence
+                .guardian
+                .as_ref()
+                .map_or(0, |g| g.name.len() + g.relationship.len());
+        let plain = sealed_json(evidence, text_len)?;
+        let binding = PersonalBinding {
+            vault_id: &self.settings.vault_id,
+            subject: subject.as_bytes(),
+            table: b"consent",
+            row: id,
+        };
+        let mut row = ConsentRow {
+            id,
+            subject: *subject.as_bytes(),
+            kind: kind.to_string(),
+            notice_version: notice_version.to_string(),
+            given_at: self.now,
+            by_guardian: evidence.guardian.is_some(),
+            withdrawn_at: None,
+            erased_at: None,
+            evidence: Some(crypto::seal_personal(key, &binding, &plain)?),
+            mac: Vec::new(),
+        };
+        self.write_consent(&mut row, true)
+    }
+
+    /// Opens a consent's sealed evidence (only while its subject's key exists).
+    pub(super) fn open_evidence(&self, key: &DataKey, row: &ConsentRow) -> Result<Option<Evidence>> {
+        let Some(sealed) = &row.evidence else {
+            return Ok(None);
+        };
+        let binding = PersonalBinding {
+            vault_id: &self.settings.vault_id,
+            subject: &row.subject,
+            table: b"consent",
+            row: row.id,
+        };
+        let damaged = || Error::Integrity {
+            table: "consents",
+            record: row.id.to_string(),
+        };
+        let plain = crypto::open_personal(key, &binding, sealed).ok_or_else(damaged)?;
+        serde_json::from_slice(&plain).map(Some).map_err(|_| damaged())
+    }
+
+    /// Creates a subject with its wrapped key, sealed personal data and consents.
+    fn enrol_subject(
+        &mut self,
+        enrolment: &Enrolment,
+        terms: &EnrolmentTerms,
+    ) -> Result<(SubjectId, DataKey)> {
+        let subject = SubjectId::random()?;
+        let key = DataKey::random()?;
+        let wrapped = self
+            .keys
+            .wrap(&self.settings.vault_id, subject.as_bytes(), &key)?;
+        let personal = match enrolment.birth_date {
+            Some(birth) => {
+                let personal = SubjectPersonal {
+                    birth_date: Some(birth.to_string()),
+                };
+                let binding = PersonalBinding {
+                    vault_id: &self.settings.vault_id,
+                    subject: subject.as_bytes(),
+                    table: b"subject",
+                    row: 0,
+                };
+                Some(crypto::seal_personal(
+                    &key,
+                    &binding,
+                    &sealed_json(&personal, 16)?,
+                )?)
+            }
+            None => None,
+        };
+        let mut row = SubjectRow {
+            id: *subject.as_bytes(),
+            created_at: self.now,
+            expires_at: terms.expires_at,
+            minor: terms.minor,
+            wrapped_key: Some(wrapped),
+            personal,
+            mac: Vec::new(),
+        };
+        row.mac = self
+            .keys
+            .record_mac("subject", &slices(&subject_mac_fields(&row)));
+        store::insert_subject(self.tx, &row)?;
+        let evidence = Evidence {
+            method: enrolment.consent_method.clone(),
+            guardian: enrolment.guardian.clone(),
+        };
+        let version = enrolment.notice_version.as_deref().unwrap_or_default();
+        self.record_consent(&subject, &key, PROCESSING, version, &evidence)?;
+        if enrolment.transfer_consent {
+            self.record_consent(&subject, &key, TRANSFER, version, &evidence)?;
+        }
+        Ok((subject, key))
+    }
+
+    /// The law's verdict on an enrolment, against the current notice.
+    fn enrolment_terms(&self, enrolment: &Enrolment) -> Result<EnrolmentTerms> {
+        let current = self.current_notice()?.map(|n| n.version);
+        let tx = self.tx;
+        policy::may_enrol(
+            enrolment,
+            current.as_deref(),
+            |version| store::notice_published(tx, version).unwrap_or(false),
+            self.settings.ceilings,
+            self.settings.utc_offset_minutes,
+            self.now,
+        )
+    }
+
+    /// Erases a subject's face data: its wrapped key first, then its templates and row; its
+    /// consents keep the facts (kind, notice, times) and lose their encrypted evidence.
+    fn shred_subject(&mut self, subject: &SubjectId, withdrawal: bool) -> Result<usize> {
+        if !self.gallery.contains(subject) {
+            return Err(Error::UnknownSubject(*subject));
+        }
+        let mut consents = self.consents(subject)?;
+        let templates = store::erase_subject(self.tx, subject.as_bytes())?;
+        for consent in &mut consents {
+            if withdrawal && consent.withdrawn_at.is_none() {
+                consent.withdrawn_at = Some(self.now);
+            }
+            consent.erased_at.get_or_insert(self.now);
+            consent.evidence = None;
+            self.write_consent(consent, false)?;
+        }
+        self.pending.erased.push(*subject);
+        Ok(templates)
+    }
+}
+
+fn enrolment_detail(enrolment: &Enrolment, terms: &EnrolmentTerms) -> String {
+    format!(
+        "notice={} minor={} expires_at={} transfer_consent={}",
+        enrolment.notice_version.as_deref().unwrap_or_default(),
+        terms.minor,
+        terms.expires_at,
+        enrolment.transfer_consent
+    )
+}
+
+impl Vault {
+    /// Publishes a new notice version (Art. 5). Subjects consented under an older one become
+    /// "re-notice due" but stay in use.
+    pub fn publish_notice(&mut self, session: &Session, notice: &Notice) -> Result<PublishedNotice> {
+        self.door(session, Action::PublishNotice, None, |act| {
+            policy::check_notice(notice)?;
+            for text in [
+                &notice.version,
+                &notice.processor_name,
+                &notice.processor_contact,
+                &notice.purpose,
+                &notice.method,
+                &notice.retention,
+                &notice.necessity_and_impact,
+                &notice.rights,
+            ] {
+                policy::check_text("notice item", text)?;
+            }
+            if store::notice_published(act.tx, &notice.version)? {
+                return Err(Error::NoticeExists(notice.version.clone()));
+            }
+            let seq = act.current_notice()?.map_or(1, |n| n.seq + 1);
+            let mut row = NoticeRow {
+                seq,
+                version: notice.version.clone(),
+                published_at: act.now,
+                body: serde_json::to_string(notice).map_err(|_| Error::Crypto)?,
+                mac: Vec::new(),
+            };
+            row.mac = act.keys.record_mac("notice", &slices(&notice_mac_fields(&row)));
+            store::insert_notice(act.tx, &row)?;
+            let renotice_due = store::renotice_due(act.tx, &notice.version)?.len();
+            let detail = format!("version={} renotice_due={renotice_due}", notice.version);
+            let published = PublishedNotice {
+                version: notice.version.clone(),
+                renotice_due,
+            };
+            Ok((published, vec![Entry::new(None, detail)]))
+        })
+    }
+
+    /// Lists the subjects due to be told of the current notice.
+    pub fn renotice_due(&mut self, session: &Session) -> Result<RenoticeDue> {
+        self.door(session, Action::RenoticeDue, None, |act| {
+            let version = act.current_notice()?.map(|n| n.version);
+            let subjects = match &version {
+                Some(version) => store::renotice_due(act.tx, version)?
+                    .iter()
+                    .filter_map(|id| SubjectId::from_bytes(id))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let detail = format!("renotice_due={}", subjects.len());
+            Ok((RenoticeDue { version, subjects }, vec![Entry::new(None, detail)]))
+        })
+    }
+
+    /// Enrols a new subject from one template, with the consent the law requires (Art. 6): a
+    /// separate processing consent naming the current notice, a guardian's for a child under 14
+    /// (Art. 7), and an expiry no later than the vault's ceiling (Art. 8).
+    pub fn enrol<'t>(
+        &mut self,
+        session: &Session,
+        enrolment: &Enrolment,
+        template: impl Into<TemplateInput<'t>>,
+    ) -> Result<SubjectId> {
+        let template = template.into();
+        self.door(session, Action::Enrol, None, |act| {
+            let terms = act.enrolment_terms(enrolment)?;
+            let row = act.normalise(template, RowCount::One)?;
+            let (subject, key) = act.enrol_subject(enrolment, &terms)?;
+            let mut next_id = act.next_template_id()?;
+            act.store_template(subject, terms.expires_at, &key, &row, &mut next_id)?;
+            act.set_next_template_id(next_id)?;
+            Ok((
+                subject,
+                vec![Entry::new(Some(subject), enrolment_detail(enrolment, &terms))],
+            ))
+        })
+    }
+
+    /// Enrols each row of `templates` as a new subject under the same consent terms, all or
+    /// nothing, and returns their IDs in row order. Each subject gets its own consent records and
+    /// audit record.
+    pub fn enrol_batch<'t>(
+        &mut self,
+        session: &Session,
+        enrolment: &Enrolment,
+        templates: impl Into<TemplateInput<'t>>,
+    ) -> Result<Vec<SubjectId>> {
+        let templates = templates.into();
+        self.door(session, Action::EnrolBatch, None, |act| {
+            let terms = act.enrolment_terms(enrolment)?;
+            let rows = act.normalise(templates, RowCount::AtLeastOne)?;
+            let dim = act.settings.dim;
+            act.pending.new_rows.reserve_exact(rows.len());
+            let mut next_id = act.next_template_id()?;
+            let mut subjects = Vec::with_capacity(rows.len() / dim);
+            let mut entries = Vec::with_capacity(rows.len() / dim);
+            let detail = enrolment_detail(enrolment, &terms);
+            for row in rows.chunks_exact(dim) {
+                let (subject, key) = act.enrol_subject(enrolment, &terms)?;
+                act.store_template(subject, terms.expires_at, &key, row, &mut next_id)?;
+                subjects.push(subject);
+                entries.push(Entry::new(Some(subject), detail.clone()));
+            }
+            act.set_next_template_id(next_id)?;
+            Ok((subjects, entries))
+        })
+    }
+
+    /// Adds another template to an enrolled subject within its retention; its consent covers it.
+    pub fn add_template<'t>(
+        &mut self,
+        session: &Session,
+        subject: &SubjectId,
+        template: impl Into<TemplateInput<'t>>,
+    ) -> Result<()> {
+        let template = template.into();
+        self.door(session, Action::Enrol, Some(*subject), |act| {
+            let expires_at = act.live_subject(subject)?;
+            if act.gallery.templates_of(subject) >= MAX_TEMPLATES_PER_SUBJECT {
+                let reason = format!("the subject already holds the maximum of {MAX_TEMPLATES_PER_SUBJECT}");
+                return Err(invalid("template", reason));
+            }
+            let row = act.normalise(template, RowCount::One)?;
+            let key = act.subject_key(subject)?;
+            let mut next_id = act.next_template_id()?;
+            act.store_template(*subject, expires_at, &key, &row, &mut next_id)?;
+            act.set_next_template_id(next_id)?;
+            Ok(((), vec![Entry::new(Some(*subject), "templates=+1")]))
+        })
+    }
+
+    /// Records a fresh processing consent under the current notice, clearing "re-notice due".
+    /// Only the notice version, method and guardian of `renewal` are used.
+    pub fn renew_consent(
+        &mut self,
+        session: &Session,
+        subject: &SubjectId,
+        renewal: &Enrolment,
+    ) -> Result<()> {
+        self.door(session, Action::RenewConsent, Some(*subject), |act| {
+            act.live_subject(subject)?;
+            let minor = act.subject_row(subject)?.minor;
+            let current = act.current_notice()?.map(|n| n.version);
+            let tx = act.tx;
+            policy::may_renew(
+                renewal,
+                current.as_deref(),
+                |v| store::notice_published(tx, v).unwrap_or(false),
+                minor,
+            )?;
+            let key = act.subject_key(subject)?;
+            let version = renewal.notice_version.as_deref().unwrap_or_default();
+            let evidence = Evidence {
+                method: renewal.consent_method.clone(),
+                guardian: renewal.guardian.clone(),
+            };
+            act.record_consent(subject, &key, PROCESSING, version, &evidence)?;
+            Ok(((), vec![Entry::new(Some(*subject), format!("notice={version}"))]))
+        })
+    }
+
+    /// Withdraws a subject's consent (Art. 6): its face data is erased at once (wrapped key
+    /// first), its consent and audit history stay, and the withdrawal is final.
+    pub fn withdraw_consent(&mut self, session: &Session, subject: &SubjectId) -> Result<()> {
+        self.door(session, Action::WithdrawConsent, Some(*subject), |act| {
+            let templates = act.shred_subject(subject, true)?;
+            Ok((
+                (),
+                vec![Entry::new(
+                    Some(*subject),
+                    format!("erased templates={templates}"),
+                )],
+            ))
+        })
+    }
+
+    /// Erases a subject (its wrapped data key first, then its templates). It stops matching at
+    /// once, and the WAL is truncated so no copy of the key or ciphertext lingers there.
+    pub fn erase(&mut self, session: &Session, subject: &SubjectId) -> Result<()> {
+        self.door(session, Action::Erase, Some(*subject), |act| {
+            let templates = act.shred_subject(subject, false)?;
+            Ok((
+                (),
+                vec![Entry::new(Some(*subject), format!("templates={templates}"))],
+            ))
+        })
+    }
+
+    /// Erases every subject past its retention, the same way as a withdrawal, and says how many.
+    pub fn purge(&mut self, session: &Session) -> Result<usize> {
+        self.door(session, Action::Purge, None, |act| {
+            let expired: Vec<(SubjectId, i64)> = act
+                .gallery
+                .subjects()
+                .into_iter()
+                .filter(|(_, expires_at)| !policy::is_within_retention(*expires_at, act.now))
+                .collect();
+            let mut entries = Vec::with_capacity(expired.len() + 1);
+            for (subject, expires_at) in &expired {
+                let templates = act.shred_subject(subject, false)?;
+                let detail = format!("expired_at={expires_at} templates={templates}");
+                entries.push(Entry::new(Some(*subject), detail));
+            }
+            entries.push(Entry::new(None, format!("purged={}", expired.len())));
+            Ok((expired.len(), entries))
+        })
+    }
+
+    /// Records a subject's separate consent to transfer its face data off the device (Art. 8);
+    /// a child's must come from a guardian (Art. 7).
+    pub fn grant_transfer(
+        &mut self,
+        session: &Session,
+        subject: &SubjectId,
+        consent: &TransferConsent,
+    ) -> Result<()> {
+        self.door(session, Action::GrantTransfer, Some(*subject), |act| {
+            act.live_subject(subject)?;
+            if let Some(method) = &consent.method {
+                policy::check_text("consent method", method)?;
+            }
+            let minor = act.subject_row(subject)?.minor;
+            if minor && consent.guardian.is_none() {
+                return Err(Error::Refused(Refusal::GuardianConsentRequired));
+            }
+            let version = act
+                .current_notice()?
+                .map(|n| n.version)
+                .ok_or(Refusal::NoNotice)?;
+            let key = act.subject_key(subject)?;
+            let evidence = Evidence {
+                method: consent.method.clone(),
+                guardian: consent.guardian.clone(),
+            };
+            act.record_consent(subject, &key, TRANSFER, &version, &evidence)?;
+            let detail = format!("notice={version} by_guardian={}", consent.guardian.is_some());
+            Ok(((), vec![Entry::new(Some(*subject), detail)]))
+        })
+    }
+
+    /// Withdraws a subject's transfer consents; its face data stays on the device. Returns how
+    /// many active transfer consents there were.
+    pub fn withdraw_transfer(&mut self, session: &Session, subject: &SubjectId) -> Result<usize> {
+        self.door(session, Action::WithdrawTransfer, Some(*subject), |act| {
+            if !act.gallery.contains(subject) {
+                return Err(Error::UnknownSubject(*subject));
+            }
+            let mut withdrawn = 0;
+            for mut consent in act.consents(subject)? {
+                if consent.kind == TRANSFER && consent.withdrawn_at.is_none() {
+                    consent.withdrawn_at = Some(act.now);
+                    act.write_consent(&mut consent, false)?;
+                    withdrawn += 1;
+                }
+            }
+            Ok((
+                withdrawn,
+                vec![Entry::new(Some(*subject), format!("withdrawn={withdrawn}"))],
+            ))
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! Export (Art. 8): face data leaves the device only in a bundle sealed to a named recipient, only
+//! for subjects within their retention, and — for anything that leaves the device — only for
+//! subjects with an active, separate transfer consent (a guardian's for a child).
+
+use base64::Engine;
+use zeroize::Zeroizing;
+
+use super::consent::TRANSFER;
+use super::{Entry, Vault};
+use crate::access::Action;
+use crate::bundle::{
+    self, BundleContents, BundleSubject, ConsentEvidence, RecipientPublicKey, BUNDLE_VERSION,
+};
+use crate::error::{Error, Result};
+use crate::policy::{self, Destination, ExportFacts};
+use crate::store::{ConsentRow, SubjectRow};
+use crate::subject::SubjectId;
+use crate::vault::Session;
+
+/// What to export, and to whom.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    /// Where the bundle goes: it decides whether transfer consent is needed.
+    pub destination: Destination,
+    /// The recipient whose key seals the bundle.
+    pub recipient: RecipientPublicKey,
+    /// The subjects to export; empty means every subject the law allows.
+    pub subjects: Vec<SubjectId>,
+}
+
+/// A sealed bundle and what went into it.
+pub struct ExportedBundle {
+    /// The bundle's bytes (see `docs/format.md`).
+    pub bytes: Vec<u8>,
+    /// Subjects in the bundle.
+    pub exported: usize,
+    /// Enrolled subjects left out because the law does not allow them to go.
+    pub held_back: usize,
+}
+
+impl std::fmt::Debug for ExportedBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportedBundle")
+            .field("bytes", &self.bytes.len())
+            .field("exported", &self.exported)
+            .field("held_back", &self.held_back)
+            .finish()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Vault {
+    /// Exports face data in a bundle sealed to `request.recipient`. Naming a subject the law does
+    /// not let go refuses the whole export and produces no bytes; naming none exports those that
+    /// may go and counts the rest as held back. Expired subjects never go anywhere.
+    pub fn export(&mut self, session: &Session, request: &ExportRequest) -> Result<ExportedBundle> {
+        self.door(session, Action::Export, None, |act| {
+            let named = !request.subjects.is_empty();
+            let mut candidates = if named {
+                request.subjects.clone()
+            } else {
+                act.gallery.subjects().into_iter().map(|(id, _)| id).collect()
+            };
+            candidates.dedup();
+            let mut chosen: Vec<(SubjectId, SubjectRow, Vec<ConsentRow>)> = Vec::new();
+            for subject in &candidates {
+                let expires_at = act
+                    .gallery
+                    .expires_at(subject)
+                    .ok_or(Error::UnknownSubject(*subject))?;
+                let row = act.subject_row(subject)?;
+                let consents = act.consents(subject)?;
+                let active_transfers: Vec<&ConsentRow> = consents
+                    .iter()
+                    .filter(|c| c.kind == TRANSFER && c.withdrawn_at.is_none())
+                    .collect();
+                let facts = ExportFacts {
+                    subject: *subject,
+                    expires_at,
+                    minor: row.minor,
+                    transfer_consent: !active_transfers.is_empty(),
+                    transfer_by_guardian: active_transfers.iter().any(|c| c.by_guardian),
+                };
+                match policy::may_export(&facts, request.destination, act.now) {
+                    Ok(()) => chosen.push((*subject, row, consents)),
+                    Err(refusal) if named => return Err(Error::Refused(refusal)),
+                    Err(_) => {}
+                }
+            }
+            let held_back = candidates.len() - chosen.len();
+
+            let dim = act.settings.dim;
+            let mut subjects = Vec::with_capacity(chosen.len());
+            let mut text_len = 4096;
+            for (subject, row, consents) in &chosen {
+                let key = act.subject_key(subject)?;
+                let mut evidence = Vec::with_capacity(consents.len());
+                for consent in consents {
+                    let opened = act.open_evidence(&key, consent)?;
+                    let (method, guardian) = opened.map_or((None, None), |e| (e.method, e.guardian));
+                    text_len += 256 + method.as_ref().map_or(0, String::len);
+                    evidence.push(ConsentEvidence {
+                        kind: consent.kind.clone(),
+                        notice_version: consent.notice_version.clone(),
+                        given_at: consent.given_at,
+                        by_guardian: consent.by_guardian,
+                        withdrawn_at: consent.withdrawn_at,
+                        method,
+                        guardian,
+                    });
+                }
+                let mut templates = Vec::new();
+                for values in act.gallery.rows_of(subject) {
+                    let mut bytes = Zeroizing::new(Vec::with_capacity(dim * 4));
+                    for value in values {
+                        bytes.extend_from_slice(&value.to_le_bytes());
+                    }
+                    templates.push(base64::engine::general_purpose::STANDARD.encode(&*bytes));
+                    text_len += dim * 4 * 4 / 3 + 8;
+                }
+                subjects.push(BundleSubject {
+                    subject: subject.to_string(),
+                    enrolled_at: row.created_at,
+                    expires_at: row.expires_at,
+                    minor: row.minor,
+                    consents: evidence,
+                    templates,
+                });
+            }
+            let contents = BundleContents {
+                format: "facevault-bundle".into(),
+                version: BUNDLE_VERSION,
+                vault_id: hex(&act.settings.vault_id),
+                created_at: act.now,
+                destination: request.destination.as_str().into(),
+                model: act.settings.model.clone(),
+                dim,
+                subjects,
+            };
+            // Sized up front so the plaintext never reallocates and leaves copies behind.
+            let mut plain = Zeroizing::new(Vec::with_capacity(text_len + 1024));
+            serde_json::to_writer(&mut *plain, &contents).map_err(|_| Error::Crypto)?;
+            let bytes = bundle::seal(&request.recipient, &plain)?;
+
+            let destination = request.destination.as_str();
+            let mut entries: Vec<Entry> = chosen
+                .iter()
+                .map(|(subject, _, _)| Entry::new(Some(*subject), format!("destination={destination}")))
+                .collect();
+            let summary = format!(
+                "destination={destination} exported={} held_back={held_back}",
+                chosen.len()
+            );
+            entries.push(Entry::new(None, summary));
+            let exported = ExportedBundle {
+                bytes,
+                exported: chosen.len(),
+                held_back,
+            };
+            Ok((exported, entries))
+        })
+    }
+}
