@@ -28,6 +28,7 @@ const KEY_CHECK_INFO: &[u8] = b"facevault v1 key check";
 const KEY_CHECK_MESSAGE: &[u8] = b"facevault v1 key check value";
 const AUDIT_MAC_INFO: &[u8] = b"facevault v1 audit mac";
 const RECORD_MAC_INFO: &[u8] = b"facevault v1 record mac";
+const KEY_WRAPPING_INFO: &[u8] = b"facevault v1 key wrapping";
 const WRAP_AAD_LABEL: &[u8] = b"facevault v1 wrapped data key";
 const TEMPLATE_AAD_LABEL: &[u8] = b"facevault v1 template";
 const PERSONAL_AAD_LABEL: &[u8] = b"facevault v1 personal data";
@@ -54,7 +55,8 @@ impl DataKey {
 
 /// The keys a vault derives from the master key and its own vault ID.
 pub(crate) struct VaultKeys {
-    master: MasterKey,
+    /// The key-wrapping key: derived, so the master key itself serves only as HKDF input.
+    wrapping: Zeroizing<[u8; 32]>,
     audit: hmac::Key,
     check: hmac::Key,
     records: hmac::Key,
@@ -68,11 +70,15 @@ impl VaultKeys {
             let okm = prk.expand(&info, hmac::HMAC_SHA256).map_err(|_| Error::Crypto)?;
             Ok(hmac::Key::from(okm))
         };
+        let mut wrapping = Zeroizing::new([0u8; 32]);
+        prk.expand(&[KEY_WRAPPING_INFO], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(wrapping.as_mut_slice()))
+            .map_err(|_| Error::Crypto)?;
         Ok(Self {
+            wrapping,
             audit: expand(AUDIT_MAC_INFO)?,
             check: expand(KEY_CHECK_INFO)?,
             records: expand(RECORD_MAC_INFO)?,
-            master,
         })
     }
 
@@ -104,11 +110,12 @@ impl VaultKeys {
         &self.audit
     }
 
-    fn master_cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.master.expose_secret()))
+    fn wrapping_cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.wrapping.as_slice()))
     }
 
-    /// Wraps a data key under the master key, bound to its vault and subject.
+    /// Wraps a data key under the key-wrapping key (derived from the master key), bound to its
+    /// vault and subject.
     pub(crate) fn wrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], key: &DataKey) -> Result<Vec<u8>> {
         let aad = wrap_aad(vault_id, subject);
         let nonce: [u8; NONCE_LEN] = random_array()?;
@@ -116,7 +123,7 @@ impl VaultKeys {
         buffer.extend_from_slice(&nonce);
         buffer.extend_from_slice(key.0.as_slice());
         let tag = self
-            .master_cipher()
+            .wrapping_cipher()
             .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut buffer[NONCE_LEN..])
             .map_err(|_| Error::Crypto)?;
         buffer.extend_from_slice(&tag);
@@ -132,7 +139,7 @@ impl VaultKeys {
         let (ciphertext, tag) = rest.split_at(DATA_KEY_LEN);
         let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
         key.copy_from_slice(ciphertext);
-        self.master_cipher()
+        self.wrapping_cipher()
             .decrypt_in_place_detached(
                 Nonce::from_slice(nonce),
                 &wrap_aad(vault_id, subject),

@@ -46,8 +46,7 @@ pub enum Error {
     #[error("a user named {0:?} already exists")]
     PrincipalExists(String),
 
-    /// The principal name or password was wrong, or the principal is locked. Deliberately says no
-    /// more than that.
+    /// The principal name or password was wrong. Deliberately says no more than that.
     #[error("authentication failed")]
     AuthenticationFailed,
 

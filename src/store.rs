@@ -27,6 +27,7 @@ CREATE TABLE subjects (
     created_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
     minor       INTEGER NOT NULL CHECK (minor IN (0, 1)),
+    templates   INTEGER NOT NULL,
     wrapped_key BLOB CHECK (wrapped_key IS NULL OR length(wrapped_key) = 60),
     personal    BLOB,
     mac         BLOB NOT NULL
@@ -109,9 +110,19 @@ impl Store {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
             _ => Error::Io(e),
         })?;
-        let mut store = Self::connect(path)?;
-        store.migrate()?;
-        Ok(store)
+        let created = Self::connect(path).and_then(|store| {
+            store.configure()?;
+            Ok(store)
+        });
+        let created = created.and_then(|mut store| {
+            store.migrate()?;
+            Ok(store)
+        });
+        if created.is_err() {
+            // Only the file this call made is removed; nothing that existed before is touched.
+            remove_database_files(path);
+        }
+        created
     }
 
     /// Opens an existing database without changing it. Call [`Store::migrate`] once the caller has
@@ -124,6 +135,8 @@ impl Store {
             )));
         }
         let store = Self::connect(path)?;
+        // The version is read before any pragma that could write (journal_mode), so that a file
+        // that is not a vault is refused untouched.
         let version = store.format_version()?;
         if version == 0 {
             return Err(Error::NotAVault(format!(
@@ -137,25 +150,27 @@ impl Store {
                 supported: FORMAT_VERSION,
             });
         }
+        store.configure()?;
         Ok(store)
     }
 
     fn connect(path: &Path) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
-        let not_a_database = |e: rusqlite::Error| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase) => {
-                Error::NotAVault(format!("{} is not a SQLite database", path.display()))
-            }
-            _ => Error::Storage(e),
-        };
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-            .map_err(not_a_database)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn configure(&self) -> Result<()> {
+        let conn = &self.conn;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::NotAVault(format!(
                 "{} cannot be put in WAL mode",
-                path.display()
+                self.path.display()
             )));
         }
         conn.execute_batch(
@@ -166,11 +181,7 @@ impl Store {
              PRAGMA temp_store=MEMORY;
              PRAGMA cell_size_check=ON;",
         )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(())
     }
 
     pub(crate) fn format_version(&self) -> Result<i64> {
@@ -238,8 +249,22 @@ pub(crate) fn meta_set(conn: &Connection, key: &str, value: impl rusqlite::ToSql
 pub(crate) fn meta_get<T: rusqlite::types::FromSql>(conn: &Connection, key: &str) -> Result<T> {
     conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
         .optional()
-        .map_err(|_| Error::NotAVault(format!("metadata {key:?} has the wrong type")))?
+        .map_err(|e| match e {
+            rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..) => {
+                Error::NotAVault(format!("metadata {key:?} has the wrong type"))
+            }
+            other => Error::Storage(other),
+        })?
         .ok_or_else(|| Error::NotAVault(format!("metadata {key:?} is missing")))
+}
+
+/// Removes a database file and its WAL, shared-memory and journal files, if present.
+pub(crate) fn remove_database_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(Path::new(&name));
+    }
 }
 
 // --- subjects and templates -------------------------------------------------------------------
@@ -250,6 +275,8 @@ pub(crate) struct SubjectRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub minor: bool,
+    /// How many templates it holds; MACed, so a deleted template row is caught.
+    pub templates: i64,
     pub wrapped_key: Option<Vec<u8>>,
     pub personal: Option<Vec<u8>>,
     pub mac: Vec<u8>,
@@ -257,14 +284,15 @@ pub(crate) struct SubjectRow {
 
 pub(crate) fn insert_subject(conn: &Connection, row: &SubjectRow) -> Result<()> {
     let mut statement = conn.prepare_cached(
-        "INSERT INTO subjects(id, created_at, expires_at, minor, wrapped_key, personal, mac)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO subjects(id, created_at, expires_at, minor, templates, wrapped_key, personal, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     statement.execute(params![
         &row.id[..],
         row.created_at,
         row.expires_at,
         row.minor,
+        row.templates,
         row.wrapped_key,
         row.personal,
         row.mac
@@ -272,11 +300,25 @@ pub(crate) fn insert_subject(conn: &Connection, row: &SubjectRow) -> Result<()> 
     Ok(())
 }
 
+/// Records a subject's new template count and the MAC that covers it.
+pub(crate) fn set_subject_templates(
+    conn: &Connection,
+    id: &[u8; 16],
+    templates: i64,
+    mac: &[u8],
+) -> Result<()> {
+    conn.execute(
+        "UPDATE subjects SET templates = ?1, mac = ?2 WHERE id = ?3",
+        params![templates, mac, &id[..]],
+    )?;
+    Ok(())
+}
+
 /// The subject's row; `None` when there is no such subject.
 pub(crate) fn subject(conn: &Connection, id: &[u8; 16]) -> Result<Option<SubjectRow>> {
     Ok(conn
         .query_row(
-            "SELECT created_at, expires_at, minor, wrapped_key, personal, mac FROM subjects WHERE id = ?1",
+            "SELECT created_at, expires_at, minor, templates, wrapped_key, personal, mac FROM subjects WHERE id = ?1",
             [&id[..]],
             |row| {
                 Ok(SubjectRow {
@@ -284,9 +326,10 @@ pub(crate) fn subject(conn: &Connection, id: &[u8; 16]) -> Result<Option<Subject
                     created_at: row.get(0)?,
                     expires_at: row.get(1)?,
                     minor: row.get(2)?,
-                    wrapped_key: row.get(3)?,
-                    personal: row.get(4)?,
-                    mac: row.get(5)?,
+                    templates: row.get(3)?,
+                    wrapped_key: row.get(4)?,
+                    personal: row.get(5)?,
+                    mac: row.get(6)?,
                 })
             },
         )
@@ -304,6 +347,7 @@ pub(crate) struct TemplateRow {
     pub subject_created_at: i64,
     pub subject_expires_at: i64,
     pub subject_minor: bool,
+    pub subject_templates: i64,
     pub subject_mac: Vec<u8>,
     pub wrapped_key: Option<Vec<u8>>,
 }
@@ -342,7 +386,7 @@ pub(crate) fn for_each_template(
 ) -> Result<()> {
     let mut statement = conn.prepare(
         "SELECT t.id, t.subject_id, t.model, t.dim, t.nonce, t.ciphertext,
-                s.created_at, s.expires_at, s.minor, s.mac, s.wrapped_key
+                s.created_at, s.expires_at, s.minor, s.templates, s.mac, s.wrapped_key
          FROM templates t JOIN subjects s ON s.id = t.subject_id
          ORDER BY t.subject_id, t.id",
     )?;
@@ -358,11 +402,23 @@ pub(crate) fn for_each_template(
             subject_created_at: row.get(6)?,
             subject_expires_at: row.get(7)?,
             subject_minor: row.get(8)?,
-            subject_mac: row.get(9)?,
-            wrapped_key: row.get(10)?,
+            subject_templates: row.get(9)?,
+            subject_mac: row.get(10)?,
+            wrapped_key: row.get(11)?,
         })?;
     }
     Ok(())
+}
+
+/// Template rows whose subject row is gone: a vault never makes them, so each is damage.
+pub(crate) fn templates_without_subject(conn: &Connection) -> Result<Vec<i64>> {
+    let mut statement = conn.prepare(
+        "SELECT id FROM templates t WHERE NOT EXISTS (SELECT 1 FROM subjects s WHERE s.id = t.subject_id)",
+    )?;
+    let ids = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
 }
 
 /// Subjects that have no templates: a vault never makes them, so each is damage.

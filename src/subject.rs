@@ -50,7 +50,8 @@ impl FromStr for SubjectId {
             what: "subject id",
             reason: "expected 32 hexadecimal digits".into(),
         };
-        if text.len() != 32 || !text.is_ascii() {
+        // from_str_radix alone would also take a sign ("+a"); only hex digits make an ID.
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(invalid());
         }
         let mut bytes = [0u8; 16];
@@ -88,6 +89,7 @@ mod tests {
             &"zz".repeat(16),
             &"ab".repeat(17),
             "é".repeat(16).as_str(),
+            &"+a".repeat(16),
         ] {
             assert!(bad.parse::<SubjectId>().is_err(), "{bad:?} parsed");
         }

@@ -14,44 +14,71 @@ pub const MAX_ROWS_PER_CALL: usize = 10_000_000;
 const MIN_NORM: f64 = 1e-6;
 
 /// Templates or probes handed to the vault: f32 values, or the raw little-endian bytes of a
-/// `.f32` file. Nothing is checked until the vault validates it inside its door, so that a
-/// malformed input is refused and audited like any other.
+/// `.f32` file, optionally tagged with the face model that produced them. Nothing is checked until
+/// the vault validates it inside its door, so that a malformed input is refused and audited like
+/// any other.
 #[derive(Clone, Copy)]
-pub enum TemplateInput<'a> {
-    /// Values in memory, row after row.
+pub struct TemplateInput<'a> {
+    data: Data<'a>,
+    model: Option<&'a str>,
+}
+
+#[derive(Clone, Copy)]
+enum Data<'a> {
     Values(&'a [f32]),
-    /// Raw little-endian f32 bytes, row after row.
     LeBytes(&'a [u8]),
+}
+
+impl<'a> TemplateInput<'a> {
+    /// Values in memory, row after row.
+    pub fn values(values: &'a [f32]) -> Self {
+        Self {
+            data: Data::Values(values),
+            model: None,
+        }
+    }
+
+    /// Raw little-endian f32 bytes, row after row.
+    pub fn le_bytes(bytes: &'a [u8]) -> Self {
+        Self {
+            data: Data::LeBytes(bytes),
+            model: None,
+        }
+    }
+
+    /// Declares the face model these came from: the vault refuses them unless it is its own.
+    pub fn from_model(self, model: &'a str) -> Self {
+        Self {
+            model: Some(model),
+            ..self
+        }
+    }
 }
 
 impl std::fmt::Debug for TemplateInput<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TemplateInput::Values(v) => {
-                write!(f, "TemplateInput::Values([{} values REDACTED])", v.len())
-            }
-            TemplateInput::LeBytes(b) => {
-                write!(f, "TemplateInput::LeBytes([{} bytes REDACTED])", b.len())
-            }
+        match self.data {
+            Data::Values(v) => write!(f, "TemplateInput([{} values REDACTED])", v.len()),
+            Data::LeBytes(b) => write!(f, "TemplateInput([{} bytes REDACTED])", b.len()),
         }
     }
 }
 
 impl<'a> From<&'a [f32]> for TemplateInput<'a> {
     fn from(values: &'a [f32]) -> Self {
-        TemplateInput::Values(values)
+        Self::values(values)
     }
 }
 
 impl<'a> From<&'a Vec<f32>> for TemplateInput<'a> {
     fn from(values: &'a Vec<f32>) -> Self {
-        TemplateInput::Values(values)
+        Self::values(values)
     }
 }
 
 impl<'a, const N: usize> From<&'a [f32; N]> for TemplateInput<'a> {
     fn from(values: &'a [f32; N]) -> Self {
-        TemplateInput::Values(values)
+        Self::values(values)
     }
 }
 
@@ -67,11 +94,18 @@ pub(crate) enum RowCount {
 pub(crate) fn normalise_rows(
     input: TemplateInput<'_>,
     dim: usize,
+    model: &str,
     count: RowCount,
 ) -> Result<Zeroizing<Vec<f32>>, TemplateError> {
-    let values_len = match input {
-        TemplateInput::Values(v) => v.len(),
-        TemplateInput::LeBytes(b) => {
+    if let Some(declared) = input.model.filter(|declared| *declared != model) {
+        return Err(TemplateError::WrongModel {
+            expected: model.to_string(),
+            got: declared.to_string(),
+        });
+    }
+    let values_len = match input.data {
+        Data::Values(v) => v.len(),
+        Data::LeBytes(b) => {
             if b.len() % 4 != 0 || (count == RowCount::AtLeastOne && b.len() % (dim * 4) != 0) {
                 if b.is_empty() {
                     return Err(TemplateError::Empty);
@@ -106,9 +140,9 @@ pub(crate) fn normalise_rows(
         });
     }
     let mut out = Zeroizing::new(Vec::with_capacity(values_len));
-    match input {
-        TemplateInput::Values(v) => out.extend_from_slice(v),
-        TemplateInput::LeBytes(b) => out.extend(
+    match input.data {
+        Data::Values(v) => out.extend_from_slice(v),
+        Data::LeBytes(b) => out.extend(
             b.chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         ),
@@ -150,67 +184,68 @@ mod tests {
 
     #[test]
     fn normalises_to_unit_length() {
-        let rows = normalise_rows(TemplateInput::Values(&[3.0, 4.0]), 2, RowCount::One).unwrap();
+        let rows = normalise_rows(TemplateInput::values(&[3.0, 4.0]), 2, "m", RowCount::One).unwrap();
         assert_eq!(rows.as_slice(), &[0.6, 0.8]);
     }
 
     #[test]
     fn bytes_and_values_agree() {
         let values = [1.0f32, -2.0, 0.5, 7.0];
-        let from_values = normalise_rows(TemplateInput::Values(&values), 2, RowCount::AtLeastOne).unwrap();
+        let from_values =
+            normalise_rows(TemplateInput::values(&values), 2, "m", RowCount::AtLeastOne).unwrap();
         let raw = bytes(&values);
-        let from_bytes = normalise_rows(TemplateInput::LeBytes(&raw), 2, RowCount::AtLeastOne).unwrap();
+        let from_bytes = normalise_rows(TemplateInput::le_bytes(&raw), 2, "m", RowCount::AtLeastOne).unwrap();
         assert_eq!(from_values.as_slice(), from_bytes.as_slice());
     }
 
     #[test]
     fn names_each_kind_of_bad_input() {
         let check = |input: TemplateInput<'_>, count, expected: TemplateError| {
-            assert_eq!(normalise_rows(input, 4, count).err(), Some(expected));
+            assert_eq!(normalise_rows(input, 4, "m", count).err(), Some(expected));
         };
-        check(TemplateInput::LeBytes(&[]), RowCount::One, TemplateError::Empty);
+        check(TemplateInput::le_bytes(&[]), RowCount::One, TemplateError::Empty);
         check(
-            TemplateInput::Values(&[]),
+            TemplateInput::values(&[]),
             RowCount::AtLeastOne,
             TemplateError::Empty,
         );
         check(
-            TemplateInput::LeBytes(&[0; 7]),
+            TemplateInput::le_bytes(&[0; 7]),
             RowCount::One,
             TemplateError::Truncated { bytes: 7, dim: 4 },
         );
         check(
-            TemplateInput::LeBytes(&[0; 20]),
+            TemplateInput::le_bytes(&[0; 20]),
             RowCount::AtLeastOne,
             TemplateError::Truncated { bytes: 20, dim: 4 },
         );
         check(
-            TemplateInput::Values(&[1.0; 3]),
+            TemplateInput::values(&[1.0; 3]),
             RowCount::One,
             TemplateError::WrongDimension { expected: 4, got: 3 },
         );
         check(
-            TemplateInput::Values(&[1.0; 8]),
+            TemplateInput::values(&[1.0; 8]),
             RowCount::One,
             TemplateError::WrongDimension { expected: 4, got: 8 },
         );
         check(
-            TemplateInput::Values(&[1.0, f32::NAN, 1.0, 1.0]),
+            TemplateInput::values(&[1.0, f32::NAN, 1.0, 1.0]),
             RowCount::One,
             TemplateError::NotANumber { row: 0, index: 1 },
         );
         check(
-            TemplateInput::Values(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, f32::NEG_INFINITY, 1.0]),
+            TemplateInput::values(&[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, f32::NEG_INFINITY, 1.0]),
             RowCount::AtLeastOne,
             TemplateError::Infinite { row: 1, index: 2 },
         );
         check(
-            TemplateInput::Values(&[0.0; 4]),
+            TemplateInput::values(&[0.0; 4]),
             RowCount::One,
             TemplateError::ZeroVector { row: 0 },
         );
         check(
-            TemplateInput::Values(&[1e-30; 4]),
+            TemplateInput::values(&[1e-30; 4]),
             RowCount::One,
             TemplateError::ZeroVector { row: 0 },
         );
@@ -219,13 +254,26 @@ mod tests {
     // f32::MAX squared overflows f32 but not the f64 accumulator: such a row is valid.
     #[test]
     fn huge_values_normalise_without_overflow() {
-        let rows = normalise_rows(TemplateInput::Values(&[f32::MAX; 4]), 4, RowCount::One).unwrap();
+        let rows = normalise_rows(TemplateInput::values(&[f32::MAX; 4]), 4, "m", RowCount::One).unwrap();
         assert!(rows.iter().all(|v| (v - 0.5).abs() < 1e-6));
     }
 
     #[test]
+    fn templates_of_another_model_are_refused() {
+        let input = TemplateInput::values(&[1.0, 0.0]).from_model("other-model");
+        assert_eq!(
+            normalise_rows(input, 2, "m", RowCount::One).err(),
+            Some(TemplateError::WrongModel {
+                expected: "m".into(),
+                got: "other-model".into()
+            })
+        );
+        assert!(normalise_rows(input.from_model("m"), 2, "m", RowCount::One).is_ok());
+    }
+
+    #[test]
     fn debug_hides_values() {
-        let shown = format!("{:?}", TemplateInput::Values(&[0.123_456]));
+        let shown = format!("{:?}", TemplateInput::values(&[0.123_456]));
         assert!(!shown.contains("0.123"));
     }
 }

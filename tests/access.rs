@@ -162,7 +162,7 @@ fn a_wrong_password_or_unknown_user_gets_nothing() {
         .filter(|r| r["action"] == "login")
         .map(|r| (r["actor"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
         .collect();
-    assert_eq!(logins, [(OPERATOR, "denied"), ("nobody", "denied")]);
+    assert_eq!(logins, [(OPERATOR, "denied"), ("<unknown user>", "denied")]);
     assert!(!audit
         .iter()
         .any(|r| r["action"] == "verify" || r["action"] == "identify"));

@@ -332,3 +332,65 @@ fn set_private(path: &Path) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
 }
+
+#[test]
+fn deleting_one_of_several_templates_or_a_subject_row_is_caught() {
+    let (_dir, path, subjects) = populated_vault();
+    // The first five subjects hold two templates each; drop the second of the first subject's.
+    let copy = tampered_copy(&path, "one-template.db", |conn| {
+        conn.execute("DELETE FROM templates WHERE id = 2", []).unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)), ("subjects", subjects[0].clone()));
+    // With foreign keys off (the sqlite3 shell's default) the templates outlive their subject row.
+    let copy = tampered_copy(&path, "subject-row.db", |conn| {
+        conn.execute_batch("PRAGMA foreign_keys=OFF").unwrap();
+        conn.execute(
+            "DELETE FROM subjects WHERE id = (SELECT subject_id FROM templates WHERE id = 12)",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)), ("templates", "12".to_string()));
+}
+
+#[test]
+fn an_edited_expiry_or_minor_flag_is_caught() {
+    let (_dir, path, subjects) = populated_vault();
+    let copy = tampered_copy(&path, "expiry.db", |conn| {
+        conn.execute("UPDATE subjects SET expires_at = expires_at + 86400000", [])
+            .unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)).0, "subjects");
+    let copy = tampered_copy(&path, "minor.db", |conn| {
+        conn.execute(
+            "UPDATE subjects SET minor = 1 WHERE id = ?1",
+            [hex_to_bytes(&subjects[7])],
+        )
+        .unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)), ("subjects", subjects[7].clone()));
+}
+
+#[test]
+fn a_file_that_is_not_a_vault_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let conn = raw_db(&path);
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(conn);
+    let before = std::fs::read(&path).unwrap();
+    assert!(matches!(open(&path), Err(Error::NotAVault(_))));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "journal mode or anything else was changed"
+    );
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, [0x42u8; 4096]).unwrap();
+    assert!(matches!(open(&garbage), Err(Error::NotAVault(_))));
+    assert!(matches!(
+        open(&dir.path().join("missing.db")),
+        Err(Error::NotAVault(_))
+    ));
+}

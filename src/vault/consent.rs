@@ -237,6 +237,8 @@ impl Act<'_> {
             created_at: self.now,
             expires_at: terms.expires_at,
             minor: terms.minor,
+            // Every new subject is enrolled with exactly one template.
+            templates: 1,
             wrapped_key: Some(wrapped),
             personal,
             mac: Vec::new(),
@@ -432,6 +434,12 @@ impl Vault {
             let mut next_id = act.next_template_id()?;
             act.store_template(*subject, expires_at, &key, &row, &mut next_id)?;
             act.set_next_template_id(next_id)?;
+            let mut subject_row = act.subject_row(subject)?;
+            subject_row.templates += 1;
+            let mac = act
+                .keys
+                .record_mac("subject", &slices(&subject_mac_fields(&subject_row)));
+            store::set_subject_templates(act.tx, subject.as_bytes(), subject_row.templates, &mac)?;
             Ok(((), vec![Entry::new(Some(*subject), "templates=+1")]))
         })
     }

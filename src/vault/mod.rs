@@ -44,8 +44,13 @@ pub const MAX_TEMPLATES_PER_SUBJECT: usize = 32;
 /// template-reconstruction (hill-climbing) attacks.
 pub const SCORE_DECIMALS: i32 = 3;
 const MAX_MODEL_NAME_LEN: usize = 64;
+/// Half a unit of the last reported decimal: raw scores this far below the threshold may round up
+/// to it, and are decided on their rounded value like every other.
+const ROUNDING_MARGIN: f32 = 0.0005;
 /// The actor recorded for an attempt made without an authenticated principal.
 const ANONYMOUS: &str = "-";
+/// The actor recorded for a login attempt under a name that is not a principal.
+const UNKNOWN_USER: &str = "<unknown user>";
 
 /// What a new vault is fixed to at creation.
 #[derive(Debug, Clone, PartialEq)]
@@ -263,13 +268,15 @@ fn principal_mac_fields<'a>(name: &'a str, row: &'a PrincipalRow, iterations: &'
     ]
 }
 
-/// The MACed fields of a subject row: an edited expiry or minor flag is caught.
-fn subject_mac_fields(row: &SubjectRow) -> [Vec<u8>; 4] {
+/// The MACed fields of a subject row: an edited expiry or minor flag, or a deleted template, is
+/// caught.
+fn subject_mac_fields(row: &SubjectRow) -> [Vec<u8>; 5] {
     [
         row.id.to_vec(),
         row.created_at.to_le_bytes().to_vec(),
         row.expires_at.to_le_bytes().to_vec(),
         vec![u8::from(row.minor)],
+        row.templates.to_le_bytes().to_vec(),
     ]
 }
 
@@ -310,7 +317,12 @@ struct Act<'a> {
 
 impl Act<'_> {
     fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
-        Ok(template::normalise_rows(input, self.settings.dim, count)?)
+        Ok(template::normalise_rows(
+            input,
+            self.settings.dim,
+            &self.settings.model,
+            count,
+        )?)
     }
 
     fn binding<'b>(&'b self, subject: &'b SubjectId, template_id: i64) -> TemplateBinding<'b> {
@@ -502,7 +514,7 @@ impl Vault {
             }),
             Err(e) => {
                 drop(store);
-                remove_database_files(path);
+                store::remove_database_files(path);
                 Err(e)
             }
         }
@@ -552,6 +564,7 @@ impl Vault {
         let keys = &self.keys;
         let mut gallery = Gallery::new(settings.dim);
         let mut current: Option<(Vec<u8>, DataKey)> = None;
+        let mut expected_templates: Vec<(SubjectId, i64)> = Vec::new();
         store::for_each_template(self.store.conn(), |row| {
             let damaged_template = || Error::Integrity {
                 table: "templates",
@@ -571,6 +584,7 @@ impl Vault {
                     created_at: row.subject_created_at,
                     expires_at: row.subject_expires_at,
                     minor: row.subject_minor,
+                    templates: row.subject_templates,
                     wrapped_key: None,
                     personal: None,
                     mac: Vec::new(),
@@ -585,6 +599,7 @@ impl Vault {
                     .and_then(|wrapped| keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
                     .ok_or_else(damaged_subject)?;
                 current = Some((row.subject.clone(), key));
+                expected_templates.push((subject, row.subject_templates));
             }
             let Some((_, key)) = current.as_ref() else {
                 return Err(damaged_template());
@@ -605,6 +620,20 @@ impl Vault {
                 Err(damaged_template())
             }
         })?;
+        for (subject, expected) in expected_templates {
+            if i64::try_from(gallery.templates_of(&subject)).ok() != Some(expected) {
+                return Err(Error::Integrity {
+                    table: "subjects",
+                    record: subject.to_string(),
+                });
+            }
+        }
+        if let Some(orphan) = store::templates_without_subject(self.store.conn())?.first() {
+            return Err(Error::Integrity {
+                table: "templates",
+                record: orphan.to_string(),
+            });
+        }
         if let Some(orphan) = store::subjects_without_templates(self.store.conn())?.first() {
             let record = SubjectId::from_bytes(orphan).map_or_else(|| "?".into(), |id| id.to_string());
             return Err(Error::Integrity {
@@ -618,15 +647,11 @@ impl Vault {
 
     /// Authenticates a principal. Failures are audited and say nothing about why they failed.
     pub fn login(&mut self, name: &str, password: &Password) -> Result<Session> {
-        let shown = if access::check_principal_name(name).is_ok() {
-            name
-        } else {
-            "<invalid name>"
-        };
         let Some(row) = store::find_principal(self.store.conn(), name)? else {
             access::burn_password_check(password);
+            // The name typed is not recorded: it may be a password typed into the wrong field.
             let detail = "authentication_failed: unknown user";
-            self.audit_attempt_detail(shown, Action::Login, None, Outcome::Denied, detail);
+            self.audit_attempt_detail(UNKNOWN_USER, Action::Login, None, Outcome::Denied, detail);
             return Err(Error::AuthenticationFailed);
         };
         let iterations = u32::try_from(row.iterations).unwrap_or(0);
@@ -637,7 +662,7 @@ impl Vault {
                 table: "principals",
                 record: name.to_string(),
             };
-            self.audit_attempt(shown, Action::Login, None, Outcome::Failed, &e);
+            self.audit_attempt(name, Action::Login, None, Outcome::Failed, &e);
             return Err(e);
         }
         let credential = Credential {
@@ -648,7 +673,7 @@ impl Vault {
         if !access::password_matches(password, &credential) {
             let _ = store::record_login_failure(self.store.conn(), name);
             let detail = "authentication_failed: wrong password";
-            self.audit_attempt_detail(shown, Action::Login, None, Outcome::Denied, detail);
+            self.audit_attempt_detail(name, Action::Login, None, Outcome::Denied, detail);
             return Err(Error::AuthenticationFailed);
         }
         let role: Role = row.role.parse().map_err(|_| Error::Integrity {
@@ -720,8 +745,10 @@ impl Vault {
                 }
                 Lookup::Unknown => return Err(Error::UnknownSubject(*subject)),
             };
-            let matched = score >= act.settings.threshold;
+            // The decision is taken on the score as reported, so that a caller never sees
+            // "score 0.4, no match" at a threshold of 0.4.
             let score = round_score(score);
+            let matched = score >= shortest_f64(act.settings.threshold);
             let detail = format!("match={matched} score={score:.3}");
             let verification = Verification {
                 subject: *subject,
@@ -748,12 +775,13 @@ impl Vault {
             let probe = act.normalise(probe, RowCount::One)?;
             let candidates: Vec<Candidate> = act
                 .gallery
-                .identify(&probe, k, act.settings.threshold, act.now)
+                .identify(&probe, k, act.settings.threshold - ROUNDING_MARGIN, act.now)
                 .into_iter()
                 .map(|(subject, score)| Candidate {
                     subject,
                     score: round_score(score),
                 })
+                .filter(|candidate| candidate.score >= shortest_f64(act.settings.threshold))
                 .collect();
             let found: Vec<String> = candidates.iter().map(|c| c.subject.to_string()).collect();
             let detail = format!("k={k} candidates=[{}]", found.join(","));
@@ -991,12 +1019,4 @@ fn round_score(score: f32) -> f64 {
 /// as 0.4 and not as 0.4000000059604645.
 pub(crate) fn shortest_f64(value: f32) -> f64 {
     value.to_string().parse().unwrap_or(f64::from(value))
-}
-
-fn remove_database_files(path: &Path) {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(Path::new(&name));
-    }
 }

@@ -84,6 +84,9 @@ enum Command {
         /// Add the template to this enrolled subject instead of creating a new one.
         #[arg(long, value_name = "ID")]
         subject: Option<String>,
+        /// The face model that made the template; refused unless it is the vault's.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
         #[command(flatten)]
         consent: ConsentArgs,
     },
@@ -92,6 +95,9 @@ enum Command {
         /// The templates file: rows of raw little-endian f32.
         #[arg(long, value_name = "FILE")]
         templates: PathBuf,
+        /// The face model that made the templates; refused unless it is the vault's.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
         #[command(flatten)]
         consent: ConsentArgs,
     },
@@ -103,6 +109,9 @@ enum Command {
         /// The probe file: one row of raw little-endian f32.
         #[arg(long, value_name = "FILE")]
         probe: PathBuf,
+        /// The face model that made the probe; refused unless it is the vault's.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
     },
     /// 1:N: who is this?
     Identify {
@@ -112,6 +121,9 @@ enum Command {
         /// How many candidates at most.
         #[arg(long, default_value_t = 1)]
         k: usize,
+        /// The face model that made the probe; refused unless it is the vault's.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
     },
     /// Erase a subject: its key, its templates, at once.
     Erase {
@@ -389,6 +401,13 @@ fn report(failure: Failure) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Value, Failure> {
+    let acts_as_nobody = matches!(
+        cli.command,
+        Command::Init { .. } | Command::KeygenRecipient { .. } | Command::OpenBundle { .. }
+    );
+    if acts_as_nobody && cli.as_user.is_some() {
+        return Err(Failure::usage("this command takes no --as"));
+    }
     // The recipient's tools work on bundles and keys alone, with no vault.
     match &cli.command {
         Command::KeygenRecipient { out } => {
@@ -438,9 +457,20 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             max_minor_retention_secs: days(*max_minor_retention_days)?,
             utc_offset_minutes: *utc_offset_minutes,
         };
+        if db.exists() {
+            return Err(Error::AlreadyExists(db.to_path_buf()).into());
+        }
+        let new_key = !key_file.exists();
         let keys = KeyFile::open_or_create(key_file)?;
-        let vault = Vault::create(db, &keys, &config, admin, &password)?;
-        vault.close()?;
+        let vault = Vault::create(db, &keys, &config, admin, &password).inspect_err(|_| {
+            if new_key {
+                // A key that never protected a vault is worth nothing; leave no stray secret.
+                let _ = std::fs::remove_file(key_file);
+            }
+        })?;
+        // The vault is created and committed; a WAL that cannot be truncated now is truncated by
+        // the next close, so this does not turn a success into a failure.
+        let _ = vault.close();
         return Ok(json!({
             "dim": dim,
             "model": model,
@@ -463,7 +493,9 @@ fn run(cli: Cli) -> Result<Value, Failure> {
     let password = password_from(PASSWORD_VAR)?;
     let session = vault.login(user, &password)?;
     let answer = request.execute(&mut vault, &session)?;
-    vault.close()?;
+    // The operation is committed; a WAL that cannot be truncated now (another process is reading
+    // the vault) is truncated by the next close, so this does not turn a success into a failure.
+    let _ = vault.close();
     Ok(answer)
 }
 
@@ -480,22 +512,22 @@ enum Request {
     NoticeDue,
     Enrol {
         enrolment: Enrolment,
-        template: Zeroizing<Vec<u8>>,
+        template: TemplateFile,
     },
     AddTemplate {
         subject: SubjectId,
-        template: Zeroizing<Vec<u8>>,
+        template: TemplateFile,
     },
     EnrolBatch {
         enrolment: Enrolment,
-        templates: Zeroizing<Vec<u8>>,
+        templates: TemplateFile,
     },
     Verify {
         subject: SubjectId,
-        probe: Zeroizing<Vec<u8>>,
+        probe: TemplateFile,
     },
     Identify {
-        probe: Zeroizing<Vec<u8>>,
+        probe: TemplateFile,
         k: usize,
     },
     Erase {
@@ -533,7 +565,7 @@ impl Request {
         let subject = |text: &str| -> Result<SubjectId, Failure> { Ok(text.parse()?) };
         Ok(match command {
             Command::Init { .. } | Command::KeygenRecipient { .. } | Command::OpenBundle { .. } => {
-                return Err(Failure::usage("this command does not open a vault"))
+                return Err(Failure::usage("this command does not open a vault"));
             }
             Command::User {
                 command: UserCommand::Add { name, role },
@@ -553,6 +585,7 @@ impl Request {
             Command::Enroll {
                 template,
                 subject: Some(id),
+                model,
                 consent,
             } => {
                 if consent.given() {
@@ -562,27 +595,36 @@ impl Request {
                 }
                 Request::AddTemplate {
                     subject: subject(id)?,
-                    template: read_file(template)?,
+                    template: TemplateFile::read(template, model)?,
                 }
             }
             Command::Enroll {
                 template,
                 subject: None,
+                model,
                 consent,
             } => Request::Enrol {
                 enrolment: consent.enrolment()?,
-                template: read_file(template)?,
+                template: TemplateFile::read(template, model)?,
             },
-            Command::EnrollBatch { templates, consent } => Request::EnrolBatch {
+            Command::EnrollBatch {
+                templates,
+                model,
+                consent,
+            } => Request::EnrolBatch {
                 enrolment: consent.enrolment()?,
-                templates: read_file(templates)?,
+                templates: TemplateFile::read(templates, model)?,
             },
-            Command::Verify { subject: id, probe } => Request::Verify {
+            Command::Verify {
+                subject: id,
+                probe,
+                model,
+            } => Request::Verify {
                 subject: subject(id)?,
-                probe: read_file(probe)?,
+                probe: TemplateFile::read(probe, model)?,
             },
-            Command::Identify { probe, k } => Request::Identify {
-                probe: read_file(probe)?,
+            Command::Identify { probe, k, model } => Request::Identify {
+                probe: TemplateFile::read(probe, model)?,
                 k: *k,
             },
             Command::Erase { subject: id } => Request::Erase {
@@ -683,22 +725,22 @@ impl Request {
             Request::PublishNotice { notice } => json!(vault.publish_notice(session, &notice)?),
             Request::NoticeDue => json!(vault.renotice_due(session)?),
             Request::Enrol { enrolment, template } => {
-                let subject = vault.enrol(session, &enrolment, TemplateInput::LeBytes(&template))?;
+                let subject = vault.enrol(session, &enrolment, template.input())?;
                 json!({"subject": subject})
             }
             Request::AddTemplate { subject, template } => {
-                vault.add_template(session, &subject, TemplateInput::LeBytes(&template))?;
+                vault.add_template(session, &subject, template.input())?;
                 json!({"subject": subject})
             }
             Request::EnrolBatch { enrolment, templates } => {
-                let subjects = vault.enrol_batch(session, &enrolment, TemplateInput::LeBytes(&templates))?;
+                let subjects = vault.enrol_batch(session, &enrolment, templates.input())?;
                 json!({"enrolled": subjects.len(), "subjects": subjects})
             }
             Request::Verify { subject, probe } => {
-                json!(vault.verify(session, &subject, TemplateInput::LeBytes(&probe))?)
+                json!(vault.verify(session, &subject, probe.input())?)
             }
             Request::Identify { probe, k } => {
-                json!({"candidates": vault.identify(session, TemplateInput::LeBytes(&probe), k)?})
+                json!({"candidates": vault.identify(session, probe.input(), k)?})
             }
             Request::Erase { subject } => {
                 vault.erase(session, &subject)?;
@@ -734,6 +776,29 @@ impl Request {
             Request::AuditVerify => json!({"ok": true, "entries": vault.verify_audit(session)?}),
             Request::AuditShow => json!({"entries": vault.audit_log(session)?}),
         })
+    }
+}
+
+/// A template or probe file's bytes, with the model the caller says made them.
+struct TemplateFile {
+    bytes: Zeroizing<Vec<u8>>,
+    model: Option<String>,
+}
+
+impl TemplateFile {
+    fn read(path: &Path, model: &Option<String>) -> Result<Self, Failure> {
+        Ok(Self {
+            bytes: read_file(path)?,
+            model: model.clone(),
+        })
+    }
+
+    fn input(&self) -> TemplateInput<'_> {
+        let input = TemplateInput::le_bytes(&self.bytes);
+        match &self.model {
+            Some(model) => input.from_model(model),
+            None => input,
+        }
     }
 }
 
