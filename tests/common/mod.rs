@@ -282,6 +282,39 @@ impl CliVault {
         self.run(Some((OPERATOR, OPERATOR_PASSWORD)), args)
     }
 
+    /// Adds a user with `role`, whose password is `"{name}-password"`.
+    pub fn add_user(&self, name: &str, role: &str) {
+        let password = format!("{name}-password");
+        self.run_with_env(
+            Some((ADMIN, ADMIN_PASSWORD)),
+            &["user", "add", name, "--role", role],
+            &[("FACEVAULT_NEW_PASSWORD", password.as_str())],
+        )
+        .ok();
+    }
+
+    /// Runs a command as a user made by [`CliVault::add_user`].
+    pub fn as_user(&self, name: &str, args: &[&str]) -> Run {
+        let password = format!("{name}-password");
+        self.run(Some((name, password.as_str())), args)
+    }
+
+    /// Enrols `values` as a new subject with the standard consent and `extra` options; returns its ID.
+    pub fn enrol(&self, name: &str, values: &[f32], extra: &[&str]) -> String {
+        let file = self.file(name, &le_bytes(values));
+        let mut args = vec![
+            "enroll",
+            "--template",
+            &file,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ];
+        args.extend_from_slice(extra);
+        self.admin(&args).ok()["subject"].as_str().unwrap().to_string()
+    }
+
     pub fn run(&self, user: Option<(&str, &str)>, args: &[&str]) -> Run {
         self.run_with_env(user, args, &[])
     }
