@@ -182,6 +182,16 @@ fn an_edited_threshold_or_role_is_caught() {
             .unwrap();
     });
     assert_eq!(integrity_record(open(&copy)), ("meta", "settings".to_string()));
+    // The failed opening is itself on the record.
+    let (action, outcome, detail): (String, String, String) = raw_db(&copy)
+        .query_row(
+            "SELECT action, outcome, detail FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((action.as_str(), outcome.as_str()), ("open", "failed"));
+    assert!(detail.starts_with("integrity"), "{detail}");
 
     let copy = tampered_copy(&path, "role.db", |conn| {
         conn.execute("UPDATE principals SET role = 'admin' WHERE name = ?1", [OPERATOR])

@@ -541,8 +541,27 @@ impl Vault {
             return Err(Error::WrongKey);
         }
         store.migrate()?;
+        let settings = match Settings::read(store.conn(), vault_id, &keys) {
+            Ok(settings) => settings,
+            Err(e) => {
+                let detail = format!("{}: {e}", e.code());
+                write_attempt(
+                    &mut store,
+                    &keys,
+                    record(
+                        clock.now(),
+                        ANONYMOUS,
+                        Action::Open,
+                        None,
+                        Outcome::Failed,
+                        detail,
+                    ),
+                );
+                return Err(e);
+            }
+        };
         let mut vault = Vault {
-            settings: Settings::read(store.conn(), vault_id, &keys)?,
+            settings,
             gallery: Gallery::new(1),
             store,
             keys,
@@ -944,8 +963,6 @@ impl Vault {
         self.audit_attempt_detail(actor, action, subject, outcome, &detail);
     }
 
-    /// Writes one audit record in a transaction of its own. If even that fails (the disk is full,
-    /// say) the caller still gets the original error; there is nothing better to do with it.
     fn audit_attempt_detail(
         &mut self,
         actor: &str,
@@ -954,20 +971,31 @@ impl Vault {
         outcome: Outcome,
         detail: &str,
     ) {
-        let now = self.clock.now();
-        let audit_key = self.keys.audit_key();
-        let written = self.store.transaction().and_then(|tx| {
-            let attempt = record(now, actor, action, subject, outcome, detail.to_string());
-            store::append_audit(&tx, audit_key, attempt)?;
-            Ok(tx.commit()?)
-        });
-        drop(written);
+        let attempt = record(
+            self.clock.now(),
+            actor,
+            action,
+            subject,
+            outcome,
+            detail.to_string(),
+        );
+        write_attempt(&mut self.store, &self.keys, attempt);
     }
 
     /// Closes the vault, truncating the WAL.
     pub fn close(self) -> Result<()> {
         self.store.checkpoint_truncate()
     }
+}
+
+/// Writes one audit record in a transaction of its own. If even that fails (the disk is full, say)
+/// the caller still has its original error to report; there is nothing better to do with this one.
+fn write_attempt(store: &mut Store, keys: &VaultKeys, attempt: AuditRecord) {
+    let written = store.transaction().and_then(|tx| {
+        store::append_audit(&tx, keys.audit_key(), attempt)?;
+        Ok(tx.commit()?)
+    });
+    drop(written);
 }
 
 fn record(
