@@ -9,9 +9,10 @@
 
 pub(crate) mod consent;
 mod export;
+mod match_log;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Transaction;
 use serde::Serialize;
@@ -30,6 +31,9 @@ use crate::subject::SubjectId;
 use crate::template::{self, RowCount, TemplateInput};
 
 pub use export::{ExportRequest, ExportedBundle};
+pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
+
+use match_log::{lock, MatchLog, SharedStore};
 
 /// The match threshold used when `init` is given none: a cosine similarity that separates genuine
 /// pairs (typically 0.5–0.8 for ArcFace-style 512-d embeddings) from impostors (0.0–0.3).
@@ -419,7 +423,9 @@ impl Act<'_> {
 
 /// An open vault.
 pub struct Vault {
-    store: Store,
+    store: SharedStore,
+    /// The queue that audits lookups without waiting for the disk.
+    match_log: MatchLog,
     keys: VaultKeys,
     settings: Settings,
     gallery: Gallery,
@@ -503,15 +509,19 @@ impl Vault {
             Ok::<_, Error>((keys, settings))
         })();
         match built {
-            Ok((keys, settings)) => Ok(Vault {
-                gallery: Gallery::new(settings.dim),
-                store,
-                keys,
-                settings,
-                clock,
-                opening: crypto::random_array()?,
-                checkpoint_due: false,
-            }),
+            Ok((keys, settings)) => {
+                let store = Arc::new(Mutex::new(store));
+                Ok(Vault {
+                    gallery: Gallery::new(settings.dim),
+                    match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
+                    store,
+                    keys,
+                    settings,
+                    clock,
+                    opening: crypto::random_array()?,
+                    checkpoint_due: false,
+                })
+            }
             Err(e) => {
                 drop(store);
                 store::remove_database_files(path);
@@ -560,9 +570,11 @@ impl Vault {
                 return Err(e);
             }
         };
+        let store = Arc::new(Mutex::new(store));
         let mut vault = Vault {
             settings,
             gallery: Gallery::new(1),
+            match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
             store,
             keys,
             clock,
@@ -584,7 +596,8 @@ impl Vault {
         let mut gallery = Gallery::new(settings.dim);
         let mut current: Option<(Vec<u8>, DataKey)> = None;
         let mut expected_templates: Vec<(SubjectId, i64)> = Vec::new();
-        store::for_each_template(self.store.conn(), |row| {
+        let store = lock(&self.store);
+        store::for_each_template(store.conn(), |row| {
             let damaged_template = || Error::Integrity {
                 table: "templates",
                 record: row.id.to_string(),
@@ -647,13 +660,13 @@ impl Vault {
                 });
             }
         }
-        if let Some(orphan) = store::templates_without_subject(self.store.conn())?.first() {
+        if let Some(orphan) = store::templates_without_subject(store.conn())?.first() {
             return Err(Error::Integrity {
                 table: "templates",
                 record: orphan.to_string(),
             });
         }
-        if let Some(orphan) = store::subjects_without_templates(self.store.conn())?.first() {
+        if let Some(orphan) = store::subjects_without_templates(store.conn())?.first() {
             let record = SubjectId::from_bytes(orphan).map_or_else(|| "?".into(), |id| id.to_string());
             return Err(Error::Integrity {
                 table: "subjects",
@@ -666,7 +679,7 @@ impl Vault {
 
     /// Authenticates a principal. Failures are audited and say nothing about why they failed.
     pub fn login(&mut self, name: &str, password: &Password) -> Result<Session> {
-        let Some(row) = store::find_principal(self.store.conn(), name)? else {
+        let Some(row) = store::find_principal(lock(&self.store).conn(), name)? else {
             access::burn_password_check(password);
             // The name typed is not recorded: it may be a password typed into the wrong field.
             let detail = "authentication_failed: unknown user";
@@ -690,7 +703,7 @@ impl Vault {
             hash: row.hash,
         };
         if !access::password_matches(password, &credential) {
-            let _ = store::record_login_failure(self.store.conn(), name);
+            let _ = store::record_login_failure(lock(&self.store).conn(), name);
             let detail = "authentication_failed: wrong password";
             self.audit_attempt_detail(name, Action::Login, None, Outcome::Denied, detail);
             return Err(Error::AuthenticationFailed);
@@ -699,7 +712,7 @@ impl Vault {
             table: "principals",
             record: name.to_string(),
         })?;
-        store::clear_login_failures(self.store.conn(), name)?;
+        store::clear_login_failures(lock(&self.store).conn(), name)?;
         Ok(Session {
             name: name.to_string(),
             role,
@@ -755,7 +768,7 @@ impl Vault {
         probe: impl Into<TemplateInput<'t>>,
     ) -> Result<Verification> {
         let probe = probe.into();
-        self.door(session, Action::Verify, Some(*subject), |act| {
+        self.lookup(session, Action::Verify, Some(*subject), |act| {
             let probe = act.normalise(probe, RowCount::One)?;
             let score = match act.gallery.verify(subject, &probe, act.now) {
                 Lookup::Score(score) => score,
@@ -774,7 +787,7 @@ impl Vault {
                 matched,
                 score,
             };
-            Ok((verification, vec![Entry::new(Some(*subject), detail)]))
+            Ok((verification, detail))
         })
     }
 
@@ -787,7 +800,7 @@ impl Vault {
         k: usize,
     ) -> Result<Vec<Candidate>> {
         let probe = probe.into();
-        self.door(session, Action::Identify, None, |act| {
+        self.lookup(session, Action::Identify, None, |act| {
             if !(1..=MAX_K).contains(&k) {
                 return Err(invalid("k", format!("must be 1 to {MAX_K}")));
             }
@@ -804,7 +817,7 @@ impl Vault {
                 .collect();
             let found: Vec<String> = candidates.iter().map(|c| c.subject.to_string()).collect();
             let detail = format!("k={k} candidates=[{}]", found.join(","));
-            Ok((candidates, vec![Entry::new(None, detail)]))
+            Ok((candidates, detail))
         })
     }
 
@@ -839,6 +852,7 @@ impl Vault {
     /// Checks the whole audit chain and returns how many records verified; names the first bad
     /// record otherwise.
     pub fn verify_audit(&mut self, session: &Session) -> Result<u64> {
+        self.match_log.flush()?;
         self.door(session, Action::AuditVerify, None, |act| {
             let head = store::chain_head(act.tx)?;
             let mut records = Vec::new();
@@ -853,6 +867,7 @@ impl Vault {
 
     /// Every audit record, oldest first.
     pub fn audit_log(&mut self, session: &Session) -> Result<Vec<AuditRecord>> {
+        self.match_log.flush()?;
         self.door(session, Action::AuditShow, None, |act| {
             let mut records = Vec::new();
             store::audit_records(act.tx, 0, |stored| {
@@ -862,6 +877,45 @@ impl Vault {
             let detail = format!("entries={}", records.len());
             Ok((records, vec![Entry::new(None, detail)]))
         })
+    }
+
+    /// The door for lookups (verify, identify): session check → authorisation → the lookup in
+    /// memory → its audit record, allowed or refused, queued for the match-log writer rather than
+    /// written before answering.
+    fn lookup<T>(
+        &mut self,
+        session: &Session,
+        action: Action,
+        subject: Option<SubjectId>,
+        body: impl FnOnce(&Look<'_>) -> Result<(T, String)>,
+    ) -> Result<T> {
+        let now = self.clock.now();
+        let result = if session.opening != self.opening {
+            Err(Error::ForeignSession)
+        } else if !session.role.permits(action) {
+            Err(Error::Forbidden {
+                role: session.role,
+                action,
+            })
+        } else {
+            body(&Look {
+                settings: &self.settings,
+                gallery: &self.gallery,
+                now,
+            })
+        };
+        let (outcome, detail, result) = match result {
+            Ok((value, detail)) => (Outcome::Allowed, detail, Ok(value)),
+            Err(e) => (outcome_of(&e), format!("{}: {e}", e.code()), Err(e)),
+        };
+        self.match_log
+            .push(record(now, &session.name, action, subject, outcome, detail));
+        result
+    }
+
+    /// Writes every queued lookup record now.
+    pub fn flush_audit(&mut self) -> Result<()> {
+        self.match_log.flush()
     }
 
     /// The door: session check → authorisation → the operation and its audit records in one
@@ -889,7 +943,8 @@ impl Vault {
         }
         let now = self.clock.now();
         let outcome = (|| {
-            let tx = self.store.transaction()?;
+            let mut store = lock(&self.store);
+            let tx = store.transaction()?;
             let mut act = Act {
                 tx: &tx,
                 keys: &self.keys,
@@ -920,11 +975,7 @@ impl Vault {
                 Ok(value)
             }
             Err(e) => {
-                let outcome = match e.class() {
-                    ErrorClass::BadInput | ErrorClass::Refused => Outcome::Denied,
-                    ErrorClass::Integrity | ErrorClass::Other => Outcome::Failed,
-                };
-                self.audit_attempt(&session.name, action, subject, outcome, &e);
+                self.audit_attempt(&session.name, action, subject, outcome_of(&e), &e);
                 Err(e)
             }
         }
@@ -947,7 +998,7 @@ impl Vault {
         if !pending.erased.is_empty() || self.checkpoint_due {
             // The erasure is committed either way; a WAL that could not be truncated now is
             // retried after the next operation and at close.
-            self.checkpoint_due = self.store.checkpoint_truncate().is_err();
+            self.checkpoint_due = lock(&self.store).checkpoint_truncate().is_err();
         }
     }
 
@@ -979,12 +1030,42 @@ impl Vault {
             outcome,
             detail.to_string(),
         );
-        write_attempt(&mut self.store, &self.keys, attempt);
+        write_attempt(&mut lock(&self.store), &self.keys, attempt);
     }
 
-    /// Closes the vault, truncating the WAL.
+    /// Closes the vault: writes the queued lookup records, then truncates the WAL.
     pub fn close(self) -> Result<()> {
-        self.store.checkpoint_truncate()
+        let Vault { store, match_log, .. } = self;
+        // Dropping the log writes what is queued and stops its thread.
+        drop(match_log);
+        let closed = lock(&store).checkpoint_truncate();
+        closed
+    }
+}
+
+/// How a failed attempt is recorded: refused (bad input, access, the law) or failed (damage, I/O).
+fn outcome_of(error: &Error) -> Outcome {
+    match error.class() {
+        ErrorClass::BadInput | ErrorClass::Refused => Outcome::Denied,
+        ErrorClass::Integrity | ErrorClass::Other => Outcome::Failed,
+    }
+}
+
+/// What a lookup may read: no transaction, nothing to write.
+struct Look<'a> {
+    settings: &'a Settings,
+    gallery: &'a Gallery,
+    now: UnixMillis,
+}
+
+impl Look<'_> {
+    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
+        Ok(template::normalise_rows(
+            input,
+            self.settings.dim,
+            &self.settings.model,
+            count,
+        )?)
     }
 }
 

@@ -1,0 +1,135 @@
+//! The audit on the lookup path. A verify or identify is audited like every operation, but it must
+//! not wait for the disk: its record goes into a queue that a writer thread group-commits, chained
+//! like every other record, at most [`FLUSH_INTERVAL`] after it was queued or as soon as
+//! [`FLUSH_BATCH`] records are waiting, and always on flush, close and drop. Data changes do not
+//! use this queue: their records are written inside their own transaction. So a crash can lose at
+//! most the match records of the last flush interval, never the record of a data change.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ring::hmac;
+
+use crate::audit::AuditRecord;
+use crate::error::{Error, Result};
+use crate::store::{self, Store};
+
+/// The longest a queued match record waits before it is written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// The most match records written in one transaction; a full batch is written at once.
+pub const FLUSH_BATCH: usize = 1000;
+
+enum Message {
+    Record(AuditRecord),
+    Flush(mpsc::SyncSender<Result<()>>),
+}
+
+/// The store, shared between the vault and the match-log writer.
+pub(super) type SharedStore = Arc<Mutex<Store>>;
+
+/// Locks the store. A panic while it was held cannot have left a transaction open (transactions
+/// roll back when dropped), so a poisoned lock is still a consistent store.
+pub(super) fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The queue and its writer thread.
+pub(super) struct MatchLog {
+    sender: Option<Sender<Message>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl MatchLog {
+    pub(super) fn start(store: SharedStore, audit_key: hmac::Key) -> Result<Self> {
+        let (sender, receiver) = mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name("facevault-match-log".into())
+            .spawn(move || run(&store, &audit_key, &receiver))?;
+        Ok(Self {
+            sender: Some(sender),
+            worker: Some(worker),
+        })
+    }
+
+    /// Queues a record; returns at once.
+    pub(super) fn push(&self, record: AuditRecord) {
+        if let Some(sender) = &self.sender {
+            // The writer only stops when this log is dropped, so the send cannot fail while
+            // `self` exists; if it somehow did there would be no one left to tell.
+            let _ = sender.send(Message::Record(record));
+        }
+    }
+
+    /// Writes every queued record now and waits until they are committed.
+    pub(super) fn flush(&self) -> Result<()> {
+        let (reply, done) = mpsc::sync_channel(1);
+        let sender = self.sender.as_ref().ok_or_else(writer_gone)?;
+        sender.send(Message::Flush(reply)).map_err(|_| writer_gone())?;
+        done.recv().map_err(|_| writer_gone())?
+    }
+}
+
+impl Drop for MatchLog {
+    fn drop(&mut self) {
+        // Closing the channel makes the writer write what is left and stop.
+        drop(self.sender.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn writer_gone() -> Error {
+    Error::Io(std::io::Error::other("the match-log writer thread has stopped"))
+}
+
+fn run(store: &SharedStore, audit_key: &hmac::Key, receiver: &Receiver<Message>) {
+    let mut batch: Vec<AuditRecord> = Vec::new();
+    let mut deadline = Instant::now();
+    loop {
+        let message = if batch.is_empty() {
+            receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            receiver.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        };
+        match message {
+            Ok(Message::Record(record)) => {
+                if batch.is_empty() {
+                    deadline = Instant::now() + FLUSH_INTERVAL;
+                }
+                batch.push(record);
+                if batch.len() >= FLUSH_BATCH {
+                    let _ = write(store, audit_key, &mut batch);
+                }
+            }
+            Ok(Message::Flush(reply)) => {
+                let _ = reply.send(write(store, audit_key, &mut batch));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                // A failed write keeps the batch, which is retried at the next trigger.
+                let _ = write(store, audit_key, &mut batch);
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = write(store, audit_key, &mut batch);
+                return;
+            }
+        }
+    }
+}
+
+/// Appends the batch to the chain in one transaction; the batch is emptied only once committed.
+fn write(store: &SharedStore, audit_key: &hmac::Key, batch: &mut Vec<AuditRecord>) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let mut store = lock(store);
+    let tx = store.transaction()?;
+    for record in batch.iter() {
+        store::append_audit(&tx, audit_key, record.clone())?;
+    }
+    tx.commit()?;
+    batch.clear();
+    Ok(())
+}
