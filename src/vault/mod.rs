@@ -191,6 +191,10 @@ pub struct Stats {
     pub renotice_due: usize,
     /// The current notice version, if one is published.
     pub notice: Option<String>,
+    /// Bytes of memory the decrypted gallery holds.
+    pub memory_bytes: usize,
+    /// The scan kernel this CPU runs (`avx512f`, `avx2+fma` or `portable`).
+    pub kernel: &'static str,
 }
 
 /// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
@@ -844,6 +848,8 @@ impl Vault {
                 expired,
                 renotice_due,
                 notice,
+                memory_bytes: act.gallery.memory_bytes(),
+                kernel: Gallery::kernel_name(),
             };
             Ok((stats, vec![Entry::new(None, "")]))
         })

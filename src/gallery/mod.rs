@@ -2,8 +2,12 @@
 //! that is zeroed when it is dropped or shrinks, kept in step with every enrolment and erasure.
 //! SQLite is never touched on the lookup path.
 //!
-//! This is the exact f32 reference matcher; the fast scan (compressed codes, SIMD kernels) builds on
-//! it as a separate layer.
+//! The scan is exact f32, block by block through the fastest kernel the CPU has (`kernels`). Each
+//! row carries its subject's expiry, so a subject past its retention never matches, checked only
+//! for rows that score high enough to matter. Erasures compact the buffer (on the write path); the
+//! read path never reshuffles it.
+
+mod kernels;
 
 use std::collections::HashMap;
 
@@ -37,8 +41,14 @@ pub(crate) struct Gallery {
     rows: Zeroizing<Vec<f32>>,
     row_subject: Vec<SubjectId>,
     row_template: Vec<i64>,
+    /// Each row's subject's expiry, beside the rows so the scan need not look the subject up.
+    row_expires: Vec<UnixMillis>,
     subjects: HashMap<SubjectId, SubjectEntry>,
 }
+
+/// Rows scored per kernel call: large enough to amortise the call, small enough that the scores
+/// stay in L1.
+const BLOCK_ROWS: usize = 256;
 
 impl Gallery {
     pub(crate) fn new(dim: usize) -> Self {
@@ -47,6 +57,7 @@ impl Gallery {
             rows: Zeroizing::new(Vec::new()),
             row_subject: Vec::new(),
             row_template: Vec::new(),
+            row_expires: Vec::new(),
             subjects: HashMap::new(),
         }
     }
@@ -93,6 +104,7 @@ impl Gallery {
         let index = self.row_subject.len();
         self.row_subject.push(subject);
         self.row_template.push(template_id);
+        self.row_expires.push(expires_at);
         self.subjects
             .entry(subject)
             .or_insert_with(|| SubjectEntry {
@@ -122,6 +134,7 @@ impl Gallery {
                 let moved = self.row_subject[last];
                 self.row_subject[index] = moved;
                 self.row_template[index] = self.row_template[last];
+                self.row_expires[index] = self.row_expires[last];
                 if let Some(entry) = self.subjects.get_mut(&moved) {
                     for slot in entry.rows.iter_mut().filter(|slot| **slot == last) {
                         *slot = index;
@@ -132,6 +145,7 @@ impl Gallery {
             self.rows.truncate(last * dim);
             self.row_subject.pop();
             self.row_template.pop();
+            self.row_expires.pop();
         }
         indices.len()
     }
@@ -187,10 +201,15 @@ impl Gallery {
         if !policy::is_within_retention(entry.expires_at, now) {
             return Lookup::Expired;
         }
+        let kernel = kernels::best();
+        let mut score = [0f32];
         entry
             .rows
             .iter()
-            .map(|&index| dot(probe, self.row(index)))
+            .map(|&index| {
+                kernel.dots(probe, self.row(index), &mut score);
+                score[0]
+            })
             .reduce(f32::max)
             .map_or(Lookup::Unknown, Lookup::Score)
     }
@@ -205,25 +224,39 @@ impl Gallery {
         threshold: f32,
         now: UnixMillis,
     ) -> Vec<(SubjectId, f32)> {
-        let mut best: HashMap<SubjectId, f32> = HashMap::new();
-        for (index, subject) in self.row_subject.iter().enumerate() {
-            let score = dot(probe, self.row(index));
-            if score >= threshold {
-                let entry = best.entry(*subject).or_insert(score);
-                *entry = entry.max(score);
+        let kernel = kernels::best();
+        let mut best = TopSubjects::new(k);
+        let mut scores = [0f32; BLOCK_ROWS];
+        for (block, rows) in self.rows.chunks(BLOCK_ROWS * self.dim).enumerate() {
+            let count = rows.len() / self.dim;
+            kernel.dots(probe, rows, &mut scores[..count]);
+            let mut floor = best.floor().max(threshold);
+            for (offset, &score) in scores[..count].iter().enumerate() {
+                if score < floor {
+                    continue;
+                }
+                let row = block * BLOCK_ROWS + offset;
+                if policy::is_within_retention(self.row_expires[row], now) {
+                    best.offer(self.row_subject[row], score);
+                    floor = best.floor().max(threshold);
+                }
             }
         }
-        let mut ranked: Vec<(SubjectId, f32)> = best
-            .into_iter()
-            .filter(|(subject, _)| {
-                self.subjects
-                    .get(subject)
-                    .is_some_and(|entry| policy::is_within_retention(entry.expires_at, now))
-            })
-            .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        ranked.truncate(k);
-        ranked
+        best.into_ranked()
+    }
+
+    /// Bytes of memory the gallery holds for its templates and their bookkeeping.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let per_row = std::mem::size_of::<SubjectId>() + 2 * std::mem::size_of::<i64>();
+        let per_subject = std::mem::size_of::<(SubjectId, SubjectEntry)>() + std::mem::size_of::<usize>() + 8;
+        self.rows.capacity() * 4
+            + self.row_subject.capacity() * per_row
+            + self.subjects.capacity() * per_subject
+    }
+
+    /// The name of the scan kernel in use.
+    pub(crate) fn kernel_name() -> &'static str {
+        kernels::best().name
     }
 
     fn row(&self, index: usize) -> &[f32] {
@@ -231,23 +264,43 @@ impl Gallery {
     }
 }
 
-/// The inner product. Eight independent accumulators let the compiler vectorise it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let chunks_a = a.chunks_exact(8);
-    let chunks_b = b.chunks_exact(8);
-    let tail: f32 = chunks_a
-        .remainder()
-        .iter()
-        .zip(chunks_b.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (ca, cb) in chunks_a.zip(chunks_b) {
-        for lane in 0..8 {
-            lanes[lane] += ca[lane] * cb[lane];
+/// The best `k` distinct subjects seen so far, best first.
+struct TopSubjects {
+    k: usize,
+    ranked: Vec<(SubjectId, f32)>,
+}
+
+impl TopSubjects {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            ranked: Vec::with_capacity(k + 1),
         }
     }
-    lanes.iter().sum::<f32>() + tail
+
+    /// The score a row must reach to change the answer.
+    fn floor(&self) -> f32 {
+        if self.ranked.len() < self.k {
+            f32::NEG_INFINITY
+        } else {
+            self.ranked.last().map_or(f32::NEG_INFINITY, |(_, score)| *score)
+        }
+    }
+
+    fn offer(&mut self, subject: SubjectId, score: f32) {
+        match self.ranked.iter_mut().find(|(s, _)| *s == subject) {
+            Some(entry) if entry.1 >= score => return,
+            Some(entry) => entry.1 = score,
+            None => self.ranked.push((subject, score)),
+        }
+        self.ranked
+            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.ranked.truncate(self.k);
+    }
+
+    fn into_ranked(self) -> Vec<(SubjectId, f32)> {
+        self.ranked
+    }
 }
 
 #[cfg(test)]
@@ -325,6 +378,49 @@ mod tests {
         let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
         let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.05).collect();
         let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+        assert!((kernels::dot_portable(&a, &b) - naive).abs() < 1e-3);
+    }
+
+    #[test]
+    fn identify_equals_a_naive_ranking_across_block_boundaries() {
+        // More rows than a block, several per subject, some expired: the block scan with its moving
+        // floor must give exactly what scoring every row and ranking subjects gives.
+        let dim = 24;
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let mut g = Gallery::new(dim);
+        let mut all = Vec::new();
+        for row in 0..(3 * BLOCK_ROWS + 17) {
+            let subject = id((row % 200) as u8);
+            let expires = if row % 200 == 13 { 100 } else { FOREVER };
+            let values: Vec<f32> = (0..dim).map(|_| next()).collect();
+            g.push(subject, expires, row as i64, &values);
+            all.push((subject, expires, values));
+        }
+        let probe: Vec<f32> = (0..dim).map(|_| next()).collect();
+        for (k, threshold) in [(1, -10.0), (5, -10.0), (50, 0.1), (300, -10.0)] {
+            let mut best: HashMap<SubjectId, f32> = HashMap::new();
+            for (subject, expires, values) in &all {
+                let score = kernels::dot_portable(&probe, values);
+                if score >= threshold && *expires > 200 {
+                    let entry = best.entry(*subject).or_insert(score);
+                    *entry = entry.max(score);
+                }
+            }
+            let mut expected: Vec<(SubjectId, f32)> = best.into_iter().collect();
+            expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            expected.truncate(k);
+            let got = g.identify(&probe, k, threshold, 200);
+            let ids = |v: &[(SubjectId, f32)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+            assert_eq!(ids(&got), ids(&expected), "k={k} threshold={threshold}");
+            for (g, e) in got.iter().zip(&expected) {
+                assert!((g.1 - e.1).abs() < 1e-4);
+            }
+        }
     }
 }

@@ -1,0 +1,160 @@
+//! The lookup benchmark that `../shared/bench/compare.sh` runs beside FAISS on the same files.
+//!
+//!     cargo run --release --example identify_bench -- DIR
+//!
+//! Reads a gallery written by `gen_gallery.py`, enrols `gallery.f32` into a fresh vault (one
+//! subject per row, in row order), reopens it (timing the open), runs every probe of `queries.f32`
+//! through `identify` (k=1) one at a time, verifies each probe against its true subject, and prints
+//! one JSON object. Everything timed goes through the `Vault`, its door and its audit, as firmware
+//! calls it. The vault's threshold is set to -1 so that, like FAISS, identify always names a top-1.
+
+use std::error::Error;
+use std::path::Path;
+use std::time::Instant;
+
+use facevault::{Enrolment, FixedKey, Notice, Password, Role, SubjectId, Vault, VaultConfig};
+
+fn read_f32(path: &Path) -> Result<Vec<f32>, Box<dyn Error>> {
+    let bytes = std::fs::read(path)?;
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn normalised(rows: &[f32], dim: usize) -> Vec<f32> {
+    let mut out = rows.to_vec();
+    for row in out.chunks_exact_mut(dim) {
+        let norm = row
+            .iter()
+            .map(|v| f64::from(*v) * f64::from(*v))
+            .sum::<f64>()
+            .sqrt();
+        row.iter_mut().for_each(|v| *v = (f64::from(*v) / norm) as f32);
+    }
+    out
+}
+
+/// The exact answer, computed here independently of the vault: the row with the highest inner
+/// product (first on ties).
+fn exact_top1(gallery: &[f32], dim: usize, query: &[f32]) -> usize {
+    let mut best = (f32::NEG_INFINITY, 0);
+    for (index, row) in gallery.chunks_exact(dim).enumerate() {
+        let score: f32 = row.iter().zip(query).map(|(a, b)| a * b).sum();
+        if score > best.0 {
+            best = (score, index);
+        }
+    }
+    best.1
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let dir = std::env::args().nth(1).ok_or("usage: identify_bench DIR")?;
+    let dir = Path::new(&dir);
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json"))?)?;
+    let dim = meta["dim"].as_u64().ok_or("meta.json has no dim")? as usize;
+    let gallery = read_f32(&dir.join("gallery.f32"))?;
+    let queries = read_f32(&dir.join("queries.f32"))?;
+    let truth: Vec<usize> = std::fs::read(dir.join("truth.i32"))?
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    let n = gallery.len() / dim;
+
+    let work = tempfile::tempdir()?;
+    let path = work.path().join("bench.db");
+    let key = FixedKey::new([0x42; 32]);
+    let password = Password::new("benchmark admin");
+    let config = VaultConfig {
+        threshold: -1.0,
+        ..VaultConfig::new(dim, "bench-model")
+    };
+    let mut vault = Vault::create(&path, &key, &config, "admin", &password)?;
+    let admin = vault.login("admin", &password)?;
+    vault.add_user(&admin, "gate", Role::Operator, &Password::new("benchmark gate"))?;
+    vault.publish_notice(
+        &admin,
+        &Notice {
+            version: "bench".into(),
+            processor_name: "benchmark".into(),
+            processor_contact: "-".into(),
+            purpose: "benchmark".into(),
+            method: "1:N".into(),
+            retention: "one run".into(),
+            necessity_and_impact: "synthetic data".into(),
+            rights: "-".into(),
+        },
+    )?;
+    let consent = Enrolment::with_consent("bench", "synthetic");
+    let started = Instant::now();
+    let mut subjects: Vec<SubjectId> = Vec::with_capacity(n);
+    for chunk in gallery.chunks(50_000 * dim) {
+        subjects.extend(vault.enrol_batch(&admin, &consent, chunk)?);
+    }
+    let enrol_s = started.elapsed().as_secs_f64();
+    vault.close()?;
+
+    let started = Instant::now();
+    let mut vault = Vault::open(&path, &key)?;
+    let open_s = started.elapsed().as_secs_f64();
+    let gate = vault.login("gate", &Password::new("benchmark gate"))?;
+    let admin = vault.login("admin", &password)?;
+    let stats = vault.stats(&admin)?;
+
+    let row_of: std::collections::HashMap<SubjectId, usize> = subjects
+        .iter()
+        .enumerate()
+        .map(|(row, subject)| (*subject, row))
+        .collect();
+    let mut identify_us = Vec::new();
+    let mut found = Vec::new();
+    for query in queries.chunks_exact(dim) {
+        let started = Instant::now();
+        let candidates = vault.identify(&gate, query, 1)?;
+        identify_us.push(started.elapsed().as_secs_f64() * 1e6);
+        found.push(candidates.first().and_then(|c| row_of.get(&c.subject).copied()));
+    }
+    let mut verify_us = Vec::new();
+    for (query, row) in queries.chunks_exact(dim).zip(&truth) {
+        let started = Instant::now();
+        vault.verify(&gate, &subjects[*row], query)?;
+        verify_us.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    vault.flush_audit()?;
+
+    let normal = normalised(&gallery, dim);
+    let mut agree = 0usize;
+    let mut right = 0usize;
+    for ((query, row), answer) in queries.chunks_exact(dim).zip(&truth).zip(&found) {
+        let exact = exact_top1(&normal, dim, &normalised(query, dim));
+        agree += usize::from(*answer == Some(exact));
+        right += usize::from(*answer == Some(*row));
+    }
+    let count = found.len() as f64;
+    identify_us.sort_by(f64::total_cmp);
+    verify_us.sort_by(f64::total_cmp);
+    let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+    let out = serde_json::json!({
+        "n": n,
+        "dim": dim,
+        "mode": "exact",
+        "kernel": stats.kernel,
+        "identify_p50_us": round(percentile(&identify_us, 0.5), 1),
+        "identify_p99_us": round(percentile(&identify_us, 0.99), 1),
+        "verify_p50_us": round(percentile(&verify_us, 0.5), 2),
+        "verify_p99_us": round(percentile(&verify_us, 0.99), 2),
+        "top1_agrees_with_exact": agree as f64 / count,
+        "identification_rate": right as f64 / count,
+        "open_s": round(open_s, 3),
+        "enrol_per_s": round(n as f64 / enrol_s, 0),
+        "bytes_per_template": round(stats.memory_bytes as f64 / n as f64, 1),
+    });
+    println!("{out}");
+    vault.close()?;
+    Ok(())
+}
