@@ -1,6 +1,6 @@
 //! The lookup benchmark that `../shared/bench/compare.sh` runs beside FAISS on the same files.
 //!
-//!     cargo run --release --example identify_bench -- DIR
+//!     cargo run --release --example identify_bench -- DIR [--scan fast|exact]
 //!
 //! Reads a gallery written by `gen_gallery.py`, enrols `gallery.f32` into a fresh vault (one
 //! subject per row, in row order), reopens it (timing the open), runs every probe of `queries.f32`
@@ -12,7 +12,7 @@ use std::error::Error;
 use std::path::Path;
 use std::time::Instant;
 
-use facevault::{Enrolment, FixedKey, Notice, Password, Role, SubjectId, Vault, VaultConfig};
+use facevault::{Enrolment, FixedKey, Notice, Password, Role, ScanMode, SubjectId, Vault, VaultConfig};
 
 fn read_f32(path: &Path) -> Result<Vec<f32>, Box<dyn Error>> {
     let bytes = std::fs::read(path)?;
@@ -54,8 +54,15 @@ fn exact_top1(gallery: &[f32], dim: usize, query: &[f32]) -> usize {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = std::env::args().nth(1).ok_or("usage: identify_bench DIR")?;
-    let dir = Path::new(&dir);
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args
+        .get(1)
+        .ok_or("usage: identify_bench DIR [--scan fast|exact]")?;
+    let dir = Path::new(dir);
+    let scan: ScanMode = match args.get(2).map(String::as_str) {
+        Some("--scan") => args.get(3).ok_or("--scan needs fast or exact")?.parse()?,
+        _ => ScanMode::default(),
+    };
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json"))?)?;
     let dim = meta["dim"].as_u64().ok_or("meta.json has no dim")? as usize;
     let gallery = read_f32(&dir.join("gallery.f32"))?;
@@ -72,6 +79,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let password = Password::new("benchmark admin");
     let config = VaultConfig {
         threshold: -1.0,
+        scan,
         ..VaultConfig::new(dim, "bench-model")
     };
     let mut vault = Vault::create(&path, &key, &config, "admin", &password)?;
@@ -142,8 +150,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let out = serde_json::json!({
         "n": n,
         "dim": dim,
-        "mode": "exact",
+        "mode": scan.as_str(),
         "kernel": stats.kernel,
+        "vault_scan": stats.scan.as_str(),
         "identify_p50_us": round(percentile(&identify_us, 0.5), 1),
         "identify_p99_us": round(percentile(&identify_us, 0.99), 1),
         "verify_p50_us": round(percentile(&verify_us, 0.5), 2),

@@ -24,6 +24,7 @@ pub use bundle::{
 };
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use error::{BundleProblem, Error, ErrorClass, KeyFileProblem, Result, TemplateError};
+pub use gallery::ScanMode;
 pub use keys::{FixedKey, KeyFile, KeyProvider, MasterKey, MASTER_KEY_LEN};
 pub use policy::{parse_date, Destination, Enrolment, Guardian, Notice, Refusal, RetentionCeilings};
 pub use subject::SubjectId;

@@ -379,6 +379,19 @@ pub(crate) fn insert_template(conn: &Connection, template: &NewTemplate<'_>) -> 
     Ok(())
 }
 
+/// How many subjects and templates are stored.
+pub(crate) fn counts(conn: &Connection) -> Result<(usize, usize)> {
+    let (subjects, templates): (i64, i64) = conn.query_row(
+        "SELECT (SELECT count(*) FROM subjects), (SELECT count(*) FROM templates)",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    Ok((
+        usize::try_from(subjects).unwrap_or(0),
+        usize::try_from(templates).unwrap_or(0),
+    ))
+}
+
 /// Visits every template with its subject's wrapped key, grouped by subject.
 pub(crate) fn for_each_template(
     conn: &Connection,

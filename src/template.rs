@@ -154,24 +154,45 @@ pub(crate) fn normalise_rows(
 }
 
 fn normalise_row(row: usize, values: &mut [f32]) -> Result<(), TemplateError> {
-    let mut sum = 0f64;
-    for (index, value) in values.iter().enumerate() {
-        if value.is_nan() {
-            return Err(TemplateError::NotANumber { row, index });
+    let sum = sum_of_squares(values);
+    if !sum.is_finite() {
+        // NaN and ∞ poison the sum; only then look for where they are.
+        for (index, value) in values.iter().enumerate() {
+            if value.is_nan() {
+                return Err(TemplateError::NotANumber { row, index });
+            }
+            if value.is_infinite() {
+                return Err(TemplateError::Infinite { row, index });
+            }
         }
-        if value.is_infinite() {
-            return Err(TemplateError::Infinite { row, index });
-        }
-        sum += f64::from(*value) * f64::from(*value);
     }
     let norm = sum.sqrt();
     if !norm.is_finite() || norm < MIN_NORM {
         return Err(TemplateError::ZeroVector { row });
     }
+    let inverse = 1.0 / norm;
     for value in values.iter_mut() {
-        *value = (f64::from(*value) / norm) as f32;
+        *value = (f64::from(*value) * inverse) as f32;
     }
     Ok(())
+}
+
+/// Σ v² in f64, in eight independent lanes (summed in lane order, then the tail) so that it runs
+/// in parallel; `docs/format.md` gives the same recipe, since stored templates depend on it.
+pub(crate) fn sum_of_squares(values: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|v| f64::from(*v) * f64::from(*v))
+        .sum();
+    for chunk in chunks {
+        for (lane, value) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(*value) * f64::from(*value);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
 }
 
 #[cfg(test)]

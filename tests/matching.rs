@@ -178,3 +178,60 @@ fn a_session_from_another_vault_or_opening_is_refused() {
         .unwrap();
     assert_eq!(again.identify(&own, &probe, 1).unwrap()[0].subject, a.subjects[0]);
 }
+
+#[test]
+fn exact_and_fast_scans_give_the_same_answers_through_the_vault() {
+    use facevault::{FixedKey, Password, ScanMode, Vault, VaultConfig};
+    let mut faces = Faces::new(DIM, 16, 99);
+    let people: Vec<Vec<f32>> = (0..400).map(|_| faces.person()).collect();
+    let probes: Vec<Vec<f32>> = (0..100).map(|i| faces.capture(&people[i * 3], 1.2)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut answers = Vec::new();
+    for scan in [ScanMode::Exact, ScanMode::Fast] {
+        let path = dir.path().join(format!("{}.db", scan.as_str()));
+        let config = VaultConfig {
+            scan,
+            threshold: -1.0,
+            ..VaultConfig::new(DIM, "test-model")
+        };
+        let password = Password::new(ADMIN_PASSWORD);
+        let mut vault = Vault::create(&path, &FixedKey::new(KEY), &config, ADMIN, &password).unwrap();
+        let admin = vault.login(ADMIN, &password).unwrap();
+        vault
+            .add_user(
+                &admin,
+                OPERATOR,
+                facevault::Role::Operator,
+                &Password::new(OPERATOR_PASSWORD),
+            )
+            .unwrap();
+        vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+        vault.enrol_batch(&admin, &consent(), &people.concat()).unwrap();
+        vault.close().unwrap();
+        let mut vault = Vault::open(&path, &FixedKey::new(KEY)).unwrap();
+        let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+        let admin = vault.login(ADMIN, &password).unwrap();
+        assert_eq!(vault.stats(&admin).unwrap().scan, scan);
+        // Subject IDs differ between the two vaults; compare enrolment row order instead.
+        let order: Vec<facevault::SubjectId> = {
+            let log = vault.audit_log(&admin).unwrap();
+            log.iter()
+                .filter(|r| r.action == "enrol_batch")
+                .map(|r| r.subject.clone().unwrap().parse().unwrap())
+                .collect()
+        };
+        let rows: Vec<Vec<usize>> = probes
+            .iter()
+            .map(|probe| {
+                vault
+                    .identify(&operator, probe, 3)
+                    .unwrap()
+                    .iter()
+                    .map(|c| order.iter().position(|s| *s == c.subject).unwrap())
+                    .collect()
+            })
+            .collect();
+        answers.push(rows);
+    }
+    assert_eq!(answers[0], answers[1]);
+}

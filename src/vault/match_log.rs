@@ -12,17 +12,60 @@ use std::time::{Duration, Instant};
 
 use ring::hmac;
 
-use crate::audit::AuditRecord;
+use crate::access::Action;
+use crate::audit::{AuditRecord, Outcome};
+use crate::clock::UnixMillis;
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
+use crate::subject::SubjectId;
 
 /// The longest a queued match record waits before it is written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// The most match records written in one transaction; a full batch is written at once.
 pub const FLUSH_BATCH: usize = 1000;
 
+/// A lookup's audit record before formatting: turning it into text is the writer thread's work,
+/// not the caller's.
+pub(super) struct LookupEvent {
+    pub at: UnixMillis,
+    pub actor: Arc<str>,
+    pub action: Action,
+    pub subject: Option<SubjectId>,
+    pub outcome: Outcome,
+    pub detail: LookupDetail,
+}
+
+/// What a lookup found, or why it was refused.
+pub(super) enum LookupDetail {
+    Verified { matched: bool, score: f64 },
+    Identified { k: usize, candidates: Vec<SubjectId> },
+    Refused(String),
+}
+
+impl LookupEvent {
+    fn into_record(self) -> AuditRecord {
+        let detail = match self.detail {
+            LookupDetail::Verified { matched, score } => format!("match={matched} score={score:.3}"),
+            LookupDetail::Identified { k, candidates } => {
+                let found: Vec<String> = candidates.iter().map(SubjectId::to_string).collect();
+                format!("k={k} candidates=[{}]", found.join(","))
+            }
+            LookupDetail::Refused(detail) => detail,
+        };
+        AuditRecord {
+            seq: 0,
+            at: self.at,
+            actor: self.actor.to_string(),
+            action: self.action.as_str().to_string(),
+            subject: self.subject.map(|s| s.to_string()),
+            outcome: self.outcome,
+            detail,
+        }
+    }
+}
+
 enum Message {
-    Record(AuditRecord),
+    Record(LookupEvent),
     Flush(mpsc::SyncSender<Result<()>>),
 }
 
@@ -54,7 +97,7 @@ impl MatchLog {
     }
 
     /// Queues a record; returns at once.
-    pub(super) fn push(&self, record: AuditRecord) {
+    pub(super) fn push(&self, record: LookupEvent) {
         if let Some(sender) = &self.sender {
             // The writer only stops when this log is dropped, so the send cannot fail while
             // `self` exists; if it somehow did there would be no one left to tell.
@@ -99,7 +142,7 @@ fn run(store: &SharedStore, audit_key: &hmac::Key, receiver: &Receiver<Message>)
                 if batch.is_empty() {
                     deadline = Instant::now() + FLUSH_INTERVAL;
                 }
-                batch.push(record);
+                batch.push(record.into_record());
                 if batch.len() >= FLUSH_BATCH {
                     let _ = write(store, audit_key, &mut batch);
                 }

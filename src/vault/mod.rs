@@ -23,7 +23,7 @@ use crate::audit::{self, AuditRecord, Outcome};
 use crate::clock::{Clock, SystemClock, UnixMillis};
 use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, ErrorClass, Result};
-use crate::gallery::{Gallery, Lookup};
+use crate::gallery::{Gallery, Lookup, ScanMode};
 use crate::keys::KeyProvider;
 use crate::policy::{self, Refusal, RetentionCeilings};
 use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectRow};
@@ -33,7 +33,7 @@ use crate::template::{self, RowCount, TemplateInput};
 pub use export::{ExportRequest, ExportedBundle};
 pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 
-use match_log::{lock, MatchLog, SharedStore};
+use match_log::{lock, LookupDetail, LookupEvent, MatchLog, SharedStore};
 
 /// The match threshold used when `init` is given none: a cosine similarity that separates genuine
 /// pairs (typically 0.5–0.8 for ArcFace-style 512-d embeddings) from impostors (0.0–0.3).
@@ -71,6 +71,9 @@ pub struct VaultConfig {
     pub max_minor_retention_secs: i64,
     /// The device's offset from UTC in minutes, for the civil date on which ages are counted.
     pub utc_offset_minutes: i32,
+    /// How identify scans: the default, [`ScanMode::Fast`], gives the same answers as
+    /// [`ScanMode::Exact`] several times faster.
+    pub scan: ScanMode,
 }
 
 impl VaultConfig {
@@ -84,6 +87,7 @@ impl VaultConfig {
             max_retention_secs: policy::DEFAULT_MAX_RETENTION_SECS,
             max_minor_retention_secs: policy::DEFAULT_MAX_MINOR_RETENTION_SECS,
             utc_offset_minutes: policy::DEFAULT_UTC_OFFSET_MINUTES,
+            scan: ScanMode::default(),
         }
     }
 
@@ -134,7 +138,7 @@ fn check_threshold(threshold: f32) -> Result<()> {
 /// An authenticated principal, valid only for the vault opening that issued it.
 #[derive(Debug)]
 pub struct Session {
-    name: String,
+    name: Arc<str>,
     role: Role,
     opening: [u8; 16],
 }
@@ -195,6 +199,8 @@ pub struct Stats {
     pub memory_bytes: usize,
     /// The scan kernel this CPU runs (`avx512f`, `avx2+fma` or `portable`).
     pub kernel: &'static str,
+    /// How identify scans.
+    pub scan: ScanMode,
 }
 
 /// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
@@ -206,6 +212,7 @@ struct Settings {
     threshold: f32,
     ceilings: RetentionCeilings,
     utc_offset_minutes: i32,
+    scan: ScanMode,
 }
 
 impl Settings {
@@ -218,6 +225,7 @@ impl Settings {
             self.ceilings.adult_secs.to_le_bytes().to_vec(),
             self.ceilings.minor_secs.to_le_bytes().to_vec(),
             i64::from(self.utc_offset_minutes).to_le_bytes().to_vec(),
+            self.scan.as_str().as_bytes().to_vec(),
         ]
     }
 
@@ -228,6 +236,7 @@ impl Settings {
         store::meta_set(conn, "max_retention_secs", self.ceilings.adult_secs)?;
         store::meta_set(conn, "max_minor_retention_secs", self.ceilings.minor_secs)?;
         store::meta_set(conn, "utc_offset_minutes", i64::from(self.utc_offset_minutes))?;
+        store::meta_set(conn, "scan_mode", self.scan.as_str())?;
         store::meta_set(
             conn,
             "settings_mac",
@@ -249,6 +258,12 @@ impl Settings {
                 minor_secs: store::meta_get(conn, "max_minor_retention_secs")?,
             },
             utc_offset_minutes: i32::try_from(offset).unwrap_or(i32::MAX),
+            scan: store::meta_get::<String>(conn, "scan_mode")?
+                .parse()
+                .map_err(|_| Error::Integrity {
+                    table: "meta",
+                    record: "settings".into(),
+                })?,
         };
         let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
         let intact = keys.record_mac_matches("settings", &slices(&settings.mac_fields()), &mac);
@@ -489,6 +504,7 @@ impl Vault {
                     minor_secs: config.max_minor_retention_secs,
                 },
                 utc_offset_minutes: config.utc_offset_minutes,
+                scan: config.scan,
             };
             let now = clock.now();
             let tx = store.transaction()?;
@@ -516,7 +532,11 @@ impl Vault {
             Ok((keys, settings)) => {
                 let store = Arc::new(Mutex::new(store));
                 Ok(Vault {
-                    gallery: Gallery::new(settings.dim),
+                    gallery: Gallery::new(
+                        settings.dim,
+                        settings.scan,
+                        u64::from_le_bytes(crypto::random_array()?),
+                    ),
                     match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
                     store,
                     keys,
@@ -577,7 +597,7 @@ impl Vault {
         let store = Arc::new(Mutex::new(store));
         let mut vault = Vault {
             settings,
-            gallery: Gallery::new(1),
+            gallery: Gallery::new(1, ScanMode::Exact, 0),
             match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
             store,
             keys,
@@ -597,10 +617,15 @@ impl Vault {
     fn load_gallery(&mut self) -> Result<()> {
         let settings = &self.settings;
         let keys = &self.keys;
-        let mut gallery = Gallery::new(settings.dim);
+        let seed = u64::from_le_bytes(crypto::random_array()?);
+        let mut gallery = Gallery::new(settings.dim, settings.scan, seed);
         let mut current: Option<(Vec<u8>, DataKey)> = None;
         let mut expected_templates: Vec<(SubjectId, i64)> = Vec::new();
         let store = lock(&self.store);
+        // Sized once, so that loading never doubles a buffer and leaves slack behind.
+        let (subjects, templates) = store::counts(store.conn())?;
+        gallery.reserve(templates);
+        gallery.reserve_subjects(subjects);
         store::for_each_template(store.conn(), |row| {
             let damaged_template = || Error::Integrity {
                 table: "templates",
@@ -718,7 +743,7 @@ impl Vault {
         })?;
         store::clear_login_failures(lock(&self.store).conn(), name)?;
         Ok(Session {
-            name: name.to_string(),
+            name: Arc::from(name),
             role,
             opening: self.opening,
         })
@@ -755,6 +780,7 @@ impl Vault {
                 threshold,
                 ceilings: act.settings.ceilings,
                 utc_offset_minutes: act.settings.utc_offset_minutes,
+                scan: act.settings.scan,
             };
             updated.write(act.tx, act.keys)?;
             act.pending.threshold = Some(threshold);
@@ -785,7 +811,7 @@ impl Vault {
             // "score 0.4, no match" at a threshold of 0.4.
             let score = round_score(score);
             let matched = score >= shortest_f64(act.settings.threshold);
-            let detail = format!("match={matched} score={score:.3}");
+            let detail = LookupDetail::Verified { matched, score };
             let verification = Verification {
                 subject: *subject,
                 matched,
@@ -819,8 +845,10 @@ impl Vault {
                 })
                 .filter(|candidate| candidate.score >= shortest_f64(act.settings.threshold))
                 .collect();
-            let found: Vec<String> = candidates.iter().map(|c| c.subject.to_string()).collect();
-            let detail = format!("k={k} candidates=[{}]", found.join(","));
+            let detail = LookupDetail::Identified {
+                k,
+                candidates: candidates.iter().map(|c| c.subject).collect(),
+            };
             Ok((candidates, detail))
         })
     }
@@ -850,6 +878,7 @@ impl Vault {
                 notice,
                 memory_bytes: act.gallery.memory_bytes(),
                 kernel: Gallery::kernel_name(),
+                scan: act.settings.scan,
             };
             Ok((stats, vec![Entry::new(None, "")]))
         })
@@ -893,7 +922,7 @@ impl Vault {
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
-        body: impl FnOnce(&Look<'_>) -> Result<(T, String)>,
+        body: impl FnOnce(&Look<'_>) -> Result<(T, LookupDetail)>,
     ) -> Result<T> {
         let now = self.clock.now();
         let result = if session.opening != self.opening {
@@ -912,10 +941,21 @@ impl Vault {
         };
         let (outcome, detail, result) = match result {
             Ok((value, detail)) => (Outcome::Allowed, detail, Ok(value)),
-            Err(e) => (outcome_of(&e), format!("{}: {e}", e.code()), Err(e)),
+            Err(e) => (
+                outcome_of(&e),
+                LookupDetail::Refused(format!("{}: {e}", e.code())),
+                Err(e),
+            ),
         };
-        self.match_log
-            .push(record(now, &session.name, action, subject, outcome, detail));
+        let actor = Arc::clone(&session.name);
+        self.match_log.push(LookupEvent {
+            at: now,
+            actor,
+            action,
+            subject,
+            outcome,
+            detail,
+        });
         result
     }
 

@@ -385,12 +385,21 @@ pub fn find_any<const N: usize>(
         .position(|w| needles.contains(&<[u8; N]>::try_from(w).unwrap()))
 }
 
-/// The vault's own normalisation: f64 norm, each value divided in f64 then rounded to f32.
+/// The vault's own normalisation (see `docs/format.md`): Σv² in f64 over eight lanes, then each
+/// value times the f64 reciprocal of the norm, rounded to f32.
 pub fn normalised(values: &[f32]) -> Vec<f32> {
-    let norm = values
+    let mut lanes = [0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f64 = chunks
+        .remainder()
         .iter()
         .map(|v| f64::from(*v) * f64::from(*v))
-        .sum::<f64>()
-        .sqrt();
-    values.iter().map(|v| (f64::from(*v) / norm) as f32).collect()
+        .sum();
+    for chunk in chunks {
+        for (lane, value) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(*value) * f64::from(*value);
+        }
+    }
+    let inverse = 1.0 / (lanes.iter().sum::<f64>() + tail).sqrt();
+    values.iter().map(|v| (f64::from(*v) * inverse) as f32).collect()
 }

@@ -53,8 +53,11 @@ enum Command {
         #[arg(long, default_value = "unspecified")]
         model: String,
         /// Match threshold (cosine similarity).
-        #[arg(long, default_value_t = facevault::DEFAULT_THRESHOLD)]
+        #[arg(long, default_value_t = facevault::DEFAULT_THRESHOLD, allow_negative_numbers = true)]
         threshold: f32,
+        /// How identify scans: `fast` (compressed codes, then an exact re-rank) or `exact`.
+        #[arg(long, default_value = "fast")]
+        scan: String,
         /// The longest an adult's face data may be kept, in days.
         #[arg(long, default_value_t = 365)]
         max_retention_days: i64,
@@ -442,6 +445,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         max_retention_days,
         max_minor_retention_days,
         utc_offset_minutes,
+        scan,
     } = &cli.command
     {
         let password = password_from(PASSWORD_VAR)?;
@@ -456,6 +460,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             max_retention_secs: days(*max_retention_days)?,
             max_minor_retention_secs: days(*max_minor_retention_days)?,
             utc_offset_minutes: *utc_offset_minutes,
+            scan: scan.parse()?,
         };
         if db.exists() {
             return Err(Error::AlreadyExists(db.to_path_buf()).into());
@@ -477,6 +482,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             "threshold": decimal(*threshold),
             "max_retention_days": max_retention_days,
             "max_minor_retention_days": max_minor_retention_days,
+            "scan": scan,
             "admin": admin,
         }));
     }
