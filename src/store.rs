@@ -1,8 +1,9 @@
 //! The SQLite store: schema, migrations and the queries the vault runs. It knows rows and bytes,
 //! never keys or plaintext: everything secret arrives here already sealed.
 //!
-//! One file in WAL mode with `synchronous=FULL` (an acknowledged operation survives power loss) and
-//! `secure_delete=ON` (deleted cells are overwritten). After an erasure the vault truncates the WAL,
+//! One file in WAL mode with `synchronous=FULL` (an acknowledged operation survives power loss),
+//! read through a memory map (loading millions of templates at open would otherwise cost a system
+//! call a page), and `secure_delete=ON` (deleted cells are overwritten). After an erasure the vault truncates the WAL,
 //! since old WAL frames may still hold a deleted wrapped key until a truncating checkpoint.
 
 use std::path::{Path, PathBuf};
@@ -179,7 +180,8 @@ impl Store {
              PRAGMA journal_size_limit=1048576;
              PRAGMA foreign_keys=ON;
              PRAGMA temp_store=MEMORY;
-             PRAGMA cell_size_check=ON;",
+             PRAGMA cell_size_check=ON;
+             PRAGMA mmap_size=17179869184;",
         )?;
         Ok(())
     }
@@ -237,17 +239,21 @@ impl Store {
 
 // --- meta -------------------------------------------------------------------------------------
 
+// The statements run per record (meta, audit, consents) are cached: a batch enrolment runs each
+// of them once per subject, and parsing SQL would otherwise cost more than the work itself.
+
 pub(crate) fn meta_set(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO meta(key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
+    )?
+    .execute(params![key, value])?;
     Ok(())
 }
 
 pub(crate) fn meta_get<T: rusqlite::types::FromSql>(conn: &Connection, key: &str) -> Result<T> {
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+    conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |row| row.get(0))
         .optional()
         .map_err(|e| match e {
             rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..) => {
@@ -392,7 +398,7 @@ pub(crate) fn counts(conn: &Connection) -> Result<(usize, usize)> {
     ))
 }
 
-/// Visits every template with its subject's wrapped key, grouped by subject.
+/// Visits every template with its subject row, in storage order (a subject enrolled at once has its templates side by side).
 pub(crate) fn for_each_template(
     conn: &Connection,
     mut visit: impl FnMut(TemplateRow) -> Result<()>,
@@ -401,7 +407,7 @@ pub(crate) fn for_each_template(
         "SELECT t.id, t.subject_id, t.model, t.dim, t.nonce, t.ciphertext,
                 s.created_at, s.expires_at, s.minor, s.templates, s.mac, s.wrapped_key
          FROM templates t JOIN subjects s ON s.id = t.subject_id
-         ORDER BY t.subject_id, t.id",
+         ORDER BY t.id",
     )?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
@@ -515,11 +521,9 @@ pub(crate) struct ConsentRow {
 }
 
 pub(crate) fn next_consent_id(conn: &Connection) -> Result<i64> {
-    Ok(
-        conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM consents", [], |row| {
-            row.get(0)
-        })?,
-    )
+    Ok(conn
+        .prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM consents")?
+        .query_row([], |row| row.get(0))?)
 }
 
 pub(crate) fn insert_consent(conn: &Connection, row: &ConsentRow) -> Result<()> {
@@ -684,20 +688,20 @@ pub(crate) fn append_audit(conn: &Connection, key: &ring::hmac::Key, mut record:
     let head = chain_head(conn)?;
     record.seq = head.seq + 1;
     let mac = audit::chain_mac(key, &head.mac, &record);
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit(seq, at, actor, action, subject, outcome, detail, mac)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            record.seq as i64,
-            record.at,
-            record.actor,
-            record.action,
-            record.subject,
-            record.outcome.as_str(),
-            record.detail,
-            &mac[..]
-        ],
-    )?;
+    )?
+    .execute(params![
+        record.seq as i64,
+        record.at,
+        record.actor,
+        record.action,
+        record.subject,
+        record.outcome.as_str(),
+        record.detail,
+        &mac[..]
+    ])?;
     meta_set(conn, HEAD_SEQ, record.seq as i64)?;
     meta_set(conn, HEAD_MAC, &mac[..])?;
     Ok(record.seq)

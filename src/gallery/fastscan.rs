@@ -152,18 +152,14 @@ impl Codes {
         }
         self.rows += 1;
         let mut code = Zeroizing::new(vec![0u8; self.pairs]);
-        let mut ones = 0u32;
-        let mut abs_sum = 0f32;
-        for (pair, byte) in code.iter_mut().enumerate() {
-            for bit in 0..8 {
-                let value = rotated[pair * 8 + bit];
-                abs_sum += value.abs();
-                if value >= 0.0 {
-                    *byte |= 1 << bit;
-                    ones += 1;
-                }
-            }
+        for (byte, values) in code.iter_mut().zip(rotated.chunks_exact(8)) {
+            *byte = values
+                .iter()
+                .enumerate()
+                .fold(0u8, |byte, (bit, value)| byte | (u8::from(*value >= 0.0) << bit));
         }
+        let ones: u32 = code.iter().map(|byte| byte.count_ones()).sum();
+        let abs_sum: f32 = rotated.iter().map(|value| value.abs()).sum();
         self.set_code(row, &code);
         // ⟨ō,o'⟩ for ō = sign(o')/√D; the RaBitQ bound is √(1/⟨ō,o'⟩² − 1)·ε0/√(D−1).
         let alignment = (abs_sum / (self.padded as f32).sqrt()).max(1e-6);
