@@ -132,8 +132,8 @@ pub struct BundleSubject {
 }
 
 /// A consent as recorded: what must outlive withdrawal, and the encrypted evidence while the
-/// subject is enrolled.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// subject is enrolled. Its `Debug` output leaves out the evidence (method, guardian).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentEvidence {
     /// `processing` or `transfer`.
@@ -152,20 +152,36 @@ pub struct ConsentEvidence {
     pub guardian: Option<Guardian>,
 }
 
+impl std::fmt::Debug for ConsentEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsentEvidence")
+            .field("kind", &self.kind)
+            .field("notice_version", &self.notice_version)
+            .field("given_at", &self.given_at)
+            .field("by_guardian", &self.by_guardian)
+            .field("withdrawn_at", &self.withdrawn_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Seals `plaintext` to `recipient`.
 pub(crate) fn seal(recipient: &RecipientPublicKey, plaintext: &[u8]) -> Result<Vec<u8>> {
     // StaticSecret zeroizes itself on drop; the array copy it was made from is zeroized here.
     let seed = Zeroizing::new(crypto::random_array::<32>()?);
     let ephemeral = StaticSecret::from(*seed);
     let ephemeral_public = PublicKey::from(&ephemeral);
-    let shared = ephemeral.diffie_hellman(&PublicKey::from(recipient.0));
+    // X25519 ignores the top bit of a public key (RFC 7748); clear it so that the bytes bound into
+    // the key derivation are the ones the recipient recomputes from its secret key.
+    let mut recipient_public = recipient.0;
+    recipient_public[31] &= 0x7f;
+    let shared = ephemeral.diffie_hellman(&PublicKey::from(recipient_public));
     if !shared.was_contributory() {
         return Err(Error::InvalidArgument {
             what: "recipient key",
             reason: "is a low-order point, not a usable X25519 public key".into(),
         });
     }
-    let key = derive_key(shared.as_bytes(), ephemeral_public.as_bytes(), &recipient.0)?;
+    let key = derive_key(shared.as_bytes(), ephemeral_public.as_bytes(), &recipient_public)?;
     let nonce: [u8; NONCE_LEN] = crypto::random_array()?;
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(BUNDLE_MAGIC);

@@ -296,7 +296,7 @@ fn check_notice_version(
     }))
 }
 
-fn check_guardian(guardian: Option<&Guardian>) -> Result<(), Error> {
+pub(crate) fn check_guardian(guardian: Option<&Guardian>) -> Result<(), Error> {
     if let Some(guardian) = guardian {
         check_text("guardian name", &guardian.name)?;
         check_text("guardian relationship", &guardian.relationship)?;

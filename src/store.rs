@@ -1,9 +1,9 @@
 //! The SQLite store: schema, migrations and the queries the vault runs. It knows rows and bytes,
 //! never keys or plaintext: everything secret arrives here already sealed.
 //!
-//! One file in WAL mode with `synchronous=FULL` (an acknowledged operation survives power loss),
-//! read through a memory map (loading millions of templates at open would otherwise cost a system
-//! call a page), and `secure_delete=ON` (deleted cells are overwritten). After an erasure the vault truncates the WAL,
+//! One file in WAL mode with `synchronous=FULL` (an acknowledged operation survives power loss) and
+//! `secure_delete=ON` (deleted cells are overwritten). It is read with ordinary reads, not a memory
+//! map: a file truncated under a mapping kills the process with SIGBUS instead of returning an error. After an erasure the vault truncates the WAL,
 //! since old WAL frames may still hold a deleted wrapped key until a truncating checkpoint.
 
 use std::path::{Path, PathBuf};
@@ -139,7 +139,15 @@ impl Store {
         // The version is read before any pragma that could write (journal_mode), so that a file
         // that is not a vault is refused untouched.
         let version = store.format_version()?;
-        if version == 0 {
+        let has_meta: bool = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|count| count == 1)?;
+        if version <= 0 || !has_meta {
             return Err(Error::NotAVault(format!(
                 "{} has no facevault schema",
                 path.display()
@@ -180,8 +188,7 @@ impl Store {
              PRAGMA journal_size_limit=1048576;
              PRAGMA foreign_keys=ON;
              PRAGMA temp_store=MEMORY;
-             PRAGMA cell_size_check=ON;
-             PRAGMA mmap_size=17179869184;",
+             PRAGMA cell_size_check=ON;",
         )?;
         Ok(())
     }

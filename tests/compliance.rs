@@ -792,4 +792,18 @@ fn art8_export_through_the_api_is_all_or_nothing_for_named_subjects() {
         Err(Error::Refused(Refusal::GuardianConsentRequired))
     ));
     assert!(tv.vault.export(&exporter, &request(vec![minor])).is_err());
+    let blank = facevault::TransferConsent {
+        method: None,
+        guardian: Some(Guardian {
+            name: " ".into(),
+            relationship: " ".into(),
+        }),
+    };
+    assert!(matches!(
+        tv.vault.grant_transfer(&tv.admin, &minor, &blank),
+        Err(Error::InvalidArgument { what: "guardian", .. })
+    ));
+    // A subject named twice is exported once.
+    let twice = tv.vault.export(&exporter, &request(vec![with, with])).unwrap();
+    assert_eq!(twice.exported, 1);
 }

@@ -396,6 +396,15 @@ fn a_file_that_is_not_a_vault_is_refused_untouched() {
         before,
         "journal mode or anything else was changed"
     );
+    // Another application's database that happens to use user_version 1 is refused untouched too.
+    let versioned = dir.path().join("versioned.db");
+    let conn = raw_db(&versioned);
+    conn.execute_batch("CREATE TABLE t(x); PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let before = std::fs::read(&versioned).unwrap();
+    assert!(matches!(open(&versioned), Err(Error::NotAVault(_))));
+    assert_eq!(std::fs::read(&versioned).unwrap(), before);
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, [0x42u8; 4096]).unwrap();
     assert!(matches!(open(&garbage), Err(Error::NotAVault(_))));

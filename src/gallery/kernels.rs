@@ -2,8 +2,8 @@
 //! by CPU feature (AVX-512F, AVX2 with FMA), with a portable kernel that every machine runs and
 //! that the tests hold the others to.
 //!
-//! This is the only module besides the C ABI allowed `unsafe`: intrinsics are `unsafe fn`s, and
-//! each call below states why it is sound.
+//! Scan kernels (this module and `fastscan`) are the only code allowed `unsafe`, for intrinsics:
+//! each use below states why it is sound.
 #![allow(unsafe_code)]
 
 use std::sync::OnceLock;

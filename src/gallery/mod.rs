@@ -92,8 +92,9 @@ struct FastIndex {
     rotation: Rotation,
     codes: Codes,
     scratch: Zeroizing<Vec<f32>>,
-    /// Per-row upper bounds of the last scan, kept to avoid a large allocation per query.
-    uppers: std::sync::Mutex<Vec<f32>>,
+    /// Per-row upper bounds of the last scan, kept to avoid a large allocation per query. They
+    /// approximate the probe's score against every row, so they are zeroed when dropped.
+    uppers: std::sync::Mutex<Zeroizing<Vec<f32>>>,
 }
 
 /// Rows scored per kernel call: large enough to amortise the call, small enough that the scores
@@ -111,7 +112,7 @@ impl Gallery {
                 rotation,
                 codes: Codes::new(padded),
                 scratch: Zeroizing::new(vec![0.0; padded]),
-                uppers: std::sync::Mutex::new(Vec::new()),
+                uppers: std::sync::Mutex::new(Zeroizing::new(Vec::new())),
             }
         });
         Self {

@@ -534,6 +534,7 @@ impl Vault {
             if let Some(method) = &consent.method {
                 policy::check_text("consent method", method)?;
             }
+            policy::check_guardian(consent.guardian.as_ref())?;
             let minor = act.subject_row(subject)?.minor;
             if minor && consent.guardian.is_none() {
                 return Err(Error::Refused(Refusal::GuardianConsentRequired));

@@ -64,7 +64,9 @@ impl Vault {
             } else {
                 act.gallery.subjects().into_iter().map(|(id, _)| id).collect()
             };
-            candidates.dedup();
+            // Each subject once, in the order first named.
+            let mut seen = std::collections::HashSet::new();
+            candidates.retain(|subject| seen.insert(*subject));
             let mut chosen: Vec<(SubjectId, SubjectRow, Vec<ConsentRow>)> = Vec::new();
             for subject in &candidates {
                 let expires_at = act

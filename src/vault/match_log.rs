@@ -151,8 +151,11 @@ fn run(store: &SharedStore, audit_key: &hmac::Key, receiver: &Receiver<Message>)
                 let _ = reply.send(write(store, audit_key, &mut batch));
             }
             Err(RecvTimeoutError::Timeout) => {
-                // A failed write keeps the batch, which is retried at the next trigger.
-                let _ = write(store, audit_key, &mut batch);
+                // A failed write (a full disk, say) keeps the batch and tries again one interval
+                // later, rather than spinning on the store lock.
+                if write(store, audit_key, &mut batch).is_err() {
+                    deadline = Instant::now() + FLUSH_INTERVAL;
+                }
             }
             Err(RecvTimeoutError::Disconnected) => {
                 let _ = write(store, audit_key, &mut batch);

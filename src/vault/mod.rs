@@ -516,12 +516,13 @@ impl Vault {
             store::init_chain_head(&tx)?;
             insert_principal(&tx, &keys, admin, Role::Admin, admin_password, now)?;
             let detail = format!(
-                "dim={} model={} threshold={:.3} max_retention_secs={} max_minor_retention_secs={}",
+                "dim={} model={} threshold={:.3} max_retention_secs={} max_minor_retention_secs={} scan={}",
                 config.dim,
                 config.model,
                 config.threshold,
                 config.max_retention_secs,
-                config.max_minor_retention_secs
+                config.max_minor_retention_secs,
+                config.scan.as_str()
             );
             let init = record(now, admin, Action::Init, None, Outcome::Allowed, detail);
             store::append_audit(&tx, keys.audit_key(), init)?;
