@@ -370,14 +370,27 @@ impl Gallery {
                 }
             }
         }
-        // Pass 2: the exact score of every live row whose upper bound reaches the floor.
+        // Pass 2: the exact score of every live row whose upper bound reaches the floor, fetching
+        // rows a few ahead since they are scattered over the gallery.
         let floor = lower_floor.max(threshold);
+        let short_list: Vec<usize> = uppers[..rows]
+            .iter()
+            .enumerate()
+            .filter(|(row, upper)| {
+                **upper >= floor && policy::is_within_retention(self.row_expires[*row], now)
+            })
+            .map(|(row, _)| row)
+            .collect();
+        const AHEAD: usize = 4;
+        for &row in short_list.iter().take(AHEAD) {
+            kernels::prefetch(self.row(row));
+        }
         let kernel = kernels::best();
         let mut best = TopSubjects::new(k);
         let mut score = [0f32];
-        for (row, upper) in uppers[..rows].iter().enumerate() {
-            if *upper < floor || !policy::is_within_retention(self.row_expires[row], now) {
-                continue;
+        for (position, &row) in short_list.iter().enumerate() {
+            if let Some(&ahead) = short_list.get(position + AHEAD) {
+                kernels::prefetch(self.row(ahead));
             }
             kernel.dots(probe, self.row(row), &mut score);
             if score[0] >= threshold {
