@@ -373,6 +373,22 @@ mod x86 {
 
     use super::{Codes, Query, BLOCK};
 
+    /// Writes the sums of rows 0, 2, 4, … (`even`) and 1, 3, 5, … (`odd`) into `out` in row order.
+    #[target_feature(enable = "avx2")]
+    fn interleave(even: __m256i, odd: __m256i, out: &mut [u16; BLOCK]) {
+        let mut even_lanes = [0u16; 16];
+        let mut odd_lanes = [0u16; 16];
+        // SAFETY: both arrays are 32 bytes, the size of an unaligned 256-bit store.
+        unsafe {
+            _mm256_storeu_si256(even_lanes.as_mut_ptr().cast(), even);
+            _mm256_storeu_si256(odd_lanes.as_mut_ptr().cast(), odd);
+        }
+        for lane in 0..16 {
+            out[2 * lane] = even_lanes[lane];
+            out[2 * lane + 1] = odd_lanes[lane];
+        }
+    }
+
     /// 32 rows at once: `vpshufb` looks up both nibbles of 32 code bytes in the pair's two tables;
     /// the two byte sums (each at most 124) add without overflow, then widen into 16-bit lanes.
     #[target_feature(enable = "avx2")]
@@ -405,17 +421,7 @@ mod x86 {
             even = _mm256_add_epi16(even, _mm256_and_si256(sums, low_byte));
             odd = _mm256_add_epi16(odd, _mm256_srli_epi16(sums, 8));
         }
-        let mut even_lanes = [0u16; 16];
-        let mut odd_lanes = [0u16; 16];
-        // SAFETY: both arrays are 32 bytes, the size of an unaligned 256-bit store.
-        unsafe {
-            _mm256_storeu_si256(even_lanes.as_mut_ptr().cast(), even);
-            _mm256_storeu_si256(odd_lanes.as_mut_ptr().cast(), odd);
-        }
-        for lane in 0..16 {
-            out[2 * lane] = even_lanes[lane];
-            out[2 * lane + 1] = odd_lanes[lane];
-        }
+        interleave(even, odd, out);
     }
     /// Two pairs of 32 rows at once in 512-bit registers: lanes 0–1 hold pair 2i, lanes 2–3 pair
     /// 2i+1; the halves are added together at the end.
@@ -448,17 +454,7 @@ mod x86 {
         }
         let even = _mm256_add_epi16(_mm512_castsi512_si256(even), _mm512_extracti64x4_epi64(even, 1));
         let odd = _mm256_add_epi16(_mm512_castsi512_si256(odd), _mm512_extracti64x4_epi64(odd, 1));
-        let mut even_lanes = [0u16; 16];
-        let mut odd_lanes = [0u16; 16];
-        // SAFETY: both arrays are 32 bytes, the size of an unaligned 256-bit store.
-        unsafe {
-            _mm256_storeu_si256(even_lanes.as_mut_ptr().cast(), even);
-            _mm256_storeu_si256(odd_lanes.as_mut_ptr().cast(), odd);
-        }
-        for lane in 0..16 {
-            out[2 * lane] = even_lanes[lane];
-            out[2 * lane + 1] = odd_lanes[lane];
-        }
+        interleave(even, odd, out);
     }
 }
 
