@@ -11,20 +11,7 @@ const DIM: usize = 8;
 fn vault_with_one_subject() -> (CliVault, String, String) {
     let cli = CliVault::init(DIM);
     let template = cli.file("t.f32", &le_bytes(&Rng::new(2).gaussian_vec(DIM)));
-    let subject = cli
-        .admin(&[
-            "enroll",
-            "--template",
-            &template,
-            "--notice",
-            NOTICE_VERSION,
-            "--consent-method",
-            CONSENT_METHOD,
-        ])
-        .ok()["subject"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let subject = cli.enrol_file(&template, &[]);
     (cli, subject, template)
 }
 

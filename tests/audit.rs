@@ -15,20 +15,7 @@ fn busy_vault() -> CliVault {
     let mut rng = Rng::new(4);
     let template = cli.file("t.f32", &le_bytes(&rng.gaussian_vec(DIM)));
     let bad = cli.file("bad.f32", &le_bytes(&rng.gaussian_vec(DIM - 1)));
-    let subject = cli
-        .admin(&[
-            "enroll",
-            "--template",
-            &template,
-            "--notice",
-            NOTICE_VERSION,
-            "--consent-method",
-            CONSENT_METHOD,
-        ])
-        .ok()["subject"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let subject = cli.enrol_file(&template, &[]);
     cli.operator(&["verify", "--subject", &subject, "--probe", &template])
         .ok();
     cli.operator(&["identify", "--probe", &template, "--k", "3"]).ok();

@@ -40,20 +40,7 @@ fn last_audit(cli: &CliVault) -> serde_json::Value {
 fn bad_templates_exit_2_name_the_problem_write_nothing_and_are_audited() {
     let cli = CliVault::init(DIM);
     let good = cli.file("good.f32", &le_bytes(&Rng::new(3).gaussian_vec(DIM)));
-    let subject = cli
-        .admin(&[
-            "enroll",
-            "--template",
-            &good,
-            "--notice",
-            NOTICE_VERSION,
-            "--consent-method",
-            CONSENT_METHOD,
-        ])
-        .ok()["subject"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let subject = cli.enrol_file(&good, &[]);
     for (name, bytes, code) in bad_inputs() {
         let file = cli.file(name, &bytes);
         let before = std::fs::read(&cli.db).unwrap();

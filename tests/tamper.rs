@@ -290,20 +290,7 @@ fn cli_damaged_ciphertext_exits_4_and_never_answers_a_match() {
     let cli = CliVault::init(16);
     let template = Rng::new(5).gaussian_vec(16);
     let file = cli.file("t.f32", &le_bytes(&template));
-    let subject = cli
-        .admin(&[
-            "enroll",
-            "--template",
-            &file,
-            "--notice",
-            NOTICE_VERSION,
-            "--consent-method",
-            CONSENT_METHOD,
-        ])
-        .ok()["subject"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let subject = cli.enrol_file(&file, &[]);
     let conn = raw_db(&cli.db);
     let mut blob: Vec<u8> = conn
         .query_row("SELECT ciphertext FROM templates", [], |r| r.get(0))

@@ -52,15 +52,14 @@ impl LookupEvent {
             }
             LookupDetail::Refused(detail) => detail,
         };
-        AuditRecord {
-            seq: 0,
-            at: self.at,
-            actor: self.actor.to_string(),
-            action: self.action.as_str().to_string(),
-            subject: self.subject.map(|s| s.to_string()),
-            outcome: self.outcome,
+        super::record(
+            self.at,
+            &self.actor,
+            self.action,
+            self.subject,
+            self.outcome,
             detail,
-        }
+        )
     }
 }
 

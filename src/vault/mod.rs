@@ -216,6 +216,11 @@ struct Settings {
 }
 
 impl Settings {
+    /// Validates templates or probes against this vault's dimension and model, and normalises them.
+    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
+        Ok(template::normalise_rows(input, self.dim, &self.model, count)?)
+    }
+
     fn mac_fields(&self) -> Vec<Vec<u8>> {
         vec![
             self.vault_id.to_vec(),
@@ -340,12 +345,7 @@ struct Act<'a> {
 
 impl Act<'_> {
     fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
-        Ok(template::normalise_rows(
-            input,
-            self.settings.dim,
-            &self.settings.model,
-            count,
-        )?)
+        self.settings.normalise(input, count)
     }
 
     fn binding<'b>(&'b self, subject: &'b SubjectId, template_id: i64) -> TemplateBinding<'b> {
@@ -1107,12 +1107,7 @@ struct Look<'a> {
 
 impl Look<'_> {
     fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
-        Ok(template::normalise_rows(
-            input,
-            self.settings.dim,
-            &self.settings.model,
-            count,
-        )?)
+        self.settings.normalise(input, count)
     }
 }
 

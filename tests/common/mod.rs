@@ -302,10 +302,16 @@ impl CliVault {
     /// Enrols `values` as a new subject with the standard consent and `extra` options; returns its ID.
     pub fn enrol(&self, name: &str, values: &[f32], extra: &[&str]) -> String {
         let file = self.file(name, &le_bytes(values));
+        self.enrol_file(&file, extra)
+    }
+
+    /// Enrols the template file `file` as a new subject with the standard consent and `extra`
+    /// options; returns its ID.
+    pub fn enrol_file(&self, file: &str, extra: &[&str]) -> String {
         let mut args = vec![
             "enroll",
             "--template",
-            &file,
+            file,
             "--notice",
             NOTICE_VERSION,
             "--consent-method",
