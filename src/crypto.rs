@@ -206,6 +206,7 @@ pub(crate) fn seal_template(
 
 /// Opens a sealed template into `out` (exactly `binding.dim` values). `None` when the ciphertext
 /// was altered or belongs elsewhere; `out` is then left zeroed.
+#[cfg(test)]
 pub(crate) fn open_template(
     key: &DataKey,
     binding: &TemplateBinding<'_>,
@@ -213,16 +214,46 @@ pub(crate) fn open_template(
     ciphertext: &[u8],
     out: &mut [f32],
 ) -> Option<()> {
+    open_template_with(
+        key,
+        binding,
+        nonce,
+        ciphertext,
+        out,
+        &mut Zeroizing::new(Vec::new()),
+    )
+}
+
+/// [`open_template`] decrypting in `scratch`, so that a caller opening many templates allocates
+/// one buffer, not one each. The buffer is left holding plaintext until the caller drops it.
+pub(crate) fn open_template_with(
+    key: &DataKey,
+    binding: &TemplateBinding<'_>,
+    nonce: &[u8],
+    ciphertext: &[u8],
+    out: &mut [f32],
+    scratch: &mut Zeroizing<Vec<u8>>,
+) -> Option<()> {
     let plain_len = binding.dim * 4;
     if nonce.len() != NONCE_LEN || ciphertext.len() != plain_len + TAG_LEN || out.len() != binding.dim {
         return None;
     }
     let (body, tag) = ciphertext.split_at(plain_len);
-    let mut plain = Zeroizing::new(body.to_vec());
+    if scratch.capacity() < plain_len {
+        // A fresh buffer rather than a grown one, which would free the old unzeroed.
+        **scratch = Vec::with_capacity(plain_len);
+    }
+    scratch.clear();
+    scratch.extend_from_slice(body);
     key.cipher()
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), &binding.aad(), &mut plain, tag.into())
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            &binding.aad(),
+            scratch.as_mut_slice(),
+            tag.into(),
+        )
         .ok()?;
-    for (value, bytes) in out.iter_mut().zip(plain.chunks_exact(4)) {
+    for (value, bytes) in out.iter_mut().zip(scratch.chunks_exact(4)) {
         *value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
     Some(())

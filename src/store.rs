@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 /// The newest schema this build writes and reads.
 pub(crate) const FORMAT_VERSION: i64 = 1;
 
+/// The page size of a new vault's file, in bytes.
+pub(crate) const PAGE_SIZE: u32 = 16384;
+
 /// Numbered migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE meta (
@@ -112,6 +115,12 @@ impl Store {
             _ => Error::Io(e),
         })?;
         let created = Self::connect(path).and_then(|store| {
+            // Before the first table, the only moment SQLite takes it: a template row (about
+            // 2.1 KB at d=512) fills half a 4 KB page, so 16 KB pages hold seven rows at 92%
+            // instead of one at 52%, and the opening scan reads half the bytes.
+            store
+                .conn
+                .execute_batch(&format!("PRAGMA page_size={PAGE_SIZE};"))?;
             store.configure()?;
             Ok(store)
         });
@@ -350,18 +359,24 @@ pub(crate) fn subject(conn: &Connection, id: &[u8; 16]) -> Result<Option<Subject
 }
 
 /// A template row as stored.
-pub(crate) struct TemplateRow {
+/// A template row as the opening reads it, borrowed from SQLite's row buffer.
+pub(crate) struct TemplateRow<'a> {
     pub id: i64,
-    pub subject: Vec<u8>,
-    pub model: String,
+    pub subject: &'a [u8],
+    pub model: &'a str,
     pub dim: i64,
-    pub nonce: Vec<u8>,
-    pub ciphertext: Vec<u8>,
-    pub subject_created_at: i64,
-    pub subject_expires_at: i64,
-    pub subject_minor: bool,
-    pub subject_templates: i64,
-    pub subject_mac: Vec<u8>,
+    pub nonce: &'a [u8],
+    pub ciphertext: &'a [u8],
+}
+
+/// A subject row as the opening reads it: what its MAC covers and its wrapped key.
+pub(crate) struct SubjectKeyRow {
+    pub id: Vec<u8>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub minor: bool,
+    pub templates: i64,
+    pub mac: Vec<u8>,
     pub wrapped_key: Option<Vec<u8>>,
 }
 
@@ -405,57 +420,59 @@ pub(crate) fn counts(conn: &Connection) -> Result<(usize, usize)> {
     ))
 }
 
-/// Visits every template with its subject row, in storage order (a subject enrolled at once has its templates side by side).
-pub(crate) fn for_each_template(
+/// Visits every subject row, in key order: one sequential pass over the table.
+pub(crate) fn for_each_subject(
     conn: &Connection,
-    mut visit: impl FnMut(TemplateRow) -> Result<()>,
+    mut visit: impl FnMut(SubjectKeyRow) -> Result<()>,
 ) -> Result<()> {
-    let mut statement = conn.prepare(
-        "SELECT t.id, t.subject_id, t.model, t.dim, t.nonce, t.ciphertext,
-                s.created_at, s.expires_at, s.minor, s.templates, s.mac, s.wrapped_key
-         FROM templates t JOIN subjects s ON s.id = t.subject_id
-         ORDER BY t.id",
-    )?;
+    let mut statement =
+        conn.prepare("SELECT id, created_at, expires_at, minor, templates, mac, wrapped_key FROM subjects")?;
     let mut rows = statement.query([])?;
     while let Some(row) = rows.next()? {
-        visit(TemplateRow {
+        visit(SubjectKeyRow {
             id: row.get(0)?,
-            subject: row.get(1)?,
-            model: row.get(2)?,
-            dim: row.get(3)?,
-            nonce: row.get(4)?,
-            ciphertext: row.get(5)?,
-            subject_created_at: row.get(6)?,
-            subject_expires_at: row.get(7)?,
-            subject_minor: row.get(8)?,
-            subject_templates: row.get(9)?,
-            subject_mac: row.get(10)?,
-            wrapped_key: row.get(11)?,
+            created_at: row.get(1)?,
+            expires_at: row.get(2)?,
+            minor: row.get(3)?,
+            templates: row.get(4)?,
+            mac: row.get(5)?,
+            wrapped_key: row.get(6)?,
         })?;
     }
     Ok(())
 }
 
-/// Template rows whose subject row is gone: a vault never makes them, so each is damage.
-pub(crate) fn templates_without_subject(conn: &Connection) -> Result<Vec<i64>> {
-    let mut statement = conn.prepare(
-        "SELECT id FROM templates t WHERE NOT EXISTS (SELECT 1 FROM subjects s WHERE s.id = t.subject_id)",
-    )?;
-    let ids = statement
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
-}
-
-/// Subjects that have no templates: a vault never makes them, so each is damage.
-pub(crate) fn subjects_without_templates(conn: &Connection) -> Result<Vec<Vec<u8>>> {
-    let mut statement = conn.prepare(
-        "SELECT id FROM subjects s WHERE NOT EXISTS (SELECT 1 FROM templates t WHERE t.subject_id = s.id)",
-    )?;
-    let ids = statement
-        .query_map([], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
+/// Visits every template row in storage order: one sequential pass over the table, each row
+/// lent rather than copied.
+pub(crate) fn for_each_template(
+    conn: &Connection,
+    mut visit: impl FnMut(TemplateRow<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut statement =
+        conn.prepare("SELECT id, subject_id, model, dim, nonce, ciphertext FROM templates ORDER BY id")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let wrong_type = |index: usize, value: rusqlite::types::ValueRef<'_>| {
+            let found = value.data_type();
+            move |e: rusqlite::types::FromSqlError| {
+                rusqlite::Error::FromSqlConversionFailure(index, found, Box::new(e))
+            }
+        };
+        let blob = |index: usize| -> Result<&[u8]> {
+            let value = row.get_ref(index)?;
+            Ok(value.as_blob().map_err(wrong_type(index, value))?)
+        };
+        let model = row.get_ref(2)?;
+        visit(TemplateRow {
+            id: row.get(0)?,
+            subject: blob(1)?,
+            model: model.as_str().map_err(wrong_type(2, model))?,
+            dim: row.get(3)?,
+            nonce: blob(4)?,
+            ciphertext: blob(5)?,
+        })?;
+    }
+    Ok(())
 }
 
 /// Erases a subject: the wrapped data key first (crypto-shredding), then its templates, then the

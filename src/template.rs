@@ -147,12 +147,16 @@ pub(crate) fn normalise_rows(
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         ),
     }
-    for (row, values) in out.chunks_exact_mut(dim).enumerate() {
-        normalise_row(row, values)?;
-    }
+    crate::gallery::kernels::with_wide_vectors(|| {
+        for (row, values) in out.chunks_exact_mut(dim).enumerate() {
+            normalise_row(row, values)?;
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 
+#[inline(always)]
 fn normalise_row(row: usize, values: &mut [f32]) -> Result<(), TemplateError> {
     let sum = sum_of_squares(values);
     if !sum.is_finite() {
@@ -179,6 +183,7 @@ fn normalise_row(row: usize, values: &mut [f32]) -> Result<(), TemplateError> {
 
 /// Σ v² in f64, in eight independent lanes (summed in lane order, then the tail) so that it runs
 /// in parallel; `docs/format.md` gives the same recipe, since stored templates depend on it.
+#[inline(always)]
 pub(crate) fn sum_of_squares(values: &[f32]) -> f64 {
     let mut lanes = [0f64; 8];
     let chunks = values.chunks_exact(8);

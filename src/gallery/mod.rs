@@ -8,7 +8,7 @@
 //! read path never reshuffles it.
 
 mod fastscan;
-mod kernels;
+pub(crate) mod kernels;
 
 use fastscan::{Codes, Query, Rotation, BLOCK};
 
@@ -22,8 +22,44 @@ use crate::subject::SubjectId;
 
 /// A subject's rows and the moment its retention ends.
 struct SubjectEntry {
-    rows: Vec<usize>,
+    rows: RowList,
     expires_at: UnixMillis,
+}
+
+/// A subject's row indices. Most subjects have one template: its row sits in the entry itself, so
+/// a verify makes no pointer chase (a cache miss) from the entry to its rows.
+struct RowList {
+    first: usize,
+    rest: Vec<usize>,
+}
+
+impl RowList {
+    fn new(first: usize) -> Self {
+        Self {
+            first,
+            rest: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: usize) {
+        self.rest.push(row);
+    }
+
+    fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &usize> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut usize> {
+        std::iter::once(&mut self.first).chain(&mut self.rest)
+    }
+
+    fn to_vec(&self) -> Vec<usize> {
+        self.iter().copied().collect()
+    }
 }
 
 /// The answer of a 1:1 lookup.
@@ -92,9 +128,33 @@ struct FastIndex {
     rotation: Rotation,
     codes: Codes,
     scratch: Zeroizing<Vec<f32>>,
-    /// Per-row upper bounds of the last scan, kept to avoid a large allocation per query. They
-    /// approximate the probe's score against every row, so they are zeroed when dropped.
-    uppers: std::sync::Mutex<Zeroizing<Vec<f32>>>,
+    /// The last scan's bounds, kept to avoid allocating per query. They approximate the probe's
+    /// scores, so they are zeroed when dropped.
+    short_list: std::sync::Mutex<ShortList>,
+}
+
+#[derive(Default)]
+struct ShortList {
+    /// Each block's highest upper bound.
+    block_max: Zeroizing<Vec<f32>>,
+    /// The rows to re-rank, with their upper bounds.
+    order: Zeroizing<Vec<(f32, u32)>>,
+}
+
+/// Rows sorted per step of the re-rank.
+const RERANK_BATCH: usize = 32;
+/// Rows fetched ahead of the one being scored in the re-rank, which reads scattered rows.
+const PREFETCH_AHEAD: usize = 4;
+
+/// The positions of the set bits of `mask`, lowest first.
+fn set_bits(mut mask: u32) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let bit = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            bit
+        })
+    })
 }
 
 /// Rows scored per kernel call: large enough to amortise the call, small enough that the scores
@@ -110,9 +170,9 @@ impl Gallery {
             let padded = rotation.padded();
             FastIndex {
                 rotation,
-                codes: Codes::new(padded),
+                codes: Codes::new(padded, dim),
                 scratch: Zeroizing::new(vec![0.0; padded]),
-                uppers: std::sync::Mutex::new(Zeroizing::new(Vec::new())),
+                short_list: std::sync::Mutex::new(ShortList::default()),
             }
         });
         Self {
@@ -138,6 +198,7 @@ impl Gallery {
         }
         let capacity = needed.max(self.rows.capacity() * 2);
         let mut grown = Zeroizing::new(Vec::with_capacity(capacity));
+        kernels::advise_huge_pages(grown.spare_capacity_mut());
         grown.extend_from_slice(&self.rows);
         // Dropping the old buffer zeroes it, spare capacity included.
         self.rows = grown;
@@ -181,25 +242,24 @@ impl Gallery {
         self.row_subject.push(subject);
         self.row_template.push(template_id);
         self.row_expires.push(expires_at);
-        self.subjects
-            .entry(subject)
-            .or_insert_with(|| SubjectEntry {
-                rows: Vec::new(),
-                expires_at,
-            })
-            .rows
-            .push(index);
+        match self.subjects.entry(subject) {
+            std::collections::hash_map::Entry::Occupied(mut entry) => entry.get_mut().rows.push(index),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(SubjectEntry {
+                    rows: RowList::new(index),
+                    expires_at,
+                });
+            }
+        }
         true
     }
 
     /// Removes every row of `subject`, zeroing the memory they occupied. Returns how many.
     pub(crate) fn remove_subject(&mut self, subject: &SubjectId) -> usize {
-        let Some(SubjectEntry {
-            rows: mut indices, ..
-        }) = self.subjects.remove(subject)
-        else {
+        let Some(SubjectEntry { rows, .. }) = self.subjects.remove(subject) else {
             return 0;
         };
+        let mut indices = rows.to_vec();
         // Highest first, so that the row moved into each hole never belongs to `subject`.
         indices.sort_unstable_by(|a, b| b.cmp(a));
         for &index in &indices {
@@ -266,7 +326,7 @@ impl Gallery {
         let mut indices = self
             .subjects
             .get(subject)
-            .map_or_else(Vec::new, |entry| entry.rows.clone());
+            .map_or_else(Vec::new, |entry| entry.rows.to_vec());
         indices.sort_unstable_by_key(|index| self.row_template[*index]);
         indices.into_iter().map(|index| self.row(index)).collect()
     }
@@ -279,6 +339,10 @@ impl Gallery {
         };
         if !policy::is_within_retention(entry.expires_at, now) {
             return Lookup::Expired;
+        }
+        // Every line of every row asked for at once, so the misses overlap instead of queueing.
+        for &index in entry.rows.iter() {
+            kernels::prefetch(self.row(index));
         }
         let kernel = kernels::best();
         let mut score = [0f32];
@@ -327,8 +391,9 @@ impl Gallery {
         best.into_ranked()
     }
 
-    /// The fast path: estimates with bounds for every row, then the exact score of every row whose
-    /// upper bound reaches the k-th best lower bound (and the threshold).
+    /// The fast path: bounds for every row from its code, then the exact score of the rows whose
+    /// upper bound reaches the k-th best lower bound (and the threshold), best bound first, until
+    /// no bound left can change the answer.
     fn identify_fast(
         &self,
         fast: &FastIndex,
@@ -339,63 +404,77 @@ impl Gallery {
     ) -> Vec<(SubjectId, f32)> {
         let mut rotated = Zeroizing::new(vec![0f32; fast.rotation.padded()]);
         fast.rotation.apply(probe, &mut rotated);
-        let query = Query::new(&rotated);
-        let rows = fast.codes.len();
-        // Pass 1: every row's upper bound, and the k-th best lower bound over live subjects. The
-        // bounds are kept so that pass 2 knows the final floor before choosing the short list.
-        let mut uppers = fast
-            .uppers
+        let query = Query::new(&fast.codes, &rotated);
+        let mut scratch = fast
+            .short_list
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        uppers.clear();
-        uppers.resize(rows.div_ceil(BLOCK) * BLOCK, f32::NEG_INFINITY);
+        let ShortList { block_max, order } = &mut *scratch;
+        block_max.clear();
+        block_max.resize(fast.codes.blocks(), f32::NEG_INFINITY);
+        order.clear();
+        // Pass 1: every row's bounds. The k-th best lower bound over live subjects rises as the
+        // scan goes; each block's highest upper bound is kept.
         let mut lower = TopSubjects::new(k);
-        let mut lower_floor = f32::NEG_INFINITY;
-        let mut sums = [0u16; BLOCK];
-        let mut lowers = [0f32; BLOCK];
-        for (block, block_uppers) in uppers.chunks_exact_mut(BLOCK).enumerate() {
-            let Ok(block_uppers) = <&mut [f32; BLOCK]>::try_from(block_uppers) else {
-                continue;
-            };
-            fastscan::block_sums(&fast.codes, &query, block, &mut sums);
-            query.bounds(&fast.codes, block, &sums, block_uppers, &mut lowers);
-            if !lowers.iter().any(|low| *low > lower_floor) {
-                continue;
-            }
-            for (offset, low) in lowers.iter().enumerate() {
-                let row = block * BLOCK + offset;
-                if *low > lower_floor && policy::is_within_retention(self.row_expires[row], now) {
-                    lower.offer(self.row_subject[row], *low);
-                    lower_floor = lower.floor();
+        query.scan(
+            &fast.codes,
+            threshold,
+            |row, low| {
+                if policy::is_within_retention(self.row_expires[row], now) {
+                    lower.offer(self.row_subject[row], low);
                 }
+                lower.floor().max(threshold)
+            },
+            block_max,
+        );
+        // Pass 2: only the blocks that can still hold an answer, for their rows whose upper bound
+        // reaches the final floor.
+        let floor = lower.floor().max(threshold);
+        for (block, max) in block_max.iter().enumerate() {
+            if *max < floor {
+                continue;
+            }
+            let bounds = query.bounds(&fast.codes, block, floor, f32::INFINITY);
+            for offset in set_bits(bounds.candidates) {
+                order.push((bounds.uppers[offset], (block * BLOCK + offset) as u32));
             }
         }
-        // Pass 2: the exact score of every live row whose upper bound reaches the floor, fetching
-        // rows a few ahead since they are scattered over the gallery.
-        let floor = lower_floor.max(threshold);
-        let short_list: Vec<usize> = uppers[..rows]
-            .iter()
-            .enumerate()
-            .filter(|(row, upper)| {
-                **upper >= floor && policy::is_within_retention(self.row_expires[*row], now)
-            })
-            .map(|(row, _)| row)
-            .collect();
-        const AHEAD: usize = 4;
-        for &row in short_list.iter().take(AHEAD) {
-            kernels::prefetch(self.row(row));
-        }
+        // The re-rank, best upper bound first: once the next bound is below the k-th best exact
+        // score, no row left can enter the answer.
         let kernel = kernels::best();
         let mut best = TopSubjects::new(k);
         let mut score = [0f32];
-        for (position, &row) in short_list.iter().enumerate() {
-            if let Some(&ahead) = short_list.get(position + AHEAD) {
-                kernels::prefetch(self.row(ahead));
+        let mut done = 0;
+        while done < order.len() {
+            // Sorting a few dozen at a time: most probes stop within the first.
+            let batch = RERANK_BATCH.min(order.len() - done);
+            let rest = &mut order[done..];
+            if batch < rest.len() {
+                rest.select_nth_unstable_by(batch, |a, b| b.0.total_cmp(&a.0));
             }
-            kernel.dots(probe, self.row(row), &mut score);
-            if score[0] >= threshold {
-                best.offer(self.row_subject[row], score[0]);
+            let head = &mut rest[..batch];
+            head.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            for &(_, row) in head.iter().take(PREFETCH_AHEAD) {
+                kernels::prefetch(self.row(row as usize));
             }
+            for position in 0..head.len() {
+                let (upper, row) = head[position];
+                if upper < best.floor().max(threshold) {
+                    return best.into_ranked();
+                }
+                if let Some(&(_, ahead)) = head.get(position + PREFETCH_AHEAD) {
+                    kernels::prefetch(self.row(ahead as usize));
+                }
+                let row = row as usize;
+                if !policy::is_within_retention(self.row_expires[row], now) {
+                    continue;
+                }
+                kernel.dots(probe, self.row(row), &mut score);
+                if score[0] >= threshold {
+                    best.offer(self.row_subject[row], score[0]);
+                }
+            }
+            done += batch;
         }
         best.into_ranked()
     }
@@ -411,9 +490,40 @@ impl Gallery {
             + codes
     }
 
-    /// The name of the scan kernel in use.
+    /// The name of the f32 kernel in use.
     pub(crate) fn kernel_name() -> &'static str {
         kernels::best().name
+    }
+
+    /// The name of the fast scan's table-lookup kernel in use.
+    pub(crate) fn code_kernel_name() -> &'static str {
+        fastscan::kernel_name()
+    }
+
+    /// The fast scan's bound half-widths for `probe`, one per row: the error the mode allows.
+    #[cfg(test)]
+    fn fast_half_widths(&self, probe: &[f32]) -> Vec<f32> {
+        let Some(fast) = &self.fast else {
+            return Vec::new();
+        };
+        let mut rotated = vec![0f32; fast.rotation.padded()];
+        fast.rotation.apply(probe, &mut rotated);
+        let query = Query::new(&fast.codes, &rotated);
+        (0..fast.codes.blocks())
+            .flat_map(|block| {
+                let bounds = query.bounds(&fast.codes, block, 0.0, 0.0);
+                (0..BLOCK).map(move |i| (bounds.uppers[i] - bounds.lowers[i]) / 2.0)
+            })
+            .take(self.template_count())
+            .collect()
+    }
+
+    /// Every byte of the fast scan's codes as they sit in memory.
+    #[cfg(test)]
+    pub(crate) fn code_bytes(&self) -> Vec<u8> {
+        self.fast
+            .as_ref()
+            .map_or_else(Vec::new, |fast| fast.codes.raw_bytes().to_vec())
     }
 
     fn row(&self, index: usize) -> &[f32] {
@@ -463,6 +573,7 @@ impl TopSubjects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const FOREVER: UnixMillis = i64::MAX;
 
@@ -533,7 +644,7 @@ mod tests {
                 let n = u8::try_from(template).unwrap();
                 assert_eq!(g.row_subject[index], id(n % 5));
                 assert_eq!(g.row(index)[usize::from(n % 3)], 1.0);
-                assert!(g.subjects[&id(n % 5)].rows.contains(&index));
+                assert!(g.subjects[&id(n % 5)].rows.iter().any(|row| *row == index));
             }
             assert!(g
                 .identify(&unit(3, 0), 10, -1.0, 0)
@@ -642,5 +753,61 @@ mod tests {
             }
         }
         assert!(checked > 250, "only {checked} cases had a unique best");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Clustered galleries and probes near one member: whenever the exact best subject beats
+        /// the second by more than the fast mode's widest error bound for that probe, the fast
+        /// mode names the same subject, with the same (exact) score.
+        #[test]
+        fn the_fast_top_1_is_the_exact_top_1_when_the_margin_exceeds_the_bound(
+            seed in any::<u64>(),
+            dim in prop::sample::select(vec![32usize, 100, 256, 512]),
+            rows in 2usize..300,
+            spread in 0.2f32..2.0,
+            noise in 0.0f32..1.0,
+            expired_every in 0usize..7,
+        ) {
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
+            };
+            let centres: Vec<Vec<f32>> = (0..3)
+                .map(|_| unit_from((0..dim).map(|_| next()).collect()))
+                .collect();
+            let mut exact = Gallery::new(dim, ScanMode::Exact, seed);
+            let mut fast = Gallery::new(dim, ScanMode::Fast, seed.rotate_left(17));
+            let mut people = Vec::new();
+            for row in 0..rows {
+                let person = unit_from(centres[row % 3].iter().map(|c| c + spread * next()).collect());
+                let subject = SubjectId::from_bytes(&(row as u128 + 1).to_le_bytes()).unwrap();
+                let expires = if expired_every > 0 && row % expired_every == 1 { 10 } else { FOREVER };
+                exact.push(subject, expires, row as i64, &person);
+                fast.push(subject, expires, row as i64, &person);
+                people.push(person);
+            }
+            let target = &people[seed as usize % rows];
+            let probe = unit_from(target.iter().map(|t| t + noise * next()).collect());
+            let truth = exact.identify(&probe, 2, -1.0, 20);
+            let found = fast.identify(&probe, 1, -1.0, 20);
+            let bound = fast.fast_half_widths(&probe).into_iter().fold(0f32, f32::max);
+            let margin = match truth.as_slice() {
+                [best, second] => best.1 - second.1,
+                [_] => f32::INFINITY,
+                _ => return Ok(()),
+            };
+            if margin > bound {
+                prop_assert_eq!(found.len(), 1);
+                prop_assert_eq!(found[0].0, truth[0].0);
+                prop_assert!((found[0].1 - truth[0].1).abs() < 1e-5);
+            }
+            // Expired rows never answer, whatever the margin.
+            prop_assert!(found.iter().all(|(subject, _)| fast.expires_at(subject) == Some(FOREVER)));
+        }
     }
 }

@@ -5,8 +5,8 @@
 //! use this queue: their records are written inside their own transaction. So a crash can lose at
 //! most the match records of the last flush interval, never the record of a data change.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -63,9 +63,30 @@ impl LookupEvent {
     }
 }
 
-enum Message {
-    Record(LookupEvent),
-    Flush(mpsc::SyncSender<Result<()>>),
+/// What the vault hands the writer: the records waiting, and who is waiting for them.
+#[derive(Default)]
+struct Queue {
+    events: Vec<LookupEvent>,
+    /// When the oldest waiting record was queued: the writer writes by `oldest + FLUSH_INTERVAL`.
+    oldest: Option<Instant>,
+    /// Callers of `flush`, each told when everything queued before it is committed.
+    flushes: Vec<mpsc::SyncSender<Result<()>>>,
+    closed: bool,
+}
+
+/// The queue and the condition the writer sleeps on. A lookup wakes the writer only when it is
+/// the first record of a batch or fills one, so the lookup path makes no system call otherwise.
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while the queue is held, and a Vec of events is consistent in any case.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The store, shared between the vault and the match-log writer.
@@ -79,44 +100,58 @@ pub(super) fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
 
 /// The queue and its writer thread.
 pub(super) struct MatchLog {
-    sender: Option<Sender<Message>>,
+    shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
 }
 
 impl MatchLog {
     pub(super) fn start(store: SharedStore, audit_key: hmac::Key) -> Result<Self> {
-        let (sender, receiver) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let for_worker = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
             .name("facevault-match-log".into())
-            .spawn(move || run(&store, &audit_key, &receiver))?;
+            .spawn(move || run(&store, &audit_key, &for_worker))?;
         Ok(Self {
-            sender: Some(sender),
+            shared,
             worker: Some(worker),
         })
     }
 
     /// Queues a record; returns at once.
     pub(super) fn push(&self, record: LookupEvent) {
-        if let Some(sender) = &self.sender {
-            // The writer only stops when this log is dropped, so the send cannot fail while
-            // `self` exists; if it somehow did there would be no one left to tell.
-            let _ = sender.send(Message::Record(record));
+        let mut queue = self.shared.lock();
+        queue.events.push(record);
+        let wake = if queue.events.len() == 1 {
+            queue.oldest = Some(Instant::now());
+            true
+        } else {
+            queue.events.len() == FLUSH_BATCH
+        };
+        drop(queue);
+        if wake {
+            self.shared.wake.notify_one();
         }
     }
 
     /// Writes every queued record now and waits until they are committed.
     pub(super) fn flush(&self) -> Result<()> {
         let (reply, done) = mpsc::sync_channel(1);
-        let sender = self.sender.as_ref().ok_or_else(writer_gone)?;
-        sender.send(Message::Flush(reply)).map_err(|_| writer_gone())?;
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return Err(writer_gone());
+        }
+        queue.flushes.push(reply);
+        drop(queue);
+        self.shared.wake.notify_one();
         done.recv().map_err(|_| writer_gone())?
     }
 }
 
 impl Drop for MatchLog {
     fn drop(&mut self) {
-        // Closing the channel makes the writer write what is left and stop.
-        drop(self.sender.take());
+        // The writer writes what is left and stops.
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
@@ -127,40 +162,63 @@ fn writer_gone() -> Error {
     Error::Io(std::io::Error::other("the match-log writer thread has stopped"))
 }
 
-fn run(store: &SharedStore, audit_key: &hmac::Key, receiver: &Receiver<Message>) {
+fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) {
+    // Records taken from the queue but not yet committed: a failed write (a full disk, say) keeps
+    // them and tries again one interval later, rather than spinning on the store lock.
     let mut batch: Vec<AuditRecord> = Vec::new();
-    let mut deadline = Instant::now();
+    let mut retry_at: Option<Instant> = None;
+    let mut queue = shared.lock();
     loop {
-        let message = if batch.is_empty() {
-            receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
-        } else {
-            receiver.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        };
-        match message {
-            Ok(Message::Record(record)) => {
-                if batch.is_empty() {
-                    deadline = Instant::now() + FLUSH_INTERVAL;
+        let now = Instant::now();
+        let due = [queue.oldest.map(|oldest| oldest + FLUSH_INTERVAL), retry_at]
+            .into_iter()
+            .flatten()
+            .min();
+        // After a failed write only a flush, a close or the retry time brings the next attempt.
+        let batch_full = queue.events.len() >= FLUSH_BATCH && retry_at.is_none();
+        let write_now =
+            queue.closed || !queue.flushes.is_empty() || batch_full || due.is_some_and(|due| due <= now);
+        if !write_now {
+            queue = match due {
+                Some(due) => {
+                    shared
+                        .wake
+                        .wait_timeout(queue, due - now)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0
                 }
-                batch.push(record.into_record());
-                if batch.len() >= FLUSH_BATCH {
-                    let _ = write(store, audit_key, &mut batch);
-                }
-            }
-            Ok(Message::Flush(reply)) => {
-                let _ = reply.send(write(store, audit_key, &mut batch));
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                // A failed write (a full disk, say) keeps the batch and tries again one interval
-                // later, rather than spinning on the store lock.
-                if write(store, audit_key, &mut batch).is_err() {
-                    deadline = Instant::now() + FLUSH_INTERVAL;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = write(store, audit_key, &mut batch);
-                return;
-            }
+                None => shared
+                    .wake
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            };
+            continue;
         }
+        let events = std::mem::take(&mut queue.events);
+        let flushes = std::mem::take(&mut queue.flushes);
+        let closed = queue.closed;
+        queue.oldest = None;
+        drop(queue);
+        // Formatting is the writer's work, off the lookup path.
+        batch.extend(events.into_iter().map(LookupEvent::into_record));
+        let written = write(store, audit_key, &mut batch);
+        retry_at = written.is_err().then(|| Instant::now() + FLUSH_INTERVAL);
+        let mut written = Some(written);
+        for reply in flushes {
+            // The first caller gets the error itself, any other one its description.
+            let answer = match written.take() {
+                Some(result) => result,
+                None if retry_at.is_some() => Err(Error::Io(std::io::Error::other(
+                    "the match-log records could not be written",
+                ))),
+                None => Ok(()),
+            };
+            let _ = reply.send(answer);
+        }
+        if closed {
+            return;
+        }
+        queue = shared.lock();
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod consent;
 mod export;
 mod match_log;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -197,8 +198,11 @@ pub struct Stats {
     pub notice: Option<String>,
     /// Bytes of memory the decrypted gallery holds.
     pub memory_bytes: usize,
-    /// The scan kernel this CPU runs (`avx512f`, `avx2+fma` or `portable`).
+    /// The f32 kernel this CPU runs (`avx512f`, `avx2+fma` or `portable`): the exact scan, verify
+    /// and the fast scan's re-rank.
     pub kernel: &'static str,
+    /// The fast scan's table-lookup kernel this CPU runs (`avx2` or `portable`).
+    pub code_kernel: &'static str,
     /// How identify scans.
     pub scan: ScanMode,
 }
@@ -210,6 +214,9 @@ struct Settings {
     dim: usize,
     model: String,
     threshold: f32,
+    /// `shortest_f64(threshold)`, which decisions compare reported scores with: worked out once,
+    /// not on every lookup.
+    threshold_decimal: f64,
     ceilings: RetentionCeilings,
     utc_offset_minutes: i32,
     scan: ScanMode,
@@ -258,6 +265,7 @@ impl Settings {
             dim: usize::try_from(dim).unwrap_or(0),
             model: store::meta_get(conn, "model")?,
             threshold: threshold as f32,
+            threshold_decimal: shortest_f64(threshold as f32),
             ceilings: RetentionCeilings {
                 adult_secs: store::meta_get(conn, "max_retention_secs")?,
                 minor_secs: store::meta_get(conn, "max_minor_retention_secs")?,
@@ -440,6 +448,15 @@ impl Act<'_> {
     }
 }
 
+/// A subject while the gallery loads: its unwrapped key, and its templates counted against the
+/// MACed count.
+struct LoadingSubject {
+    key: DataKey,
+    expires_at: UnixMillis,
+    expected: i64,
+    seen: i64,
+}
+
 /// An open vault.
 pub struct Vault {
     store: SharedStore,
@@ -499,6 +516,7 @@ impl Vault {
                 dim: config.dim,
                 model: config.model.clone(),
                 threshold: config.threshold,
+                threshold_decimal: shortest_f64(config.threshold),
                 ceilings: RetentionCeilings {
                     adult_secs: config.max_retention_secs,
                     minor_secs: config.max_minor_retention_secs,
@@ -615,57 +633,69 @@ impl Vault {
         Ok(vault)
     }
 
+    /// Decrypts every template into a fresh gallery: first every subject row (its MAC checked,
+    /// its data key unwrapped), then every template, each in one sequential pass over its table.
+    /// A template without its subject, a subject without its templates or with a count that
+    /// differs from its rows, and any record that fails authentication, is named as damage.
     fn load_gallery(&mut self) -> Result<()> {
         let settings = &self.settings;
         let keys = &self.keys;
         let seed = u64::from_le_bytes(crypto::random_array()?);
         let mut gallery = Gallery::new(settings.dim, settings.scan, seed);
-        let mut current: Option<(Vec<u8>, DataKey)> = None;
-        let mut expected_templates: Vec<(SubjectId, i64)> = Vec::new();
         let store = lock(&self.store);
         // Sized once, so that loading never doubles a buffer and leaves slack behind.
-        let (subjects, templates) = store::counts(store.conn())?;
-        gallery.reserve(templates);
-        gallery.reserve_subjects(subjects);
+        let (subject_count, template_count) = store::counts(store.conn())?;
+        gallery.reserve(template_count);
+        gallery.reserve_subjects(subject_count);
+        let mut subjects: HashMap<SubjectId, LoadingSubject> = HashMap::with_capacity(subject_count);
+        store::for_each_subject(store.conn(), |row| {
+            let damaged = || Error::Integrity {
+                table: "subjects",
+                record: SubjectId::from_bytes(&row.id).map_or_else(|| "?".into(), |id| id.to_string()),
+            };
+            let subject = SubjectId::from_bytes(&row.id).ok_or_else(damaged)?;
+            let subject_row = SubjectRow {
+                id: *subject.as_bytes(),
+                created_at: row.created_at,
+                expires_at: row.expires_at,
+                minor: row.minor,
+                templates: row.templates,
+                wrapped_key: None,
+                personal: None,
+                mac: Vec::new(),
+            };
+            let fields = subject_mac_fields(&subject_row);
+            if !keys.record_mac_matches("subject", &slices(&fields), &row.mac) {
+                return Err(damaged());
+            }
+            let key = row
+                .wrapped_key
+                .as_deref()
+                .and_then(|wrapped| keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
+                .ok_or_else(damaged)?;
+            subjects.insert(
+                subject,
+                LoadingSubject {
+                    key,
+                    expires_at: row.expires_at,
+                    expected: row.templates,
+                    seen: 0,
+                },
+            );
+            Ok(())
+        })?;
+        let mut scratch = Zeroizing::new(Vec::new());
         store::for_each_template(store.conn(), |row| {
-            let damaged_template = || Error::Integrity {
+            let damaged = || Error::Integrity {
                 table: "templates",
                 record: row.id.to_string(),
             };
-            let subject = SubjectId::from_bytes(&row.subject).ok_or_else(damaged_template)?;
+            let subject = SubjectId::from_bytes(row.subject).ok_or_else(damaged)?;
             if row.model != settings.model || usize::try_from(row.dim).ok() != Some(settings.dim) {
-                return Err(damaged_template());
+                return Err(damaged());
             }
-            if current.as_ref().map(|(id, _)| id) != Some(&row.subject) {
-                let damaged_subject = || Error::Integrity {
-                    table: "subjects",
-                    record: subject.to_string(),
-                };
-                let subject_row = SubjectRow {
-                    id: *subject.as_bytes(),
-                    created_at: row.subject_created_at,
-                    expires_at: row.subject_expires_at,
-                    minor: row.subject_minor,
-                    templates: row.subject_templates,
-                    wrapped_key: None,
-                    personal: None,
-                    mac: Vec::new(),
-                };
-                let fields = subject_mac_fields(&subject_row);
-                if !keys.record_mac_matches("subject", &slices(&fields), &row.subject_mac) {
-                    return Err(damaged_subject());
-                }
-                let key = row
-                    .wrapped_key
-                    .as_deref()
-                    .and_then(|wrapped| keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
-                    .ok_or_else(damaged_subject)?;
-                current = Some((row.subject.clone(), key));
-                expected_templates.push((subject, row.subject_templates));
-            }
-            let Some((_, key)) = current.as_ref() else {
-                return Err(damaged_template());
-            };
+            // A template whose subject row is gone is damage: a vault never makes one.
+            let owner = subjects.get_mut(&subject).ok_or_else(damaged)?;
             let binding = TemplateBinding {
                 vault_id: &settings.vault_id,
                 subject: subject.as_bytes(),
@@ -673,34 +703,33 @@ impl Vault {
                 model: &settings.model,
                 dim: settings.dim,
             };
-            let opened = gallery.push_with(subject, row.subject_expires_at, row.id, |slot| {
-                crypto::open_template(key, &binding, &row.nonce, &row.ciphertext, slot).is_some()
+            let opened = gallery.push_with(subject, owner.expires_at, row.id, |slot| {
+                crypto::open_template_with(
+                    &owner.key,
+                    &binding,
+                    row.nonce,
+                    row.ciphertext,
+                    slot,
+                    &mut scratch,
+                )
+                .is_some()
             });
-            if opened {
-                Ok(())
-            } else {
-                Err(damaged_template())
+            if !opened {
+                return Err(damaged());
             }
+            owner.seen += 1;
+            Ok(())
         })?;
-        for (subject, expected) in expected_templates {
-            if i64::try_from(gallery.templates_of(&subject)).ok() != Some(expected) {
-                return Err(Error::Integrity {
-                    table: "subjects",
-                    record: subject.to_string(),
-                });
-            }
-        }
-        if let Some(orphan) = store::templates_without_subject(store.conn())?.first() {
-            return Err(Error::Integrity {
-                table: "templates",
-                record: orphan.to_string(),
-            });
-        }
-        if let Some(orphan) = store::subjects_without_templates(store.conn())?.first() {
-            let record = SubjectId::from_bytes(orphan).map_or_else(|| "?".into(), |id| id.to_string());
+        let mut miscounted: Vec<&SubjectId> = subjects
+            .iter()
+            .filter(|(_, loaded)| loaded.seen == 0 || loaded.seen != loaded.expected)
+            .map(|(subject, _)| subject)
+            .collect();
+        miscounted.sort_unstable();
+        if let Some(subject) = miscounted.first() {
             return Err(Error::Integrity {
                 table: "subjects",
-                record,
+                record: subject.to_string(),
             });
         }
         self.gallery = gallery;
@@ -779,6 +808,7 @@ impl Vault {
                 dim: act.settings.dim,
                 model: act.settings.model.clone(),
                 threshold,
+                threshold_decimal: shortest_f64(threshold),
                 ceilings: act.settings.ceilings,
                 utc_offset_minutes: act.settings.utc_offset_minutes,
                 scan: act.settings.scan,
@@ -811,7 +841,7 @@ impl Vault {
             // The decision is taken on the score as reported, so that a caller never sees
             // "score 0.4, no match" at a threshold of 0.4.
             let score = round_score(score);
-            let matched = score >= shortest_f64(act.settings.threshold);
+            let matched = score >= act.settings.threshold_decimal;
             let detail = LookupDetail::Verified { matched, score };
             let verification = Verification {
                 subject: *subject,
@@ -844,7 +874,7 @@ impl Vault {
                     subject,
                     score: round_score(score),
                 })
-                .filter(|candidate| candidate.score >= shortest_f64(act.settings.threshold))
+                .filter(|candidate| candidate.score >= act.settings.threshold_decimal)
                 .collect();
             let detail = LookupDetail::Identified {
                 k,
@@ -873,12 +903,13 @@ impl Vault {
                 templates: act.gallery.template_count(),
                 dim: act.settings.dim,
                 model: act.settings.model.clone(),
-                threshold: shortest_f64(act.settings.threshold),
+                threshold: act.settings.threshold_decimal,
                 expired,
                 renotice_due,
                 notice,
                 memory_bytes: act.gallery.memory_bytes(),
                 kernel: Gallery::kernel_name(),
+                code_kernel: Gallery::code_kernel_name(),
                 scan: act.settings.scan,
             };
             Ok((stats, vec![Entry::new(None, "")]))
@@ -1041,6 +1072,7 @@ impl Vault {
         }
         if let Some(threshold) = pending.threshold {
             self.settings.threshold = threshold;
+            self.settings.threshold_decimal = shortest_f64(threshold);
         }
         if !pending.erased.is_empty() || self.checkpoint_due {
             // The erasure is committed either way; a WAL that could not be truncated now is
@@ -1170,4 +1202,88 @@ fn round_score(score: f32) -> f64 {
 /// as 0.4 and not as 0.4000000059604645.
 pub(crate) fn shortest_f64(value: f32) -> f64 {
     value.to_string().parse().unwrap_or(f64::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::{Enrolment, FixedKey, Notice};
+
+    const WINDOW: usize = 16;
+
+    fn notice() -> Notice {
+        Notice {
+            version: "1".into(),
+            processor_name: "test".into(),
+            processor_contact: "test".into(),
+            purpose: "test".into(),
+            method: "1:N".into(),
+            retention: "one test".into(),
+            necessity_and_impact: "synthetic".into(),
+            rights: "none".into(),
+        }
+    }
+
+    /// Every window of the codes that is not a run of one byte: those are the padding of a
+    /// partial block, and a file has such runs for reasons of its own.
+    fn code_windows(vault: &Vault) -> HashSet<[u8; WINDOW]> {
+        vault
+            .gallery
+            .code_bytes()
+            .windows(WINDOW)
+            .filter(|window| window.iter().any(|byte| *byte != window[0]))
+            .map(|window| <[u8; WINDOW]>::try_from(window).unwrap())
+            .collect()
+    }
+
+    fn found_in(path: &Path, needles: &HashSet<[u8; WINDOW]>) -> bool {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        bytes
+            .windows(WINDOW)
+            .any(|window| needles.contains(<&[u8; WINDOW]>::try_from(window).unwrap()))
+    }
+
+    /// The fast scan's codes derive from templates: they must never reach the database or its WAL,
+    /// neither while the vault is open nor after it is closed.
+    #[test]
+    fn no_code_byte_reaches_the_database_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let wal = dir.path().join("vault.db-wal");
+        let key = FixedKey::new([7; 32]);
+        let password = Password::new("admin password");
+        let config = VaultConfig::new(128, "m");
+        let mut vault = Vault::create(&path, &key, &config, "admin", &password).unwrap();
+        let admin = vault.login("admin", &password).unwrap();
+        vault.publish_notice(&admin, &notice()).unwrap();
+        let mut state = 3u64;
+        let rows: Vec<f32> = (0..128 * 300)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        let subjects = vault
+            .enrol_batch(&admin, &Enrolment::with_consent("1", "form"), &rows)
+            .unwrap();
+        vault.flush_audit().unwrap();
+        let first = code_windows(&vault);
+        assert!(first.len() > 4_000, "only {} windows", first.len());
+        assert!(!found_in(&path, &first) && !found_in(&wal, &first));
+        vault.erase(&admin, &subjects[5]).unwrap();
+        vault.close().unwrap();
+        assert!(!found_in(&path, &first) && !found_in(&wal, &first));
+
+        // A reopening builds new codes from a fresh seed; they stay off the disk too.
+        let vault = Vault::open(&path, &key).unwrap();
+        let second = code_windows(&vault);
+        assert!(first.is_disjoint(&second), "codes differ between openings");
+        assert!(!found_in(&path, &second) && !found_in(&wal, &second));
+    }
 }
