@@ -235,3 +235,81 @@ fn exact_and_fast_scans_give_the_same_answers_through_the_vault() {
     }
     assert_eq!(answers[0], answers[1]);
 }
+
+#[test]
+fn a_batch_and_a_threaded_identify_answer_as_one_probe_at_a_time_and_each_probe_is_audited() {
+    let mut g = gallery(300);
+    let mut rng = Rng::new(9);
+    let mut probes = Vec::new();
+    for i in 0..20 {
+        if i % 4 == 3 {
+            // An impostor, which should find no one above the threshold.
+            probes.extend(g.faces.person());
+        } else {
+            let who = (rng.next_u64() % g.people.len() as u64) as usize;
+            probes.extend(g.faces.capture(&g.people[who], 0.8));
+        }
+    }
+    let one_at_a_time: Vec<_> = probes
+        .chunks_exact(DIM)
+        .map(|probe| g.tv.vault.identify(&g.tv.operator, probe, 3).unwrap())
+        .collect();
+    assert!(one_at_a_time.iter().any(Vec::is_empty) && one_at_a_time.iter().any(|c| !c.is_empty()));
+    let before = g.tv.vault.audit_log(&g.tv.admin).unwrap().len();
+    let batch = g.tv.vault.identify_batch(&g.tv.operator, &probes, 3).unwrap();
+    assert_eq!(batch, one_at_a_time);
+    let log = g.tv.vault.audit_log(&g.tv.admin).unwrap();
+    // 20 identify records, then the audit show that listed them.
+    let identifies = log[before..].iter().filter(|r| r.action == "identify").count();
+    assert_eq!(identifies, 20);
+
+    g.tv.vault.set_lookup_threads(2).unwrap();
+    for (probe, expected) in probes.chunks_exact(DIM).zip(&one_at_a_time) {
+        assert_eq!(&g.tv.vault.identify(&g.tv.operator, probe, 3).unwrap(), expected);
+    }
+    for bad in [0, facevault::MAX_LOOKUP_THREADS + 1] {
+        assert!(matches!(
+            g.tv.vault.set_lookup_threads(bad),
+            Err(Error::InvalidArgument { what: "threads", .. })
+        ));
+    }
+    // A batch with one bad row is refused whole, and audited once.
+    let mut bad = probes.clone();
+    bad[DIM + 3] = f32::NAN;
+    assert!(g.tv.vault.identify_batch(&g.tv.operator, &bad, 1).is_err());
+    let after = g.tv.vault.audit_log(&g.tv.admin).unwrap();
+    let refused: Vec<_> = after[log.len()..]
+        .iter()
+        .filter(|r| r.action == "identify")
+        .collect();
+    assert!(
+        refused.len() >= 21,
+        "the threaded identifies and the refusal are audited"
+    );
+    assert!(
+        refused.last().unwrap().detail.starts_with("not_a_number"),
+        "{:?}",
+        refused.last()
+    );
+}
+
+#[test]
+fn identify_batch_through_the_binary() {
+    let cli = CliVault::init(8);
+    let people: Vec<Vec<f32>> = (0..6).map(|i| unit(Rng::new(i).gaussian_vec(8))).collect();
+    let subjects: Vec<String> = people.iter().map(|p| cli.enrol("p", p, &[])).collect();
+    let probes = cli.file(
+        "probes.f32",
+        &le_bytes(&[people[4].clone(), people[1].clone()].concat()),
+    );
+    let out = cli.operator(&["identify-batch", "--probes", &probes, "--k", "1"]);
+    let results = out.ok()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0][0]["subject"], subjects[4].as_str());
+    assert_eq!(results[1][0]["subject"], subjects[1].as_str());
+    let probe = cli.file("probe.f32", &le_bytes(&people[2]));
+    let out = cli.operator(&["identify", "--probe", &probe, "--threads", "2"]);
+    assert_eq!(out.ok()["candidates"][0]["subject"], subjects[2].as_str());
+    cli.operator(&["identify", "--probe", &probe, "--threads", "0"])
+        .fails(2, "usage");
+}

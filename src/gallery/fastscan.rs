@@ -488,12 +488,14 @@ impl Query {
         out
     }
 
-    /// The first pass over the whole gallery: each block's highest upper bound into `block_max`
-    /// (one per block), and every row whose lower bound exceeds the running lower floor handed to
-    /// `raise`, which returns the new floor. Blocks are visited in order, so the floor only rises.
+    /// The first pass over the blocks from `first_block` on, one per entry of `block_max`: each
+    /// block's highest upper bound into its entry, and every row whose lower bound exceeds the
+    /// running lower floor handed to `raise`, which returns the new floor. Blocks are visited in
+    /// order, so the floor only rises.
     pub(crate) fn scan(
         &self,
         codes: &Codes,
+        first_block: usize,
         lower_floor: f32,
         raise: impl FnMut(usize, f32) -> f32,
         block_max: &mut [f32],
@@ -502,13 +504,18 @@ impl Query {
         {
             if avx2() {
                 // SAFETY: AVX2 and FMA were detected on this CPU.
-                unsafe { x86::scan_avx2(self, codes, lower_floor, raise, block_max) };
+                unsafe { x86::scan_avx2(self, codes, first_block, lower_floor, raise, block_max) };
                 return;
             }
         }
-        scan_with(codes, lower_floor, raise, block_max, |block, lower_floor| {
-            self.bounds_portable(codes, block, f32::INFINITY, lower_floor)
-        });
+        scan_with(
+            codes,
+            first_block,
+            lower_floor,
+            raise,
+            block_max,
+            |block, lower_floor| self.bounds_portable(codes, block, f32::INFINITY, lower_floor),
+        );
     }
 }
 
@@ -532,12 +539,14 @@ pub(crate) fn kernel_name() -> &'static str {
 #[inline(always)]
 fn scan_with(
     codes: &Codes,
+    first_block: usize,
     mut lower_floor: f32,
     mut raise: impl FnMut(usize, f32) -> f32,
     block_max: &mut [f32],
     mut bounds: impl FnMut(usize, f32) -> BlockBounds,
 ) {
-    for (block, max) in block_max.iter_mut().enumerate().take(codes.blocks()) {
+    let blocks = first_block..codes.blocks();
+    for (block, max) in blocks.zip(block_max.iter_mut()) {
         let found = bounds(block, lower_floor);
         *max = found.max_upper;
         let mut raises = found.raises;
@@ -761,13 +770,19 @@ mod x86 {
     pub(super) fn scan_avx2(
         query: &Query,
         codes: &Codes,
+        first_block: usize,
         lower_floor: f32,
         raise: impl FnMut(usize, f32) -> f32,
         block_max: &mut [f32],
     ) {
-        super::scan_with(codes, lower_floor, raise, block_max, |block, lower_floor| {
-            bounds_avx2(query, codes, block, f32::INFINITY, lower_floor)
-        });
+        super::scan_with(
+            codes,
+            first_block,
+            lower_floor,
+            raise,
+            block_max,
+            |block, lower_floor| bounds_avx2(query, codes, block, f32::INFINITY, lower_floor),
+        );
     }
 }
 

@@ -146,6 +146,77 @@ const RERANK_BATCH: usize = 32;
 /// Rows fetched ahead of the one being scored in the re-rank, which reads scattered rows.
 const PREFETCH_AHEAD: usize = 4;
 
+/// Probes scanned together by a batch: their tables (2 KiB each at d=512) and a block of codes
+/// stay in the first-level cache together.
+const BATCH_PROBES: usize = 8;
+
+/// A probe ready for the fast scan: rotated, and its lookup tables built.
+struct FastQuery {
+    codes: Query,
+}
+
+impl FastQuery {
+    fn new(fast: &FastIndex, probe: &[f32]) -> Self {
+        let mut rotated = Zeroizing::new(vec![0f32; fast.rotation.padded()]);
+        fast.rotation.apply(probe, &mut rotated);
+        Self {
+            codes: Query::new(&fast.codes, &rotated),
+        }
+    }
+}
+
+/// `items` split into at most `threads` contiguous shares of nearly equal size (at least one).
+fn shares(items: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = threads.clamp(1, items.max(1));
+    let size = items.div_ceil(parts).max(1);
+    (0..parts)
+        .map(|part| (part * size).min(items)..((part + 1) * size).min(items))
+        .collect()
+}
+
+/// Runs `work` on each share, the first on this thread and the others on scoped threads; one
+/// share runs here without spawning anything.
+fn in_parallel<T: Send>(
+    shares: &[std::ops::Range<usize>],
+    work: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let pieces = shares.iter().map(|_| ()).collect();
+    in_parallel_mut(shares, pieces, |share, ()| work(share))
+}
+
+/// [`in_parallel`] with a piece of mutable state handed to each share.
+fn in_parallel_mut<T: Send, P: Send>(
+    shares: &[std::ops::Range<usize>],
+    pieces: Vec<P>,
+    work: impl Fn(std::ops::Range<usize>, P) -> T + Sync,
+) -> Vec<T> {
+    let mut jobs: Vec<(std::ops::Range<usize>, P)> = shares.iter().cloned().zip(pieces).collect();
+    if jobs.len() <= 1 {
+        return jobs
+            .into_iter()
+            .map(|(share, piece)| work(share, piece))
+            .collect();
+    }
+    let (first, piece) = jobs.remove(0);
+    std::thread::scope(|scope| {
+        let work = &work;
+        let spawned: Vec<_> = jobs
+            .into_iter()
+            .map(|(share, piece)| scope.spawn(move || work(share, piece)))
+            .collect();
+        let mut results = vec![work(first, piece)];
+        for handle in spawned {
+            // A scan does not panic; if one did, re-raising it here is all there is to do.
+            results.push(
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        results
+    })
+}
+
 /// The positions of the set bits of `mask`, lowest first.
 fn set_bits(mut mask: u32) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
@@ -359,7 +430,8 @@ impl Gallery {
 
     /// The `k` best subjects scoring at least `threshold` and within retention at `now`, best
     /// first; each subject appears once, with the score of its best template. Ties are broken by
-    /// subject ID so answers are stable.
+    /// subject ID so answers are stable. One thread.
+    #[cfg(test)]
     pub(crate) fn identify(
         &self,
         probe: &[f32],
@@ -367,44 +439,31 @@ impl Gallery {
         threshold: f32,
         now: UnixMillis,
     ) -> Vec<(SubjectId, f32)> {
-        if let Some(fast) = &self.fast {
-            return self.identify_fast(fast, probe, k, threshold, now);
-        }
-        let kernel = kernels::best();
-        let mut best = TopSubjects::new(k);
-        let mut scores = [0f32; BLOCK_ROWS];
-        for (block, rows) in self.rows.chunks(BLOCK_ROWS * self.dim).enumerate() {
-            let count = rows.len() / self.dim;
-            kernel.dots(probe, rows, &mut scores[..count]);
-            let mut floor = best.floor().max(threshold);
-            for (offset, &score) in scores[..count].iter().enumerate() {
-                if score < floor {
-                    continue;
-                }
-                let row = block * BLOCK_ROWS + offset;
-                if policy::is_within_retention(self.row_expires[row], now) {
-                    best.offer(self.row_subject[row], score);
-                    floor = best.floor().max(threshold);
-                }
-            }
-        }
-        best.into_ranked()
+        self.identify_with_threads(probe, k, threshold, now, 1)
     }
 
-    /// The fast path: bounds for every row from its code, then the exact score of the rows whose
-    /// upper bound reaches the k-th best lower bound (and the threshold), best bound first, until
-    /// no bound left can change the answer.
-    fn identify_fast(
+    /// [`Gallery::identify`] with the scan split over `threads` threads (the same answer): each
+    /// takes a contiguous share of the gallery, and their bests are merged.
+    pub(crate) fn identify_with_threads(
         &self,
-        fast: &FastIndex,
         probe: &[f32],
         k: usize,
         threshold: f32,
         now: UnixMillis,
+        threads: usize,
     ) -> Vec<(SubjectId, f32)> {
-        let mut rotated = Zeroizing::new(vec![0f32; fast.rotation.padded()]);
-        fast.rotation.apply(probe, &mut rotated);
-        let query = Query::new(&fast.codes, &rotated);
+        let Some(fast) = &self.fast else {
+            let rows = self.template_count();
+            let shares = shares(rows.div_ceil(BLOCK_ROWS), threads);
+            let found = in_parallel(&shares, |blocks| {
+                let rows = blocks.start * BLOCK_ROWS..(blocks.end * BLOCK_ROWS).min(rows);
+                let mut best = TopSubjects::new(k);
+                self.scan_exact(&[probe], rows, threshold, now, std::slice::from_mut(&mut best));
+                best
+            });
+            return TopSubjects::merged(k, found).into_ranked();
+        };
+        let query = FastQuery::new(fast, probe);
         let mut scratch = fast
             .short_list
             .lock()
@@ -412,13 +471,115 @@ impl Gallery {
         let ShortList { block_max, order } = &mut *scratch;
         block_max.clear();
         block_max.resize(fast.codes.blocks(), f32::NEG_INFINITY);
-        order.clear();
-        // Pass 1: every row's bounds. The k-th best lower bound over live subjects rises as the
-        // scan goes; each block's highest upper bound is kept.
-        let mut lower = TopSubjects::new(k);
-        query.scan(
+        let shares = shares(fast.codes.blocks(), threads);
+        let mut pieces: Vec<&mut [f32]> = Vec::with_capacity(shares.len());
+        let mut rest: &mut [f32] = block_max;
+        for share in &shares {
+            let (piece, tail) = rest.split_at_mut(share.len());
+            pieces.push(piece);
+            rest = tail;
+        }
+        let lowers = in_parallel_mut(&shares, pieces, |blocks, piece| {
+            let mut lower = TopSubjects::new(k);
+            self.fast_pass(fast, &query, blocks.start, threshold, now, &mut lower, piece);
+            lower
+        });
+        let lower = TopSubjects::merged(k, lowers);
+        self.fast_finish(fast, &query, probe, k, threshold, now, &lower, block_max, order)
+    }
+
+    /// Many probes in one pass over the gallery, for bulk work: each block of codes (or rows) is
+    /// read once for all of them while it is in cache. `probes` holds whole rows; the answers
+    /// are in probe order, each what [`Gallery::identify`] gives for that probe.
+    pub(crate) fn identify_batch(
+        &self,
+        probes: &[f32],
+        k: usize,
+        threshold: f32,
+        now: UnixMillis,
+    ) -> Vec<Vec<(SubjectId, f32)>> {
+        let mut answers = Vec::with_capacity(probes.len() / self.dim.max(1));
+        for group in probes.chunks(BATCH_PROBES * self.dim) {
+            let group: Vec<&[f32]> = group.chunks_exact(self.dim).collect();
+            let Some(fast) = &self.fast else {
+                let mut bests: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
+                self.scan_exact(&group, 0..self.template_count(), threshold, now, &mut bests);
+                answers.extend(bests.into_iter().map(TopSubjects::into_ranked));
+                continue;
+            };
+            let queries: Vec<FastQuery> = group.iter().map(|probe| FastQuery::new(fast, probe)).collect();
+            let mut lowers: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
+            let blocks = fast.codes.blocks();
+            let mut block_max: Vec<Zeroizing<Vec<f32>>> = group
+                .iter()
+                .map(|_| Zeroizing::new(vec![f32::NEG_INFINITY; blocks]))
+                .collect();
+            for block in 0..blocks {
+                for ((query, lower), max) in queries.iter().zip(&mut lowers).zip(&mut block_max) {
+                    self.fast_pass(fast, query, block, threshold, now, lower, &mut max[block..=block]);
+                }
+            }
+            let mut order = Zeroizing::new(Vec::new());
+            for (((probe, query), lower), max) in group.iter().zip(&queries).zip(&lowers).zip(&block_max) {
+                order.clear();
+                let found = self.fast_finish(fast, query, probe, k, threshold, now, lower, max, &mut order);
+                answers.push(found);
+            }
+        }
+        answers
+    }
+
+    /// Exact scores of `rows` for each probe, offered to its `best`: blocks of rows outer, so
+    /// each block is read from memory once for all the probes.
+    fn scan_exact(
+        &self,
+        probes: &[&[f32]],
+        rows: std::ops::Range<usize>,
+        threshold: f32,
+        now: UnixMillis,
+        bests: &mut [TopSubjects],
+    ) {
+        let kernel = kernels::best();
+        let mut scores = [0f32; BLOCK_ROWS];
+        let mut start = rows.start;
+        while start < rows.end {
+            let count = BLOCK_ROWS.min(rows.end - start);
+            let block = &self.rows[start * self.dim..(start + count) * self.dim];
+            for (probe, best) in probes.iter().zip(bests.iter_mut()) {
+                kernel.dots(probe, block, &mut scores[..count]);
+                let mut floor = best.floor().max(threshold);
+                for (offset, &score) in scores[..count].iter().enumerate() {
+                    if score < floor {
+                        continue;
+                    }
+                    let row = start + offset;
+                    if policy::is_within_retention(self.row_expires[row], now) {
+                        best.offer(self.row_subject[row], score);
+                        floor = best.floor().max(threshold);
+                    }
+                }
+            }
+            start += count;
+        }
+    }
+
+    /// The fast scan's first pass over the blocks from `first_block`, one per entry of
+    /// `block_max`: their highest upper bounds, and the k-th best lower bound over live subjects
+    /// offered to `lower` as it rises.
+    fn fast_pass(
+        &self,
+        fast: &FastIndex,
+        query: &FastQuery,
+        first_block: usize,
+        threshold: f32,
+        now: UnixMillis,
+        lower: &mut TopSubjects,
+        block_max: &mut [f32],
+    ) {
+        query.codes.scan(
             &fast.codes,
-            threshold,
+            first_block,
+            lower.floor().max(threshold),
             |row, low| {
                 if policy::is_within_retention(self.row_expires[row], now) {
                     lower.offer(self.row_subject[row], low);
@@ -427,20 +588,35 @@ impl Gallery {
             },
             block_max,
         );
-        // Pass 2: only the blocks that can still hold an answer, for their rows whose upper bound
-        // reaches the final floor.
+    }
+
+    /// The fast scan after its first pass: the rows of the blocks that can still hold an answer
+    /// whose upper bound reaches the final floor, re-ranked exactly, best bound first, until no
+    /// bound left can change the answer.
+    #[allow(clippy::too_many_arguments)]
+    fn fast_finish(
+        &self,
+        fast: &FastIndex,
+        query: &FastQuery,
+        probe: &[f32],
+        k: usize,
+        threshold: f32,
+        now: UnixMillis,
+        lower: &TopSubjects,
+        block_max: &[f32],
+        order: &mut Zeroizing<Vec<(f32, u32)>>,
+    ) -> Vec<(SubjectId, f32)> {
+        order.clear();
         let floor = lower.floor().max(threshold);
         for (block, max) in block_max.iter().enumerate() {
             if *max < floor {
                 continue;
             }
-            let bounds = query.bounds(&fast.codes, block, floor, f32::INFINITY);
+            let bounds = query.codes.bounds(&fast.codes, block, floor, f32::INFINITY);
             for offset in set_bits(bounds.candidates) {
                 order.push((bounds.uppers[offset], (block * BLOCK + offset) as u32));
             }
         }
-        // The re-rank, best upper bound first: once the next bound is below the k-th best exact
-        // score, no row left can enter the answer.
         let kernel = kernels::best();
         let mut best = TopSubjects::new(k);
         let mut score = [0f32];
@@ -567,6 +743,17 @@ impl TopSubjects {
 
     fn into_ranked(self) -> Vec<(SubjectId, f32)> {
         self.ranked
+    }
+
+    /// The best `k` over several partial bests (one subject may appear in several).
+    fn merged(k: usize, parts: Vec<TopSubjects>) -> TopSubjects {
+        let mut all = TopSubjects::new(k);
+        for part in parts {
+            for (subject, score) in part.ranked {
+                all.offer(subject, score);
+            }
+        }
+        all
     }
 }
 
@@ -753,6 +940,73 @@ mod tests {
             }
         }
         assert!(checked > 250, "only {checked} cases had a unique best");
+    }
+
+    #[test]
+    fn threads_and_batches_give_the_answers_of_one_probe_at_a_time() {
+        for mode in [ScanMode::Exact, ScanMode::Fast] {
+            let dim = 48;
+            let mut state = 11u64;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
+            };
+            let mut g = Gallery::new(dim, mode, 3);
+            let mut rows = Vec::new();
+            for row in 0..(5 * BLOCK_ROWS + 9) {
+                let subject = id((row % 97) as u8);
+                let expires = if row % 97 == 5 { 100 } else { FOREVER };
+                let values = unit_from((0..dim).map(|_| next()).collect());
+                g.push(subject, expires, row as i64, &values);
+                rows.push(values);
+            }
+            // Probes near gallery rows and random ones, more than one batch group.
+            let mut probes = Vec::new();
+            for probe in 0..(2 * BATCH_PROBES + 3) {
+                let values: Vec<f32> = if probe % 2 == 0 {
+                    rows[probe * 31 % rows.len()]
+                        .iter()
+                        .map(|v| v + 0.1 * next())
+                        .collect()
+                } else {
+                    (0..dim).map(|_| next()).collect()
+                };
+                probes.extend(unit_from(values));
+            }
+            for (k, threshold) in [(1, -1.0), (3, 0.2), (20, -1.0)] {
+                let one_at_a_time: Vec<_> = probes
+                    .chunks_exact(dim)
+                    .map(|probe| g.identify(probe, k, threshold, 200))
+                    .collect();
+                assert_eq!(
+                    g.identify_batch(&probes, k, threshold, 200),
+                    one_at_a_time,
+                    "{mode:?} batch"
+                );
+                for threads in [2, 3, 8] {
+                    for (probe, expected) in probes.chunks_exact(dim).zip(&one_at_a_time) {
+                        let found = g.identify_with_threads(probe, k, threshold, 200, threads);
+                        assert_eq!(&found, expected, "{mode:?} with {threads} threads");
+                    }
+                }
+                assert!(one_at_a_time
+                    .iter()
+                    .flatten()
+                    .all(|(subject, _)| *subject != id(5)));
+            }
+        }
+    }
+
+    #[test]
+    fn shares_cover_every_item_once() {
+        for (items, threads) in [(0, 1), (1, 4), (10, 3), (31_250, 2), (7, 7), (5, 64)] {
+            let parts = shares(items, threads);
+            assert!(!parts.is_empty() && parts.len() <= threads.max(1));
+            let covered: Vec<usize> = parts.iter().flat_map(|part| part.clone()).collect();
+            assert_eq!(covered, (0..items).collect::<Vec<_>>());
+        }
     }
 
     proptest! {

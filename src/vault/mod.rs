@@ -43,6 +43,8 @@ pub const DEFAULT_THRESHOLD: f32 = 0.40;
 pub const MAX_DIM: usize = 4096;
 /// The most candidates one identify returns.
 pub const MAX_K: usize = 1000;
+/// The most threads [`Vault::set_lookup_threads`] takes.
+pub const MAX_LOOKUP_THREADS: usize = 64;
 /// The most templates one subject may hold.
 pub const MAX_TEMPLATES_PER_SUBJECT: usize = 32;
 /// Scores leave the vault rounded to this many decimals: an exact score is an oracle for
@@ -470,6 +472,8 @@ pub struct Vault {
     opening: [u8; 16],
     /// Set when a WAL truncation after an erasure could not run; retried after the next operation.
     checkpoint_due: bool,
+    /// Threads one identify may scan with; see [`Vault::set_lookup_threads`].
+    lookup_threads: usize,
 }
 
 impl std::fmt::Debug for Vault {
@@ -563,6 +567,7 @@ impl Vault {
                     clock,
                     opening: crypto::random_array()?,
                     checkpoint_due: false,
+                    lookup_threads: 1,
                 })
             }
             Err(e) => {
@@ -623,6 +628,7 @@ impl Vault {
             clock,
             opening: crypto::random_array()?,
             checkpoint_due: false,
+            lookup_threads: 1,
         };
         if let Err(e) = vault.load_gallery() {
             if e.class() == ErrorClass::Integrity {
@@ -866,22 +872,48 @@ impl Vault {
                 return Err(invalid("k", format!("must be 1 to {MAX_K}")));
             }
             let probe = act.normalise(probe, RowCount::One)?;
-            let candidates: Vec<Candidate> = act
-                .gallery
-                .identify(&probe, k, act.settings.threshold - ROUNDING_MARGIN, act.now)
-                .into_iter()
-                .map(|(subject, score)| Candidate {
-                    subject,
-                    score: round_score(score),
-                })
-                .filter(|candidate| candidate.score >= act.settings.threshold_decimal)
-                .collect();
-            let detail = LookupDetail::Identified {
+            let found = act.gallery.identify_with_threads(
+                &probe,
                 k,
-                candidates: candidates.iter().map(|c| c.subject).collect(),
-            };
-            Ok((candidates, detail))
+                act.settings.threshold - ROUNDING_MARGIN,
+                act.now,
+                act.threads,
+            );
+            Ok(act.candidates(k, found))
         })
+    }
+
+    /// 1:N for many probes at once, in one pass over the gallery: `probes` holds whole rows, and
+    /// the answer for each is what [`Vault::identify`] gives for it, in probe order. Each probe is
+    /// audited as an identify of its own; a bad row refuses the whole batch, before any lookup.
+    pub fn identify_batch<'t>(
+        &mut self,
+        session: &Session,
+        probes: impl Into<TemplateInput<'t>>,
+        k: usize,
+    ) -> Result<Vec<Vec<Candidate>>> {
+        let probes = probes.into();
+        self.lookup_many(session, Action::Identify, None, |act| {
+            if !(1..=MAX_K).contains(&k) {
+                return Err(invalid("k", format!("must be 1 to {MAX_K}")));
+            }
+            let probes = act.normalise(probes, RowCount::AtLeastOne)?;
+            let found =
+                act.gallery
+                    .identify_batch(&probes, k, act.settings.threshold - ROUNDING_MARGIN, act.now);
+            Ok(found.into_iter().map(|found| act.candidates(k, found)).unzip())
+        })
+    }
+
+    /// Lets one identify scan with up to `threads` threads (1, the default, scans on the caller's
+    /// thread only). The answers are the same at any setting; it trades other work on the device
+    /// for a faster single lookup of a large gallery. Not stored: it lasts for this opening.
+    pub fn set_lookup_threads(&mut self, threads: usize) -> Result<()> {
+        if !(1..=MAX_LOOKUP_THREADS).contains(&threads) {
+            return Err(invalid("threads", format!("must be 1 to {MAX_LOOKUP_THREADS}")));
+        }
+        self.lookup_threads = threads;
+        Ok(())
     }
 
     /// Counts and settings.
@@ -956,6 +988,20 @@ impl Vault {
         subject: Option<SubjectId>,
         body: impl FnOnce(&Look<'_>) -> Result<(T, LookupDetail)>,
     ) -> Result<T> {
+        self.lookup_many(session, action, subject, |look| {
+            body(look).map(|(value, detail)| (value, vec![detail]))
+        })
+    }
+
+    /// [`Vault::lookup`] for a body that makes several lookups (a batch): one record each when
+    /// it succeeds, one record of the refusal when it does not.
+    fn lookup_many<T>(
+        &mut self,
+        session: &Session,
+        action: Action,
+        subject: Option<SubjectId>,
+        body: impl FnOnce(&Look<'_>) -> Result<(T, Vec<LookupDetail>)>,
+    ) -> Result<T> {
         let now = self.clock.now();
         let result = if session.opening != self.opening {
             Err(Error::ForeignSession)
@@ -968,26 +1014,28 @@ impl Vault {
             body(&Look {
                 settings: &self.settings,
                 gallery: &self.gallery,
+                threads: self.lookup_threads,
                 now,
             })
         };
-        let (outcome, detail, result) = match result {
-            Ok((value, detail)) => (Outcome::Allowed, detail, Ok(value)),
+        let (outcome, details, result) = match result {
+            Ok((value, details)) => (Outcome::Allowed, details, Ok(value)),
             Err(e) => (
                 outcome_of(&e),
-                LookupDetail::Refused(format!("{}: {e}", e.code())),
+                vec![LookupDetail::Refused(format!("{}: {e}", e.code()))],
                 Err(e),
             ),
         };
-        let actor = Arc::clone(&session.name);
-        self.match_log.push(LookupEvent {
-            at: now,
-            actor,
-            action,
-            subject,
-            outcome,
-            detail,
-        });
+        for detail in details {
+            self.match_log.push(LookupEvent {
+                at: now,
+                actor: Arc::clone(&session.name),
+                action,
+                subject,
+                outcome,
+                detail,
+            });
+        }
         result
     }
 
@@ -1134,12 +1182,32 @@ fn outcome_of(error: &Error) -> Outcome {
 struct Look<'a> {
     settings: &'a Settings,
     gallery: &'a Gallery,
+    /// Threads a single identify may use.
+    threads: usize,
     now: UnixMillis,
 }
 
 impl Look<'_> {
     fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
         self.settings.normalise(input, count)
+    }
+
+    /// The candidates to report from a gallery answer, with their scores rounded and those that
+    /// round below the threshold left out, and the audit detail that names them.
+    fn candidates(&self, k: usize, found: Vec<(SubjectId, f32)>) -> (Vec<Candidate>, LookupDetail) {
+        let candidates: Vec<Candidate> = found
+            .into_iter()
+            .map(|(subject, score)| Candidate {
+                subject,
+                score: round_score(score),
+            })
+            .filter(|candidate| candidate.score >= self.settings.threshold_decimal)
+            .collect();
+        let detail = LookupDetail::Identified {
+            k,
+            candidates: candidates.iter().map(|c| c.subject).collect(),
+        };
+        (candidates, detail)
     }
 }
 

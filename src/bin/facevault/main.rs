@@ -127,6 +127,21 @@ enum Command {
         /// The face model that made the probe; refused unless it is the vault's.
         #[arg(long, value_name = "NAME")]
         model: Option<String>,
+        /// Threads the scan may use (the answer is the same at any number).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
+    },
+    /// 1:N for every row of a file, in one pass over the gallery.
+    IdentifyBatch {
+        /// The probes: rows of raw little-endian f32.
+        #[arg(long, value_name = "FILE")]
+        probes: PathBuf,
+        /// How many candidates at most for each probe.
+        #[arg(long, default_value_t = 1)]
+        k: usize,
+        /// The face model that made the probes; refused unless it is the vault's.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
     },
     /// Erase a subject: its key, its templates, at once.
     Erase {
@@ -535,6 +550,11 @@ enum Request {
     Identify {
         probe: TemplateFile,
         k: usize,
+        threads: usize,
+    },
+    IdentifyBatch {
+        probes: TemplateFile,
+        k: usize,
     },
     Erase {
         subject: SubjectId,
@@ -629,8 +649,18 @@ impl Request {
                 subject: subject(id)?,
                 probe: TemplateFile::read(probe, model)?,
             },
-            Command::Identify { probe, k, model } => Request::Identify {
+            Command::Identify {
+                probe,
+                k,
+                model,
+                threads,
+            } => Request::Identify {
                 probe: TemplateFile::read(probe, model)?,
+                k: *k,
+                threads: usize::from(*threads),
+            },
+            Command::IdentifyBatch { probes, k, model } => Request::IdentifyBatch {
+                probes: TemplateFile::read(probes, model)?,
                 k: *k,
             },
             Command::Erase { subject: id } => Request::Erase {
@@ -707,7 +737,7 @@ impl Request {
             Request::Enrol { .. } | Request::AddTemplate { .. } => Action::Enrol,
             Request::EnrolBatch { .. } => Action::EnrolBatch,
             Request::Verify { .. } => Action::Verify,
-            Request::Identify { .. } => Action::Identify,
+            Request::Identify { .. } | Request::IdentifyBatch { .. } => Action::Identify,
             Request::Erase { .. } => Action::Erase,
             Request::GrantTransfer { .. } => Action::GrantTransfer,
             Request::WithdrawTransfer { .. } => Action::WithdrawTransfer,
@@ -745,8 +775,12 @@ impl Request {
             Request::Verify { subject, probe } => {
                 json!(vault.verify(session, &subject, probe.input())?)
             }
-            Request::Identify { probe, k } => {
+            Request::Identify { probe, k, threads } => {
+                vault.set_lookup_threads(threads)?;
                 json!({"candidates": vault.identify(session, probe.input(), k)?})
+            }
+            Request::IdentifyBatch { probes, k } => {
+                json!({"results": vault.identify_batch(session, probes.input(), k)?})
             }
             Request::Erase { subject } => {
                 vault.erase(session, &subject)?;
