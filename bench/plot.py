@@ -4,8 +4,8 @@
   bench/plot.py [RESULTS_DIR] [OUT_PNG]     (defaults: bench/results, docs/lookup-latency.png)
 
 Reads the JSON objects that ../shared/bench/compare.sh prints (one file per gallery size, saved as
-RESULTS_DIR/n<N>.json) and, where present, facevault exact-mode runs of the identify_bench example
-saved as RESULTS_DIR/n<N>-exact.json. Needs matplotlib (pip install matplotlib into the bench venv).
+RESULTS_DIR/n<N>.json) and, where present, facevault exact-mode runs
+(FACEVAULT_BENCH_SCAN=exact compare.sh N) saved as RESULTS_DIR/n<N>-exact.json. Needs matplotlib (pip install matplotlib into the bench venv).
 """
 import glob, json, os, sys
 
@@ -21,7 +21,12 @@ def main():
     series = {}
     for path in sorted(glob.glob(os.path.join(results, "n*.json"))):
         data = json.load(open(path))
-        if "faiss" in data:
+        if path.endswith("-exact.json"):
+            # An exact-mode run beside FAISS: its FAISS figures repeat the main run's, so only
+            # facevault's line is taken from it.
+            ours = data.get("facevault", data)
+            series.setdefault(f"facevault {ours['mode']}", []).append((ours["n"], ours["identify_p50_us"]))
+        elif "faiss" in data:
             n = data["n"]
             for name, index in data["faiss"].items():
                 series.setdefault(f"FAISS {name}", []).append((n, index["p50_us"]))

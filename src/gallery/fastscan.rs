@@ -80,28 +80,33 @@ impl Rotation {
     /// Writes the rotation of `x` into `out` (length `padded`): x ↦ H·S2·H·S1·x, H normalised.
     /// Every kernel computes the same operations in the same order, so all give the same bits.
     pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
+        self.apply_with(x, out, &mut Zeroizing::new(vec![0f32; self.padded]));
+    }
+
+    /// [`Rotation::apply`] with the transform's working buffer (`padded` long) from the caller, so
+    /// that rotating many rows allocates it once. It is left holding a rotated copy.
+    pub(crate) fn apply_with(&self, x: &[f32], out: &mut [f32], spare: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         {
             if avx2() {
                 // SAFETY: AVX2 and FMA were detected on this CPU.
-                unsafe { x86::rotate_avx2(self, x, out) };
+                unsafe { x86::rotate_avx2(self, x, out, spare) };
                 return;
             }
         }
-        self.apply_portable(x, out);
+        self.apply_portable(x, out, spare);
     }
 
     #[inline(always)]
-    fn apply_portable(&self, x: &[f32], out: &mut [f32]) {
+    fn apply_portable(&self, x: &[f32], out: &mut [f32], spare: &mut [f32]) {
         out[..x.len()].copy_from_slice(x);
         out[x.len()..].fill(0.0);
-        let mut spare = Zeroizing::new(vec![0f32; self.padded]);
         for round in 0..2 {
             let signs = &self.signs[round * self.padded..(round + 1) * self.padded];
             for (value, sign) in out.iter_mut().zip(signs) {
                 *value *= sign;
             }
-            walsh_hadamard(out, &mut spare);
+            walsh_hadamard(out, spare);
         }
         // Both rounds' normalisation at once.
         let scale = 1.0 / self.padded as f32;
@@ -757,8 +762,8 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn rotate_avx2(rotation: &super::Rotation, x: &[f32], out: &mut [f32]) {
-        rotation.apply_portable(x, out);
+    pub(super) fn rotate_avx2(rotation: &super::Rotation, x: &[f32], out: &mut [f32], spare: &mut [f32]) {
+        rotation.apply_portable(x, out, spare);
     }
 
     #[target_feature(enable = "avx2,fma")]

@@ -128,6 +128,8 @@ struct FastIndex {
     rotation: Rotation,
     codes: Codes,
     scratch: Zeroizing<Vec<f32>>,
+    /// The rotation's working buffer for rows added one at a time.
+    spare: Zeroizing<Vec<f32>>,
     /// The last scan's bounds, kept to avoid allocating per query. They approximate the probe's
     /// scores, so they are zeroed when dropped.
     short_list: std::sync::Mutex<ShortList>,
@@ -150,16 +152,27 @@ const PREFETCH_AHEAD: usize = 4;
 /// stay in the first-level cache together.
 const BATCH_PROBES: usize = 8;
 
+/// What an identify asks for: the `k` best at or above `threshold`, among subjects within their
+/// retention at `now`.
+#[derive(Clone, Copy)]
+struct Cut {
+    k: usize,
+    threshold: f32,
+    now: UnixMillis,
+}
+
 /// A probe ready for the fast scan: rotated, and its lookup tables built.
-struct FastQuery {
+struct FastQuery<'p> {
+    probe: &'p [f32],
     codes: Query,
 }
 
-impl FastQuery {
-    fn new(fast: &FastIndex, probe: &[f32]) -> Self {
+impl<'p> FastQuery<'p> {
+    fn new(fast: &FastIndex, probe: &'p [f32]) -> Self {
         let mut rotated = Zeroizing::new(vec![0f32; fast.rotation.padded()]);
         fast.rotation.apply(probe, &mut rotated);
         Self {
+            probe,
             codes: Query::new(&fast.codes, &rotated),
         }
     }
@@ -243,6 +256,7 @@ impl Gallery {
                 rotation,
                 codes: Codes::new(padded, dim),
                 scratch: Zeroizing::new(vec![0.0; padded]),
+                spare: Zeroizing::new(vec![0.0; padded]),
                 short_list: std::sync::Mutex::new(ShortList::default()),
             }
         });
@@ -282,10 +296,13 @@ impl Gallery {
 
     /// Adds one normalised row for `subject`, which expires at `expires_at`.
     pub(crate) fn push(&mut self, subject: SubjectId, expires_at: UnixMillis, template_id: i64, row: &[f32]) {
-        self.push_with(subject, expires_at, template_id, |slot| {
-            slot.copy_from_slice(row);
-            true
-        });
+        self.reserve(1);
+        self.rows.extend_from_slice(row);
+        if let Some(fast) = &mut self.fast {
+            fast.rotation.apply_with(row, &mut fast.scratch, &mut fast.spare);
+            fast.codes.push(&fast.scratch);
+        }
+        self.record_row(subject, expires_at, template_id);
     }
 
     /// A writable slot for a new row, for decrypting straight into the gallery at open. When
@@ -306,9 +323,16 @@ impl Gallery {
             return false;
         }
         if let Some(fast) = &mut self.fast {
-            fast.rotation.apply(&self.rows[start..], &mut fast.scratch);
+            fast.rotation
+                .apply_with(&self.rows[start..], &mut fast.scratch, &mut fast.spare);
             fast.codes.push(&fast.scratch);
         }
+        self.record_row(subject, expires_at, template_id);
+        true
+    }
+
+    /// The bookkeeping of a row just appended to `rows` (and to the codes).
+    fn record_row(&mut self, subject: SubjectId, expires_at: UnixMillis, template_id: i64) {
         let index = self.row_subject.len();
         self.row_subject.push(subject);
         self.row_template.push(template_id);
@@ -322,7 +346,6 @@ impl Gallery {
                 });
             }
         }
-        true
     }
 
     /// Removes every row of `subject`, zeroing the memory they occupied. Returns how many.
@@ -463,6 +486,7 @@ impl Gallery {
             });
             return TopSubjects::merged(k, found).into_ranked();
         };
+        let cut = Cut { k, threshold, now };
         let query = FastQuery::new(fast, probe);
         let mut scratch = fast
             .short_list
@@ -481,11 +505,11 @@ impl Gallery {
         }
         let lowers = in_parallel_mut(&shares, pieces, |blocks, piece| {
             let mut lower = TopSubjects::new(k);
-            self.fast_pass(fast, &query, blocks.start, threshold, now, &mut lower, piece);
+            self.fast_pass(fast, &query, blocks.start, &cut, &mut lower, piece);
             lower
         });
         let lower = TopSubjects::merged(k, lowers);
-        self.fast_finish(fast, &query, probe, k, threshold, now, &lower, block_max, order)
+        self.fast_finish(fast, &query, &cut, &lower, block_max, order)
     }
 
     /// Many probes in one pass over the gallery, for bulk work: each block of codes (or rows) is
@@ -507,6 +531,7 @@ impl Gallery {
                 answers.extend(bests.into_iter().map(TopSubjects::into_ranked));
                 continue;
             };
+            let cut = Cut { k, threshold, now };
             let queries: Vec<FastQuery> = group.iter().map(|probe| FastQuery::new(fast, probe)).collect();
             let mut lowers: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
             let blocks = fast.codes.blocks();
@@ -516,13 +541,13 @@ impl Gallery {
                 .collect();
             for block in 0..blocks {
                 for ((query, lower), max) in queries.iter().zip(&mut lowers).zip(&mut block_max) {
-                    self.fast_pass(fast, query, block, threshold, now, lower, &mut max[block..=block]);
+                    self.fast_pass(fast, query, block, &cut, lower, &mut max[block..=block]);
                 }
             }
             let mut order = Zeroizing::new(Vec::new());
-            for (((probe, query), lower), max) in group.iter().zip(&queries).zip(&lowers).zip(&block_max) {
+            for ((query, lower), max) in queries.iter().zip(&lowers).zip(&block_max) {
                 order.clear();
-                let found = self.fast_finish(fast, query, probe, k, threshold, now, lower, max, &mut order);
+                let found = self.fast_finish(fast, query, &cut, lower, max, &mut order);
                 answers.push(found);
             }
         }
@@ -571,11 +596,11 @@ impl Gallery {
         fast: &FastIndex,
         query: &FastQuery,
         first_block: usize,
-        threshold: f32,
-        now: UnixMillis,
+        cut: &Cut,
         lower: &mut TopSubjects,
         block_max: &mut [f32],
     ) {
+        let Cut { threshold, now, .. } = *cut;
         query.codes.scan(
             &fast.codes,
             first_block,
@@ -593,19 +618,17 @@ impl Gallery {
     /// The fast scan after its first pass: the rows of the blocks that can still hold an answer
     /// whose upper bound reaches the final floor, re-ranked exactly, best bound first, until no
     /// bound left can change the answer.
-    #[allow(clippy::too_many_arguments)]
     fn fast_finish(
         &self,
         fast: &FastIndex,
         query: &FastQuery,
-        probe: &[f32],
-        k: usize,
-        threshold: f32,
-        now: UnixMillis,
+        cut: &Cut,
         lower: &TopSubjects,
         block_max: &[f32],
         order: &mut Zeroizing<Vec<(f32, u32)>>,
     ) -> Vec<(SubjectId, f32)> {
+        let Cut { k, threshold, now } = *cut;
+        let probe = query.probe;
         order.clear();
         let floor = lower.floor().max(threshold);
         for (block, max) in block_max.iter().enumerate() {

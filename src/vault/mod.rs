@@ -459,6 +459,24 @@ struct LoadingSubject {
     seen: i64,
 }
 
+/// How [`Vault::open_with`] opens a vault.
+pub struct OpenOptions {
+    /// Where the vault's time comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Threads each identify may scan with (1 to [`MAX_LOOKUP_THREADS`]); the answers are the
+    /// same at any number.
+    pub threads: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            threads: 1,
+        }
+    }
+}
+
 /// An open vault.
 pub struct Vault {
     store: SharedStore,
@@ -583,10 +601,20 @@ impl Vault {
         Self::open_with_clock(path, keys, Arc::new(SystemClock))
     }
 
+    /// Opens an existing vault with a given clock, on one thread.
+    pub fn open_with_clock(path: &Path, keys: &dyn KeyProvider, clock: Arc<dyn Clock>) -> Result<Vault> {
+        Self::open_with(path, keys, OpenOptions { clock, threads: 1 })
+    }
+
     /// Opens an existing vault. The key is checked before anything is read or written; every
     /// template is then decrypted into the gallery, and any record that fails authentication
-    /// stops the opening with an [`Error::Integrity`] naming it.
-    pub fn open_with_clock(path: &Path, keys: &dyn KeyProvider, clock: Arc<dyn Clock>) -> Result<Vault> {
+    /// stops the opening with an [`Error::Integrity`] naming it. `options.threads` is the
+    /// number of threads each identify may scan with ([`Vault::set_lookup_threads`]).
+    pub fn open_with(path: &Path, keys: &dyn KeyProvider, options: OpenOptions) -> Result<Vault> {
+        let OpenOptions { clock, threads } = options;
+        if !(1..=MAX_LOOKUP_THREADS).contains(&threads) {
+            return Err(invalid("threads", format!("must be 1 to {MAX_LOOKUP_THREADS}")));
+        }
         let master = keys.master_key()?;
         let mut store = Store::open(path)?;
         let vault_id: Vec<u8> = store::meta_get(store.conn(), "vault_id")?;
@@ -628,7 +656,7 @@ impl Vault {
             clock,
             opening: crypto::random_array()?,
             checkpoint_due: false,
-            lookup_threads: 1,
+            lookup_threads: threads,
         };
         if let Err(e) = vault.load_gallery() {
             if e.class() == ErrorClass::Integrity {
@@ -690,6 +718,7 @@ impl Vault {
             );
             Ok(())
         })?;
+        // Straight from SQLite's buffer into the gallery, nothing copied on the way.
         let mut scratch = Zeroizing::new(Vec::new());
         store::for_each_template(store.conn(), |row| {
             let damaged = || Error::Integrity {
@@ -702,6 +731,7 @@ impl Vault {
             }
             // A template whose subject row is gone is damage: a vault never makes one.
             let owner = subjects.get_mut(&subject).ok_or_else(damaged)?;
+            owner.seen += 1;
             let binding = TemplateBinding {
                 vault_id: &settings.vault_id,
                 subject: subject.as_bytes(),
@@ -720,11 +750,11 @@ impl Vault {
                 )
                 .is_some()
             });
-            if !opened {
-                return Err(damaged());
+            if opened {
+                Ok(())
+            } else {
+                Err(damaged())
             }
-            owner.seen += 1;
-            Ok(())
         })?;
         let mut miscounted: Vec<&SubjectId> = subjects
             .iter()
