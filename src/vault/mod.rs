@@ -866,6 +866,7 @@ impl Vault {
     ) -> Result<Verification> {
         let probe = probe.into();
         self.lookup(session, Action::Verify, Some(*subject), |act| {
+            act.gallery.prefetch_subject(subject);
             let probe = act.normalise(probe, RowCount::One)?;
             let score = match act.gallery.verify(subject, &probe, act.now) {
                 Lookup::Score(score) => score,
