@@ -8,7 +8,7 @@
 //! x = Σ sign(o'_i)·q'_i / √Dc over the Dc coded dimensions, scaled by the row's factor
 //! 1/⟨ō,o'⟩, estimates ⟨o,q⟩ with an error bound that RaBitQ proves holds with high probability.
 //!
-//! The probe is quantised to 5 bits a dimension, symmetrically (q'_i ≈ −R + step·v_i), so that a
+//! The probe is quantised to 4 bits a dimension, symmetrically (q'_i ≈ −R + step·v_i), so that a
 //! cleared bit can look up L − v_i for −q'_i and no per-row popcount is needed; four dimensions are
 //! summed at a time through 16-entry tables, which is what SIMD byte shuffles do 32 rows at once.
 //!
