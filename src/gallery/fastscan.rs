@@ -40,8 +40,6 @@ const FACTOR_STEP: f32 = 2.0 / 254.0;
 /// Codes from this one up mean a factor above 3 (a row the rotation left nearly flat): no useful
 /// bound, so the row is always re-ranked. Random rotations make this vanishingly rare.
 const UNBOUNDED: u8 = 254;
-/// Eighths of the rotated dimensions that carry sign bits (see `Codes::new`).
-const CODED_EIGHTHS: usize = 8;
 /// Slack for float rounding in the bounds, so that kernels that round differently stay safe.
 const ROUNDING_SLACK: f32 = 1e-5;
 
@@ -87,15 +85,7 @@ impl Rotation {
     /// [`Rotation::apply`] with the transform's working buffer (`padded` long) from the caller, so
     /// that rotating many rows allocates it once. It is left holding a rotated copy.
     pub(crate) fn apply_with(&self, x: &[f32], out: &mut [f32], spare: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if avx2() {
-                // SAFETY: AVX2 and FMA were detected on this CPU.
-                unsafe { x86::rotate_avx2(self, x, out, spare) };
-                return;
-            }
-        }
-        self.apply_portable(x, out, spare);
+        super::kernels::with_wide_vectors(|| self.apply_portable(x, out, spare));
     }
 
     #[inline(always)]
@@ -167,7 +157,9 @@ impl Codes {
         Self {
             padded,
             dim,
-            pairs: row_pairs(padded),
+            // `padded` is a power of two of at least 16, so there are at least two pairs, and an
+            // even number of them, as the kernels take two at a time.
+            pairs: padded / 8,
             rows: 0,
             blocks: Zeroizing::new(Vec::new()),
         }
@@ -218,15 +210,7 @@ impl Codes {
 
     /// Appends the code of a rotated unit row.
     pub(crate) fn push(&mut self, rotated: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if avx2() {
-                // SAFETY: AVX2 and FMA were detected on this CPU.
-                unsafe { x86::push_avx2(self, rotated) };
-                return;
-            }
-        }
-        self.push_portable(rotated);
+        super::kernels::with_wide_vectors(|| self.push_portable(rotated));
     }
 
     #[inline(always)]
@@ -324,17 +308,6 @@ impl Codes {
         let bytes = self.block_bytes();
         &self.blocks[block * bytes..(block + 1) * bytes]
     }
-}
-
-/// Pairs of 4-dimension groups a row keeps: a share of the rotated dimensions, plus one pair for
-/// the alignment codes, even so that the kernels take two pairs at a time. Fewer coded dimensions
-/// mean fewer bytes to scan and a wider bound (√(f² − 1) grows as Dc shrinks); the exact re-rank
-/// settles what the bound leaves open.
-fn row_pairs(padded: usize) -> usize {
-    (padded / 8 * CODED_EIGHTHS)
-        .div_ceil(8)
-        .next_multiple_of(2)
-        .max(2)
 }
 
 fn grow<T: Copy + Default + Zeroize>(buffer: &mut Zeroizing<Vec<T>>, needed: usize) {
@@ -777,16 +750,6 @@ mod x86 {
                 );
             }
         }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn rotate_avx2(rotation: &super::Rotation, x: &[f32], out: &mut [f32], spare: &mut [f32]) {
-        rotation.apply_portable(x, out, spare);
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn push_avx2(codes: &mut Codes, rotated: &[f32]) {
-        codes.push_portable(rotated);
     }
 
     #[target_feature(enable = "avx2,fma")]

@@ -329,13 +329,10 @@ impl Gallery {
 
     /// Adds one normalised row for `subject`, which expires at `expires_at`.
     pub(crate) fn push(&mut self, subject: SubjectId, expires_at: UnixMillis, template_id: i64, row: &[f32]) {
-        self.reserve(1);
-        self.rows.extend_from_slice(row);
-        if let Some(fast) = &mut self.fast {
-            fast.rotation.apply_with(row, &mut fast.scratch, &mut fast.spare);
-            fast.codes.push(&fast.scratch);
-        }
-        self.record_row(subject, expires_at, template_id);
+        self.push_with(subject, expires_at, template_id, |slot| {
+            slot.copy_from_slice(row);
+            true
+        });
     }
 
     /// A writable slot for a new row, for decrypting straight into the gallery at open. When
@@ -585,7 +582,6 @@ impl Gallery {
             }
             let mut order = Zeroizing::new(Vec::new());
             for ((query, lower), max) in queries.iter().zip(&lowers).zip(&block_max) {
-                order.clear();
                 let found = self.fast_finish(fast, query, &cut, lower, max, &mut order);
                 answers.push(found);
             }
@@ -744,12 +740,10 @@ impl Gallery {
         let Some(fast) = &self.fast else {
             return Vec::new();
         };
-        let mut rotated = vec![0f32; fast.rotation.padded()];
-        fast.rotation.apply(probe, &mut rotated);
-        let query = Query::new(&fast.codes, &rotated);
+        let query = FastQuery::new(fast, probe);
         (0..fast.codes.blocks())
             .flat_map(|block| {
-                let bounds = query.bounds(&fast.codes, block, 0.0, 0.0);
+                let bounds = query.codes.bounds(&fast.codes, block, 0.0, 0.0);
                 (0..BLOCK).map(move |i| (bounds.uppers[i] - bounds.lowers[i]) / 2.0)
             })
             .take(self.template_count())

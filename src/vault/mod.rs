@@ -127,6 +127,22 @@ fn invalid(what: &'static str, reason: String) -> Error {
     Error::InvalidArgument { what, reason }
 }
 
+fn check_k(k: usize) -> Result<()> {
+    if (1..=MAX_K).contains(&k) {
+        Ok(())
+    } else {
+        Err(invalid("k", format!("must be 1 to {MAX_K}")))
+    }
+}
+
+fn check_lookup_threads(threads: usize) -> Result<()> {
+    if (1..=MAX_LOOKUP_THREADS).contains(&threads) {
+        Ok(())
+    } else {
+        Err(invalid("threads", format!("must be 1 to {MAX_LOOKUP_THREADS}")))
+    }
+}
+
 fn check_threshold(threshold: f32) -> Result<()> {
     if threshold.is_finite() && (-1.0..=1.0).contains(&threshold) {
         Ok(())
@@ -612,9 +628,7 @@ impl Vault {
     /// number of threads each identify may scan with ([`Vault::set_lookup_threads`]).
     pub fn open_with(path: &Path, keys: &dyn KeyProvider, options: OpenOptions) -> Result<Vault> {
         let OpenOptions { clock, threads } = options;
-        if !(1..=MAX_LOOKUP_THREADS).contains(&threads) {
-            return Err(invalid("threads", format!("must be 1 to {MAX_LOOKUP_THREADS}")));
-        }
+        check_lookup_threads(threads)?;
         let master = keys.master_key()?;
         let mut store = Store::open(path)?;
         let vault_id: Vec<u8> = store::meta_get(store.conn(), "vault_id")?;
@@ -899,9 +913,7 @@ impl Vault {
     ) -> Result<Vec<Candidate>> {
         let probe = probe.into();
         self.lookup(session, Action::Identify, None, |act| {
-            if !(1..=MAX_K).contains(&k) {
-                return Err(invalid("k", format!("must be 1 to {MAX_K}")));
-            }
+            check_k(k)?;
             let probe = act.normalise(probe, RowCount::One)?;
             let found = act.gallery.identify_with_threads(
                 &probe,
@@ -925,9 +937,7 @@ impl Vault {
     ) -> Result<Vec<Vec<Candidate>>> {
         let probes = probes.into();
         self.lookup_many(session, Action::Identify, None, |act| {
-            if !(1..=MAX_K).contains(&k) {
-                return Err(invalid("k", format!("must be 1 to {MAX_K}")));
-            }
+            check_k(k)?;
             let probes = act.normalise(probes, RowCount::AtLeastOne)?;
             let found =
                 act.gallery
@@ -940,9 +950,7 @@ impl Vault {
     /// thread only). The answers are the same at any setting; it trades other work on the device
     /// for a faster single lookup of a large gallery. Not stored: it lasts for this opening.
     pub fn set_lookup_threads(&mut self, threads: usize) -> Result<()> {
-        if !(1..=MAX_LOOKUP_THREADS).contains(&threads) {
-            return Err(invalid("threads", format!("must be 1 to {MAX_LOOKUP_THREADS}")));
-        }
+        check_lookup_threads(threads)?;
         self.lookup_threads = threads;
         Ok(())
     }
