@@ -5,8 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
 use ring::hkdf;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -190,9 +188,7 @@ pub(crate) fn seal(recipient: &RecipientPublicKey, plaintext: &[u8]) -> Result<V
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
     let (header, body) = out.split_at_mut(HEADER_LEN);
-    let tag = cipher(&key)
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, body)
-        .map_err(|_| Error::Crypto)?;
+    let tag = crypto::seal_in_place(&crypto::cipher(&key), &nonce, header, body)?;
     out.extend_from_slice(&tag);
     Ok(out)
 }
@@ -233,9 +229,8 @@ pub fn open(secret: &RecipientSecretKey, bundle: &[u8]) -> Result<BundleContents
         secret.public_key().0.as_ref(),
     )?;
     let mut plain = Zeroizing::new(body.to_vec());
-    cipher(&key)
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), header, &mut plain, tag.into())
-        .map_err(|_| rejected(BundleProblem::DecryptionFailed))?;
+    crypto::open_in_place(&crypto::cipher(&key), nonce, header, &mut plain, tag)
+        .ok_or(rejected(BundleProblem::DecryptionFailed))?;
     let contents: BundleContents =
         serde_json::from_slice(&plain).map_err(|_| rejected(BundleProblem::Malformed))?;
     if contents.format != "facevault-bundle" || contents.version != BUNDLE_VERSION {
@@ -266,10 +261,6 @@ fn derive_key(
     let mut key = Zeroizing::new([0u8; 32]);
     okm.fill(key.as_mut_slice()).map_err(|_| Error::Crypto)?;
     Ok(key)
-}
-
-fn cipher(key: &[u8; 32]) -> Aes256Gcm {
-    Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
 }
 
 #[cfg(test)]

@@ -6,11 +6,13 @@
 //! dimension), so a ciphertext moved to another row, subject or vault fails to open. The exact byte
 //! layouts are in `docs/format.md`.
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
+use aes_gcm::aead::{self, AeadInOut, KeyInit};
+use aes_gcm::Aes256Gcm;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
+
+use crate::wiped::WipedVec;
 
 use crate::error::{Error, Result};
 use crate::keys::MasterKey;
@@ -49,8 +51,39 @@ impl DataKey {
     }
 
     fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.0.as_slice()))
+        cipher(&self.0)
     }
+}
+
+pub(crate) fn cipher(key: &[u8; 32]) -> Aes256Gcm {
+    Aes256Gcm::new(key.into())
+}
+
+/// Encrypts `buffer` in place under `cipher`; returns the tag.
+pub(crate) fn seal_in_place(
+    cipher: &Aes256Gcm,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    buffer: &mut [u8],
+) -> Result<[u8; TAG_LEN]> {
+    let tag = cipher
+        .encrypt_inout_detached(nonce.into(), aad, buffer.into())
+        .map_err(|_| Error::Crypto)?;
+    Ok(tag.into())
+}
+
+/// Decrypts `buffer` in place under `cipher`. `None` (with `buffer` unspecified) when the nonce or
+/// tag has the wrong length or the tag does not match.
+pub(crate) fn open_in_place(
+    cipher: &Aes256Gcm,
+    nonce: &[u8],
+    aad: &[u8],
+    buffer: &mut [u8],
+    tag: &[u8],
+) -> Option<()> {
+    let nonce = <&aead::Nonce<Aes256Gcm>>::try_from(nonce).ok()?;
+    let tag = <&aead::Tag<Aes256Gcm>>::try_from(tag).ok()?;
+    cipher.decrypt_inout_detached(nonce, aad, buffer.into(), tag).ok()
 }
 
 /// The keys a vault derives from the master key and its own vault ID.
@@ -111,7 +144,7 @@ impl VaultKeys {
     }
 
     fn wrapping_cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(self.wrapping.as_slice()))
+        cipher(&self.wrapping)
     }
 
     /// Wraps a data key under the key-wrapping key (derived from the master key), bound to its
@@ -122,15 +155,27 @@ impl VaultKeys {
         let mut buffer = Vec::with_capacity(WRAPPED_KEY_LEN);
         buffer.extend_from_slice(&nonce);
         buffer.extend_from_slice(key.0.as_slice());
-        let tag = self
-            .wrapping_cipher()
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), &aad, &mut buffer[NONCE_LEN..])
-            .map_err(|_| Error::Crypto)?;
+        let tag = seal_in_place(&self.wrapping_cipher(), &nonce, &aad, &mut buffer[NONCE_LEN..])?;
         buffer.extend_from_slice(&tag);
         Ok(buffer)
     }
 
     /// Unwraps a data key. `None` when the wrapped key was altered or belongs elsewhere.
+    pub(crate) fn unwrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], wrapped: &[u8]) -> Option<DataKey> {
+        self.unwrapper().unwrap(vault_id, subject, wrapped)
+    }
+
+    /// The key-wrapping cipher set up once, for unwrapping many data keys (at open).
+    pub(crate) fn unwrapper(&self) -> Unwrapper {
+        Unwrapper(self.wrapping_cipher())
+    }
+}
+
+/// Unwraps data keys with one key-wrapping cipher; the cipher's key schedule is zeroed on drop.
+pub(crate) struct Unwrapper(Aes256Gcm);
+
+impl Unwrapper {
+    /// As [`VaultKeys::unwrap`].
     pub(crate) fn unwrap(&self, vault_id: &[u8; 16], subject: &[u8; 16], wrapped: &[u8]) -> Option<DataKey> {
         if wrapped.len() != WRAPPED_KEY_LEN {
             return None;
@@ -139,14 +184,13 @@ impl VaultKeys {
         let (ciphertext, tag) = rest.split_at(DATA_KEY_LEN);
         let mut key = Zeroizing::new([0u8; DATA_KEY_LEN]);
         key.copy_from_slice(ciphertext);
-        self.wrapping_cipher()
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                &wrap_aad(vault_id, subject),
-                key.as_mut_slice(),
-                tag.into(),
-            )
-            .ok()?;
+        open_in_place(
+            &self.0,
+            nonce,
+            &wrap_aad(vault_id, subject),
+            key.as_mut_slice(),
+            tag,
+        )?;
         Some(DataKey(key))
     }
 }
@@ -193,10 +237,7 @@ pub(crate) fn seal_template(
     for value in values {
         buffer.extend_from_slice(&value.to_le_bytes());
     }
-    let tag = key
-        .cipher()
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), &binding.aad(), &mut buffer)
-        .map_err(|_| Error::Crypto)?;
+    let tag = seal_in_place(&key.cipher(), &nonce, &binding.aad(), &mut buffer)?;
     buffer.extend_from_slice(&tag);
     Ok(SealedTemplate {
         nonce,
@@ -214,14 +255,7 @@ pub(crate) fn open_template(
     ciphertext: &[u8],
     out: &mut [f32],
 ) -> Option<()> {
-    open_template_with(
-        key,
-        binding,
-        nonce,
-        ciphertext,
-        out,
-        &mut Zeroizing::new(Vec::new()),
-    )
+    open_template_with(key, binding, nonce, ciphertext, out, &mut WipedVec::default())
 }
 
 /// [`open_template`] decrypting in `scratch`, so that a caller opening many templates allocates
@@ -232,7 +266,7 @@ pub(crate) fn open_template_with(
     nonce: &[u8],
     ciphertext: &[u8],
     out: &mut [f32],
-    scratch: &mut Zeroizing<Vec<u8>>,
+    scratch: &mut WipedVec<u8>,
 ) -> Option<()> {
     let plain_len = binding.dim * 4;
     if nonce.len() != NONCE_LEN || ciphertext.len() != plain_len + TAG_LEN || out.len() != binding.dim {
@@ -245,14 +279,7 @@ pub(crate) fn open_template_with(
     }
     scratch.clear();
     scratch.extend_from_slice(body);
-    key.cipher()
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            &binding.aad(),
-            scratch.as_mut_slice(),
-            tag.into(),
-        )
-        .ok()?;
+    open_in_place(&key.cipher(), nonce, &binding.aad(), scratch.as_mut_slice(), tag)?;
     for (value, bytes) in out.iter_mut().zip(scratch.chunks_exact(4)) {
         *value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     }
@@ -293,14 +320,7 @@ pub(crate) fn seal_personal(
     let mut sealed = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     sealed.extend_from_slice(&nonce);
     sealed.extend_from_slice(plaintext);
-    let tag = key
-        .cipher()
-        .encrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            &binding.aad(),
-            &mut sealed[NONCE_LEN..],
-        )
-        .map_err(|_| Error::Crypto)?;
+    let tag = seal_in_place(&key.cipher(), &nonce, &binding.aad(), &mut sealed[NONCE_LEN..])?;
     sealed.extend_from_slice(&tag);
     Ok(sealed)
 }
@@ -310,16 +330,14 @@ pub(crate) fn open_personal(
     key: &DataKey,
     binding: &PersonalBinding<'_>,
     sealed: &[u8],
-) -> Option<Zeroizing<Vec<u8>>> {
+) -> Option<WipedVec<u8>> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return None;
     }
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let mut plain = Zeroizing::new(body.to_vec());
-    key.cipher()
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), &binding.aad(), &mut plain, tag.into())
-        .ok()?;
+    let mut plain = WipedVec::new(body.to_vec());
+    open_in_place(&key.cipher(), nonce, &binding.aad(), &mut plain, tag)?;
     Some(plain)
 }
 

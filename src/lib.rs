@@ -15,6 +15,7 @@ mod store;
 mod subject;
 mod template;
 mod vault;
+mod wiped;
 
 pub use access::{Action, Password, Role, PASSWORD_ITERATIONS};
 pub use audit::{AuditRecord, Outcome};

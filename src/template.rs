@@ -3,7 +3,7 @@
 //! and each row must have a length to normalise. Rows are L2-normalised so that the inner product
 //! is the cosine similarity.
 
-use zeroize::Zeroizing;
+use crate::wiped::WipedVec;
 
 use crate::error::TemplateError;
 
@@ -96,7 +96,7 @@ pub(crate) fn normalise_rows(
     dim: usize,
     model: &str,
     count: RowCount,
-) -> Result<Zeroizing<Vec<f32>>, TemplateError> {
+) -> Result<WipedVec<f32>, TemplateError> {
     if let Some(declared) = input.model.filter(|declared| *declared != model) {
         return Err(TemplateError::WrongModel {
             expected: model.to_string(),
@@ -139,7 +139,7 @@ pub(crate) fn normalise_rows(
             max: MAX_ROWS_PER_CALL,
         });
     }
-    let mut out = Zeroizing::new(Vec::with_capacity(values_len));
+    let mut out = WipedVec::with_capacity(values_len);
     match input.data {
         Data::Values(v) => out.extend_from_slice(v),
         Data::LeBytes(b) => out.extend(

@@ -23,7 +23,13 @@
 //! when dropped.
 #![allow(unsafe_code)]
 
-use zeroize::{Zeroize, Zeroizing};
+use std::ops::Range;
+
+use zeroize::Zeroize;
+
+use super::set_bits;
+
+use crate::wiped::WipedVec;
 
 /// Rows per code block.
 pub(crate) const BLOCK: usize = 32;
@@ -46,7 +52,7 @@ const ROUNDING_SLACK: f32 = 1e-5;
 /// A seeded random rotation of R^dim, padded to the next power of two.
 pub(crate) struct Rotation {
     padded: usize,
-    signs: Zeroizing<Vec<f32>>,
+    signs: WipedVec<f32>,
 }
 
 impl Rotation {
@@ -68,7 +74,7 @@ impl Rotation {
             .collect();
         Self {
             padded,
-            signs: Zeroizing::new(signs),
+            signs: WipedVec::new(signs),
         }
     }
 
@@ -79,7 +85,7 @@ impl Rotation {
     /// Writes the rotation of `x` into `out` (length `padded`): x ↦ H·S2·H·S1·x, H normalised.
     /// Every kernel computes the same operations in the same order, so all give the same bits.
     pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
-        self.apply_with(x, out, &mut Zeroizing::new(vec![0f32; self.padded]));
+        self.apply_with(x, out, &mut WipedVec::new(vec![0f32; self.padded]));
     }
 
     /// [`Rotation::apply`] with the transform's working buffer (`padded` long) from the caller, so
@@ -149,7 +155,7 @@ pub(crate) struct Codes {
     /// Pairs of 4-dimension groups per row, the last one holding alignment codes: padded / 8.
     pairs: usize,
     rows: usize,
-    blocks: Zeroizing<Vec<u8>>,
+    blocks: WipedVec<u8>,
 }
 
 impl Codes {
@@ -161,7 +167,7 @@ impl Codes {
             // even number of them, as the kernels take two at a time.
             pairs: padded / 8,
             rows: 0,
-            blocks: Zeroizing::new(Vec::new()),
+            blocks: WipedVec::default(),
         }
     }
 
@@ -310,11 +316,11 @@ impl Codes {
     }
 }
 
-fn grow<T: Copy + Default + Zeroize>(buffer: &mut Zeroizing<Vec<T>>, needed: usize) {
+fn grow<T: zeroize::DefaultIsZeroes>(buffer: &mut WipedVec<T>, needed: usize) {
     if needed <= buffer.capacity() {
         return;
     }
-    let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(buffer.capacity() * 2)));
+    let mut grown = WipedVec::with_capacity(needed.max(buffer.capacity() * 2));
     super::kernels::advise_huge_pages(grown.spare_capacity_mut());
     grown.extend_from_slice(buffer);
     *buffer = grown;
@@ -325,7 +331,7 @@ pub(crate) struct Query {
     /// 32 bytes a pair: group 2p's 16-entry table, then group 2p+1's; zero for the last pair.
     /// Entry `n` is Σ over the group's four dimensions of v_i where bit i of n is set, L − v_i
     /// where it is clear.
-    tables: Zeroizing<Vec<u8>>,
+    tables: WipedVec<u8>,
     /// x̂ = alpha·S + beta for a table sum S.
     alpha: f32,
     beta: f32,
@@ -357,7 +363,7 @@ impl Query {
             .fold(0f32, |max, value| max.max(value.abs()))
             .max(f32::MIN_POSITIVE);
         let step = 2.0 * range / f32::from(LEVELS);
-        let levels: Zeroizing<Vec<u8>> = Zeroizing::new(
+        let levels = WipedVec::new(
             coded
                 .iter()
                 .map(|value| {
@@ -367,7 +373,7 @@ impl Query {
                 .collect(),
         );
         // The pairs past the coded ones (the alignment codes, and any padding) keep zero tables.
-        let mut tables = Zeroizing::new(vec![0u8; codes.pairs * 32]);
+        let mut tables = WipedVec::new(vec![0u8; codes.pairs * 32]);
         for (group, level) in levels.chunks_exact(4).enumerate() {
             let start = (group / 2) * 32 + (group % 2) * 16;
             let table = &mut tables[start..start + 16];
@@ -420,6 +426,7 @@ impl Query {
 
     /// Bounds for every row of `block`, and the rows that pass `floor` (upper bound) and
     /// `lower_floor` (lower bound). Rows past the end of the gallery get -∞ and never pass.
+    #[cfg(test)]
     pub(crate) fn bounds(&self, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
         #[cfg(target_arch = "x86_64")]
         {
@@ -467,34 +474,29 @@ impl Query {
         out
     }
 
-    /// The first pass over the blocks from `first_block` on, one per entry of `block_max`: each
-    /// block's highest upper bound into its entry, and every row whose lower bound exceeds the
-    /// running lower floor handed to `raise`, which returns the new floor. Blocks are visited in
-    /// order, so the floor only rises.
+    /// The scan over `blocks`, in order: every row whose upper bound reaches the running
+    /// `floor` goes into `candidates` with that bound, and every row whose lower bound exceeds
+    /// it is handed to `raise`, which returns the new floor. The floor only rises, so every row
+    /// that can reach the final floor is among the candidates, and no block is read twice.
     pub(crate) fn scan(
         &self,
         codes: &Codes,
-        first_block: usize,
-        lower_floor: f32,
+        blocks: Range<usize>,
+        floor: f32,
         raise: impl FnMut(usize, f32) -> f32,
-        block_max: &mut [f32],
+        candidates: &mut Vec<(f32, u32)>,
     ) {
         #[cfg(target_arch = "x86_64")]
         {
             if avx2() {
                 // SAFETY: AVX2 and FMA were detected on this CPU.
-                unsafe { x86::scan_avx2(self, codes, first_block, lower_floor, raise, block_max) };
+                unsafe { x86::scan_avx2(self, codes, blocks, floor, raise, candidates) };
                 return;
             }
         }
-        scan_with(
-            codes,
-            first_block,
-            lower_floor,
-            raise,
-            block_max,
-            |block, lower_floor| self.bounds_portable(codes, block, f32::INFINITY, lower_floor),
-        );
+        scan_with(blocks, floor, raise, candidates, |block, floor| {
+            self.bounds_portable(codes, block, floor, floor)
+        });
     }
 }
 
@@ -517,24 +519,23 @@ pub(crate) fn kernel_name() -> &'static str {
 /// The scan's loop, over any kernel; inlined into each so that the kernel's code inlines too.
 #[inline(always)]
 fn scan_with(
-    codes: &Codes,
-    first_block: usize,
-    mut lower_floor: f32,
+    blocks: Range<usize>,
+    mut floor: f32,
     mut raise: impl FnMut(usize, f32) -> f32,
-    block_max: &mut [f32],
+    candidates: &mut Vec<(f32, u32)>,
     mut bounds: impl FnMut(usize, f32) -> BlockBounds,
 ) {
-    let blocks = first_block..codes.blocks();
-    for (block, max) in blocks.zip(block_max.iter_mut()) {
-        let found = bounds(block, lower_floor);
-        *max = found.max_upper;
-        let mut raises = found.raises;
-        while raises != 0 {
-            let offset = raises.trailing_zeros() as usize;
-            raises &= raises - 1;
+    for block in blocks {
+        let found = bounds(block, floor);
+        let first_row = block * BLOCK;
+        for offset in set_bits(found.candidates) {
+            // Row numbers fit u32: the gallery holds fewer than `Gallery::MAX_ROWS`.
+            candidates.push((found.uppers[offset], (first_row + offset) as u32));
+        }
+        for offset in set_bits(found.raises) {
             let lower = found.lowers[offset];
-            if lower > lower_floor {
-                lower_floor = raise(block * BLOCK + offset, lower);
+            if lower > floor {
+                floor = raise(first_row + offset, lower);
             }
         }
     }
@@ -756,19 +757,14 @@ mod x86 {
     pub(super) fn scan_avx2(
         query: &Query,
         codes: &Codes,
-        first_block: usize,
-        lower_floor: f32,
+        blocks: std::ops::Range<usize>,
+        floor: f32,
         raise: impl FnMut(usize, f32) -> f32,
-        block_max: &mut [f32],
+        candidates: &mut Vec<(f32, u32)>,
     ) {
-        super::scan_with(
-            codes,
-            first_block,
-            lower_floor,
-            raise,
-            block_max,
-            |block, lower_floor| bounds_avx2(query, codes, block, f32::INFINITY, lower_floor),
-        );
+        super::scan_with(blocks, floor, raise, candidates, |block, floor| {
+            bounds_avx2(query, codes, block, floor, floor)
+        });
     }
 }
 

@@ -65,15 +65,18 @@ pub(crate) fn available() -> Vec<Kernel> {
 /// Asks the CPU to start loading `row` into cache: a hint, for rows about to be scored out of
 /// order (the fast scan's re-rank), whose first touch would otherwise wait on memory.
 #[inline]
-pub(crate) fn prefetch(row: &[f32]) {
+pub(crate) fn prefetch<T>(values: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    for line in row.chunks(16) {
-        // SAFETY: `line` is a live slice, so its pointer is valid; a prefetch never faults and
-        // changes nothing but the cache.
-        unsafe { std::arch::x86_64::_mm_prefetch(line.as_ptr().cast(), std::arch::x86_64::_MM_HINT_T0) };
+    {
+        let start = values.as_ptr().cast::<i8>();
+        for offset in (0..std::mem::size_of_val(values)).step_by(64) {
+            // SAFETY: `start + offset` lies inside `values`, a live slice; a prefetch never
+            // faults and changes nothing but the cache.
+            unsafe { std::arch::x86_64::_mm_prefetch(start.add(offset), std::arch::x86_64::_MM_HINT_T0) };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
+    let _ = values;
 }
 
 /// Runs `work` compiled for AVX2 when the CPU has it: plain loops over floats in `work` (and what

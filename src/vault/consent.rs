@@ -3,7 +3,8 @@
 //! legal checks are the plain functions of `crate::policy`.
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+
+use crate::wiped::WipedVec;
 
 use super::{invalid, slices, subject_mac_fields, Act, Entry, Vault, MAX_TEMPLATES_PER_SUBJECT};
 use crate::access::Action;
@@ -66,8 +67,8 @@ pub(super) struct Evidence {
 }
 
 /// JSON in a buffer sized up front and zeroed on drop (these hold personal data).
-fn sealed_json<T: Serialize>(value: &T, text_len: usize) -> Result<Zeroizing<Vec<u8>>> {
-    let mut buffer = Zeroizing::new(Vec::with_capacity(text_len * 6 + 256));
+fn sealed_json<T: Serialize>(value: &T, text_len: usize) -> Result<WipedVec<u8>> {
+    let mut buffer = WipedVec::with_capacity(text_len * 6 + 256);
     serde_json::to_writer(&mut *buffer, value).map_err(|_| Error::Crypto)?;
     Ok(buffer)
 }

@@ -3,7 +3,8 @@
 //! subjects with an active, separate transfer consent (a guardian's for a child).
 
 use base64::Engine;
-use zeroize::Zeroizing;
+
+use crate::wiped::WipedVec;
 
 use super::consent::TRANSFER;
 use super::{Entry, Vault};
@@ -116,7 +117,7 @@ impl Vault {
                 }
                 let mut templates = Vec::new();
                 for values in act.gallery.rows_of(subject) {
-                    let mut bytes = Zeroizing::new(Vec::with_capacity(dim * 4));
+                    let mut bytes = WipedVec::with_capacity(dim * 4);
                     for value in values {
                         bytes.extend_from_slice(&value.to_le_bytes());
                     }
@@ -143,7 +144,7 @@ impl Vault {
                 subjects,
             };
             // Sized up front so the plaintext never reallocates and leaves copies behind.
-            let mut plain = Zeroizing::new(Vec::with_capacity(text_len + 1024));
+            let mut plain = WipedVec::with_capacity(text_len + 1024);
             serde_json::to_writer(&mut *plain, &contents).map_err(|_| Error::Crypto)?;
             let bytes = bundle::seal(&request.recipient, &plain)?;
 

@@ -28,11 +28,44 @@ pub const FLUSH_BATCH: usize = 1000;
 /// not the caller's.
 pub(super) struct LookupEvent {
     pub at: UnixMillis,
-    pub actor: Arc<str>,
+    pub actor: ActorName,
     pub action: Action,
     pub subject: Option<SubjectId>,
     pub outcome: Outcome,
     pub detail: LookupDetail,
+}
+
+/// The principal's name, copied into the event. Sharing the session's `Arc<str>` instead would
+/// bounce its reference count between the caller's core and the writer's on every lookup.
+pub(super) enum ActorName {
+    Short { len: u8, bytes: [u8; SHORT_NAME] },
+    Long(Box<str>),
+}
+
+/// Every principal name fits (`access` allows 64 bytes); `Long` is there so nothing else can fail.
+const SHORT_NAME: usize = 64;
+
+impl ActorName {
+    pub(super) fn new(name: &str) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= SHORT_NAME => {
+                let mut bytes = [0u8; SHORT_NAME];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                ActorName::Short { len, bytes }
+            }
+            _ => ActorName::Long(name.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes are a whole `str`, so they are UTF-8.
+            ActorName::Short { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("-")
+            }
+            ActorName::Long(name) => name,
+        }
+    }
 }
 
 /// What a lookup found, or why it was refused.
@@ -54,7 +87,7 @@ impl LookupEvent {
         };
         super::record(
             self.at,
-            &self.actor,
+            self.actor.as_str(),
             self.action,
             self.subject,
             self.outcome,
@@ -167,7 +200,9 @@ fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) {
     // them and tries again one interval later, rather than spinning on the store lock.
     let mut batch: Vec<AuditRecord> = Vec::new();
     let mut retry_at: Option<Instant> = None;
+    let mut spare: Vec<LookupEvent> = Vec::with_capacity(FLUSH_BATCH);
     let mut queue = shared.lock();
+    queue.events.reserve(FLUSH_BATCH);
     loop {
         let now = Instant::now();
         let due = [queue.oldest.map(|oldest| oldest + FLUSH_INTERVAL), retry_at]
@@ -194,13 +229,15 @@ fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) {
             };
             continue;
         }
-        let events = std::mem::take(&mut queue.events);
+        let mut events = std::mem::replace(&mut queue.events, std::mem::take(&mut spare));
         let flushes = std::mem::take(&mut queue.flushes);
         let closed = queue.closed;
         queue.oldest = None;
         drop(queue);
         // Formatting is the writer's work, off the lookup path.
-        batch.extend(events.into_iter().map(LookupEvent::into_record));
+        batch.extend(events.drain(..).map(LookupEvent::into_record));
+        // The emptied queue goes back for the next batch, so lookups never grow a fresh one.
+        spare = events;
         let written = write(store, audit_key, &mut batch);
         retry_at = written.is_err().then(|| Instant::now() + FLUSH_INTERVAL);
         let mut written = Some(written);

@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Transaction;
 use serde::Serialize;
-use zeroize::Zeroizing;
+
+use crate::wiped::WipedVec;
 
 use crate::access::{self, Action, Credential, Password, Role};
 use crate::audit::{self, AuditRecord, Outcome};
@@ -34,7 +35,7 @@ use crate::template::{self, RowCount, TemplateInput};
 pub use export::{ExportRequest, ExportedBundle};
 pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 
-use match_log::{lock, LookupDetail, LookupEvent, MatchLog, SharedStore};
+use match_log::{lock, ActorName, LookupDetail, LookupEvent, MatchLog, SharedStore};
 
 /// The match threshold used when `init` is given none: a cosine similarity that separates genuine
 /// pairs (typically 0.5–0.8 for ArcFace-style 512-d embeddings) from impostors (0.0–0.3).
@@ -242,7 +243,7 @@ struct Settings {
 
 impl Settings {
     /// Validates templates or probes against this vault's dimension and model, and normalises them.
-    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
+    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
         Ok(template::normalise_rows(input, self.dim, &self.model, count)?)
     }
 
@@ -352,7 +353,7 @@ impl Entry {
 /// Changes to the in-memory state that wait for their transaction to commit.
 #[derive(Default)]
 struct Pending {
-    new_rows: Zeroizing<Vec<f32>>,
+    new_rows: WipedVec<f32>,
     /// For each new row: its subject, the subject's expiry, and the template ID.
     new_row_owners: Vec<(SubjectId, UnixMillis, i64)>,
     erased: Vec<SubjectId>,
@@ -370,7 +371,7 @@ struct Act<'a> {
 }
 
 impl Act<'_> {
-    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
+    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
         self.settings.normalise(input, count)
     }
 
@@ -393,6 +394,13 @@ impl Act<'_> {
         row: &[f32],
         next_id: &mut i64,
     ) -> Result<()> {
+        if self.gallery.template_count() + self.pending.new_row_owners.len() >= Gallery::MAX_ROWS {
+            let reason = format!(
+                "the vault already holds its maximum of {} templates",
+                Gallery::MAX_ROWS
+            );
+            return Err(invalid("template", reason));
+        }
         let template_id = *next_id;
         *next_id += 1;
         let sealed = crypto::seal_template(key, &self.binding(&subject, template_id), row)?;
@@ -696,6 +704,7 @@ impl Vault {
         gallery.reserve(template_count);
         gallery.reserve_subjects(subject_count);
         let mut subjects: HashMap<SubjectId, LoadingSubject> = HashMap::with_capacity(subject_count);
+        let unwrapper = keys.unwrapper();
         store::for_each_subject(store.conn(), |row| {
             let damaged = || Error::Integrity {
                 table: "subjects",
@@ -719,7 +728,7 @@ impl Vault {
             let key = row
                 .wrapped_key
                 .as_deref()
-                .and_then(|wrapped| keys.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
+                .and_then(|wrapped| unwrapper.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
                 .ok_or_else(damaged)?;
             subjects.insert(
                 subject,
@@ -733,7 +742,7 @@ impl Vault {
             Ok(())
         })?;
         // Straight from SQLite's buffer into the gallery, nothing copied on the way.
-        let mut scratch = Zeroizing::new(Vec::new());
+        let mut scratch = WipedVec::default();
         store::for_each_template(store.conn(), |row| {
             let damaged = || Error::Integrity {
                 table: "templates",
@@ -1068,7 +1077,7 @@ impl Vault {
         for detail in details {
             self.match_log.push(LookupEvent {
                 at: now,
-                actor: Arc::clone(&session.name),
+                actor: ActorName::new(&session.name),
                 action,
                 subject,
                 outcome,
@@ -1152,7 +1161,8 @@ impl Vault {
         self.gallery.reserve(pending.new_row_owners.len());
         let rows = pending.new_rows.chunks_exact(dim);
         for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
-            self.gallery.push(subject, expires_at, template_id, row);
+            let pushed = self.gallery.push(subject, expires_at, template_id, row);
+            debug_assert!(pushed, "store_template keeps the gallery below Gallery::MAX_ROWS");
         }
         for subject in &pending.erased {
             self.gallery.remove_subject(subject);
@@ -1227,7 +1237,7 @@ struct Look<'a> {
 }
 
 impl Look<'_> {
-    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<Zeroizing<Vec<f32>>> {
+    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
         self.settings.normalise(input, count)
     }
 
