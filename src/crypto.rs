@@ -246,7 +246,7 @@ pub(crate) fn seal_template(
 }
 
 /// Opens a sealed template into `out` (exactly `binding.dim` values). `None` when the ciphertext
-/// was altered or belongs elsewhere; `out` is then left zeroed.
+/// was altered or belongs elsewhere.
 #[cfg(test)]
 pub(crate) fn open_template(
     key: &DataKey,
@@ -255,21 +255,30 @@ pub(crate) fn open_template(
     ciphertext: &[u8],
     out: &mut [f32],
 ) -> Option<()> {
-    open_template_with(key, binding, nonce, ciphertext, out, &mut WipedVec::default())
+    let mut scratch = WipedVec::default();
+    let plain = open_template_in(key, binding, nonce, ciphertext, &mut scratch)?;
+    if out.len() != binding.dim {
+        return None;
+    }
+    for (value, bytes) in out.iter_mut().zip(plain.chunks_exact(4)) {
+        *value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    }
+    Some(())
 }
 
-/// [`open_template`] decrypting in `scratch`, so that a caller opening many templates allocates
-/// one buffer, not one each. The buffer is left holding plaintext until the caller drops it.
-pub(crate) fn open_template_with(
+/// Opens a sealed template into `scratch`, decrypting straight from `ciphertext` (SQLite's
+/// buffer, at open), and returns its plaintext: `binding.dim` little-endian f32. One buffer
+/// serves every template a caller opens; it is left holding the last plaintext until dropped.
+/// `None` when the ciphertext was altered or belongs elsewhere.
+pub(crate) fn open_template_in<'s>(
     key: &DataKey,
     binding: &TemplateBinding<'_>,
     nonce: &[u8],
     ciphertext: &[u8],
-    out: &mut [f32],
-    scratch: &mut WipedVec<u8>,
-) -> Option<()> {
+    scratch: &'s mut WipedVec<u8>,
+) -> Option<&'s [u8]> {
     let plain_len = binding.dim * 4;
-    if nonce.len() != NONCE_LEN || ciphertext.len() != plain_len + TAG_LEN || out.len() != binding.dim {
+    if nonce.len() != NONCE_LEN || ciphertext.len() != plain_len + TAG_LEN {
         return None;
     }
     let (body, tag) = ciphertext.split_at(plain_len);
@@ -277,13 +286,15 @@ pub(crate) fn open_template_with(
         // A fresh buffer rather than a grown one, which would free the old unzeroed.
         **scratch = Vec::with_capacity(plain_len);
     }
-    scratch.clear();
-    scratch.extend_from_slice(body);
-    open_in_place(&key.cipher(), nonce, &binding.aad(), scratch.as_mut_slice(), tag)?;
-    for (value, bytes) in out.iter_mut().zip(scratch.chunks_exact(4)) {
-        *value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    }
-    Some(())
+    scratch.resize(plain_len, 0);
+    let out = &mut scratch[..plain_len];
+    let nonce = <&aead::Nonce<Aes256Gcm>>::try_from(nonce).ok()?;
+    let tag = <&aead::Tag<Aes256Gcm>>::try_from(tag).ok()?;
+    let buffer = aead::inout::InOutBuf::new(body, out).ok()?;
+    key.cipher()
+        .decrypt_inout_detached(nonce, &binding.aad(), buffer, tag)
+        .ok()?;
+    Some(out)
 }
 
 /// Where a sealed piece of personal data (birth date, consent evidence) belongs.

@@ -85,17 +85,11 @@ impl Rotation {
     /// Writes the rotation of `x` into `out` (length `padded`): x ↦ H·S2·H·S1·x, H normalised.
     /// Every kernel computes the same operations in the same order, so all give the same bits.
     pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
-        self.apply_with(x, out, &mut WipedVec::new(vec![0f32; self.padded]));
-    }
-
-    /// [`Rotation::apply`] with the transform's working buffer (`padded` long) from the caller, so
-    /// that rotating many rows allocates it once. It is left holding a rotated copy.
-    pub(crate) fn apply_with(&self, x: &[f32], out: &mut [f32], spare: &mut [f32]) {
-        super::kernels::with_wide_vectors(|| self.apply_portable(x, out, spare));
+        super::kernels::with_wide_vectors(|| self.apply_portable(x, out));
     }
 
     #[inline(always)]
-    fn apply_portable(&self, x: &[f32], out: &mut [f32], spare: &mut [f32]) {
+    fn apply_portable(&self, x: &[f32], out: &mut [f32]) {
         out[..x.len()].copy_from_slice(x);
         out[x.len()..].fill(0.0);
         for round in 0..2 {
@@ -103,9 +97,9 @@ impl Rotation {
             for (value, sign) in out.iter_mut().zip(signs) {
                 *value *= sign;
             }
-            walsh_hadamard(out, spare);
+            walsh_hadamard(out);
         }
-        // Both rounds' normalisation at once.
+        // Both rounds' normalisation at once: 1/padded is a power of two, so this is exact.
         let scale = 1.0 / self.padded as f32;
         for value in out.iter_mut() {
             *value *= scale;
@@ -113,36 +107,40 @@ impl Rotation {
     }
 }
 
-/// The fast Walsh–Hadamard transform (unnormalised) of `values`, a power of two long, in its
-/// constant-geometry form: every stage reads the two halves and writes sums and differences
-/// interleaved, so each stage is one straight loop the compiler vectorises, without the short
-/// strides of the in-place form. `spare` is as long as `values`.
+/// The fast Walsh–Hadamard transform (unnormalised) of `values`, a power of two long, in place:
+/// stage h (1, 2, 4, …) replaces each pair (a, b) h apart, in blocks of 2h, with (a + b, a − b).
+/// Every kernel makes exactly these additions and subtractions, so all give the same bits.
 #[inline(always)]
-fn walsh_hadamard(values: &mut [f32], spare: &mut [f32]) {
-    let half = values.len() / 2;
-    let stages = values.len().trailing_zeros();
-    for stage in 0..stages {
-        let (from, to) = if stage % 2 == 0 {
-            (&*values, &mut *spare)
-        } else {
-            (&*spare, &mut *values)
-        };
-        let (low, high) = from.split_at(half);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if half >= 8 && avx2() {
-                // SAFETY: AVX2 was detected on this CPU.
-                unsafe { x86::hadamard_stage_avx2(low, high, to) };
-                continue;
-            }
-        }
-        for ((pair, a), b) in to.chunks_exact_mut(2).zip(low).zip(high) {
-            pair[0] = a + b;
-            pair[1] = a - b;
+fn walsh_hadamard(values: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if values.len() >= x86::HADAMARD_CHUNK && avx2() {
+            // SAFETY: AVX2 was detected on this CPU.
+            unsafe { x86::walsh_hadamard_avx2(values) };
+            return;
         }
     }
-    if stages % 2 == 1 {
-        values.copy_from_slice(spare);
+    walsh_hadamard_portable(values);
+}
+
+fn walsh_hadamard_portable(values: &mut [f32]) {
+    let mut h = 1;
+    while h < values.len() {
+        hadamard_stage(values, h);
+        h *= 2;
+    }
+}
+
+/// One stage of the transform: pairs `h` apart in blocks of `2h`.
+#[inline(always)]
+fn hadamard_stage(values: &mut [f32], h: usize) {
+    for block in values.chunks_exact_mut(2 * h) {
+        let (low, high) = block.split_at_mut(h);
+        for (a, b) in low.iter_mut().zip(high.iter_mut()) {
+            let (x, y) = (*a, *b);
+            *a = x + y;
+            *b = x - y;
+        }
     }
 }
 
@@ -728,28 +726,96 @@ mod x86 {
         out
     }
 
-    /// One constant-geometry stage: sums and differences of the two halves, interleaved. The same
-    /// two operations per pair as the portable loop, so the same bits.
+    /// Floats the transform's first six stages work on at once, in eight registers.
+    pub(super) const HADAMARD_CHUNK: usize = 64;
+
+    /// [`super::walsh_hadamard`] for at least [`HADAMARD_CHUNK`] values, three stages per read
+    /// of memory. The stages h = 1 … 32 run one chunk of 64 values at a time in eight registers
+    /// (h = 1, 2, 4 within a register by a shuffle and a blend, then h = 8, 16, 32 between
+    /// registers); the later stages go three at a time over eight registers `h` apart, and one or
+    /// two left over go straight over memory. The same pairs and operations as the portable
+    /// loop, so the same bits: where a shuffled copy `p` of a register `r` holds each lane's
+    /// partner, the low lane of a pair takes r + p = a + b (addition commutes exactly) and the
+    /// high lane p − r = a − b.
     #[target_feature(enable = "avx2")]
-    pub(super) fn hadamard_stage_avx2(low: &[f32], high: &[f32], to: &mut [f32]) {
-        for ((a, b), out) in low
-            .chunks_exact(8)
-            .zip(high.chunks_exact(8))
-            .zip(to.chunks_exact_mut(16))
-        {
-            // SAFETY: `a` and `b` are exactly 8 f32 and `out` exactly 16 (chunks_exact), so each
-            // unaligned 256-bit load and the two stores stay within them.
+    pub(super) fn walsh_hadamard_avx2(values: &mut [f32]) {
+        for chunk in values.chunks_exact_mut(HADAMARD_CHUNK) {
+            // SAFETY: `chunk` is exactly 64 f32 (chunks_exact), so the eight unaligned 256-bit
+            // loads and stores at 0, 8, …, 56 stay within it.
             unsafe {
-                let (a, b) = (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()));
-                let (sum, difference) = (_mm256_add_ps(a, b), _mm256_sub_ps(a, b));
-                let first = _mm256_unpacklo_ps(sum, difference);
-                let second = _mm256_unpackhi_ps(sum, difference);
-                _mm256_storeu_ps(out.as_mut_ptr(), _mm256_permute2f128_ps(first, second, 0x20));
-                _mm256_storeu_ps(
-                    out.as_mut_ptr().add(8),
-                    _mm256_permute2f128_ps(first, second, 0x31),
-                );
+                let base = chunk.as_mut_ptr();
+                let mut r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(base.add(8 * i)));
+                for v in r.iter_mut() {
+                    let p = _mm256_permute_ps(*v, 0b10_11_00_01);
+                    *v = _mm256_blend_ps(_mm256_add_ps(*v, p), _mm256_sub_ps(p, *v), 0b1010_1010);
+                    let p = _mm256_permute_ps(*v, 0b01_00_11_10);
+                    *v = _mm256_blend_ps(_mm256_add_ps(*v, p), _mm256_sub_ps(p, *v), 0b1100_1100);
+                    let p = _mm256_permute2f128_ps(*v, *v, 0x01);
+                    *v = _mm256_blend_ps(_mm256_add_ps(*v, p), _mm256_sub_ps(p, *v), 0b1111_0000);
+                }
+                three_stages(&mut r);
+                for (i, v) in r.iter().enumerate() {
+                    _mm256_storeu_ps(base.add(8 * i), *v);
+                }
             }
+        }
+        let mut h = HADAMARD_CHUNK;
+        while 8 * h <= values.len() {
+            for block in values.chunks_exact_mut(8 * h) {
+                for offset in (0..h).step_by(8) {
+                    // SAFETY: `block` is 8h long and offset + 8 ≤ h (h is a multiple of 8), so
+                    // the loads and stores at m·h + offset, m < 8, stay within it.
+                    unsafe {
+                        let base = block.as_mut_ptr().add(offset);
+                        let mut r: [__m256; 8] = std::array::from_fn(|m| _mm256_loadu_ps(base.add(m * h)));
+                        three_stages(&mut r);
+                        for (m, v) in r.iter().enumerate() {
+                            _mm256_storeu_ps(base.add(m * h), *v);
+                        }
+                    }
+                }
+            }
+            h *= 8;
+        }
+        while h < values.len() {
+            for block in values.chunks_exact_mut(2 * h) {
+                let (low, high) = block.split_at_mut(h);
+                for (a, b) in low.chunks_exact_mut(8).zip(high.chunks_exact_mut(8)) {
+                    // SAFETY: `a` and `b` are exactly 8 f32 (h is a multiple of 64), so each
+                    // unaligned 256-bit load and store stays within them.
+                    unsafe {
+                        let (x, y) = (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()));
+                        _mm256_storeu_ps(a.as_mut_ptr(), _mm256_add_ps(x, y));
+                        _mm256_storeu_ps(b.as_mut_ptr(), _mm256_sub_ps(x, y));
+                    }
+                }
+            }
+            h *= 2;
+        }
+    }
+
+    /// Three stages between eight registers: partners 1, then 2, then 4 registers apart.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn three_stages(r: &mut [__m256; 8]) {
+        const PAIRS: [(usize, usize); 12] = [
+            (0, 1),
+            (2, 3),
+            (4, 5),
+            (6, 7),
+            (0, 2),
+            (1, 3),
+            (4, 6),
+            (5, 7),
+            (0, 4),
+            (1, 5),
+            (2, 6),
+            (3, 7),
+        ];
+        for (low, high) in PAIRS {
+            let (a, b) = (r[low], r[high]);
+            r[low] = _mm256_add_ps(a, b);
+            r[high] = _mm256_sub_ps(a, b);
         }
     }
 
@@ -799,6 +865,38 @@ mod tests {
             kept.push(row);
         }
         (rotation, codes, kept)
+    }
+
+    #[test]
+    fn the_transform_is_hadamards_and_every_kernel_gives_the_same_bits() {
+        let mut state = 5u64;
+        for n in [16, 32, 64, 128, 256, 512, 1024, 4096] {
+            let values = random_unit(&mut state, n);
+            let mut portable = values.clone();
+            walsh_hadamard_portable(&mut portable);
+            // The definition: H[i][j] = (-1)^popcount(i & j).
+            for (i, got) in portable.iter().enumerate().step_by(7) {
+                let want: f64 = values
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| {
+                        if (i & j).count_ones() % 2 == 0 {
+                            f64::from(*v)
+                        } else {
+                            -f64::from(*v)
+                        }
+                    })
+                    .sum();
+                assert!(
+                    (f64::from(*got) - want).abs() < 1e-4,
+                    "n={n} i={i}: {got} vs {want}"
+                );
+            }
+            let mut dispatched = values.clone();
+            walsh_hadamard(&mut dispatched);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&dispatched), bits(&portable), "n={n}");
+        }
     }
 
     #[test]

@@ -89,10 +89,9 @@ impl std::str::FromStr for ScanMode {
 struct FastIndex {
     rotation: Rotation,
     codes: Codes,
+    /// The rotated copy of a row being added.
     scratch: WipedVec<f32>,
-    /// The rotation's working buffer for rows added one at a time.
-    spare: WipedVec<f32>,
-    /// The last scan's bounds, kept to avoid allocating per query. They approximate the probe's
+    /// The last scan's short list, kept to avoid allocating per query. They approximate the probe's
     /// scores, so they are zeroed when dropped.
     short_list: std::sync::Mutex<ShortList>,
 }
@@ -220,7 +219,6 @@ impl Gallery {
                 rotation,
                 codes: Codes::new(padded, dim),
                 scratch: WipedVec::new(vec![0.0; padded]),
-                spare: WipedVec::new(vec![0.0; padded]),
                 short_list: std::sync::Mutex::new(ShortList::default()),
             }
         });
@@ -262,7 +260,8 @@ impl Gallery {
     }
 
     /// Adds one normalised row for `subject`, which expires at `expires_at`.
-    /// False, with nothing added, when the gallery already holds [`Gallery::MAX_ROWS`].
+    /// False, with nothing added, when `row` is not `dim` long or the gallery already holds
+    /// [`Gallery::MAX_ROWS`].
     #[must_use]
     pub(crate) fn push(
         &mut self,
@@ -271,36 +270,50 @@ impl Gallery {
         template_id: i64,
         row: &[f32],
     ) -> bool {
-        self.push_with(subject, expires_at, template_id, |slot| {
-            slot.copy_from_slice(row);
-            true
-        })
+        row.len() == self.dim
+            && self.push_extending(subject, expires_at, template_id, |rows| {
+                rows.extend_from_slice(row)
+            })
     }
 
-    /// A writable slot for a new row, for decrypting straight into the gallery at open. When
-    /// `fill` fails the slot is zeroed and dropped. False when `fill` fails or the gallery
-    /// already holds [`Gallery::MAX_ROWS`].
-    pub(crate) fn push_with(
+    /// [`Gallery::push`] for a row given as `dim` little-endian f32, as a template decrypts: at
+    /// open, straight from the decryption buffer into the gallery.
+    #[must_use]
+    pub(crate) fn push_le_bytes(
         &mut self,
         subject: SubjectId,
         expires_at: UnixMillis,
         template_id: i64,
-        fill: impl FnOnce(&mut [f32]) -> bool,
+        bytes: &[u8],
+    ) -> bool {
+        bytes.len() == self.dim * 4
+            && self.push_extending(subject, expires_at, template_id, |rows| {
+                rows.extend(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                )
+            })
+    }
+
+    /// Appends one row through `extend`, which adds exactly `dim` values (so the new row is
+    /// written once, never first zeroed), then its code and bookkeeping.
+    fn push_extending(
+        &mut self,
+        subject: SubjectId,
+        expires_at: UnixMillis,
+        template_id: i64,
+        extend: impl FnOnce(&mut Vec<f32>),
     ) -> bool {
         if self.row_subject.len() >= Self::MAX_ROWS {
             return false;
         }
         self.reserve(1);
         let start = self.rows.len();
-        self.rows.resize(start + self.dim, 0.0);
-        if !fill(&mut self.rows[start..]) {
-            self.rows[start..].zeroize();
-            self.rows.truncate(start);
-            return false;
-        }
+        extend(&mut self.rows);
+        debug_assert_eq!(self.rows.len(), start + self.dim);
         if let Some(fast) = &mut self.fast {
-            fast.rotation
-                .apply_with(&self.rows[start..], &mut fast.scratch, &mut fast.spare);
+            fast.rotation.apply(&self.rows[start..], &mut fast.scratch);
             fast.codes.push(&fast.scratch);
         }
         // Below MAX_ROWS (checked above), so the index takes the row.

@@ -29,7 +29,7 @@ use crate::gallery::{Gallery, Lookup, ScanMode};
 use crate::keys::KeyProvider;
 use crate::policy::{self, Refusal, RetentionCeilings};
 use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectRow};
-use crate::subject::SubjectId;
+use crate::subject::{IdHash, SubjectId};
 use crate::template::{self, RowCount, TemplateInput};
 
 pub use export::{ExportRequest, ExportedBundle};
@@ -703,7 +703,8 @@ impl Vault {
         let (subject_count, template_count) = store::counts(store.conn())?;
         gallery.reserve(template_count);
         gallery.reserve_subjects(subject_count);
-        let mut subjects: HashMap<SubjectId, LoadingSubject> = HashMap::with_capacity(subject_count);
+        let mut subjects: HashMap<SubjectId, LoadingSubject, IdHash> =
+            HashMap::with_capacity_and_hasher(subject_count, IdHash);
         let unwrapper = keys.unwrapper();
         store::for_each_subject(store.conn(), |row| {
             let damaged = || Error::Integrity {
@@ -741,7 +742,7 @@ impl Vault {
             );
             Ok(())
         })?;
-        // Straight from SQLite's buffer into the gallery, nothing copied on the way.
+        // Decrypted from SQLite's buffer into one scratch buffer, and from there into the gallery.
         let mut scratch = WipedVec::default();
         store::for_each_template(store.conn(), |row| {
             let damaged = || Error::Integrity {
@@ -762,18 +763,10 @@ impl Vault {
                 model: &settings.model,
                 dim: settings.dim,
             };
-            let opened = gallery.push_with(subject, owner.expires_at, row.id, |slot| {
-                crypto::open_template_with(
-                    &owner.key,
-                    &binding,
-                    row.nonce,
-                    row.ciphertext,
-                    slot,
-                    &mut scratch,
-                )
-                .is_some()
-            });
-            if opened {
+            let plain =
+                crypto::open_template_in(&owner.key, &binding, row.nonce, row.ciphertext, &mut scratch)
+                    .ok_or_else(damaged)?;
+            if gallery.push_le_bytes(subject, owner.expires_at, row.id, plain) {
                 Ok(())
             } else {
                 Err(damaged())
