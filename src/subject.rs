@@ -41,38 +41,6 @@ impl SubjectId {
     }
 }
 
-/// Hashes subject IDs by their first eight bytes. The IDs are 128 random bits the vault drew
-/// itself (and MACs at rest), so they are already uniform and nobody can choose them to collide:
-/// SipHash's protection against chosen keys buys nothing for them.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct IdHash;
-
-impl std::hash::BuildHasher for IdHash {
-    type Hasher = IdHasher;
-
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-pub(crate) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut first = [0u8; 8];
-        let take = bytes.len().min(8);
-        first[..take].copy_from_slice(&bytes[..take]);
-        self.0 ^= u64::from_le_bytes(first);
-    }
-
-    // The length prefix of the ID's byte array carries nothing.
-    fn write_usize(&mut self, _: usize) {}
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 impl fmt::Display for SubjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hex = self.hex();

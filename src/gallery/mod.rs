@@ -14,7 +14,7 @@ mod subjects;
 #[cfg(test)]
 use fastscan::BLOCK;
 use fastscan::{Codes, Query, Rotation};
-use subjects::SubjectIndex;
+pub(crate) use subjects::SubjectIndex;
 
 use zeroize::{Zeroize, Zeroizing};
 
