@@ -91,8 +91,8 @@ struct FastIndex {
     codes: Codes,
     /// The rotated copy of a row being added.
     scratch: WipedVec<f32>,
-    /// The last scan's short list, kept to avoid allocating per query. They approximate the probe's
-    /// scores, so they are zeroed when dropped.
+    /// The last scan's short list, kept to avoid allocating per query. Its bounds approximate
+    /// the probe's scores, so they are zeroed when dropped.
     short_list: std::sync::Mutex<ShortList>,
 }
 
