@@ -81,9 +81,20 @@ pub(crate) fn open_in_place(
     buffer: &mut [u8],
     tag: &[u8],
 ) -> Option<()> {
+    open_inout(cipher, nonce, aad, buffer.into(), tag)
+}
+
+/// [`open_in_place`] for a buffer that may read from one slice and write to another.
+fn open_inout(
+    cipher: &Aes256Gcm,
+    nonce: &[u8],
+    aad: &[u8],
+    buffer: aead::inout::InOutBuf<'_, '_, u8>,
+    tag: &[u8],
+) -> Option<()> {
     let nonce = <&aead::Nonce<Aes256Gcm>>::try_from(nonce).ok()?;
     let tag = <&aead::Tag<Aes256Gcm>>::try_from(tag).ok()?;
-    cipher.decrypt_inout_detached(nonce, aad, buffer.into(), tag).ok()
+    cipher.decrypt_inout_detached(nonce, aad, buffer, tag).ok()
 }
 
 /// The keys a vault derives from the master key and its own vault ID.
@@ -288,12 +299,8 @@ pub(crate) fn open_template_in<'s>(
     }
     scratch.resize(plain_len, 0);
     let out = &mut scratch[..plain_len];
-    let nonce = <&aead::Nonce<Aes256Gcm>>::try_from(nonce).ok()?;
-    let tag = <&aead::Tag<Aes256Gcm>>::try_from(tag).ok()?;
-    let buffer = aead::inout::InOutBuf::new(body, out).ok()?;
-    key.cipher()
-        .decrypt_inout_detached(nonce, &binding.aad(), buffer, tag)
-        .ok()?;
+    let buffer = aead::inout::InOutBuf::new(body, &mut *out).ok()?;
+    open_inout(&key.cipher(), nonce, &binding.aad(), buffer, tag)?;
     Some(out)
 }
 

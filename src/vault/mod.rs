@@ -478,7 +478,6 @@ impl Act<'_> {
 struct LoadingSubject {
     id: SubjectId,
     key: DataKey,
-    expires_at: UnixMillis,
     expected: i64,
     seen: i64,
 }
@@ -742,7 +741,6 @@ impl Vault {
             loading.push(LoadingSubject {
                 id: subject,
                 key,
-                expires_at: row.expires_at,
                 expected: row.templates,
                 seen: 0,
             });
@@ -760,7 +758,10 @@ impl Vault {
                 return Err(damaged());
             }
             // A template whose subject row is gone is damage: a vault never makes one.
-            let at = position.get(&subject).and_then(|found| found.iter().next());
+            // The index keeps each subject's expiry beside its place in `loading`.
+            let found = position.get(&subject).ok_or_else(damaged)?;
+            let expires_at = found.expires_at;
+            let at = found.iter().next();
             let owner = at.and_then(|at| loading.get_mut(at)).ok_or_else(damaged)?;
             owner.seen += 1;
             let binding = TemplateBinding {
@@ -773,7 +774,7 @@ impl Vault {
             let plain =
                 crypto::open_template_in(&owner.key, &binding, row.nonce, row.ciphertext, &mut scratch)
                     .ok_or_else(damaged)?;
-            if gallery.push_le_bytes(subject, owner.expires_at, row.id, plain) {
+            if gallery.push_le_bytes(subject, expires_at, row.id, plain) {
                 Ok(())
             } else {
                 Err(damaged())
