@@ -92,6 +92,88 @@ fn a_flipped_byte_in_any_template_ciphertext_or_nonce_names_the_record() {
     }
 }
 
+/// A closed vault file with `n` subjects of one template each, at d=16: enough rows for the
+/// opening to hand them between its threads in many batches.
+fn large_vault(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let mut tv = TestVault::new(16);
+    let mut faces = Faces::new(16, 4, 5);
+    let rows: Vec<f32> = (0..n).flat_map(|_| faces.person()).collect();
+    tv.vault.enrol_batch(&tv.admin, &consent(), &rows[..]).unwrap();
+    tv.vault.close().unwrap();
+    (tv.dir, tv.path)
+}
+
+fn flip_ciphertext(conn: &rusqlite::Connection, id: i64) {
+    let mut blob: Vec<u8> = conn
+        .query_row("SELECT ciphertext FROM templates WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    blob[3] ^= 0x10;
+    conn.execute(
+        "UPDATE templates SET ciphertext = ?1 WHERE id = ?2",
+        params![blob, id],
+    )
+    .unwrap();
+}
+
+fn rename_model(conn: &rusqlite::Connection, id: i64) {
+    conn.execute("UPDATE templates SET model = 'other-model' WHERE id = ?1", [id])
+        .unwrap();
+}
+
+/// The opening reads rows on one thread and decrypts them on another; whichever finds damage,
+/// the record named is the first damaged one in table order, as a single pass would name it,
+/// and the opening ends rather than waiting on the other thread.
+#[test]
+fn the_first_damaged_template_in_table_order_is_named_whichever_check_finds_it() {
+    let (_dir, path) = large_vault(700);
+    let ids = template_ids(&raw_db(&path));
+    assert_eq!(ids.len(), 700);
+    let (early, late) = (ids[5], ids[650]);
+    type Edit = fn(&rusqlite::Connection, i64);
+    let cases: [(&str, Edit, Edit); 4] = [
+        ("decrypt-then-model", flip_ciphertext, rename_model),
+        ("model-then-decrypt", rename_model, flip_ciphertext),
+        ("decrypt-then-decrypt", flip_ciphertext, flip_ciphertext),
+        ("model-then-model", rename_model, rename_model),
+    ];
+    for (name, first, second) in cases {
+        let copy = tampered_copy(&path, &format!("{name}.db"), |conn| {
+            first(conn, early);
+            second(conn, late);
+        });
+        assert_eq!(
+            integrity_record(open(&copy)),
+            ("templates", early.to_string()),
+            "{name}"
+        );
+        let copy = tampered_copy(&path, &format!("{name}-late.db"), |conn| second(conn, late));
+        assert_eq!(
+            integrity_record(open(&copy)),
+            ("templates", late.to_string()),
+            "{name}, late only"
+        );
+    }
+    // A subject's MAC is checked on the helper thread too: the last subject in table order.
+    let last: Vec<u8> = raw_db(&path)
+        .query_row("SELECT id FROM subjects ORDER BY id DESC LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let copy = tampered_copy(&path, "late-subject.db", |conn| {
+        conn.execute(
+            "UPDATE subjects SET expires_at = expires_at - 1 WHERE id = ?1",
+            [&last],
+        )
+        .unwrap();
+    });
+    let hex: String = last.iter().map(|b| format!("{b:02x}")).collect();
+    let (table, record) = integrity_record(open(&copy));
+    assert_eq!(table, "subjects");
+    assert_eq!(record.replace('-', ""), hex);
+}
+
 #[test]
 fn a_flipped_byte_in_a_wrapped_key_names_the_subject() {
     let (_dir, path, subjects) = populated_vault();

@@ -314,7 +314,9 @@ impl Codes {
     }
 }
 
-fn grow<T: zeroize::DefaultIsZeroes>(buffer: &mut WipedVec<T>, needed: usize) {
+/// Makes room for `needed` values in all, moving them into a fresh buffer (on huge pages) and
+/// zeroing the old one: a `Vec` that grows by itself frees its old buffer unzeroed.
+pub(super) fn grow<T: zeroize::DefaultIsZeroes>(buffer: &mut WipedVec<T>, needed: usize) {
     if needed <= buffer.capacity() {
         return;
     }

@@ -13,7 +13,7 @@ mod subjects;
 
 #[cfg(test)]
 use fastscan::BLOCK;
-use fastscan::{Codes, Query, Rotation};
+use fastscan::{grow, Codes, Query, Rotation};
 pub(crate) use subjects::SubjectIndex;
 
 use zeroize::{Zeroize, Zeroizing};
@@ -204,6 +204,75 @@ fn set_bits(mut mask: u32) -> impl Iterator<Item = usize> {
 /// stay in L1.
 const BLOCK_ROWS: usize = 256;
 
+/// The rows of a gallery and their codes, taking rows at the end.
+pub(crate) struct RowSink<'g> {
+    dim: usize,
+    rows: &'g mut WipedVec<f32>,
+    fast: Option<&'g mut FastIndex>,
+}
+
+impl RowSink<'_> {
+    fn reserve(&mut self, additional: usize) {
+        if let Some(fast) = &mut self.fast {
+            fast.codes.reserve(additional);
+        }
+        grow(self.rows, self.rows.len() + additional * self.dim);
+    }
+
+    /// Appends a row given as `dim` little-endian f32, as a template decrypts. False, with
+    /// nothing added, when `bytes` is not that long.
+    #[must_use]
+    pub(crate) fn push_le_bytes(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() != self.dim * 4 {
+            return false;
+        }
+        self.push_extending(|rows| {
+            rows.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            )
+        });
+        true
+    }
+
+    fn push_extending(&mut self, extend: impl FnOnce(&mut Vec<f32>)) {
+        self.reserve(1);
+        let start = self.rows.len();
+        extend(self.rows);
+        debug_assert_eq!(self.rows.len(), start + self.dim);
+        if let Some(fast) = &mut self.fast {
+            fast.rotation.apply(&self.rows[start..], &mut fast.scratch);
+            fast.codes.push(&fast.scratch);
+        }
+    }
+}
+
+/// Which subject, template and expiry each row of a gallery has, and the index from subjects
+/// to rows.
+pub(crate) struct RowLedger<'g> {
+    row_subject: &'g mut Vec<SubjectId>,
+    row_template: &'g mut Vec<i64>,
+    row_expires: &'g mut Vec<UnixMillis>,
+    subjects: &'g mut SubjectIndex,
+}
+
+impl RowLedger<'_> {
+    /// Records the next row as `subject`'s template `template_id`. False, with nothing recorded,
+    /// when the gallery already holds [`Gallery::MAX_ROWS`].
+    #[must_use]
+    pub(crate) fn record(&mut self, subject: SubjectId, expires_at: UnixMillis, template_id: i64) -> bool {
+        let row = self.row_subject.len();
+        if row >= Gallery::MAX_ROWS || !self.subjects.add_row(subject, expires_at, row) {
+            return false;
+        }
+        self.row_subject.push(subject);
+        self.row_template.push(template_id);
+        self.row_expires.push(expires_at);
+        true
+    }
+}
+
 impl Gallery {
     /// The most templates one gallery holds: its row indices are 32 bits. A terminal's few
     /// million are far below it.
@@ -236,22 +305,11 @@ impl Gallery {
     /// Makes room for `additional` more rows up front. A `Vec` that grows by itself frees its old
     /// buffer without zeroing it; this moves the rows into a fresh buffer and zeroes the old one.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        let needed = self.rows.len() + additional * self.dim;
-        if needed <= self.rows.capacity() {
-            return;
-        }
-        if let Some(fast) = &mut self.fast {
-            fast.codes.reserve(additional);
-        }
-        self.row_subject.reserve(additional);
-        self.row_template.reserve(additional);
-        self.row_expires.reserve(additional);
-        let capacity = needed.max(self.rows.capacity() * 2);
-        let mut grown = WipedVec::with_capacity(capacity);
-        kernels::advise_huge_pages(grown.spare_capacity_mut());
-        grown.extend_from_slice(&self.rows);
-        // Dropping the old buffer zeroes it, spare capacity included.
-        self.rows = grown;
+        let (mut rows, ledger) = self.split_for_loading();
+        rows.reserve(additional);
+        ledger.row_subject.reserve(additional);
+        ledger.row_template.reserve(additional);
+        ledger.row_expires.reserve(additional);
     }
 
     /// Makes room for `subjects` more subjects in the index.
@@ -276,26 +334,6 @@ impl Gallery {
             })
     }
 
-    /// [`Gallery::push`] for a row given as `dim` little-endian f32, as a template decrypts: at
-    /// open, straight from the decryption buffer into the gallery.
-    #[must_use]
-    pub(crate) fn push_le_bytes(
-        &mut self,
-        subject: SubjectId,
-        expires_at: UnixMillis,
-        template_id: i64,
-        bytes: &[u8],
-    ) -> bool {
-        bytes.len() == self.dim * 4
-            && self.push_extending(subject, expires_at, template_id, |rows| {
-                rows.extend(
-                    bytes
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                )
-            })
-    }
-
     /// Appends one row through `extend`, which adds exactly `dim` values (so the new row is
     /// written once, never first zeroed), then its code and bookkeeping.
     fn push_extending(
@@ -305,24 +343,30 @@ impl Gallery {
         template_id: i64,
         extend: impl FnOnce(&mut Vec<f32>),
     ) -> bool {
-        if self.row_subject.len() >= Self::MAX_ROWS {
+        let (mut rows, mut ledger) = self.split_for_loading();
+        if !ledger.record(subject, expires_at, template_id) {
             return false;
         }
-        self.reserve(1);
-        let start = self.rows.len();
-        extend(&mut self.rows);
-        debug_assert_eq!(self.rows.len(), start + self.dim);
-        if let Some(fast) = &mut self.fast {
-            fast.rotation.apply(&self.rows[start..], &mut fast.scratch);
-            fast.codes.push(&fast.scratch);
-        }
-        // Below MAX_ROWS (checked above), so the index takes the row.
-        let recorded = self.subjects.add_row(subject, expires_at, self.row_subject.len());
-        debug_assert!(recorded);
-        self.row_subject.push(subject);
-        self.row_template.push(template_id);
-        self.row_expires.push(expires_at);
+        rows.push_extending(extend);
         true
+    }
+
+    /// The gallery as two halves that can be filled on two threads: the rows and their codes
+    /// (decrypted, rotated and coded on a helper thread at open), and which subject, template and
+    /// expiry each row has. Both take rows in the same order.
+    pub(crate) fn split_for_loading(&mut self) -> (RowSink<'_>, RowLedger<'_>) {
+        let rows = RowSink {
+            dim: self.dim,
+            rows: &mut self.rows,
+            fast: self.fast.as_mut(),
+        };
+        let ledger = RowLedger {
+            row_subject: &mut self.row_subject,
+            row_template: &mut self.row_template,
+            row_expires: &mut self.row_expires,
+            subjects: &mut self.subjects,
+        };
+        (rows, ledger)
     }
 
     /// Removes every row of `subject`, zeroing the memory they occupied. Returns how many.

@@ -5,10 +5,12 @@
 //! transaction of its own, so nothing is ever half-written and nothing goes unrecorded.
 //!
 //! This file holds the door, opening and closing, users, matching and the audit; `consent.rs` the
-//! law's operations on the data (notices, enrolment, consent, retention); `export.rs` export.
+//! law's operations on the data (notices, enrolment, consent, retention); `export.rs` export;
+//! `load.rs` the decryption of every template into the gallery at open.
 
 pub(crate) mod consent;
 mod export;
+mod load;
 mod match_log;
 
 use std::path::Path;
@@ -24,7 +26,7 @@ use crate::audit::{self, AuditRecord, Outcome};
 use crate::clock::{Clock, SystemClock, UnixMillis};
 use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, ErrorClass, Result};
-use crate::gallery::{kernels, Gallery, Lookup, ScanMode, SubjectIndex};
+use crate::gallery::{Gallery, Lookup, ScanMode};
 use crate::keys::KeyProvider;
 use crate::policy::{self, Refusal, RetentionCeilings};
 use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectRow};
@@ -473,15 +475,6 @@ impl Act<'_> {
     }
 }
 
-/// A subject while the gallery loads: its unwrapped key, and its templates counted against the
-/// MACed count.
-struct LoadingSubject {
-    id: SubjectId,
-    key: DataKey,
-    expected: i64,
-    seen: i64,
-}
-
 /// How [`Vault::open_with`] opens a vault.
 pub struct OpenOptions {
     /// Where the vault's time comes from.
@@ -679,121 +672,17 @@ impl Vault {
             checkpoint_due: false,
             lookup_threads: threads,
         };
-        if let Err(e) = vault.load_gallery() {
-            if e.class() == ErrorClass::Integrity {
-                vault.audit_attempt(ANONYMOUS, Action::Open, None, Outcome::Failed, &e);
+        let loaded = load::gallery(&lock(&vault.store), &vault.settings, &vault.keys);
+        match loaded {
+            Ok(gallery) => vault.gallery = gallery,
+            Err(e) => {
+                if e.class() == ErrorClass::Integrity {
+                    vault.audit_attempt(ANONYMOUS, Action::Open, None, Outcome::Failed, &e);
+                }
+                return Err(e);
             }
-            return Err(e);
         }
         Ok(vault)
-    }
-
-    /// Decrypts every template into a fresh gallery: first every subject row (its MAC checked,
-    /// its data key unwrapped), then every template, each in one sequential pass over its table.
-    /// A template without its subject, a subject without its templates or with a count that
-    /// differs from its rows, and any record that fails authentication, is named as damage.
-    fn load_gallery(&mut self) -> Result<()> {
-        let settings = &self.settings;
-        let keys = &self.keys;
-        let seed = u64::from_le_bytes(crypto::random_array()?);
-        let mut gallery = Gallery::new(settings.dim, settings.scan, seed);
-        let store = lock(&self.store);
-        // Sized once, so that loading never doubles a buffer and leaves slack behind.
-        let (subject_count, template_count) = store::counts(store.conn())?;
-        gallery.reserve(template_count);
-        gallery.reserve_subjects(subject_count);
-        // The subjects in table order, found by ID through the gallery's own kind of index (one
-        // cache miss a lookup, on huge pages): at a million subjects a general hash map's two
-        // misses and 4 KiB pages cost more than decrypting the templates.
-        let mut loading: Vec<LoadingSubject> = Vec::with_capacity(subject_count);
-        kernels::advise_huge_pages(loading.spare_capacity_mut());
-        let mut position = SubjectIndex::default();
-        position.reserve(subject_count);
-        let unwrapper = keys.unwrapper();
-        store::for_each_subject(store.conn(), |row| {
-            let damaged = || Error::Integrity {
-                table: "subjects",
-                record: SubjectId::from_bytes(&row.id).map_or_else(|| "?".into(), |id| id.to_string()),
-            };
-            let subject = SubjectId::from_bytes(&row.id).ok_or_else(damaged)?;
-            let subject_row = SubjectRow {
-                id: *subject.as_bytes(),
-                created_at: row.created_at,
-                expires_at: row.expires_at,
-                minor: row.minor,
-                templates: row.templates,
-                wrapped_key: None,
-                personal: None,
-                mac: Vec::new(),
-            };
-            let fields = subject_mac_fields(&subject_row);
-            if !keys.record_mac_matches("subject", &slices(&fields), &row.mac) {
-                return Err(damaged());
-            }
-            let key = row
-                .wrapped_key
-                .as_deref()
-                .and_then(|wrapped| unwrapper.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
-                .ok_or_else(damaged)?;
-            if position.contains(&subject) || !position.add_row(subject, row.expires_at, loading.len()) {
-                return Err(damaged());
-            }
-            loading.push(LoadingSubject {
-                id: subject,
-                key,
-                expected: row.templates,
-                seen: 0,
-            });
-            Ok(())
-        })?;
-        // Decrypted from SQLite's buffer into one scratch buffer, and from there into the gallery.
-        let mut scratch = WipedVec::default();
-        store::for_each_template(store.conn(), |row| {
-            let damaged = || Error::Integrity {
-                table: "templates",
-                record: row.id.to_string(),
-            };
-            let subject = SubjectId::from_bytes(row.subject).ok_or_else(damaged)?;
-            if row.model != settings.model || usize::try_from(row.dim).ok() != Some(settings.dim) {
-                return Err(damaged());
-            }
-            // A template whose subject row is gone is damage: a vault never makes one.
-            // The index keeps each subject's expiry beside its place in `loading`.
-            let found = position.get(&subject).ok_or_else(damaged)?;
-            let expires_at = found.expires_at;
-            let at = found.iter().next();
-            let owner = at.and_then(|at| loading.get_mut(at)).ok_or_else(damaged)?;
-            owner.seen += 1;
-            let binding = TemplateBinding {
-                vault_id: &settings.vault_id,
-                subject: subject.as_bytes(),
-                template_id: row.id,
-                model: &settings.model,
-                dim: settings.dim,
-            };
-            let plain =
-                crypto::open_template_in(&owner.key, &binding, row.nonce, row.ciphertext, &mut scratch)
-                    .ok_or_else(damaged)?;
-            if gallery.push_le_bytes(subject, expires_at, row.id, plain) {
-                Ok(())
-            } else {
-                Err(damaged())
-            }
-        })?;
-        let mut miscounted: Vec<&SubjectId> = loading
-            .iter()
-            .filter(|loaded| loaded.seen == 0 || loaded.seen != loaded.expected)
-            .map(|loaded| &loaded.id)
-            .collect();
-        miscounted.sort_unstable();
-        if let Some(subject) = miscounted.first() {
-            return Err(Error::Integrity {
-                table: "subjects",
-                record: subject.to_string(),
-            });
-        }
-        self.gallery = gallery;
-        Ok(())
     }
 
     /// Authenticates a principal. Failures are audited and say nothing about why they failed.

@@ -1,0 +1,311 @@
+//! Opening's heavy half: every subject and template read from the database and decrypted into
+//! a fresh gallery.
+//!
+//! Each pass over a table runs on two threads. This one steps SQLite, checks what needs only the
+//! row, and keeps the indexes; a helper thread does the cryptography (MACs, key unwrapping,
+//! template decryption) and builds the rows and their codes. Rows cross in batches, in table
+//! order, so the helper sees them in the same order this thread did, and the gallery comes out
+//! exactly as a single thread would build it. The first damaged record in table order is the one
+//! named, whichever thread finds it: a record the helper rejects was handed over before anything
+//! this thread rejects.
+
+use std::sync::mpsc;
+
+use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
+use crate::error::{Error, Result};
+use crate::gallery::{kernels, Gallery, SubjectIndex};
+use crate::store::{self, Store, SubjectKeyRow, SubjectRow, TemplateRow};
+use crate::subject::SubjectId;
+use crate::wiped::WipedVec;
+
+use super::{slices, subject_mac_fields, Settings};
+
+/// Rows per hand-over: enough to make a channel message rare, few enough (about 130 KB of
+/// templates at d=512) to stay in the second-level cache between the threads.
+const BATCH_ROWS: usize = 64;
+/// Batches handed over and not yet taken, before the reading thread waits.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A subject while the gallery loads: its unwrapped key, and its templates counted against the
+/// MACed count.
+struct LoadingSubject {
+    id: SubjectId,
+    key: DataKey,
+    expected: i64,
+    seen: i64,
+}
+
+/// Decrypts every template into a fresh gallery: first every subject row (its MAC checked, its
+/// data key unwrapped), then every template, each in one sequential pass over its table. A
+/// template without its subject, a subject without its templates or with a count that differs
+/// from its rows, and any record that fails authentication, is named as damage.
+pub(super) fn gallery(store: &Store, settings: &Settings, keys: &VaultKeys) -> Result<Gallery> {
+    let seed = u64::from_le_bytes(crypto::random_array()?);
+    let mut gallery = Gallery::new(settings.dim, settings.scan, seed);
+    // Sized once, so that loading never doubles a buffer and leaves slack behind.
+    let (subject_count, template_count) = store::counts(store.conn())?;
+    gallery.reserve(template_count);
+    gallery.reserve_subjects(subject_count);
+    // The subjects in table order, found by ID through the gallery's own kind of index (one
+    // cache miss a lookup, on huge pages): at a million subjects a general hash map's two
+    // misses and 4 KiB pages cost more than decrypting the templates.
+    let mut loading: Vec<LoadingSubject> = Vec::with_capacity(subject_count);
+    kernels::advise_huge_pages(loading.spare_capacity_mut());
+    let mut position = SubjectIndex::default();
+    position.reserve(subject_count);
+    read_subjects(store, settings, keys, &mut position, &mut loading)?;
+    read_templates(store, settings, &position, &mut loading, &mut gallery)?;
+    let mut miscounted: Vec<&SubjectId> = loading
+        .iter()
+        .filter(|loaded| loaded.seen == 0 || loaded.seen != loaded.expected)
+        .map(|loaded| &loaded.id)
+        .collect();
+    miscounted.sort_unstable();
+    if let Some(subject) = miscounted.first() {
+        return Err(Error::Integrity {
+            table: "subjects",
+            record: subject.to_string(),
+        });
+    }
+    Ok(gallery)
+}
+
+/// Indexes each subject by its place in `loading` here; checks its MAC and unwraps its key
+/// into `loading` on the helper.
+fn read_subjects(
+    store: &Store,
+    settings: &Settings,
+    keys: &VaultKeys,
+    position: &mut SubjectIndex,
+    loading: &mut Vec<LoadingSubject>,
+) -> Result<()> {
+    let damaged = |id: &[u8]| Error::Integrity {
+        table: "subjects",
+        record: SubjectId::from_bytes(id).map_or_else(|| "?".into(), |id| id.to_string()),
+    };
+    let unwrapper = keys.unwrapper();
+    let check_and_unwrap = |batch: &mut Vec<SubjectKeyRow>| {
+        for row in batch.iter() {
+            let subject = SubjectId::from_bytes(&row.id).ok_or_else(|| damaged(&row.id))?;
+            let subject_row = SubjectRow {
+                id: *subject.as_bytes(),
+                created_at: row.created_at,
+                expires_at: row.expires_at,
+                minor: row.minor,
+                templates: row.templates,
+                wrapped_key: None,
+                personal: None,
+                mac: Vec::new(),
+            };
+            let fields = subject_mac_fields(&subject_row);
+            if !keys.record_mac_matches("subject", &slices(&fields), &row.mac) {
+                return Err(damaged(&row.id));
+            }
+            let key = row
+                .wrapped_key
+                .as_deref()
+                .and_then(|wrapped| unwrapper.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
+                .ok_or_else(|| damaged(&row.id))?;
+            loading.push(LoadingSubject {
+                id: subject,
+                key,
+                expected: row.templates,
+                seen: 0,
+            });
+        }
+        Ok(())
+    };
+    pipelined(
+        |belt| {
+            let mut batch = Vec::with_capacity(BATCH_ROWS);
+            let mut next = 0;
+            store::for_each_subject(store.conn(), |row| {
+                let subject = SubjectId::from_bytes(&row.id).ok_or_else(|| damaged(&row.id))?;
+                if position.contains(&subject) || !position.add_row(subject, row.expires_at, next) {
+                    return Err(damaged(&row.id));
+                }
+                next += 1;
+                batch.push(row);
+                if batch.len() == BATCH_ROWS {
+                    belt.hand_over(&mut batch)?;
+                }
+                Ok(())
+            })?;
+            belt.hand_over(&mut batch)
+        },
+        check_and_unwrap,
+    )
+}
+
+/// Templates waiting for the helper: who each belongs to, and its nonce and ciphertext.
+#[derive(Default)]
+struct SealedTemplates {
+    items: Vec<SealedTemplate>,
+    /// Each item's nonce then ciphertext, one after another.
+    bytes: Vec<u8>,
+}
+
+struct SealedTemplate {
+    id: i64,
+    /// Its subject's place in `loading`.
+    owner: usize,
+    nonce_len: usize,
+    sealed_len: usize,
+}
+
+impl Batch for SealedTemplates {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.bytes.clear();
+    }
+}
+
+/// Records each template's row here (its subject, found by ID, and expiry); decrypts it into the
+/// gallery, rotated and coded, on the helper.
+fn read_templates(
+    store: &Store,
+    settings: &Settings,
+    position: &SubjectIndex,
+    loading: &mut [LoadingSubject],
+    gallery: &mut Gallery,
+) -> Result<()> {
+    let damaged = |id: i64| Error::Integrity {
+        table: "templates",
+        record: id.to_string(),
+    };
+    let (mut rows, mut ledger) = gallery.split_for_loading();
+    // Decrypted from the batch into one scratch buffer, and from there into the gallery.
+    let mut scratch = WipedVec::default();
+    let decrypt = |batch: &mut SealedTemplates| {
+        let mut bytes = batch.bytes.as_slice();
+        for item in &batch.items {
+            let (nonce, rest) = bytes.split_at(item.nonce_len);
+            let (ciphertext, rest) = rest.split_at(item.sealed_len);
+            bytes = rest;
+            let owner = loading.get_mut(item.owner).ok_or_else(|| damaged(item.id))?;
+            owner.seen += 1;
+            let binding = TemplateBinding {
+                vault_id: &settings.vault_id,
+                subject: owner.id.as_bytes(),
+                template_id: item.id,
+                model: &settings.model,
+                dim: settings.dim,
+            };
+            let plain = crypto::open_template_in(&owner.key, &binding, nonce, ciphertext, &mut scratch)
+                .ok_or_else(|| damaged(item.id))?;
+            if !rows.push_le_bytes(plain) {
+                return Err(damaged(item.id));
+            }
+        }
+        Ok(())
+    };
+    pipelined(
+        |belt| {
+            let mut batch = SealedTemplates::default();
+            store::for_each_template(store.conn(), |row: TemplateRow<'_>| {
+                let subject = SubjectId::from_bytes(row.subject).ok_or_else(|| damaged(row.id))?;
+                if row.model != settings.model || usize::try_from(row.dim).ok() != Some(settings.dim) {
+                    return Err(damaged(row.id));
+                }
+                // A template whose subject row is gone is damage: a vault never makes one.
+                let found = position.get(&subject).ok_or_else(|| damaged(row.id))?;
+                let owner = found.iter().next().ok_or_else(|| damaged(row.id))?;
+                if !ledger.record(subject, found.expires_at, row.id) {
+                    return Err(damaged(row.id));
+                }
+                batch.items.push(SealedTemplate {
+                    id: row.id,
+                    owner,
+                    nonce_len: row.nonce.len(),
+                    sealed_len: row.ciphertext.len(),
+                });
+                batch.bytes.extend_from_slice(row.nonce);
+                batch.bytes.extend_from_slice(row.ciphertext);
+                if batch.len() == BATCH_ROWS {
+                    belt.hand_over(&mut batch)?;
+                }
+                Ok(())
+            })?;
+            belt.hand_over(&mut batch)
+        },
+        decrypt,
+    )
+}
+
+/// What crosses between the threads: rows in table order.
+trait Batch: Default + Send {
+    fn len(&self) -> usize;
+    fn clear(&mut self);
+}
+
+impl<T: Send> Batch for Vec<T> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+}
+
+/// The reading thread's end of a pipeline: full batches go to the helper, emptied ones come
+/// back to be filled again.
+struct Belt<B> {
+    full: mpsc::SyncSender<B>,
+    emptied: mpsc::Receiver<B>,
+}
+
+impl<B: Batch> Belt<B> {
+    /// Hands `batch` to the helper and leaves an empty one in its place. Fails once the helper
+    /// has stopped, having found damage: reading on would be wasted.
+    fn hand_over(&self, batch: &mut B) -> Result<()> {
+        if batch.len() == 0 {
+            return Ok(());
+        }
+        let empty = self.emptied.try_recv().unwrap_or_default();
+        // The helper stops only on an error of its own, which `pipelined` returns instead of
+        // this one.
+        self.full
+            .send(std::mem::replace(batch, empty))
+            .map_err(|_| Error::Integrity {
+                table: "templates",
+                record: "(the helper stopped)".into(),
+            })
+    }
+}
+
+/// Runs `read` here and `work` on a helper thread, which takes every batch `read` hands over,
+/// in order. The helper's error comes first: it is about a row handed over before anything
+/// `read` was looking at when it stopped.
+fn pipelined<B: Batch>(
+    read: impl FnOnce(&Belt<B>) -> Result<()>,
+    mut work: impl FnMut(&mut B) -> Result<()> + Send,
+) -> Result<()> {
+    let (full, taken) = mpsc::sync_channel::<B>(BATCHES_IN_FLIGHT);
+    let (give_back, emptied) = mpsc::sync_channel::<B>(BATCHES_IN_FLIGHT + 1);
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new()
+            .name("facevault-open".into())
+            .spawn_scoped(scope, move || {
+                for mut batch in taken {
+                    work(&mut batch)?;
+                    batch.clear();
+                    // The reader may have stopped taking batches back; it then makes new ones.
+                    let _ = give_back.try_send(batch);
+                }
+                Ok(())
+            })?;
+        let belt = Belt { full, emptied };
+        let read = read(&belt);
+        // Closing the channel lets the helper finish what it holds and return.
+        drop(belt);
+        let worked = helper
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        worked.and(read)
+    })
+}
