@@ -97,6 +97,21 @@ pub(crate) fn normalise_rows(
     model: &str,
     count: RowCount,
 ) -> Result<WipedVec<f32>, TemplateError> {
+    let mut out = WipedVec::default();
+    normalise_rows_into(input, dim, model, count, &mut out)?;
+    Ok(out)
+}
+
+/// [`normalise_rows`] into `out`, which is emptied first: a lookup reuses one buffer rather than
+/// allocate for every probe. On an error `out` holds nothing.
+pub(crate) fn normalise_rows_into(
+    input: TemplateInput<'_>,
+    dim: usize,
+    model: &str,
+    count: RowCount,
+    out: &mut WipedVec<f32>,
+) -> Result<(), TemplateError> {
+    out.clear();
     if let Some(declared) = input.model.filter(|declared| *declared != model) {
         return Err(TemplateError::WrongModel {
             expected: model.to_string(),
@@ -139,25 +154,46 @@ pub(crate) fn normalise_rows(
             max: MAX_ROWS_PER_CALL,
         });
     }
-    let mut out = WipedVec::with_capacity(values_len);
-    match input.data {
-        Data::Values(v) => out.extend_from_slice(v),
-        Data::LeBytes(b) => out.extend(
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        ),
+    if out.capacity() < values_len {
+        // A fresh buffer rather than a grown one, which would free the old unzeroed.
+        *out = WipedVec::with_capacity(values_len);
     }
-    crate::gallery::kernels::with_wide_vectors(|| {
-        for (row, values) in out.chunks_exact_mut(dim).enumerate() {
-            normalise_row(row, values)?;
+    let normalised = crate::gallery::kernels::with_wide_vectors(|| match input.data {
+        // Read once for the norm and once to write the scaled copy: no separate copy first.
+        Data::Values(values) => values
+            .chunks_exact(dim)
+            .enumerate()
+            .try_for_each(|(row, values)| {
+                let inverse = inverse_norm(row, values)?;
+                out.extend(values.iter().map(|value| scaled(*value, inverse)));
+                Ok(())
+            }),
+        Data::LeBytes(bytes) => {
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            out.chunks_exact_mut(dim)
+                .enumerate()
+                .try_for_each(|(row, values)| {
+                    let inverse = inverse_norm(row, values)?;
+                    values
+                        .iter_mut()
+                        .for_each(|value| *value = scaled(*value, inverse));
+                    Ok(())
+                })
         }
-        Ok(())
-    })?;
-    Ok(out)
+    });
+    if normalised.is_err() {
+        out.wipe_and_clear();
+    }
+    normalised
 }
 
+/// 1 / ‖values‖, once the row is known to be finite and not zero.
 #[inline(always)]
-fn normalise_row(row: usize, values: &mut [f32]) -> Result<(), TemplateError> {
+fn inverse_norm(row: usize, values: &[f32]) -> Result<f64, TemplateError> {
     let sum = sum_of_squares(values);
     if !sum.is_finite() {
         // NaN and ∞ poison the sum; only then look for where they are.
@@ -174,11 +210,12 @@ fn normalise_row(row: usize, values: &mut [f32]) -> Result<(), TemplateError> {
     if !norm.is_finite() || norm < MIN_NORM {
         return Err(TemplateError::ZeroVector { row });
     }
-    let inverse = 1.0 / norm;
-    for value in values.iter_mut() {
-        *value = (f64::from(*value) * inverse) as f32;
-    }
-    Ok(())
+    Ok(1.0 / norm)
+}
+
+#[inline(always)]
+fn scaled(value: f32, inverse: f64) -> f32 {
+    (f64::from(value) * inverse) as f32
 }
 
 /// Σ v² in f64, in eight independent lanes (summed in lane order, then the tail) so that it runs
@@ -222,6 +259,66 @@ mod tests {
         let raw = bytes(&values);
         let from_bytes = normalise_rows(TemplateInput::le_bytes(&raw), 2, "m", RowCount::AtLeastOne).unwrap();
         assert_eq!(from_values.as_slice(), from_bytes.as_slice());
+    }
+
+    /// The two input forms take different paths (values are scaled as they are copied, bytes
+    /// are copied then scaled in place); both must give the documented recipe bit for bit.
+    #[test]
+    fn bytes_and_values_agree_bit_for_bit_with_the_recipe() {
+        let dim = 515;
+        let mut state = 9u64;
+        let values: Vec<f32> = (0..3 * dim)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let magnitude = [1e-3f32, 1.0, 3e4][i % 3];
+                ((state % 20_001) as f32 / 10_000.0 - 1.0) * magnitude
+            })
+            .collect();
+        let from_values =
+            normalise_rows(TemplateInput::values(&values), dim, "m", RowCount::AtLeastOne).unwrap();
+        let raw = bytes(&values);
+        let from_bytes =
+            normalise_rows(TemplateInput::le_bytes(&raw), dim, "m", RowCount::AtLeastOne).unwrap();
+        let recipe: Vec<f32> = values
+            .chunks_exact(dim)
+            .flat_map(|row| {
+                let inverse = 1.0 / sum_of_squares(row).sqrt();
+                row.iter().map(move |v| (f64::from(*v) * inverse) as f32)
+            })
+            .collect();
+        let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&from_values), bits(&recipe));
+        assert_eq!(bits(&from_bytes), bits(&recipe));
+    }
+
+    #[test]
+    fn a_reused_buffer_is_emptied_and_holds_nothing_after_a_refusal() {
+        let mut out = WipedVec::default();
+        normalise_rows_into(
+            TemplateInput::values(&[3.0, 4.0]),
+            2,
+            "m",
+            RowCount::One,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.as_slice(), &[0.6, 0.8]);
+        normalise_rows_into(
+            TemplateInput::values(&[0.0, 1.0]),
+            2,
+            "m",
+            RowCount::One,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.as_slice(), &[0.0, 1.0]);
+        // The first row is valid and written before the second is found bad.
+        let input = TemplateInput::values(&[3.0, 4.0, f32::NAN, 1.0]);
+        let refused = normalise_rows_into(input, 2, "m", RowCount::AtLeastOne, &mut out);
+        assert_eq!(refused, Err(TemplateError::NotANumber { row: 1, index: 0 }));
+        assert!(out.is_empty());
     }
 
     #[test]

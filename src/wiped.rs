@@ -44,6 +44,13 @@ impl<T: DefaultIsZeroes> DerefMut for WipedVec<T> {
 }
 
 impl<T: DefaultIsZeroes> WipedVec<T> {
+    /// Zeroes every element and the spare capacity, and empties the buffer, keeping the
+    /// allocation for reuse.
+    pub(crate) fn wipe_and_clear(&mut self) {
+        self.wipe();
+        self.0.clear();
+    }
+
     /// Zeroes every element and the spare capacity; the length stays.
     fn wipe(&mut self) {
         self.0.as_mut_slice().zeroize();

@@ -508,6 +508,9 @@ pub struct Vault {
     checkpoint_due: bool,
     /// Threads one identify may scan with; see [`Vault::set_lookup_threads`].
     lookup_threads: usize,
+    /// The normalised probe of the lookup under way, kept between lookups (empty and zeroed)
+    /// so that a lookup allocates nothing for it.
+    probe: WipedVec<f32>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -602,6 +605,7 @@ impl Vault {
                     opening: crypto::random_array()?,
                     checkpoint_due: false,
                     lookup_threads: 1,
+                    probe: WipedVec::default(),
                 })
             }
             Err(e) => {
@@ -671,6 +675,7 @@ impl Vault {
             opening: crypto::random_array()?,
             checkpoint_due: false,
             lookup_threads: threads,
+            probe: WipedVec::default(),
         };
         let loaded = load::gallery(&lock(&vault.store), &vault.settings, &vault.keys);
         match loaded {
@@ -778,10 +783,10 @@ impl Vault {
         probe: impl Into<TemplateInput<'t>>,
     ) -> Result<Verification> {
         let probe = probe.into();
-        self.lookup(session, Action::Verify, Some(*subject), |act| {
+        self.lookup(session, Action::Verify, Some(*subject), |act, buffer| {
             act.gallery.prefetch_subject(subject);
-            let probe = act.normalise(probe, RowCount::One)?;
-            let score = match act.gallery.verify(subject, &probe, act.now) {
+            let probe = act.normalise_probe(probe, buffer)?;
+            let score = match act.gallery.verify(subject, probe, act.now) {
                 Lookup::Score(score) => score,
                 Lookup::Expired => {
                     return Err(Error::Refused(Refusal::RetentionExpired { subject: *subject }))
@@ -811,11 +816,11 @@ impl Vault {
         k: usize,
     ) -> Result<Vec<Candidate>> {
         let probe = probe.into();
-        self.lookup(session, Action::Identify, None, |act| {
+        self.lookup(session, Action::Identify, None, |act, buffer| {
             check_k(k)?;
-            let probe = act.normalise(probe, RowCount::One)?;
+            let probe = act.normalise_probe(probe, buffer)?;
             let found = act.gallery.identify_with_threads(
-                &probe,
+                probe,
                 k,
                 act.settings.threshold - ROUNDING_MARGIN,
                 act.now,
@@ -835,13 +840,16 @@ impl Vault {
         k: usize,
     ) -> Result<Vec<Vec<Candidate>>> {
         let probes = probes.into();
-        self.lookup_many(session, Action::Identify, None, |act| {
+        self.lookup_many(session, Action::Identify, None, |act, _| {
             check_k(k)?;
             let probes = act.normalise(probes, RowCount::AtLeastOne)?;
             let found =
                 act.gallery
                     .identify_batch(&probes, k, act.settings.threshold - ROUNDING_MARGIN, act.now);
-            Ok(found.into_iter().map(|found| act.candidates(k, found)).unzip())
+            Ok(found
+                .into_iter()
+                .map(|found| act.candidates(k, found))
+                .unzip::<_, _, Vec<_>, Vec<_>>())
         })
     }
 
@@ -924,21 +932,21 @@ impl Vault {
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
-        body: impl FnOnce(&Look<'_>) -> Result<(T, LookupDetail)>,
+        body: impl FnOnce(&Look<'_>, &mut WipedVec<f32>) -> Result<(T, LookupDetail)>,
     ) -> Result<T> {
-        self.lookup_many(session, action, subject, |look| {
-            body(look).map(|(value, detail)| (value, vec![detail]))
+        self.lookup_many(session, action, subject, |look, buffer| {
+            body(look, buffer).map(|(value, detail)| (value, std::iter::once(detail)))
         })
     }
 
     /// [`Vault::lookup`] for a body that makes several lookups (a batch): one record each when
     /// it succeeds, one record of the refusal when it does not.
-    fn lookup_many<T>(
+    fn lookup_many<T, D: IntoIterator<Item = LookupDetail>>(
         &mut self,
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
-        body: impl FnOnce(&Look<'_>) -> Result<(T, Vec<LookupDetail>)>,
+        body: impl FnOnce(&Look<'_>, &mut WipedVec<f32>) -> Result<(T, D)>,
     ) -> Result<T> {
         let now = self.clock.now();
         let result = if session.opening != self.opening {
@@ -949,32 +957,37 @@ impl Vault {
                 action,
             })
         } else {
-            body(&Look {
+            let look = Look {
                 settings: &self.settings,
                 gallery: &self.gallery,
                 threads: self.lookup_threads,
                 now,
-            })
+            };
+            let answer = body(&look, &mut self.probe);
+            self.probe.wipe_and_clear();
+            answer
         };
-        let (outcome, details, result) = match result {
-            Ok((value, details)) => (Outcome::Allowed, details, Ok(value)),
-            Err(e) => (
-                outcome_of(&e),
-                vec![LookupDetail::Refused(format!("{}: {e}", e.code()))],
-                Err(e),
-            ),
+        let record = |outcome, detail| LookupEvent {
+            at: now,
+            actor: ActorName::new(&session.name),
+            action,
+            subject,
+            outcome,
+            detail,
         };
-        for detail in details {
-            self.match_log.push(LookupEvent {
-                at: now,
-                actor: ActorName::new(&session.name),
-                action,
-                subject,
-                outcome,
-                detail,
-            });
+        match result {
+            Ok((value, details)) => {
+                for detail in details {
+                    self.match_log.push(record(Outcome::Allowed, detail));
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                let detail = LookupDetail::Refused(format!("{}: {e}", e.code()));
+                self.match_log.push(record(outcome_of(&e), detail));
+                Err(e)
+            }
         }
-        result
     }
 
     /// Writes every queued lookup record now.
@@ -1131,6 +1144,17 @@ impl Look<'_> {
         self.settings.normalise(input, count)
     }
 
+    /// One probe, normalised into `buffer`.
+    fn normalise_probe<'b>(
+        &self,
+        input: TemplateInput<'_>,
+        buffer: &'b mut WipedVec<f32>,
+    ) -> Result<&'b [f32]> {
+        let settings = self.settings;
+        template::normalise_rows_into(input, settings.dim, &settings.model, RowCount::One, buffer)?;
+        Ok(buffer.as_slice())
+    }
+
     /// The candidates to report from a gallery answer, with their scores rounded and those that
     /// round below the threshold left out, and the audit detail that names them.
     fn candidates(&self, k: usize, found: Vec<(SubjectId, f32)>) -> (Vec<Candidate>, LookupDetail) {
@@ -1260,6 +1284,36 @@ mod tests {
         bytes
             .windows(WINDOW)
             .any(|window| needles.contains(<&[u8; WINDOW]>::try_from(window).unwrap()))
+    }
+
+    /// A lookup normalises its probe into a buffer the vault keeps; it is emptied and zeroed
+    /// after every lookup, answered or refused, so no probe outlives its call.
+    #[test]
+    fn no_probe_is_left_in_the_vault_after_a_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let key = FixedKey::new([7; 32]);
+        let password = Password::new("admin password");
+        let mut vault = Vault::create(&path, &key, &VaultConfig::new(8, "m"), "admin", &password).unwrap();
+        let admin = vault.login("admin", &password).unwrap();
+        vault.publish_notice(&admin, &notice()).unwrap();
+        let face = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let subject = vault
+            .enrol(&admin, &Enrolment::with_consent("1", "form"), &face)
+            .unwrap();
+        let gate_password = Password::new("gate password");
+        vault
+            .add_user(&admin, "gate", Role::Operator, &gate_password)
+            .unwrap();
+        let gate = vault.login("gate", &gate_password).unwrap();
+        assert!(vault.verify(&gate, &subject, &face).unwrap().matched);
+        assert!(vault.probe.is_empty() && vault.probe.capacity() >= 8);
+        assert_eq!(vault.identify(&gate, &face, 1).unwrap()[0].subject, subject);
+        assert!(vault.probe.is_empty());
+        let mut bad = face;
+        bad[7] = f32::NAN;
+        assert!(vault.verify(&gate, &subject, &bad).is_err());
+        assert!(vault.probe.is_empty());
     }
 
     /// The fast scan's codes derive from templates: they must never reach the database or its WAL,
