@@ -64,6 +64,17 @@ impl std::fmt::Debug for TemplateInput<'_> {
     }
 }
 
+impl TemplateInput<'_> {
+    /// Starts loading the input into cache, so that a lookup's wait for its probe overlaps its
+    /// wait for the gallery.
+    pub(crate) fn prefetch(&self) {
+        match self.data {
+            Data::Values(values) => crate::gallery::kernels::prefetch(values),
+            Data::LeBytes(bytes) => crate::gallery::kernels::prefetch(bytes),
+        }
+    }
+}
+
 impl<'a> From<&'a [f32]> for TemplateInput<'a> {
     fn from(values: &'a [f32]) -> Self {
         Self::values(values)

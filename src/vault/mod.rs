@@ -784,6 +784,7 @@ impl Vault {
     ) -> Result<Verification> {
         let probe = probe.into();
         self.lookup(session, Action::Verify, Some(*subject), |act, buffer| {
+            probe.prefetch();
             act.gallery.prefetch_subject(subject);
             let probe = act.normalise_probe(probe, buffer)?;
             let score = match act.gallery.verify(subject, probe, act.now) {
