@@ -628,8 +628,10 @@ impl Vault {
 
     /// Opens an existing vault. The key is checked before anything is read or written; every
     /// template is then decrypted into the gallery, and any record that fails authentication
-    /// stops the opening with an [`Error::Integrity`] naming it. `options.threads` is the
-    /// number of threads each identify may scan with ([`Vault::set_lookup_threads`]).
+    /// stops the opening with an [`Error::Integrity`] naming it. The decryption runs on one
+    /// helper thread beside the calling one, which reads the file; the helper is gone when this
+    /// returns. `options.threads` is the number of threads each identify may scan with
+    /// ([`Vault::set_lookup_threads`]).
     pub fn open_with(path: &Path, keys: &dyn KeyProvider, options: OpenOptions) -> Result<Vault> {
         let OpenOptions { clock, threads } = options;
         check_lookup_threads(threads)?;
