@@ -307,24 +307,10 @@ mod tests {
     #[test]
     fn a_reused_buffer_is_emptied_and_holds_nothing_after_a_refusal() {
         let mut out = WipedVec::default();
-        normalise_rows_into(
-            TemplateInput::values(&[3.0, 4.0]),
-            2,
-            "m",
-            RowCount::One,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out.as_slice(), &[0.6, 0.8]);
-        normalise_rows_into(
-            TemplateInput::values(&[0.0, 1.0]),
-            2,
-            "m",
-            RowCount::One,
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out.as_slice(), &[0.0, 1.0]);
+        for (row, normalised) in [([3.0, 4.0], [0.6, 0.8]), ([0.0, 1.0], [0.0, 1.0])] {
+            normalise_rows_into(TemplateInput::values(&row), 2, "m", RowCount::One, &mut out).unwrap();
+            assert_eq!(out.as_slice(), &normalised);
+        }
         // The first row is valid and written before the second is found bad.
         let input = TemplateInput::values(&[3.0, 4.0, f32::NAN, 1.0]);
         let refused = normalise_rows_into(input, 2, "m", RowCount::AtLeastOne, &mut out);

@@ -126,10 +126,7 @@ fn read_subjects(
                 }
                 next += 1;
                 batch.push(row);
-                if batch.len() == BATCH_ROWS {
-                    belt.hand_over(&mut batch)?;
-                }
-                Ok(())
+                belt.hand_over_when_full(&mut batch)
             })?;
             belt.hand_over(&mut batch)
         },
@@ -225,10 +222,7 @@ fn read_templates(
                 });
                 batch.bytes.extend_from_slice(row.nonce);
                 batch.bytes.extend_from_slice(row.ciphertext);
-                if batch.len() == BATCH_ROWS {
-                    belt.hand_over(&mut batch)?;
-                }
-                Ok(())
+                belt.hand_over_when_full(&mut batch)
             })?;
             belt.hand_over(&mut batch)
         },
@@ -260,6 +254,14 @@ struct Belt<B> {
 }
 
 impl<B: Batch> Belt<B> {
+    /// [`Belt::hand_over`] once `batch` holds [`BATCH_ROWS`].
+    fn hand_over_when_full(&self, batch: &mut B) -> Result<()> {
+        if batch.len() < BATCH_ROWS {
+            return Ok(());
+        }
+        self.hand_over(batch)
+    }
+
     /// Hands `batch` to the helper and leaves an empty one in its place. Fails once the helper
     /// has stopped, having found damage: reading on would be wasted.
     fn hand_over(&self, batch: &mut B) -> Result<()> {
