@@ -271,8 +271,8 @@ pub(crate) fn open_template(
     if out.len() != binding.dim {
         return None;
     }
-    for (value, bytes) in out.iter_mut().zip(plain.chunks_exact(4)) {
-        *value = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    for (value, plain) in out.iter_mut().zip(crate::template::le_f32s(plain)) {
+        *value = plain;
     }
     Some(())
 }

@@ -180,11 +180,7 @@ pub(crate) fn normalise_rows_into(
                 Ok(())
             }),
         Data::LeBytes(bytes) => {
-            out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
+            out.extend(le_f32s(bytes));
             out.chunks_exact_mut(dim)
                 .enumerate()
                 .try_for_each(|(row, values)| {
@@ -200,6 +196,13 @@ pub(crate) fn normalise_rows_into(
         out.wipe_and_clear();
     }
     normalised
+}
+
+/// `bytes` read as little-endian f32, four bytes a value; a trailing partial value is ignored.
+pub(crate) fn le_f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// 1 / ‖values‖, once the row is known to be finite and not zero.

@@ -226,13 +226,7 @@ impl RowSink<'_> {
         if bytes.len() != self.dim * 4 {
             return false;
         }
-        self.push_extending(|rows| {
-            rows.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            )
-        });
+        self.push_extending(|rows| rows.extend(crate::template::le_f32s(bytes)));
         true
     }
 

@@ -84,9 +84,8 @@ fn read_subjects(
         record: SubjectId::from_bytes(id).map_or_else(|| "?".into(), |id| id.to_string()),
     };
     let unwrapper = keys.unwrapper();
-    let check_and_unwrap = |batch: &mut Vec<SubjectKeyRow>| {
-        for row in batch.iter() {
-            let subject = SubjectId::from_bytes(&row.id).ok_or_else(|| damaged(&row.id))?;
+    let check_and_unwrap = |batch: &mut Vec<(SubjectId, SubjectKeyRow)>| {
+        for (subject, row) in batch.iter() {
             let subject_row = SubjectRow {
                 id: *subject.as_bytes(),
                 created_at: row.created_at,
@@ -107,7 +106,7 @@ fn read_subjects(
                 .and_then(|wrapped| unwrapper.unwrap(&settings.vault_id, subject.as_bytes(), wrapped))
                 .ok_or_else(|| damaged(&row.id))?;
             loading.push(LoadingSubject {
-                id: subject,
+                id: *subject,
                 key,
                 expected: row.templates,
                 seen: 0,
@@ -125,7 +124,7 @@ fn read_subjects(
                     return Err(damaged(&row.id));
                 }
                 next += 1;
-                batch.push(row);
+                batch.push((subject, row));
                 belt.hand_over_when_full(&mut batch)
             })?;
             belt.hand_over(&mut batch)
