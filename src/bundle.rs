@@ -21,6 +21,11 @@ pub const BUNDLE_MAGIC: &[u8; 8] = b"FVBUNDLE";
 /// The bundle format this build writes and reads.
 pub const BUNDLE_VERSION: u8 = 1;
 const HEADER_LEN: usize = BUNDLE_MAGIC.len() + 1 + 32 + NONCE_LEN;
+/// The largest bundle made or opened: 256 MiB, about 90,000 subjects of one 512-value template.
+/// A larger export is made in parts (name the subjects); a larger file is refused unread.
+pub const MAX_BUNDLE_BYTES: usize = 256 << 20;
+/// The largest plaintext that fits a bundle of [`MAX_BUNDLE_BYTES`].
+pub(crate) const MAX_BUNDLE_PLAINTEXT: usize = MAX_BUNDLE_BYTES - HEADER_LEN - TAG_LEN;
 const KDF_INFO: &[u8] = b"facevault v1 bundle key";
 
 /// A recipient's X25519 public key: bundles are sealed to it.
@@ -64,11 +69,14 @@ impl RecipientSecretKey {
         let mut public_path = path.as_os_str().to_owned();
         public_path.push(".pub");
         let public_path = PathBuf::from(public_path);
-        if public_path.exists() {
-            return Err(Error::AlreadyExists(public_path));
-        }
-        keys::write_new_file(path, self.0.as_slice(), 0o600)?;
-        keys::write_new_file(&public_path, &self.public_key().0, 0o644)?;
+        // Both files are made before either is written: a refusal of the second leaves no
+        // secret behind in the first.
+        let mut secret = keys::NewFile::create(path, 0o600)?;
+        let mut public = keys::NewFile::create(&public_path, 0o644)?;
+        secret.write_synced(self.0.as_slice())?;
+        public.write_synced(&self.public_key().0)?;
+        secret.keep();
+        public.keep();
         Ok(public_path)
     }
 
@@ -205,6 +213,9 @@ pub fn open(secret: &RecipientSecretKey, bundle: &[u8]) -> Result<BundleContents
     }
     if &bundle[..BUNDLE_MAGIC.len()] != BUNDLE_MAGIC {
         return Err(rejected(BundleProblem::NotABundle));
+    }
+    if bundle.len() > MAX_BUNDLE_BYTES {
+        return Err(rejected(BundleProblem::TooLarge));
     }
     let version = bundle[BUNDLE_MAGIC.len()];
     if version != BUNDLE_VERSION {

@@ -294,8 +294,8 @@ pub(crate) fn open_template_in<'s>(
     }
     let (body, tag) = ciphertext.split_at(plain_len);
     if scratch.capacity() < plain_len {
-        // A fresh buffer rather than a grown one, which would free the old unzeroed.
-        **scratch = Vec::with_capacity(plain_len);
+        // A fresh buffer of the right size rather than one grown by doubling.
+        scratch.reset_with_capacity(plain_len);
     }
     scratch.resize(plain_len, 0);
     let out = &mut scratch[..plain_len];

@@ -113,9 +113,19 @@ pub enum Error {
         supported: i64,
     },
 
-    /// The database engine failed.
+    /// The database file or the engine under it failed.
     #[error("storage error: {0}")]
-    Storage(#[from] rusqlite::Error),
+    Storage(StorageError),
+
+    /// Lookup audit records could not be written: the lookups they record were answered, but
+    /// their records are lost. A caller that reports the lookup's answer must report this too.
+    #[error("{lost} lookup audit record(s) could not be written: {cause}")]
+    AuditNotWritten {
+        /// How many records were lost.
+        lost: usize,
+        /// Why the writer failed.
+        cause: String,
+    },
 
     /// The file system failed.
     #[error("i/o error: {0}")]
@@ -124,6 +134,75 @@ pub enum Error {
     /// The system random number generator or a primitive failed.
     #[error("cryptographic primitive failed")]
     Crypto,
+}
+
+/// How the database failed, in terms a device engineer can act on (the engine's own error type
+/// stays inside the crate).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database file is damaged: a malformed page or record, a value of the wrong type, or a
+    /// file that is not a database at all.
+    #[error("the database file is damaged: {detail}")]
+    Corrupt {
+        /// What the engine found.
+        detail: String,
+    },
+    /// The disk or file system failed: a read or write error, a full disk, a read-only or
+    /// vanished file.
+    #[error("the disk failed: {detail}")]
+    Io {
+        /// What the engine reported.
+        detail: String,
+    },
+    /// Another connection kept the database locked past the busy timeout.
+    #[error("the database is locked by another connection: {detail}")]
+    Busy {
+        /// What the engine reported.
+        detail: String,
+    },
+    /// The engine refused a statement for another reason (a constraint, a misuse).
+    #[error("the database engine refused the operation: {detail}")]
+    Engine {
+        /// What the engine reported.
+        detail: String,
+    },
+}
+
+impl StorageError {
+    fn from_sqlite(error: &rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let detail = error.to_string();
+        match error {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StorageError::Corrupt { detail },
+                ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::CannotOpen
+                | ErrorCode::ReadOnly
+                | ErrorCode::PermissionDenied
+                | ErrorCode::FileLockingProtocolFailed
+                | ErrorCode::NoLargeFileSupport => StorageError::Io { detail },
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StorageError::Busy { detail },
+                _ => StorageError::Engine { detail },
+            },
+            // A STRICT table holds only its declared types, so a value of another type, or one out
+            // of range, was written around the engine.
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..) => StorageError::Corrupt { detail },
+            _ => StorageError::Engine { detail },
+        }
+    }
+}
+
+// Not part of the public error type: the engine's errors are translated at the crate's edge.
+#[doc(hidden)]
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Self {
+        Error::Storage(StorageError::from_sqlite(&error))
+    }
 }
 
 /// What is wrong with a key file.
@@ -161,6 +240,9 @@ pub enum BundleProblem {
     /// The key is wrong or a byte was altered.
     #[error("it does not decrypt with this recipient key, or it was altered")]
     DecryptionFailed,
+    /// Larger than any bundle facevault makes ([`crate::MAX_BUNDLE_BYTES`]).
+    #[error("it is larger than the {} bytes a bundle may hold", crate::MAX_BUNDLE_BYTES)]
+    TooLarge,
     /// It decrypted but its contents are not a valid bundle.
     #[error("its contents are malformed")]
     Malformed,
@@ -205,8 +287,11 @@ pub enum TemplateError {
         /// Position within the row.
         index: usize,
     },
-    /// The row has (near) zero length and cannot be normalised.
-    #[error("row {row} is a zero vector and cannot be normalised")]
+    /// The row has zero length, or one too short to normalise without amplifying noise.
+    #[error(
+        "row {row} has a length below {} and cannot be normalised (a zero or near-zero vector)",
+        crate::template::MIN_NORM
+    )]
     ZeroVector {
         /// Row within the input.
         row: usize,
@@ -271,7 +356,13 @@ impl Error {
             Error::AlreadyExists(_) => "already_exists",
             Error::NotAVault(_) => "not_a_vault",
             Error::UnsupportedFormat { .. } => "unsupported_format",
-            Error::Storage(_) => "storage",
+            Error::Storage(e) => match e {
+                StorageError::Corrupt { .. } => "corrupt",
+                StorageError::Io { .. } => "io",
+                StorageError::Busy { .. } => "busy",
+                StorageError::Engine { .. } => "storage",
+            },
+            Error::AuditNotWritten { .. } => "audit_not_written",
             Error::Io(_) => "io",
             Error::Crypto => "crypto",
         }
@@ -295,15 +386,18 @@ impl Error {
             | Error::Integrity { .. }
             | Error::AuditTampered { .. }
             | Error::Bundle(_)
-            | Error::NotAVault(_) => ErrorClass::Integrity,
+            | Error::NotAVault(_)
+            | Error::Storage(StorageError::Corrupt { .. }) => ErrorClass::Integrity,
             Error::KeyFile { problem, .. } => match problem {
                 KeyFileProblem::TooOpen => ErrorClass::Refused,
                 KeyFileProblem::WrongLength | KeyFileProblem::NotAFile => ErrorClass::Integrity,
                 KeyFileProblem::Missing => ErrorClass::BadInput,
             },
-            Error::UnsupportedFormat { .. } | Error::Storage(_) | Error::Io(_) | Error::Crypto => {
-                ErrorClass::Other
-            }
+            Error::UnsupportedFormat { .. }
+            | Error::Storage(_)
+            | Error::AuditNotWritten { .. }
+            | Error::Io(_)
+            | Error::Crypto => ErrorClass::Other,
         }
     }
 }

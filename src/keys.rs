@@ -86,24 +86,96 @@ impl KeyProvider for KeyFile {
     }
 }
 
-/// Writes `bytes` to a new file with the given Unix mode, synced to disk. Refuses to overwrite.
+/// Writes `bytes` to a new file with the given Unix mode, synced to disk. Refuses to overwrite,
+/// and to write through a symbolic link.
 pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut file = NewFile::create(path, mode)?;
+    file.write_synced(bytes)?;
+    file.keep();
+    Ok(())
+}
+
+/// A file this process has just created, and removes again when dropped unless told to keep it:
+/// a write that fails half-way, or a refusal that comes after the file was made, leaves nothing.
+///
+/// It is created with `O_CREAT | O_EXCL`, which never follows a symbolic link, dangling or not:
+/// a link at `path` is refused as an existing file.
+pub(crate) struct NewFile {
+    file: File,
+    path: PathBuf,
+    kept: bool,
+}
+
+impl NewFile {
+    pub(crate) fn create(path: &Path, mode: u32) -> Result<Self> {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let file = options.open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
+            _ => Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", path.display()),
+            )),
+        })?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            kept: false,
+        })
+    }
+
+    /// Writes `bytes` and waits until they, and the file's directory entry, are on the disk.
+    pub(crate) fn write_synced(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file.write_all(bytes)?;
+        self.file.sync_all()?;
+        #[cfg(unix)]
+        if let Some(directory) = self.path.parent() {
+            let directory = if directory.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                directory
+            };
+            File::open(directory)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the file: it is done.
+    pub(crate) fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Opens a file for reading only if it is a regular file: a FIFO or a device would block the
+/// caller or never end. The open itself does not block (`O_NONBLOCK`, which changes nothing for
+/// a regular file), and the type is checked on the handle, so a file swapped after a check of
+/// the path cannot slip through.
+pub(crate) fn open_regular_file(path: &Path) -> std::io::Result<Option<(File, std::fs::Metadata)>> {
     let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
+    options.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
+        options.custom_flags(libc::O_NONBLOCK);
     }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
-        _ => Error::Io(e),
-    })?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
+    let file = options.open(path)?;
+    let metadata = file.metadata()?;
+    Ok(metadata.is_file().then_some((file, metadata)))
 }
 
 /// Reads a 32-byte secret from a regular file that only its owner may read.
@@ -112,14 +184,12 @@ pub(crate) fn read_secret_file(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
         path: path.to_path_buf(),
         problem,
     };
-    let mut file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
-        _ => Error::Io(e),
-    })?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(problem(KeyFileProblem::NotAFile));
-    }
+    let (mut file, metadata) = open_regular_file(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
+            _ => Error::Io(e),
+        })?
+        .ok_or_else(|| problem(KeyFileProblem::NotAFile))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -136,11 +206,13 @@ pub(crate) fn read_public_file(path: &Path) -> Result<[u8; 32]> {
         path: path.to_path_buf(),
         problem,
     };
-    let mut file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
-        _ => Error::Io(e),
-    })?;
-    let len = file.metadata()?.len();
+    let (mut file, metadata) = open_regular_file(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
+            _ => Error::Io(e),
+        })?
+        .ok_or_else(|| problem(KeyFileProblem::NotAFile))?;
+    let len = metadata.len();
     let bytes = read_exactly_32(&mut file, len).ok_or_else(|| problem(KeyFileProblem::WrongLength))??;
     Ok(*bytes)
 }

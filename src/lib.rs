@@ -21,18 +21,21 @@ pub use access::{Action, Password, Role, PASSWORD_ITERATIONS};
 pub use audit::{AuditRecord, Outcome};
 pub use bundle::{
     open as open_bundle, BundleContents, BundleSubject, ConsentEvidence, RecipientPublicKey,
-    RecipientSecretKey,
+    RecipientSecretKey, MAX_BUNDLE_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
-pub use error::{BundleProblem, Error, ErrorClass, KeyFileProblem, Result, TemplateError};
+pub use error::{BundleProblem, Error, ErrorClass, KeyFileProblem, Result, StorageError, TemplateError};
 pub use gallery::ScanMode;
 pub use keys::{FixedKey, KeyFile, KeyProvider, MasterKey, MASTER_KEY_LEN};
-pub use policy::{parse_date, Destination, Enrolment, Guardian, Notice, Refusal, RetentionCeilings};
+pub use policy::{
+    parse_date, Destination, Enrolment, Guardian, Notice, Refusal, RetentionCeilings,
+    MAX_RETENTION_CEILING_SECS,
+};
 pub use subject::SubjectId;
 pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
 pub use vault::consent::{PublishedNotice, RenoticeDue, TransferConsent};
 pub use vault::{
-    Candidate, ExportRequest, ExportedBundle, OpenOptions, Session, Stats, Vault, VaultConfig, Verification,
-    DEFAULT_THRESHOLD, FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS,
+    Candidate, ExportRequest, ExportedBundle, ExportedFile, OpenOptions, Session, Stats, Vault, VaultConfig,
+    Verification, DEFAULT_THRESHOLD, FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS,
     MAX_TEMPLATES_PER_SUBJECT, SCORE_DECIMALS,
 };

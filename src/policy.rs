@@ -18,6 +18,10 @@ pub const GUARDIAN_CONSENT_AGE: u8 = 14;
 pub const DEFAULT_MAX_RETENTION_SECS: i64 = 365 * 24 * 3600;
 /// Default, stricter retention ceiling for subjects enrolled under 14: 180 days.
 pub const DEFAULT_MAX_MINOR_RETENTION_SECS: i64 = 180 * 24 * 3600;
+/// The longest retention ceiling a vault may be given: ten years (3,653 days). Art. 8 asks for the
+/// shortest time the purpose needs; no terminal's purpose needs a face kept longer, and a longer
+/// figure is far more likely a typing slip than a decision.
+pub const MAX_RETENTION_CEILING_SECS: i64 = 3653 * 24 * 3600;
 /// China Standard Time: the civil date for ages is taken in this offset unless configured.
 pub const DEFAULT_UTC_OFFSET_MINUTES: i32 = 8 * 60;
 const MAX_TEXT_LEN: usize = 4096;
@@ -89,8 +93,11 @@ impl Refusal {
 
 /// A notice to data subjects, with every item Art. 5 lists. Versions are published once and
 /// never changed; a change is a new version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// As JSON, every key is text; an unknown or repeated key is refused, and a missing one reads as
+/// empty, which [`check_notice`] then refuses by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Notice {
     /// The version label consents refer to.
     pub version: String,
@@ -208,7 +215,7 @@ pub struct EnrolmentTerms {
 pub fn may_enrol(
     enrolment: &Enrolment,
     current_notice: Option<&str>,
-    published: impl Fn(&str) -> bool,
+    published: impl Fn(&str) -> Result<bool, Error>,
     ceilings: RetentionCeilings,
     utc_offset_minutes: i32,
     now: UnixMillis,
@@ -235,19 +242,26 @@ pub fn may_enrol(
         ceilings.adult_secs
     };
     let period = match enrolment.retention_secs {
-        Some(secs) if secs <= 0 => {
+        Some(secs) if secs <= 0 || secs > MAX_RETENTION_CEILING_SECS => {
             return Err(Error::InvalidArgument {
                 what: "retention",
-                reason: "must be a positive period".into(),
+                reason: format!(
+                    "must be a positive period of at most {MAX_RETENTION_CEILING_SECS} seconds (ten years)"
+                ),
             })
         }
+        // Within the vault's ceiling, the shorter of the two.
         Some(secs) => secs.min(ceiling),
         None => ceiling,
     };
-    Ok(EnrolmentTerms {
-        minor,
-        expires_at: now.saturating_add(period.saturating_mul(1000)),
-    })
+    let expires_at = period
+        .checked_mul(1000)
+        .and_then(|millis| now.checked_add(millis))
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "retention",
+            reason: "the expiry would fall outside the clock's range".into(),
+        })?;
+    Ok(EnrolmentTerms { minor, expires_at })
 }
 
 /// Art. 5-7 when a subject is told of a new notice and consents again: the consent must name the
@@ -255,7 +269,7 @@ pub fn may_enrol(
 pub fn may_renew(
     renewal: &Enrolment,
     current_notice: Option<&str>,
-    published: impl Fn(&str) -> bool,
+    published: impl Fn(&str) -> Result<bool, Error>,
     minor: bool,
 ) -> Result<(), Error> {
     let (Some(version), Some(method)) = (&renewal.notice_version, &renewal.consent_method) else {
@@ -276,7 +290,7 @@ pub fn may_renew(
 fn check_notice_version(
     version: &str,
     current_notice: Option<&str>,
-    published: impl Fn(&str) -> bool,
+    published: impl Fn(&str) -> Result<bool, Error>,
 ) -> Result<(), Error> {
     let Some(current) = current_notice else {
         return Err(Error::Refused(Refusal::NoNotice));
@@ -284,7 +298,8 @@ fn check_notice_version(
     if version == current {
         return Ok(());
     }
-    Err(Error::Refused(if published(version) {
+    // A failure to look the version up is that failure, never a refusal.
+    Err(Error::Refused(if published(version)? {
         Refusal::SupersededNotice {
             version: version.to_string(),
             current: current.to_string(),
@@ -306,6 +321,23 @@ pub(crate) fn check_guardian(guardian: Option<&Guardian>) -> Result<(), Error> {
                 reason: "give both who the guardian is and their relationship".into(),
             });
         }
+    }
+    Ok(())
+}
+
+/// Art. 7 and 8 when a separate transfer consent is recorded: its text is storable, a guardian
+/// given is named with their relationship, and a child's transfer consent is a guardian's.
+pub fn may_grant_transfer(
+    method: Option<&str>,
+    guardian: Option<&Guardian>,
+    minor: bool,
+) -> Result<(), Error> {
+    if let Some(method) = method {
+        check_text("consent method", method)?;
+    }
+    check_guardian(guardian)?;
+    if minor && guardian.is_none() {
+        return Err(Error::Refused(Refusal::GuardianConsentRequired));
     }
     Ok(())
 }
@@ -429,15 +461,24 @@ pub fn parse_date(text: &str) -> Result<Date, Error> {
     })
 }
 
-/// Refuses text that is too long or holds control characters (it is stored and shown).
+/// Refuses text that is too long, or holds control characters or Unicode's bidirectional
+/// formatting characters: it is stored and shown to people, and an override (U+202E, say) can make
+/// a notice or a consent read as something other than what it says.
 pub(crate) fn check_text(what: &'static str, text: &str) -> Result<(), Error> {
-    if text.len() > MAX_TEXT_LEN || text.chars().any(char::is_control) {
+    if text.len() > MAX_TEXT_LEN || text.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(Error::InvalidArgument {
             what,
-            reason: format!("must be at most {MAX_TEXT_LEN} bytes without control characters"),
+            reason: format!(
+                "must be at most {MAX_TEXT_LEN} bytes without control or bidirectional formatting characters"
+            ),
         });
     }
     Ok(())
+}
+
+/// Unicode's Bidi_Control characters: marks, embeddings, overrides and isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
@@ -470,7 +511,7 @@ mod tests {
         may_enrol(
             e,
             Some("v2"),
-            |v| v == "v1" || v == "v2",
+            |v| Ok(v == "v1" || v == "v2"),
             CEILINGS,
             DEFAULT_UTC_OFFSET_MINUTES,
             NOW,
@@ -522,7 +563,7 @@ mod tests {
         let none = may_enrol(
             &Enrolment::with_consent("v1", "form"),
             None,
-            |_| false,
+            |_| Ok(false),
             CEILINGS,
             0,
             NOW,
@@ -536,6 +577,28 @@ mod tests {
                 expires_at: NOW + 1000 * 1000
             }
         );
+    }
+
+    /// Regression (review item 1): a failure to look a notice version up was read as "never
+    /// published", turning a storage error into a legal refusal (exit 3, audited as denied).
+    #[test]
+    fn a_failed_notice_lookup_stays_a_failure_and_is_not_a_refusal() {
+        let failing = |_: &str| -> Result<bool, Error> {
+            Err(Error::Storage(crate::error::StorageError::Io {
+                detail: "disk I/O error".into(),
+            }))
+        };
+        let enrolled = may_enrol(
+            &Enrolment::with_consent("v1", "form"),
+            Some("v2"),
+            failing,
+            CEILINGS,
+            0,
+            NOW,
+        );
+        assert!(matches!(enrolled, Err(Error::Storage(_))), "{enrolled:?}");
+        let renewed = may_renew(&Enrolment::with_consent("v1", "form"), Some("v2"), failing, false);
+        assert!(matches!(renewed, Err(Error::Storage(_))), "{renewed:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
 use crate::audit::{self, AuditRecord, ChainHead, Outcome, StoredRecord};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 
 /// The newest schema this build writes and reads.
 pub(crate) const FORMAT_VERSION: i64 = 1;
@@ -209,7 +209,7 @@ impl Store {
                 Some(rusqlite::ErrorCode::NotADatabase) => {
                     Error::NotAVault(format!("{} is not a SQLite database", self.path.display()))
                 }
-                _ => Error::Storage(e),
+                _ => Error::from(e),
             })
     }
 
@@ -219,7 +219,7 @@ impl Store {
         while version < FORMAT_VERSION {
             let step =
                 usize::try_from(version).map_err(|_| Error::NotAVault("negative schema version".into()))?;
-            let tx = self.conn.transaction()?;
+            let tx = self.transaction()?;
             tx.execute_batch(MIGRATIONS[step])?;
             tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
@@ -228,9 +228,14 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a transaction; it rolls back when dropped uncommitted.
+    /// Starts a write transaction; it rolls back when dropped uncommitted. It takes the write
+    /// lock at once (`BEGIN IMMEDIATE`), waiting under the busy timeout: a deferred transaction
+    /// that read first and wrote later would fail at once, without waiting, whenever another
+    /// connection had committed in between.
     pub(crate) fn transaction(&mut self) -> Result<Transaction<'_>> {
-        Ok(self.conn.transaction()?)
+        Ok(self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
     }
 
     pub(crate) fn conn(&self) -> &Connection {
@@ -244,10 +249,9 @@ impl Store {
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
         if busy != 0 {
-            return Err(Error::Storage(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                Some("the WAL could not be truncated: another connection is reading".into()),
-            )));
+            return Err(Error::Storage(StorageError::Busy {
+                detail: "the WAL could not be truncated: another connection is reading".into(),
+            }));
         }
         Ok(())
     }
@@ -275,7 +279,7 @@ pub(crate) fn meta_get<T: rusqlite::types::FromSql>(conn: &Connection, key: &str
             rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..) => {
                 Error::NotAVault(format!("metadata {key:?} has the wrong type"))
             }
-            other => Error::Storage(other),
+            other => Error::from(other),
         })?
         .ok_or_else(|| Error::NotAVault(format!("metadata {key:?} is missing")))
 }
@@ -670,22 +674,6 @@ pub(crate) fn find_principal(conn: &Connection, name: &str) -> Result<Option<Pri
             },
         )
         .optional()?)
-}
-
-pub(crate) fn record_login_failure(conn: &Connection, name: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE principals SET failures = failures + 1 WHERE name = ?1",
-        [name],
-    )?;
-    Ok(())
-}
-
-pub(crate) fn clear_login_failures(conn: &Connection, name: &str) -> Result<()> {
-    conn.execute(
-        "UPDATE principals SET failures = 0 WHERE name = ?1 AND failures != 0",
-        [name],
-    )?;
-    Ok(())
 }
 
 // --- audit ------------------------------------------------------------------------------------

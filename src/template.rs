@@ -11,7 +11,7 @@ use crate::error::TemplateError;
 pub const MAX_ROWS_PER_CALL: usize = 10_000_000;
 
 /// Rows whose length is below this are treated as zero vectors: normalising them would amplify noise.
-const MIN_NORM: f64 = 1e-6;
+pub(crate) const MIN_NORM: f64 = 1e-6;
 
 /// Templates or probes handed to the vault: f32 values, or the raw little-endian bytes of a
 /// `.f32` file, optionally tagged with the face model that produced them. Nothing is checked until

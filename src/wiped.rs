@@ -10,7 +10,12 @@ use std::ops::{Deref, DerefMut};
 
 use zeroize::{DefaultIsZeroes, Zeroize};
 
-/// A `Vec` whose whole allocation, spare capacity included, is zeroed when it is dropped.
+/// A buffer whose whole allocation, spare capacity included, is zeroed when it is dropped.
+///
+/// It reaches its values only as a slice: `Vec`'s own `push` or `extend` would move the values
+/// to a larger allocation and free the old one unwiped. Every way it grows here
+/// ([`WipedVec::reserve`], [`WipedVec::extend_from_slice`], [`WipedVec::push`]) moves the values
+/// itself and wipes the allocation it leaves.
 pub(crate) struct WipedVec<T: DefaultIsZeroes>(Vec<T>);
 
 impl<T: DefaultIsZeroes> WipedVec<T> {
@@ -21,29 +26,79 @@ impl<T: DefaultIsZeroes> WipedVec<T> {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self(Vec::with_capacity(capacity))
     }
-}
 
-impl<T: DefaultIsZeroes> Default for WipedVec<T> {
-    fn default() -> Self {
-        Self(Vec::new())
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.capacity()
     }
-}
 
-impl<T: DefaultIsZeroes> Deref for WipedVec<T> {
-    type Target = Vec<T>;
-
-    fn deref(&self) -> &Vec<T> {
+    pub(crate) fn as_slice(&self) -> &[T] {
         &self.0
     }
-}
 
-impl<T: DefaultIsZeroes> DerefMut for WipedVec<T> {
-    fn deref_mut(&mut self) -> &mut Vec<T> {
-        &mut self.0
+    /// Makes room for at least `additional` more values. When the allocation must grow, the
+    /// values move to a new one of exactly the room asked for, and the old one is wiped.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let needed = self.0.len().saturating_add(additional);
+        if needed <= self.0.capacity() {
+            return;
+        }
+        let mut larger = Vec::with_capacity(needed);
+        larger.extend_from_slice(&self.0);
+        // The old allocation is dropped as a `WipedVec`: wiped, then freed.
+        drop(std::mem::replace(self, Self(larger)));
     }
-}
 
-impl<T: DefaultIsZeroes> WipedVec<T> {
+    /// Appends `values`, growing the allocation (see [`WipedVec::reserve`]) when needed.
+    pub(crate) fn extend_from_slice(&mut self, values: &[T]) {
+        self.reserve(values.len());
+        self.0.extend_from_slice(values);
+    }
+
+    /// Appends `value`, doubling the allocation (see [`WipedVec::reserve`]) when full.
+    pub(crate) fn push(&mut self, value: T) {
+        if self.0.len() == self.0.capacity() {
+            self.reserve(self.0.capacity().max(4));
+        }
+        self.0.push(value);
+    }
+
+    /// Appends every value of `values` (see [`WipedVec::push`] for growth).
+    pub(crate) fn extend(&mut self, values: impl IntoIterator<Item = T>) {
+        let values = values.into_iter();
+        self.reserve(values.size_hint().0);
+        for value in values {
+            self.push(value);
+        }
+    }
+
+    /// Sets the length to `len`, new values being `value` (see [`WipedVec::reserve`] for growth).
+    pub(crate) fn resize(&mut self, len: usize, value: T) {
+        if len <= self.0.len() {
+            self.truncate(len);
+        } else {
+            self.reserve(len - self.0.len());
+            self.0.resize(len, value);
+        }
+    }
+
+    /// Shortens to `len` values, wiping those removed.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if len < self.0.len() {
+            self.0[len..].zeroize();
+            self.0.truncate(len);
+        }
+    }
+
+    /// Empties the buffer, wiping its values; the allocation stays for reuse.
+    pub(crate) fn clear(&mut self) {
+        self.wipe_and_clear();
+    }
+
+    /// Replaces the buffer with an empty one of `capacity`, wiping the old.
+    pub(crate) fn reset_with_capacity(&mut self, capacity: usize) {
+        drop(std::mem::replace(self, Self::with_capacity(capacity)));
+    }
+
     /// Zeroes every element and the spare capacity, and empties the buffer, keeping the
     /// allocation for reuse.
     pub(crate) fn wipe_and_clear(&mut self) {
@@ -56,6 +111,31 @@ impl<T: DefaultIsZeroes> WipedVec<T> {
         self.0.as_mut_slice().zeroize();
         self.0.spare_capacity_mut().zeroize();
     }
+
+    /// The spare capacity, for a caller that fills it in place (see [`WipedVec::fill_spare`]).
+    pub(crate) fn spare_capacity_mut(&mut self) -> &mut [std::mem::MaybeUninit<T>] {
+        self.0.spare_capacity_mut()
+    }
+}
+
+impl<T: DefaultIsZeroes> Default for WipedVec<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: DefaultIsZeroes> Deref for WipedVec<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T: DefaultIsZeroes> DerefMut for WipedVec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
+    }
 }
 
 impl<T: DefaultIsZeroes> Drop for WipedVec<T> {
@@ -63,6 +143,61 @@ impl<T: DefaultIsZeroes> Drop for WipedVec<T> {
         self.wipe();
     }
 }
+
+/// Writes bytes into a [`WipedVec`] without ever growing it: a write past its capacity fails
+/// instead. For serialisers whose output size is worked out first (see [`json`]).
+pub(crate) struct FixedWriter<'a>(&'a mut WipedVec<u8>);
+
+impl std::io::Write for FixedWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let room = self.0 .0.capacity() - self.0 .0.len();
+        if bytes.len() > room {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "the output is larger than its buffer was sized for",
+            ));
+        }
+        self.0 .0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts the bytes written to it and keeps none.
+struct CountingWriter(usize);
+
+impl std::io::Write for CountingWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `value` as JSON in a buffer of exactly its size, zeroed on drop: it is serialised once to
+/// count its bytes and once into the buffer, which never grows, so no copy is left behind.
+/// `limit` bounds the size: a larger value is refused before anything is allocated.
+pub(crate) fn json<T: serde::Serialize>(value: &T, limit: usize) -> Result<WipedVec<u8>, JsonTooLarge> {
+    let mut counter = CountingWriter(0);
+    serde_json::to_writer(&mut counter, value).map_err(|_| JsonTooLarge(0))?;
+    if counter.0 > limit {
+        return Err(JsonTooLarge(counter.0));
+    }
+    let mut buffer = WipedVec::with_capacity(counter.0);
+    serde_json::to_writer(FixedWriter(&mut buffer), value).map_err(|_| JsonTooLarge(counter.0))?;
+    Ok(buffer)
+}
+
+/// [`json`]'s value did not fit its limit (or, with 0, could not be serialised): the size it
+/// would have had.
+#[derive(Debug)]
+pub(crate) struct JsonTooLarge(pub usize);
 
 #[cfg(test)]
 mod tests {

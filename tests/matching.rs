@@ -189,9 +189,10 @@ fn exact_and_fast_scans_give_the_same_answers_through_the_vault() {
     let mut answers = Vec::new();
     for scan in [ScanMode::Exact, ScanMode::Fast] {
         let path = dir.path().join(format!("{}.db", scan.as_str()));
+        // The lowest threshold, so that every probe has its three candidates to compare.
         let config = VaultConfig {
             scan,
-            threshold: -1.0,
+            threshold: 0.0,
             ..VaultConfig::new(DIM, "test-model")
         };
         let password = Password::new(ADMIN_PASSWORD);
@@ -231,6 +232,10 @@ fn exact_and_fast_scans_give_the_same_answers_through_the_vault() {
                     .collect()
             })
             .collect();
+        assert!(
+            rows.iter().all(|row| row.len() == 3),
+            "a probe had fewer than 3 candidates"
+        );
         answers.push(rows);
     }
     assert_eq!(answers[0], answers[1]);

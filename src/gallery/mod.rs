@@ -230,7 +230,7 @@ impl RowSink<'_> {
         true
     }
 
-    fn push_extending(&mut self, extend: impl FnOnce(&mut Vec<f32>)) {
+    fn push_extending(&mut self, extend: impl FnOnce(&mut WipedVec<f32>)) {
         self.reserve(1);
         let start = self.rows.len();
         extend(self.rows);
@@ -335,7 +335,7 @@ impl Gallery {
         subject: SubjectId,
         expires_at: UnixMillis,
         template_id: i64,
-        extend: impl FnOnce(&mut Vec<f32>),
+        extend: impl FnOnce(&mut WipedVec<f32>),
     ) -> bool {
         let (mut rows, mut ledger) = self.split_for_loading();
         if !ledger.record(subject, expires_at, template_id) {
@@ -723,14 +723,23 @@ impl Gallery {
 /// The best `k` distinct subjects seen so far, best first.
 struct TopSubjects {
     k: usize,
+    /// Best first: score descending, then subject ID ascending.
     ranked: Vec<(SubjectId, f32)>,
+    /// The subjects in `ranked`, when `k` is too large to search it on every offer: with it an
+    /// offer costs a hash and a binary search, so a large `k` costs in proportion to `k`, not
+    /// to its square.
+    members: Option<std::collections::HashSet<SubjectId>>,
 }
+
+/// Up to this `k`, finding a subject in the ranked list by a plain search is cheaper than hashing.
+const LINEAR_SEARCH_K: usize = 32;
 
 impl TopSubjects {
     fn new(k: usize) -> Self {
         Self {
             k,
             ranked: Vec::with_capacity(k + 1),
+            members: (k > LINEAR_SEARCH_K).then(|| std::collections::HashSet::with_capacity(k + 1)),
         }
     }
 
@@ -744,14 +753,31 @@ impl TopSubjects {
     }
 
     fn offer(&mut self, subject: SubjectId, score: f32) {
-        match self.ranked.iter_mut().find(|(s, _)| *s == subject) {
-            Some(entry) if entry.1 >= score => return,
-            Some(entry) => entry.1 = score,
-            None => self.ranked.push((subject, score)),
+        let ranks_before =
+            |entry: &(SubjectId, f32)| score.total_cmp(&entry.1).then(entry.0.cmp(&subject)).is_lt();
+        let present = match &self.members {
+            Some(members) => members.contains(&subject),
+            None => self.ranked.iter().any(|(s, _)| *s == subject),
+        };
+        if present {
+            // A subject with several templates is ranked by its best one.
+            let Some(at) = self.ranked.iter().position(|(s, _)| *s == subject) else {
+                return;
+            };
+            if self.ranked[at].1 >= score {
+                return;
+            }
+            self.ranked.remove(at);
+        } else if let Some(members) = &mut self.members {
+            members.insert(subject);
         }
-        self.ranked
-            .sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        self.ranked.truncate(self.k);
+        let at = self.ranked.partition_point(ranks_before);
+        self.ranked.insert(at, (subject, score));
+        if self.ranked.len() > self.k {
+            if let (Some((dropped, _)), Some(members)) = (self.ranked.pop(), &mut self.members) {
+                members.remove(&dropped);
+            }
+        }
     }
 
     fn into_ranked(self) -> Vec<(SubjectId, f32)> {

@@ -4,9 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::wiped::WipedVec;
+use crate::wiped::{self, WipedVec};
 
-use super::{invalid, slices, subject_mac_fields, Act, Entry, Vault, MAX_TEMPLATES_PER_SUBJECT};
+use super::{
+    as_slices, invalid, subject_mac_fields, AuditEntry, OperationContext, Vault, MAX_TEMPLATES_PER_SUBJECT,
+};
 use crate::access::Action;
 use crate::crypto::{self, DataKey, PersonalBinding};
 use crate::error::{Error, Result};
@@ -66,11 +68,18 @@ pub(super) struct Evidence {
     pub guardian: Option<Guardian>,
 }
 
-/// JSON in a buffer sized up front and zeroed on drop (these hold personal data).
-fn sealed_json<T: Serialize>(value: &T, text_len: usize) -> Result<WipedVec<u8>> {
-    let mut buffer = WipedVec::with_capacity(text_len * 6 + 256);
-    serde_json::to_writer(&mut *buffer, value).map_err(|_| Error::Crypto)?;
-    Ok(buffer)
+/// The most JSON one sealed record holds: its texts are at most 4 KiB each, and escaping at most
+/// sextuples them.
+const MAX_SEALED_JSON: usize = 64 * 1024;
+
+/// JSON in a buffer of exactly its size, zeroed on drop (these hold personal data).
+fn sealed_json<T: Serialize>(value: &T) -> Result<WipedVec<u8>> {
+    wiped::json(value, MAX_SEALED_JSON).map_err(|too_large| {
+        invalid(
+            "personal data",
+            format!("{} bytes as JSON, more than {MAX_SEALED_JSON}", too_large.0),
+        )
+    })
 }
 
 fn optional_time(value: Option<i64>) -> Vec<u8> {
@@ -104,7 +113,7 @@ fn notice_mac_fields(row: &NoticeRow) -> Vec<Vec<u8>> {
     ]
 }
 
-impl Act<'_> {
+impl OperationContext<'_> {
     /// The current notice, its MAC checked.
     pub(super) fn current_notice(&self) -> Result<Option<NoticeRow>> {
         let Some(row) = store::current_notice(self.tx)? else {
@@ -112,7 +121,7 @@ impl Act<'_> {
         };
         if !self
             .keys
-            .record_mac_matches("notice", &slices(&notice_mac_fields(&row)), &row.mac)
+            .record_mac_matches("notice", &as_slices(&notice_mac_fields(&row)), &row.mac)
         {
             return Err(Error::Integrity {
                 table: "notices",
@@ -128,7 +137,7 @@ impl Act<'_> {
         for row in &rows {
             if !self
                 .keys
-                .record_mac_matches("consent", &slices(&consent_mac_fields(row)), &row.mac)
+                .record_mac_matches("consent", &as_slices(&consent_mac_fields(row)), &row.mac)
             {
                 return Err(Error::Integrity {
                     table: "consents",
@@ -140,7 +149,9 @@ impl Act<'_> {
     }
 
     fn write_consent(&self, row: &mut ConsentRow, insert: bool) -> Result<()> {
-        row.mac = self.keys.record_mac("consent", &slices(&consent_mac_fields(row)));
+        row.mac = self
+            .keys
+            .record_mac("consent", &as_slices(&consent_mac_fields(row)));
         if insert {
             store::insert_consent(self.tx, row)
         } else {
@@ -157,12 +168,7 @@ impl Act<'_> {
         evidence: &Evidence,
     ) -> Result<()> {
         let id = store::next_consent_id(self.tx)?;
-        let text_len = evidence.method.as_ref().map_or(0, String::len)
-            + evidence
-                .guardian
-                .as_ref()
-                .map_or(0, |g| g.name.len() + g.relationship.len());
-        let plain = sealed_json(evidence, text_len)?;
+        let plain = sealed_json(evidence)?;
         let binding = PersonalBinding {
             vault_id: &self.settings.vault_id,
             subject: subject.as_bytes(),
@@ -225,11 +231,7 @@ impl Act<'_> {
                     table: b"subject",
                     row: 0,
                 };
-                Some(crypto::seal_personal(
-                    &key,
-                    &binding,
-                    &sealed_json(&personal, 16)?,
-                )?)
+                Some(crypto::seal_personal(&key, &binding, &sealed_json(&personal)?)?)
             }
             None => None,
         };
@@ -246,7 +248,7 @@ impl Act<'_> {
         };
         row.mac = self
             .keys
-            .record_mac("subject", &slices(&subject_mac_fields(&row)));
+            .record_mac("subject", &as_slices(&subject_mac_fields(&row)));
         store::insert_subject(self.tx, &row)?;
         let evidence = Evidence {
             method: enrolment.consent_method.clone(),
@@ -267,7 +269,7 @@ impl Act<'_> {
         policy::may_enrol(
             enrolment,
             current.as_deref(),
-            |version| store::notice_published(tx, version).unwrap_or(false),
+            |version| store::notice_published(tx, version),
             self.settings.ceilings,
             self.settings.utc_offset_minutes,
             self.now,
@@ -309,7 +311,7 @@ impl Vault {
     /// Publishes a new notice version (Art. 5). Subjects consented under an older one become
     /// "re-notice due" but stay in use.
     pub fn publish_notice(&mut self, session: &Session, notice: &Notice) -> Result<PublishedNotice> {
-        self.door(session, Action::PublishNotice, None, |act| {
+        self.authorised_operation(session, Action::PublishNotice, None, |act| {
             policy::check_notice(notice)?;
             for text in [
                 &notice.version,
@@ -334,7 +336,9 @@ impl Vault {
                 body: serde_json::to_string(notice).map_err(|_| Error::Crypto)?,
                 mac: Vec::new(),
             };
-            row.mac = act.keys.record_mac("notice", &slices(&notice_mac_fields(&row)));
+            row.mac = act
+                .keys
+                .record_mac("notice", &as_slices(&notice_mac_fields(&row)));
             store::insert_notice(act.tx, &row)?;
             let renotice_due = store::renotice_due(act.tx, &notice.version)?.len();
             let detail = format!("version={} renotice_due={renotice_due}", notice.version);
@@ -342,13 +346,13 @@ impl Vault {
                 version: notice.version.clone(),
                 renotice_due,
             };
-            Ok((published, vec![Entry::new(None, detail)]))
+            Ok((published, vec![AuditEntry::new(None, detail)]))
         })
     }
 
     /// Lists the subjects due to be told of the current notice.
     pub fn renotice_due(&mut self, session: &Session) -> Result<RenoticeDue> {
-        self.door(session, Action::RenoticeDue, None, |act| {
+        self.authorised_operation(session, Action::RenoticeDue, None, |act| {
             let version = act.current_notice()?.map(|n| n.version);
             let subjects = match &version {
                 Some(version) => store::renotice_due(act.tx, version)?
@@ -358,7 +362,10 @@ impl Vault {
                 None => Vec::new(),
             };
             let detail = format!("renotice_due={}", subjects.len());
-            Ok((RenoticeDue { version, subjects }, vec![Entry::new(None, detail)]))
+            Ok((
+                RenoticeDue { version, subjects },
+                vec![AuditEntry::new(None, detail)],
+            ))
         })
     }
 
@@ -372,16 +379,19 @@ impl Vault {
         template: impl Into<TemplateInput<'t>>,
     ) -> Result<SubjectId> {
         let template = template.into();
-        self.door(session, Action::Enrol, None, |act| {
+        self.authorised_operation(session, Action::Enrol, None, |act| {
             let terms = act.enrolment_terms(enrolment)?;
-            let row = act.normalise(template, RowCount::One)?;
+            let row = act.normalise_templates(template, RowCount::One)?;
             let (subject, key) = act.enrol_subject(enrolment, &terms)?;
             let mut next_id = act.next_template_id()?;
             act.store_template(subject, terms.expires_at, &key, &row, &mut next_id)?;
             act.set_next_template_id(next_id)?;
             Ok((
                 subject,
-                vec![Entry::new(Some(subject), enrolment_detail(enrolment, &terms))],
+                vec![AuditEntry::new(
+                    Some(subject),
+                    enrolment_detail(enrolment, &terms),
+                )],
             ))
         })
     }
@@ -396,11 +406,11 @@ impl Vault {
         templates: impl Into<TemplateInput<'t>>,
     ) -> Result<Vec<SubjectId>> {
         let templates = templates.into();
-        self.door(session, Action::EnrolBatch, None, |act| {
+        self.authorised_operation(session, Action::EnrolBatch, None, |act| {
             let terms = act.enrolment_terms(enrolment)?;
-            let rows = act.normalise(templates, RowCount::AtLeastOne)?;
+            let rows = act.normalise_templates(templates, RowCount::AtLeastOne)?;
             let dim = act.settings.dim;
-            act.pending.new_rows.reserve_exact(rows.len());
+            act.pending.new_rows.reserve(rows.len());
             let mut next_id = act.next_template_id()?;
             let mut subjects = Vec::with_capacity(rows.len() / dim);
             let mut entries = Vec::with_capacity(rows.len() / dim);
@@ -409,7 +419,7 @@ impl Vault {
                 let (subject, key) = act.enrol_subject(enrolment, &terms)?;
                 act.store_template(subject, terms.expires_at, &key, row, &mut next_id)?;
                 subjects.push(subject);
-                entries.push(Entry::new(Some(subject), detail.clone()));
+                entries.push(AuditEntry::new(Some(subject), detail.clone()));
             }
             act.set_next_template_id(next_id)?;
             Ok((subjects, entries))
@@ -424,13 +434,13 @@ impl Vault {
         template: impl Into<TemplateInput<'t>>,
     ) -> Result<()> {
         let template = template.into();
-        self.door(session, Action::Enrol, Some(*subject), |act| {
+        self.authorised_operation(session, Action::Enrol, Some(*subject), |act| {
             let expires_at = act.live_subject(subject)?;
             if act.gallery.templates_of(subject) >= MAX_TEMPLATES_PER_SUBJECT {
                 let reason = format!("the subject already holds the maximum of {MAX_TEMPLATES_PER_SUBJECT}");
                 return Err(invalid("template", reason));
             }
-            let row = act.normalise(template, RowCount::One)?;
+            let row = act.normalise_templates(template, RowCount::One)?;
             let key = act.subject_key(subject)?;
             let mut next_id = act.next_template_id()?;
             act.store_template(*subject, expires_at, &key, &row, &mut next_id)?;
@@ -439,9 +449,9 @@ impl Vault {
             subject_row.templates += 1;
             let mac = act
                 .keys
-                .record_mac("subject", &slices(&subject_mac_fields(&subject_row)));
+                .record_mac("subject", &as_slices(&subject_mac_fields(&subject_row)));
             store::set_subject_templates(act.tx, subject.as_bytes(), subject_row.templates, &mac)?;
-            Ok(((), vec![Entry::new(Some(*subject), "templates=+1")]))
+            Ok(((), vec![AuditEntry::new(Some(*subject), "templates=+1")]))
         })
     }
 
@@ -453,7 +463,7 @@ impl Vault {
         subject: &SubjectId,
         renewal: &Enrolment,
     ) -> Result<()> {
-        self.door(session, Action::RenewConsent, Some(*subject), |act| {
+        self.authorised_operation(session, Action::RenewConsent, Some(*subject), |act| {
             act.live_subject(subject)?;
             let minor = act.subject_row(subject)?.minor;
             let current = act.current_notice()?.map(|n| n.version);
@@ -461,7 +471,7 @@ impl Vault {
             policy::may_renew(
                 renewal,
                 current.as_deref(),
-                |v| store::notice_published(tx, v).unwrap_or(false),
+                |version| store::notice_published(tx, version),
                 minor,
             )?;
             let key = act.subject_key(subject)?;
@@ -471,18 +481,21 @@ impl Vault {
                 guardian: renewal.guardian.clone(),
             };
             act.record_consent(subject, &key, PROCESSING, version, &evidence)?;
-            Ok(((), vec![Entry::new(Some(*subject), format!("notice={version}"))]))
+            Ok((
+                (),
+                vec![AuditEntry::new(Some(*subject), format!("notice={version}"))],
+            ))
         })
     }
 
     /// Withdraws a subject's consent (Art. 6): its face data is erased at once (wrapped key
     /// first), its consent and audit history stay, and the withdrawal is final.
     pub fn withdraw_consent(&mut self, session: &Session, subject: &SubjectId) -> Result<()> {
-        self.door(session, Action::WithdrawConsent, Some(*subject), |act| {
+        self.authorised_operation(session, Action::WithdrawConsent, Some(*subject), |act| {
             let templates = act.shred_subject(subject, true)?;
             Ok((
                 (),
-                vec![Entry::new(
+                vec![AuditEntry::new(
                     Some(*subject),
                     format!("erased templates={templates}"),
                 )],
@@ -493,18 +506,18 @@ impl Vault {
     /// Erases a subject (its wrapped data key first, then its templates). It stops matching at
     /// once, and the WAL is truncated so no copy of the key or ciphertext lingers there.
     pub fn erase(&mut self, session: &Session, subject: &SubjectId) -> Result<()> {
-        self.door(session, Action::Erase, Some(*subject), |act| {
+        self.authorised_operation(session, Action::Erase, Some(*subject), |act| {
             let templates = act.shred_subject(subject, false)?;
             Ok((
                 (),
-                vec![Entry::new(Some(*subject), format!("templates={templates}"))],
+                vec![AuditEntry::new(Some(*subject), format!("templates={templates}"))],
             ))
         })
     }
 
     /// Erases every subject past its retention, the same way as a withdrawal, and says how many.
     pub fn purge(&mut self, session: &Session) -> Result<usize> {
-        self.door(session, Action::Purge, None, |act| {
+        self.authorised_operation(session, Action::Purge, None, |act| {
             let expired: Vec<(SubjectId, i64)> = act
                 .gallery
                 .subjects()
@@ -515,9 +528,9 @@ impl Vault {
             for (subject, expires_at) in &expired {
                 let templates = act.shred_subject(subject, false)?;
                 let detail = format!("expired_at={expires_at} templates={templates}");
-                entries.push(Entry::new(Some(*subject), detail));
+                entries.push(AuditEntry::new(Some(*subject), detail));
             }
-            entries.push(Entry::new(None, format!("purged={}", expired.len())));
+            entries.push(AuditEntry::new(None, format!("purged={}", expired.len())));
             Ok((expired.len(), entries))
         })
     }
@@ -530,16 +543,10 @@ impl Vault {
         subject: &SubjectId,
         consent: &TransferConsent,
     ) -> Result<()> {
-        self.door(session, Action::GrantTransfer, Some(*subject), |act| {
+        self.authorised_operation(session, Action::GrantTransfer, Some(*subject), |act| {
             act.live_subject(subject)?;
-            if let Some(method) = &consent.method {
-                policy::check_text("consent method", method)?;
-            }
-            policy::check_guardian(consent.guardian.as_ref())?;
             let minor = act.subject_row(subject)?.minor;
-            if minor && consent.guardian.is_none() {
-                return Err(Error::Refused(Refusal::GuardianConsentRequired));
-            }
+            policy::may_grant_transfer(consent.method.as_deref(), consent.guardian.as_ref(), minor)?;
             let version = act
                 .current_notice()?
                 .map(|n| n.version)
@@ -551,14 +558,14 @@ impl Vault {
             };
             act.record_consent(subject, &key, TRANSFER, &version, &evidence)?;
             let detail = format!("notice={version} by_guardian={}", consent.guardian.is_some());
-            Ok(((), vec![Entry::new(Some(*subject), detail)]))
+            Ok(((), vec![AuditEntry::new(Some(*subject), detail)]))
         })
     }
 
     /// Withdraws a subject's transfer consents; its face data stays on the device. Returns how
     /// many active transfer consents there were.
     pub fn withdraw_transfer(&mut self, session: &Session, subject: &SubjectId) -> Result<usize> {
-        self.door(session, Action::WithdrawTransfer, Some(*subject), |act| {
+        self.authorised_operation(session, Action::WithdrawTransfer, Some(*subject), |act| {
             if !act.gallery.contains(subject) {
                 return Err(Error::UnknownSubject(*subject));
             }
@@ -572,7 +579,7 @@ impl Vault {
             }
             Ok((
                 withdrawn,
-                vec![Entry::new(Some(*subject), format!("withdrawn={withdrawn}"))],
+                vec![AuditEntry::new(Some(*subject), format!("withdrawn={withdrawn}"))],
             ))
         })
     }

@@ -2,17 +2,21 @@
 //! for subjects within their retention, and — for anything that leaves the device — only for
 //! subjects with an active, separate transfer consent (a guardian's for a child).
 
+use std::path::Path;
+
 use base64::Engine;
 
-use crate::wiped::WipedVec;
+use crate::wiped::{self, WipedVec};
 
 use super::consent::TRANSFER;
-use super::{Entry, Vault};
+use super::{AuditEntry, OperationContext, Vault};
 use crate::access::Action;
 use crate::bundle::{
     self, BundleContents, BundleSubject, ConsentEvidence, RecipientPublicKey, BUNDLE_VERSION,
+    MAX_BUNDLE_BYTES, MAX_BUNDLE_PLAINTEXT,
 };
 use crate::error::{Error, Result};
+use crate::keys::NewFile;
 use crate::policy::{self, Destination, ExportFacts};
 use crate::store::{ConsentRow, SubjectRow};
 use crate::subject::SubjectId;
@@ -57,113 +61,167 @@ impl Vault {
     /// Exports face data in a bundle sealed to `request.recipient`. Naming a subject the law does
     /// not let go refuses the whole export and produces no bytes; naming none exports those that
     /// may go and counts the rest as held back. Expired subjects never go anywhere.
+    ///
+    /// The audit records that the bundle was made and handed to the caller; a caller that then
+    /// fails to deliver it should use [`Vault::export_to_file`] instead, which records the export
+    /// only once the bundle is on the disk.
     pub fn export(&mut self, session: &Session, request: &ExportRequest) -> Result<ExportedBundle> {
-        self.door(session, Action::Export, None, |act| {
-            let named = !request.subjects.is_empty();
-            let mut candidates = if named {
-                request.subjects.clone()
-            } else {
-                act.gallery.subjects().into_iter().map(|(id, _)| id).collect()
-            };
-            // Each subject once, in the order first named.
-            let mut seen = std::collections::HashSet::new();
-            candidates.retain(|subject| seen.insert(*subject));
-            let mut chosen: Vec<(SubjectId, SubjectRow, Vec<ConsentRow>)> = Vec::new();
-            for subject in &candidates {
-                let expires_at = act
-                    .gallery
-                    .expires_at(subject)
-                    .ok_or(Error::UnknownSubject(*subject))?;
-                let row = act.subject_row(subject)?;
-                let consents = act.consents(subject)?;
-                let active_transfers: Vec<&ConsentRow> = consents
-                    .iter()
-                    .filter(|c| c.kind == TRANSFER && c.withdrawn_at.is_none())
-                    .collect();
-                let facts = ExportFacts {
-                    subject: *subject,
-                    expires_at,
-                    minor: row.minor,
-                    transfer_consent: !active_transfers.is_empty(),
-                    transfer_by_guardian: active_transfers.iter().any(|c| c.by_guardian),
-                };
-                match policy::may_export(&facts, request.destination, act.now) {
-                    Ok(()) => chosen.push((*subject, row, consents)),
-                    Err(refusal) if named => return Err(Error::Refused(refusal)),
-                    Err(_) => {}
-                }
-            }
-            let held_back = candidates.len() - chosen.len();
+        self.authorised_operation(session, Action::Export, None, |act| bundle_of(act, request))
+    }
 
-            let dim = act.settings.dim;
-            let mut subjects = Vec::with_capacity(chosen.len());
-            let mut text_len = 4096;
-            for (subject, row, consents) in &chosen {
-                let key = act.subject_key(subject)?;
-                let mut evidence = Vec::with_capacity(consents.len());
-                for consent in consents {
-                    let opened = act.open_evidence(&key, consent)?;
-                    let (method, guardian) = opened.map_or((None, None), |e| (e.method, e.guardian));
-                    text_len += 256 + method.as_ref().map_or(0, String::len);
-                    evidence.push(ConsentEvidence {
-                        kind: consent.kind.clone(),
-                        notice_version: consent.notice_version.clone(),
-                        given_at: consent.given_at,
-                        by_guardian: consent.by_guardian,
-                        withdrawn_at: consent.withdrawn_at,
-                        method,
-                        guardian,
-                    });
-                }
-                let mut templates = Vec::new();
-                for values in act.gallery.rows_of(subject) {
-                    let mut bytes = WipedVec::with_capacity(dim * 4);
-                    for value in values {
-                        bytes.extend_from_slice(&value.to_le_bytes());
-                    }
-                    templates.push(base64::engine::general_purpose::STANDARD.encode(&*bytes));
-                    text_len += dim * 4 * 4 / 3 + 8;
-                }
-                subjects.push(BundleSubject {
-                    subject: subject.to_string(),
-                    enrolled_at: row.created_at,
-                    expires_at: row.expires_at,
-                    minor: row.minor,
-                    consents: evidence,
-                    templates,
+    /// [`Vault::export`] into a new file at `path` (mode 0600), which must not exist; a symbolic
+    /// link there, even a dangling one, is refused. The bundle is written and synced to the disk
+    /// before the export's audit records commit, so the log never says that face data left when
+    /// no bundle was written: if the file cannot be made or written, the attempt is recorded as
+    /// failed and no file is left; if the records cannot commit, the file is removed.
+    pub fn export_to_file(
+        &mut self,
+        session: &Session,
+        request: &ExportRequest,
+        path: &Path,
+    ) -> Result<ExportedFile> {
+        let (file, exported) = self.authorised_operation(session, Action::Export, None, |act| {
+            let (bundle, entries) = bundle_of(act, request)?;
+            let mut file = NewFile::create(path, 0o600)?;
+            file.write_synced(&bundle.bytes)?;
+            let exported = ExportedFile {
+                exported: bundle.exported,
+                held_back: bundle.held_back,
+                bytes: bundle.bytes.len(),
+            };
+            // Dropped unkept if the audit records fail to commit: the file goes with them.
+            Ok(((file, exported), entries))
+        })?;
+        file.keep();
+        Ok(exported)
+    }
+}
+
+/// What [`Vault::export_to_file`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedFile {
+    /// Subjects in the bundle.
+    pub exported: usize,
+    /// Enrolled subjects left out because the law does not allow them to go.
+    pub held_back: usize,
+    /// The bundle's size in bytes.
+    pub bytes: usize,
+}
+
+/// Chooses what the law lets go, seals it, and names the audit records of the export.
+fn bundle_of(
+    act: &mut OperationContext<'_>,
+    request: &ExportRequest,
+) -> Result<(ExportedBundle, Vec<AuditEntry>)> {
+    {
+        let named = !request.subjects.is_empty();
+        let mut candidates = if named {
+            request.subjects.clone()
+        } else {
+            act.gallery.subjects().into_iter().map(|(id, _)| id).collect()
+        };
+        // Each subject once, in the order first named.
+        let mut seen = std::collections::HashSet::new();
+        candidates.retain(|subject| seen.insert(*subject));
+        let mut chosen: Vec<(SubjectId, SubjectRow, Vec<ConsentRow>)> = Vec::new();
+        for subject in &candidates {
+            let expires_at = act
+                .gallery
+                .expires_at(subject)
+                .ok_or(Error::UnknownSubject(*subject))?;
+            let row = act.subject_row(subject)?;
+            let consents = act.consents(subject)?;
+            let active_transfers: Vec<&ConsentRow> = consents
+                .iter()
+                .filter(|c| c.kind == TRANSFER && c.withdrawn_at.is_none())
+                .collect();
+            let facts = ExportFacts {
+                subject: *subject,
+                expires_at,
+                minor: row.minor,
+                transfer_consent: !active_transfers.is_empty(),
+                transfer_by_guardian: active_transfers.iter().any(|c| c.by_guardian),
+            };
+            match policy::may_export(&facts, request.destination, act.now) {
+                Ok(()) => chosen.push((*subject, row, consents)),
+                Err(refusal) if named => return Err(Error::Refused(refusal)),
+                Err(_) => {}
+            }
+        }
+        let held_back = candidates.len() - chosen.len();
+
+        let dim = act.settings.dim;
+        let mut subjects = Vec::with_capacity(chosen.len());
+        for (subject, row, consents) in &chosen {
+            let key = act.subject_key(subject)?;
+            let mut evidence = Vec::with_capacity(consents.len());
+            for consent in consents {
+                let opened = act.open_evidence(&key, consent)?;
+                let (method, guardian) = opened.map_or((None, None), |e| (e.method, e.guardian));
+                evidence.push(ConsentEvidence {
+                    kind: consent.kind.clone(),
+                    notice_version: consent.notice_version.clone(),
+                    given_at: consent.given_at,
+                    by_guardian: consent.by_guardian,
+                    withdrawn_at: consent.withdrawn_at,
+                    method,
+                    guardian,
                 });
             }
-            let contents = BundleContents {
-                format: "facevault-bundle".into(),
-                version: BUNDLE_VERSION,
-                vault_id: hex(&act.settings.vault_id),
-                created_at: act.now,
-                destination: request.destination.as_str().into(),
-                model: act.settings.model.clone(),
-                dim,
-                subjects,
-            };
-            // Sized up front so the plaintext never reallocates and leaves copies behind.
-            let mut plain = WipedVec::with_capacity(text_len + 1024);
-            serde_json::to_writer(&mut *plain, &contents).map_err(|_| Error::Crypto)?;
-            let bytes = bundle::seal(&request.recipient, &plain)?;
+            let mut templates = Vec::new();
+            for values in act.gallery.rows_of(subject) {
+                let mut bytes = WipedVec::with_capacity(dim * 4);
+                for value in values {
+                    bytes.extend_from_slice(&value.to_le_bytes());
+                }
+                templates.push(base64::engine::general_purpose::STANDARD.encode(&*bytes));
+            }
+            subjects.push(BundleSubject {
+                subject: subject.to_string(),
+                enrolled_at: row.created_at,
+                expires_at: row.expires_at,
+                minor: row.minor,
+                consents: evidence,
+                templates,
+            });
+        }
+        let contents = BundleContents {
+            format: "facevault-bundle".into(),
+            version: BUNDLE_VERSION,
+            vault_id: hex(&act.settings.vault_id),
+            created_at: act.now,
+            destination: request.destination.as_str().into(),
+            model: act.settings.model.clone(),
+            dim,
+            subjects,
+        };
+        // Exactly the plaintext's size, so it never reallocates and leaves copies behind.
+        let plain =
+            wiped::json(&contents, MAX_BUNDLE_PLAINTEXT).map_err(|too_large| Error::InvalidArgument {
+                what: "export",
+                reason: format!(
+                    "the bundle would hold {} bytes, more than the {MAX_BUNDLE_BYTES} a bundle may; \
+                         export fewer subjects at a time",
+                    too_large.0
+                ),
+            })?;
+        let bytes = bundle::seal(&request.recipient, &plain)?;
 
-            let destination = request.destination.as_str();
-            let mut entries: Vec<Entry> = chosen
-                .iter()
-                .map(|(subject, _, _)| Entry::new(Some(*subject), format!("destination={destination}")))
-                .collect();
-            let summary = format!(
-                "destination={destination} exported={} held_back={held_back}",
-                chosen.len()
-            );
-            entries.push(Entry::new(None, summary));
-            let exported = ExportedBundle {
-                bytes,
-                exported: chosen.len(),
-                held_back,
-            };
-            Ok((exported, entries))
-        })
+        let destination = request.destination.as_str();
+        let mut entries: Vec<AuditEntry> = chosen
+            .iter()
+            .map(|(subject, _, _)| AuditEntry::new(Some(*subject), format!("destination={destination}")))
+            .collect();
+        let summary = format!(
+            "destination={destination} exported={} held_back={held_back}",
+            chosen.len()
+        );
+        entries.push(AuditEntry::new(None, summary));
+        let exported = ExportedBundle {
+            bytes,
+            exported: chosen.len(),
+            held_back,
+        };
+        Ok((exported, entries))
     }
 }

@@ -18,7 +18,7 @@ use crate::store::{self, Store, SubjectKeyRow, SubjectRow, TemplateRow};
 use crate::subject::SubjectId;
 use crate::wiped::WipedVec;
 
-use super::{slices, subject_mac_fields, Settings};
+use super::{as_slices, subject_mac_fields, Settings};
 
 /// Rows per hand-over: enough to make a channel message rare, few enough (about 130 KB of
 /// templates at d=512) to stay in the second-level cache between the threads.
@@ -97,7 +97,7 @@ fn read_subjects(
                 mac: Vec::new(),
             };
             let fields = subject_mac_fields(&subject_row);
-            if !keys.record_mac_matches("subject", &slices(&fields), &row.mac) {
+            if !keys.record_mac_matches("subject", &as_slices(&fields), &row.mac) {
                 return Err(damaged(&row.id));
             }
             let key = row
@@ -247,13 +247,13 @@ impl<T: Send> Batch for Vec<T> {
 
 /// The reading thread's end of a pipeline: full batches go to the helper, emptied ones come
 /// back to be filled again.
-struct Belt<B> {
+struct BatchPipe<B> {
     full: mpsc::SyncSender<B>,
     emptied: mpsc::Receiver<B>,
 }
 
-impl<B: Batch> Belt<B> {
-    /// [`Belt::hand_over`] once `batch` holds [`BATCH_ROWS`].
+impl<B: Batch> BatchPipe<B> {
+    /// [`BatchPipe::hand_over`] once `batch` holds [`BATCH_ROWS`].
     fn hand_over_when_full(&self, batch: &mut B) -> Result<()> {
         if batch.len() < BATCH_ROWS {
             return Ok(());
@@ -283,7 +283,7 @@ impl<B: Batch> Belt<B> {
 /// in order. The helper's error comes first: it is about a row handed over before anything
 /// `read` was looking at when it stopped.
 fn pipelined<B: Batch>(
-    read: impl FnOnce(&Belt<B>) -> Result<()>,
+    read: impl FnOnce(&BatchPipe<B>) -> Result<()>,
     mut work: impl FnMut(&mut B) -> Result<()> + Send,
 ) -> Result<()> {
     let (full, taken) = mpsc::sync_channel::<B>(BATCHES_IN_FLIGHT);
@@ -300,7 +300,7 @@ fn pipelined<B: Batch>(
                 }
                 Ok(())
             })?;
-        let belt = Belt { full, emptied };
+        let belt = BatchPipe { full, emptied };
         let read = read(&belt);
         // Closing the channel lets the helper finish what it holds and return.
         drop(belt);

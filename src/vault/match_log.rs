@@ -4,6 +4,11 @@
 //! [`FLUSH_BATCH`] records are waiting, and always on flush, close and drop. Data changes do not
 //! use this queue: their records are written inside their own transaction. So a crash can lose at
 //! most the match records of the last flush interval, never the record of a data change.
+//!
+//! A write that fails (the database is locked by another process past the busy timeout, the disk
+//! is full) keeps its records and is tried again. At close the writer makes
+//! [`CLOSE_ATTEMPTS`] attempts; records still unwritten after them are counted, and close reports
+//! them as [`Error::AuditNotWritten`]: a lost record is never silent.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -23,6 +28,8 @@ use crate::subject::SubjectId;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// The most match records written in one transaction; a full batch is written at once.
 pub const FLUSH_BATCH: usize = 1000;
+/// Attempts at close to write what is left, each waiting up to the store's busy timeout.
+pub const CLOSE_ATTEMPTS: usize = 3;
 
 /// A lookup's audit record before formatting: turning it into text is the writer thread's work,
 /// not the caller's.
@@ -79,10 +86,7 @@ impl LookupEvent {
     fn into_record(self) -> AuditRecord {
         let detail = match self.detail {
             LookupDetail::Verified { matched, score } => format!("match={matched} score={score:.3}"),
-            LookupDetail::Identified { k, candidates } => {
-                let found: Vec<String> = candidates.iter().map(SubjectId::to_string).collect();
-                format!("k={k} candidates=[{}]", found.join(","))
-            }
+            LookupDetail::Identified { k, candidates } => identified_detail(k, &candidates),
             LookupDetail::Refused(detail) => detail,
         };
         super::record(
@@ -94,6 +98,34 @@ impl LookupEvent {
             detail,
         )
     }
+}
+
+/// The candidates an identify record names one by one; the rest are a count and a digest, so a
+/// record stays a few hundred bytes at any k.
+pub const LISTED_CANDIDATES: usize = 10;
+
+/// `k=K candidates=[id,...]`, and past [`LISTED_CANDIDATES`] ` more=N more_sha256=HEX`: the
+/// SHA-256 of the remaining IDs' 16 bytes each, in rank order, which an auditor holding the
+/// answer can recompute.
+fn identified_detail(k: usize, candidates: &[SubjectId]) -> String {
+    let listed = &candidates[..candidates.len().min(LISTED_CANDIDATES)];
+    let names: Vec<String> = listed.iter().map(SubjectId::to_string).collect();
+    let mut detail = format!("k={k} candidates=[{}]", names.join(","));
+    let rest = &candidates[listed.len()..];
+    if !rest.is_empty() {
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        for subject in rest {
+            digest.update(subject.as_bytes());
+        }
+        let hex: String = digest
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        detail.push_str(&format!(" more={} more_sha256={hex}", rest.len()));
+    }
+    detail
 }
 
 /// What the vault hands the writer: the records waiting, and who is waiting for them.
@@ -134,7 +166,8 @@ pub(super) fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
 /// The queue and its writer thread.
 pub(super) struct MatchLog {
     shared: Arc<Shared>,
-    worker: Option<JoinHandle<()>>,
+    /// The writer returns, when it stops, the error that lost records, if any did.
+    worker: Option<JoinHandle<Result<()>>>,
 }
 
 impl MatchLog {
@@ -166,6 +199,21 @@ impl MatchLog {
         }
     }
 
+    /// Writes what is queued and stops the writer; fails with [`Error::AuditNotWritten`] if any
+    /// record could not be written.
+    pub(super) fn close(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+        match self.worker.take() {
+            Some(worker) => worker.join().unwrap_or_else(|_| Err(writer_gone())),
+            None => Ok(()),
+        }
+    }
+
     /// Writes every queued record now and waits until they are committed.
     pub(super) fn flush(&self) -> Result<()> {
         let (reply, done) = mpsc::sync_channel(1);
@@ -182,20 +230,20 @@ impl MatchLog {
 
 impl Drop for MatchLog {
     fn drop(&mut self) {
-        // The writer writes what is left and stops.
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
-        }
+        // The writer writes what is left and stops; a caller who wants to know whether that
+        // worked calls `close`.
+        let _ = self.stop();
     }
 }
 
 fn writer_gone() -> Error {
-    Error::Io(std::io::Error::other("the match-log writer thread has stopped"))
+    Error::AuditNotWritten {
+        lost: 0,
+        cause: "the match-log writer thread has stopped".into(),
+    }
 }
 
-fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) {
+fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) -> Result<()> {
     // Records taken from the queue but not yet committed: a failed write (a full disk, say) keeps
     // them and tries again one interval later, rather than spinning on the store lock.
     let mut batch: Vec<AuditRecord> = Vec::new();
@@ -238,22 +286,38 @@ fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) {
         batch.extend(events.drain(..).map(LookupEvent::into_record));
         // The emptied queue goes back for the next batch, so lookups never grow a fresh one.
         spare = events;
-        let written = write(store, audit_key, &mut batch);
-        retry_at = written.is_err().then(|| Instant::now() + FLUSH_INTERVAL);
+        let mut written = write(store, audit_key, &mut batch);
+        if closed {
+            for _ in 1..CLOSE_ATTEMPTS {
+                if written.is_ok() {
+                    break;
+                }
+                std::thread::sleep(FLUSH_INTERVAL);
+                written = write(store, audit_key, &mut batch);
+            }
+        }
+        let failure = written.as_ref().err().map(ToString::to_string);
+        retry_at = failure.is_some().then(|| Instant::now() + FLUSH_INTERVAL);
         let mut written = Some(written);
         for reply in flushes {
             // The first caller gets the error itself, any other one its description.
-            let answer = match written.take() {
-                Some(result) => result,
-                None if retry_at.is_some() => Err(Error::Io(std::io::Error::other(
-                    "the match-log records could not be written",
-                ))),
-                None => Ok(()),
+            let answer = match (written.take(), &failure) {
+                (Some(result), _) => result,
+                (None, Some(cause)) => Err(Error::Io(std::io::Error::other(format!(
+                    "the match-log records could not be written: {cause}"
+                )))),
+                (None, None) => Ok(()),
             };
             let _ = reply.send(answer);
         }
         if closed {
-            return;
+            return match failure {
+                Some(cause) => Err(Error::AuditNotWritten {
+                    lost: batch.len(),
+                    cause,
+                }),
+                None => Ok(()),
+            };
         }
         queue = shared.lock();
     }

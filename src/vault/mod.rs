@@ -1,4 +1,4 @@
-//! The vault: the one door to the data. Every operation goes through [`Vault::door`]: the caller's
+//! The vault: the one door to the data. Every operation goes through [`Vault::authorised_operation`]: the caller's
 //! session is checked, its role authorised, the operation carried out inside one SQLite
 //! transaction together with its audit records, and the in-memory gallery brought in step only
 //! after that transaction commits. A refusal rolls back whatever was begun and is audited in a
@@ -33,7 +33,7 @@ use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectRow};
 use crate::subject::SubjectId;
 use crate::template::{self, RowCount, TemplateInput};
 
-pub use export::{ExportRequest, ExportedBundle};
+pub use export::{ExportRequest, ExportedBundle, ExportedFile};
 pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 
 use match_log::{lock, ActorName, LookupDetail, LookupEvent, MatchLog, SharedStore};
@@ -45,6 +45,9 @@ pub const DEFAULT_THRESHOLD: f32 = 0.40;
 pub const MAX_DIM: usize = 4096;
 /// The most candidates one identify returns.
 pub const MAX_K: usize = 1000;
+/// The most candidates one [`Vault::identify_batch`] may ask for: probes × k. An answer, and the
+/// memory behind it, grow with both; a larger batch is made as several calls.
+pub const MAX_CANDIDATES_PER_CALL: usize = 1_000_000;
 /// The most threads [`Vault::set_lookup_threads`] takes.
 pub const MAX_LOOKUP_THREADS: usize = 64;
 /// The most templates one subject may hold.
@@ -109,8 +112,18 @@ impl VaultConfig {
                 format!("must be 1 to {MAX_MODEL_NAME_LEN} printable ASCII characters without spaces"),
             ));
         }
-        if self.max_retention_secs <= 0 || self.max_minor_retention_secs <= 0 {
-            return Err(invalid("retention ceiling", "must be a positive period".into()));
+        let ceilings = [self.max_retention_secs, self.max_minor_retention_secs];
+        if ceilings
+            .iter()
+            .any(|secs| !(1..=policy::MAX_RETENTION_CEILING_SECS).contains(secs))
+        {
+            return Err(invalid(
+                "retention ceiling",
+                format!(
+                    "must be a positive period of at most {} days (ten years)",
+                    policy::MAX_RETENTION_CEILING_SECS / 86_400
+                ),
+            ));
         }
         if self.max_minor_retention_secs > self.max_retention_secs {
             return Err(invalid(
@@ -121,7 +134,7 @@ impl VaultConfig {
         if !(-1440..=1440).contains(&self.utc_offset_minutes) {
             return Err(invalid("UTC offset", "must be within ±24 hours".into()));
         }
-        check_threshold(self.threshold)
+        check_threshold(self.threshold).map(drop)
     }
 }
 
@@ -145,13 +158,16 @@ fn check_lookup_threads(threads: usize) -> Result<()> {
     }
 }
 
-fn check_threshold(threshold: f32) -> Result<()> {
-    if threshold.is_finite() && (-1.0..=1.0).contains(&threshold) {
-        Ok(())
+/// A threshold is a cosine similarity from 0 to 1. A negative one would accept a probe pointing
+/// away from every template, which no face model's genuine pairs do: it is a slip, not a setting.
+/// Negative zero is taken as zero, so that the stored bits and the audit say `0`.
+fn check_threshold(threshold: f32) -> Result<f32> {
+    if threshold.is_finite() && (0.0..=1.0).contains(&threshold) {
+        Ok(threshold + 0.0)
     } else {
         Err(invalid(
             "threshold",
-            "must be a cosine similarity between -1 and 1".into(),
+            "must be a cosine similarity from 0 to 1".into(),
         ))
     }
 }
@@ -229,6 +245,7 @@ pub struct Stats {
 
 /// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
 /// (a lowered threshold, a longer retention) is caught at open.
+#[derive(Clone)]
 struct Settings {
     vault_id: [u8; 16],
     dim: usize,
@@ -244,7 +261,7 @@ struct Settings {
 
 impl Settings {
     /// Validates templates or probes against this vault's dimension and model, and normalises them.
-    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
+    fn normalise_templates(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
         Ok(template::normalise_rows(input, self.dim, &self.model, count)?)
     }
 
@@ -272,7 +289,7 @@ impl Settings {
         store::meta_set(
             conn,
             "settings_mac",
-            keys.record_mac("settings", &slices(&self.mac_fields())),
+            keys.record_mac("settings", &as_slices(&self.mac_fields())),
         )
     }
 
@@ -299,7 +316,7 @@ impl Settings {
                 })?,
         };
         let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
-        let intact = keys.record_mac_matches("settings", &slices(&settings.mac_fields()), &mac);
+        let intact = keys.record_mac_matches("settings", &as_slices(&settings.mac_fields()), &mac);
         if !intact || !(1..=MAX_DIM).contains(&settings.dim) {
             return Err(Error::Integrity {
                 table: "meta",
@@ -310,7 +327,7 @@ impl Settings {
     }
 }
 
-fn slices(fields: &[Vec<u8>]) -> Vec<&[u8]> {
+fn as_slices(fields: &[Vec<u8>]) -> Vec<&[u8]> {
     fields.iter().map(Vec::as_slice).collect()
 }
 
@@ -337,12 +354,12 @@ fn subject_mac_fields(row: &SubjectRow) -> [Vec<u8>; 5] {
 }
 
 /// One audit entry an operation asks the door to write when it succeeds.
-struct Entry {
+struct AuditEntry {
     subject: Option<SubjectId>,
     detail: String,
 }
 
-impl Entry {
+impl AuditEntry {
     fn new(subject: Option<SubjectId>, detail: impl Into<String>) -> Self {
         Self {
             subject,
@@ -353,7 +370,7 @@ impl Entry {
 
 /// Changes to the in-memory state that wait for their transaction to commit.
 #[derive(Default)]
-struct Pending {
+struct ChangesAfterCommit {
     new_rows: WipedVec<f32>,
     /// For each new row: its subject, the subject's expiry, and the template ID.
     new_row_owners: Vec<(SubjectId, UnixMillis, i64)>,
@@ -362,18 +379,18 @@ struct Pending {
 }
 
 /// What an operation's body may touch: the open transaction and read-only views of the rest.
-struct Act<'a> {
+struct OperationContext<'a> {
     tx: &'a Transaction<'a>,
     keys: &'a VaultKeys,
     settings: &'a Settings,
     gallery: &'a Gallery,
     now: UnixMillis,
-    pending: Pending,
+    pending: ChangesAfterCommit,
 }
 
-impl Act<'_> {
-    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
-        self.settings.normalise(input, count)
+impl OperationContext<'_> {
+    fn normalise_templates(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
+        self.settings.normalise_templates(input, count)
     }
 
     fn binding<'b>(&'b self, subject: &'b SubjectId, template_id: i64) -> TemplateBinding<'b> {
@@ -429,7 +446,7 @@ impl Act<'_> {
         let row = store::subject(self.tx, subject.as_bytes())?.ok_or(Error::UnknownSubject(*subject))?;
         if !self
             .keys
-            .record_mac_matches("subject", &slices(&subject_mac_fields(&row)), &row.mac)
+            .record_mac_matches("subject", &as_slices(&subject_mac_fields(&row)), &row.mac)
         {
             return Err(Error::Integrity {
                 table: "subjects",
@@ -556,8 +573,8 @@ impl Vault {
                 vault_id,
                 dim: config.dim,
                 model: config.model.clone(),
-                threshold: config.threshold,
-                threshold_decimal: shortest_f64(config.threshold),
+                threshold: config.threshold + 0.0,
+                threshold_decimal: shortest_f64(config.threshold + 0.0),
                 ceilings: RetentionCeilings {
                     adult_secs: config.max_retention_secs,
                     minor_secs: config.max_minor_retention_secs,
@@ -575,10 +592,10 @@ impl Vault {
             store::init_chain_head(&tx)?;
             insert_principal(&tx, &keys, admin, Role::Admin, admin_password, now)?;
             let detail = format!(
-                "dim={} model={} threshold={:.3} max_retention_secs={} max_minor_retention_secs={} scan={}",
+                "dim={} model={} threshold={} max_retention_secs={} max_minor_retention_secs={} scan={}",
                 config.dim,
                 config.model,
-                config.threshold,
+                config.threshold + 0.0,
                 config.max_retention_secs,
                 config.max_minor_retention_secs,
                 config.scan.as_str()
@@ -718,7 +735,8 @@ impl Vault {
             hash: row.hash,
         };
         if !access::password_matches(password, &credential) {
-            let _ = store::record_login_failure(lock(&self.store).conn(), name);
+            // A known name's failure writes exactly what an unknown name's does, the one audit
+            // record, so that the time a failure takes does not tell names apart.
             let detail = "authentication_failed: wrong password";
             self.audit_attempt_detail(name, Action::Login, None, Outcome::Denied, detail);
             return Err(Error::AuthenticationFailed);
@@ -727,7 +745,6 @@ impl Vault {
             table: "principals",
             record: name.to_string(),
         })?;
-        store::clear_login_failures(lock(&self.store).conn(), name)?;
         Ok(Session {
             name: Arc::from(name),
             role,
@@ -744,35 +761,40 @@ impl Vault {
 
     /// Adds a principal. Admins only.
     pub fn add_user(&mut self, session: &Session, name: &str, role: Role, password: &Password) -> Result<()> {
-        self.door(session, Action::AddUser, None, |act| {
+        self.authorised_operation(session, Action::AddUser, None, |act| {
             access::check_principal_name(name)?;
             access::check_new_password(password)?;
             if store::find_principal(act.tx, name)?.is_some() {
                 return Err(Error::PrincipalExists(name.to_string()));
             }
             insert_principal(act.tx, act.keys, name, role, password, act.now)?;
-            Ok(((), vec![Entry::new(None, format!("user={name} role={role}"))]))
+            Ok((
+                (),
+                vec![AuditEntry::new(None, format!("user={name} role={role}"))],
+            ))
         })
     }
 
-    /// Changes the match threshold. Admins only.
+    /// The match threshold, as the shortest decimal that reads back as the stored value.
+    pub fn threshold(&self) -> f64 {
+        self.settings.threshold_decimal
+    }
+
+    /// Changes the match threshold (a cosine similarity from 0 to 1). Admins only.
     pub fn set_threshold(&mut self, session: &Session, threshold: f32) -> Result<()> {
-        self.door(session, Action::SetThreshold, None, |act| {
-            check_threshold(threshold)?;
+        self.authorised_operation(session, Action::SetThreshold, None, |act| {
+            let threshold = check_threshold(threshold)?;
             let updated = Settings {
-                vault_id: act.settings.vault_id,
-                dim: act.settings.dim,
-                model: act.settings.model.clone(),
                 threshold,
                 threshold_decimal: shortest_f64(threshold),
-                ceilings: act.settings.ceilings,
-                utc_offset_minutes: act.settings.utc_offset_minutes,
-                scan: act.settings.scan,
+                ..act.settings.clone()
             };
             updated.write(act.tx, act.keys)?;
             act.pending.threshold = Some(threshold);
-            let detail = format!("threshold {:.3} -> {threshold:.3}", act.settings.threshold);
-            Ok(((), vec![Entry::new(None, detail)]))
+            // The shortest decimal that reads back as the same f32: every change that moves a
+            // decision shows, however small.
+            let detail = format!("threshold {} -> {threshold}", act.settings.threshold);
+            Ok(((), vec![AuditEntry::new(None, detail)]))
         })
     }
 
@@ -845,7 +867,17 @@ impl Vault {
         let probes = probes.into();
         self.lookup_many(session, Action::Identify, None, |act, _| {
             check_k(k)?;
-            let probes = act.normalise(probes, RowCount::AtLeastOne)?;
+            let probes = act.normalise_templates(probes, RowCount::AtLeastOne)?;
+            let rows = probes.len() / act.settings.dim;
+            if rows.saturating_mul(k) > MAX_CANDIDATES_PER_CALL {
+                return Err(invalid(
+                    "batch",
+                    format!(
+                        "{rows} probes at k={k} ask for more than {MAX_CANDIDATES_PER_CALL} candidates in one call; \
+                         send fewer probes or a smaller k"
+                    ),
+                ));
+            }
             let found =
                 act.gallery
                     .identify_batch(&probes, k, act.settings.threshold - ROUNDING_MARGIN, act.now);
@@ -867,7 +899,7 @@ impl Vault {
 
     /// Counts and settings.
     pub fn stats(&mut self, session: &Session) -> Result<Stats> {
-        self.door(session, Action::Stats, None, |act| {
+        self.authorised_operation(session, Action::Stats, None, |act| {
             let notice = store::current_notice(act.tx)?.map(|n| n.version);
             let renotice_due = match &notice {
                 Some(version) => store::renotice_due(act.tx, version)?.len(),
@@ -893,7 +925,7 @@ impl Vault {
                 code_kernel: Gallery::code_kernel_name(),
                 scan: act.settings.scan,
             };
-            Ok((stats, vec![Entry::new(None, "")]))
+            Ok((stats, vec![AuditEntry::new(None, "")]))
         })
     }
 
@@ -901,7 +933,7 @@ impl Vault {
     /// record otherwise.
     pub fn verify_audit(&mut self, session: &Session) -> Result<u64> {
         self.match_log.flush()?;
-        self.door(session, Action::AuditVerify, None, |act| {
+        self.authorised_operation(session, Action::AuditVerify, None, |act| {
             let head = store::chain_head(act.tx)?;
             let mut records = Vec::new();
             store::audit_records(act.tx, 0, |record| {
@@ -909,21 +941,24 @@ impl Vault {
                 Ok(())
             })?;
             let verified = audit::verify_chain(act.keys.audit_key(), records, &head)?;
-            Ok((verified, vec![Entry::new(None, format!("entries={verified}"))]))
+            Ok((
+                verified,
+                vec![AuditEntry::new(None, format!("entries={verified}"))],
+            ))
         })
     }
 
     /// Every audit record, oldest first.
     pub fn audit_log(&mut self, session: &Session) -> Result<Vec<AuditRecord>> {
         self.match_log.flush()?;
-        self.door(session, Action::AuditShow, None, |act| {
+        self.authorised_operation(session, Action::AuditShow, None, |act| {
             let mut records = Vec::new();
             store::audit_records(act.tx, 0, |stored| {
                 records.push(stored?.record);
                 Ok(())
             })?;
             let detail = format!("entries={}", records.len());
-            Ok((records, vec![Entry::new(None, detail)]))
+            Ok((records, vec![AuditEntry::new(None, detail)]))
         })
     }
 
@@ -935,7 +970,7 @@ impl Vault {
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
-        body: impl FnOnce(&Look<'_>, &mut WipedVec<f32>) -> Result<(T, LookupDetail)>,
+        body: impl FnOnce(&LookupContext<'_>, &mut WipedVec<f32>) -> Result<(T, LookupDetail)>,
     ) -> Result<T> {
         self.lookup_many(session, action, subject, |look, buffer| {
             body(look, buffer).map(|(value, detail)| (value, std::iter::once(detail)))
@@ -949,7 +984,7 @@ impl Vault {
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
-        body: impl FnOnce(&Look<'_>, &mut WipedVec<f32>) -> Result<(T, D)>,
+        body: impl FnOnce(&LookupContext<'_>, &mut WipedVec<f32>) -> Result<(T, D)>,
     ) -> Result<T> {
         let now = self.clock.now();
         let result = if session.opening != self.opening {
@@ -960,7 +995,7 @@ impl Vault {
                 action,
             })
         } else {
-            let look = Look {
+            let look = LookupContext {
                 settings: &self.settings,
                 gallery: &self.gallery,
                 threads: self.lookup_threads,
@@ -1000,12 +1035,12 @@ impl Vault {
 
     /// The door: session check → authorisation → the operation and its audit records in one
     /// transaction → the in-memory state, after commit. A refusal is audited on its own.
-    fn door<T>(
+    fn authorised_operation<T>(
         &mut self,
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
-        body: impl FnOnce(&mut Act<'_>) -> Result<(T, Vec<Entry>)>,
+        body: impl FnOnce(&mut OperationContext<'_>) -> Result<(T, Vec<AuditEntry>)>,
     ) -> Result<T> {
         let refusal = if session.opening != self.opening {
             Some(Error::ForeignSession)
@@ -1025,13 +1060,13 @@ impl Vault {
         let outcome = (|| {
             let mut store = lock(&self.store);
             let tx = store.transaction()?;
-            let mut act = Act {
+            let mut act = OperationContext {
                 tx: &tx,
                 keys: &self.keys,
                 settings: &self.settings,
                 gallery: &self.gallery,
                 now,
-                pending: Pending::default(),
+                pending: ChangesAfterCommit::default(),
             };
             let (value, entries) = body(&mut act)?;
             let pending = act.pending;
@@ -1062,7 +1097,7 @@ impl Vault {
     }
 
     /// Brings the in-memory state in step with a committed transaction.
-    fn apply(&mut self, pending: Pending) {
+    fn apply(&mut self, pending: ChangesAfterCommit) {
         let dim = self.settings.dim;
         self.gallery.reserve(pending.new_row_owners.len());
         let rows = pending.new_rows.chunks_exact(dim);
@@ -1115,13 +1150,15 @@ impl Vault {
         write_attempt(&mut lock(&self.store), &self.keys, attempt);
     }
 
-    /// Closes the vault: writes the queued lookup records, then truncates the WAL.
+    /// Closes the vault: writes the queued lookup records, then truncates the WAL. Fails with
+    /// [`Error::AuditNotWritten`] when lookup records could not be written (they are lost, and the
+    /// lookups they record must not be reported as done), and otherwise with the truncation's
+    /// error (the WAL is then truncated by a later opening's close).
     pub fn close(self) -> Result<()> {
         let Vault { store, match_log, .. } = self;
-        // Dropping the log writes what is queued and stops its thread.
-        drop(match_log);
-        let closed = lock(&store).checkpoint_truncate();
-        closed
+        let logged = match_log.close();
+        let checkpointed = lock(&store).checkpoint_truncate();
+        logged.and(checkpointed)
     }
 }
 
@@ -1134,7 +1171,7 @@ fn outcome_of(error: &Error) -> Outcome {
 }
 
 /// What a lookup may read: no transaction, nothing to write.
-struct Look<'a> {
+struct LookupContext<'a> {
     settings: &'a Settings,
     gallery: &'a Gallery,
     /// Threads a single identify may use.
@@ -1142,9 +1179,9 @@ struct Look<'a> {
     now: UnixMillis,
 }
 
-impl Look<'_> {
-    fn normalise(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
-        self.settings.normalise(input, count)
+impl LookupContext<'_> {
+    fn normalise_templates(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
+        self.settings.normalise_templates(input, count)
     }
 
     /// One probe, normalised into `buffer`.

@@ -2,7 +2,8 @@
 //!
 //! It parses, calls the vault, and prints exactly one JSON object: the answer on stdout, or
 //! `{"error", "message"}` on stderr with a stable exit code (2 bad usage or input, 3 refused,
-//! 4 integrity, 1 anything else). Passwords come from the environment, never from argv.
+//! 4 integrity, 1 anything else). Passwords come from the environment, never from argv. Every
+//! file it reads is checked to be a regular file of a bounded size before a byte is read.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,12 @@ use zeroize::Zeroizing;
 const PASSWORD_VAR: &str = "FACEVAULT_PASSWORD";
 const NEW_PASSWORD_VAR: &str = "FACEVAULT_NEW_PASSWORD";
 const DAY_SECS: i64 = 86_400;
+/// The largest file of one template or probe: one row at the largest dimension.
+const MAX_ROW_FILE: u64 = facevault::MAX_DIM as u64 * 4;
+/// The largest batch file (`enrol-batch`, `identify-batch`): 2 GiB, a million 512-value rows.
+const MAX_BATCH_FILE: u64 = 2 << 30;
+/// The largest notice file: eight items of at most 4 KiB, escaped.
+const MAX_NOTICE_FILE: u64 = 64 * 1024;
 
 /// An encrypted, law-enforcing face-template store.
 #[derive(Parser)]
@@ -42,32 +49,7 @@ struct Cli {
 enum Command {
     /// Create a vault (and the key file if missing) with its first admin, whose password is read
     /// from FACEVAULT_PASSWORD.
-    Init {
-        /// Values per template.
-        #[arg(long)]
-        dim: usize,
-        /// The first admin's user name.
-        #[arg(long)]
-        admin: String,
-        /// The face model the templates come from.
-        #[arg(long, default_value = "unspecified")]
-        model: String,
-        /// Match threshold (cosine similarity).
-        #[arg(long, default_value_t = facevault::DEFAULT_THRESHOLD, allow_negative_numbers = true)]
-        threshold: f32,
-        /// How identify scans: `fast` (compressed codes, then an exact re-rank) or `exact`.
-        #[arg(long, default_value = "fast")]
-        scan: String,
-        /// The longest an adult's face data may be kept, in days.
-        #[arg(long, default_value_t = 365)]
-        max_retention_days: i64,
-        /// The longest the face data of someone enrolled under 14 may be kept, in days.
-        #[arg(long, default_value_t = 180)]
-        max_minor_retention_days: i64,
-        /// The device's offset from UTC in minutes, for counting ages (default: China, +480).
-        #[arg(long, default_value_t = 480, allow_negative_numbers = true)]
-        utc_offset_minutes: i32,
-    },
+    Init(InitArgs),
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -80,7 +62,8 @@ enum Command {
     },
     /// Enrol one template (a raw little-endian f32 file of one row): a new subject with its
     /// consent, or another template of an enrolled subject.
-    Enroll {
+    #[command(visible_alias = "enroll")]
+    Enrol {
         /// The template file.
         #[arg(long, value_name = "FILE")]
         template: PathBuf,
@@ -94,7 +77,8 @@ enum Command {
         consent: ConsentArgs,
     },
     /// Enrol every row of a file as a new subject under the same consent terms, all or nothing.
-    EnrollBatch {
+    #[command(visible_alias = "enroll-batch")]
+    EnrolBatch {
         /// The templates file: rows of raw little-endian f32.
         #[arg(long, value_name = "FILE")]
         templates: PathBuf,
@@ -199,6 +183,35 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// `init`'s settings.
+#[derive(Args)]
+struct InitArgs {
+    /// Values per template.
+    #[arg(long)]
+    dim: usize,
+    /// The first admin's user name.
+    #[arg(long)]
+    admin: String,
+    /// The face model the templates come from.
+    #[arg(long, default_value = "unspecified")]
+    model: String,
+    /// Match threshold (cosine similarity).
+    #[arg(long, default_value_t = facevault::DEFAULT_THRESHOLD, allow_negative_numbers = true)]
+    threshold: f32,
+    /// How identify scans: `fast` (compressed codes, then an exact re-rank) or `exact`.
+    #[arg(long, default_value = "fast")]
+    scan: String,
+    /// The longest an adult's face data may be kept, in days.
+    #[arg(long, default_value_t = 365)]
+    max_retention_days: i64,
+    /// The longest the face data of someone enrolled under 14 may be kept, in days.
+    #[arg(long, default_value_t = 180)]
+    max_minor_retention_days: i64,
+    /// The device's offset from UTC in minutes, for counting ages (default: China, +480).
+    #[arg(long, default_value_t = 480, allow_negative_numbers = true)]
+    utc_offset_minutes: i32,
 }
 
 /// The consent a new subject's enrolment carries.
@@ -368,8 +381,12 @@ impl From<Error> for Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Self {
+        Self::bad_input("usage", message)
+    }
+
+    fn bad_input(code: &'static str, message: impl Into<String>) -> Self {
         Failure {
-            code: "usage",
+            code,
             message: message.into(),
             exit: 2,
             extra: None,
@@ -396,16 +413,29 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(answer) => {
-            let mut out = std::io::stdout().lock();
-            match writeln!(out, "{answer}").and_then(|()| out.flush()) {
-                // A closed pipe means the reader has what it wanted.
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-                Err(_) => ExitCode::from(1),
-            }
-        }
+        Ok(answer) => print_answer(answer),
         Err(failure) => report(failure),
+    }
+}
+
+/// Prints the answer. The command is done by now (a change is committed), so an answer that
+/// cannot be written is reported on stderr with the answer in it: a harness that retried on a
+/// bare failure would enrol the same person twice.
+fn print_answer(answer: Value) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{answer}").and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe means the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => report(Failure {
+            code: "output_failed",
+            message: format!(
+                "the command was carried out, but its answer could not be written to stdout ({e}); \
+                 it is under \"answer\""
+            ),
+            exit: 1,
+            extra: Some(("answer", answer)),
+        }),
     }
 }
 
@@ -419,403 +449,309 @@ fn report(failure: Failure) -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Value, Failure> {
+    let Cli {
+        db,
+        key_file,
+        as_user,
+        command,
+    } = cli;
+    // The recipient's tools work on bundles and keys alone, with no vault.
     let acts_as_nobody = matches!(
-        cli.command,
+        command,
         Command::Init { .. } | Command::KeygenRecipient { .. } | Command::OpenBundle { .. }
     );
-    if acts_as_nobody && cli.as_user.is_some() {
+    if acts_as_nobody && as_user.is_some() {
         return Err(Failure::usage("this command takes no --as"));
     }
-    // The recipient's tools work on bundles and keys alone, with no vault.
-    match &cli.command {
+    match command {
         Command::KeygenRecipient { out } => {
-            let public = RecipientSecretKey::generate()?.write_pair(out)?;
+            let public = RecipientSecretKey::generate()?.write_pair(&out)?;
             return Ok(json!({"secret": out, "public": public}));
         }
         Command::OpenBundle {
             input,
             recipient_secret,
         } => {
-            let secret = RecipientSecretKey::from_file(recipient_secret)?;
-            let bundle = read_file(input)?;
+            let secret = RecipientSecretKey::from_file(&recipient_secret)?;
+            let bundle = read_input(&input, facevault::MAX_BUNDLE_BYTES as u64)?;
             let contents = facevault::open_bundle(&secret, &bundle)?;
             return serde_json::to_value(&contents).map_err(|e| Failure::usage(e.to_string()));
         }
         _ => {}
     }
-    let db = cli
-        .db
-        .as_deref()
-        .ok_or_else(|| Failure::usage("--db FILE is required"))?;
-    let key_file = cli
-        .key_file
-        .as_deref()
-        .ok_or_else(|| Failure::usage("--key-file FILE is required"))?;
+    let db = db.ok_or_else(|| Failure::usage("--db FILE is required"))?;
+    let key_file = key_file.ok_or_else(|| Failure::usage("--key-file FILE is required"))?;
+    if let Command::Init(init) = command {
+        return init.run(&db, &key_file);
+    }
 
-    if let Command::Init {
-        dim,
-        admin,
-        model,
-        threshold,
-        max_retention_days,
-        max_minor_retention_days,
-        utc_offset_minutes,
-        scan,
-    } = &cli.command
-    {
+    // Everything the command needs from argv and files is gathered before the vault is opened,
+    // so a usage error touches nothing. Template bytes are not checked here: the vault checks
+    // (and audits) them.
+    let (action, job) = prepare(command)?;
+    let keys = KeyFile::new(&key_file);
+    let mut vault = Vault::open(&db, &keys)?;
+    let Some(user) = as_user else {
+        return Err(vault.refuse_unauthenticated(action).into());
+    };
+    let password = password_from(PASSWORD_VAR)?;
+    let session = vault.login(&user, &password)?;
+    let answer = job(&mut vault, &session);
+    match vault.close() {
+        // A lookup whose audit record was lost is not reported as answered.
+        Err(lost @ Error::AuditNotWritten { .. }) => Err(lost.into()),
+        // A WAL that cannot be truncated now (another process is reading the vault) is truncated
+        // by a later close: the operation itself is done.
+        _ => Ok(answer?),
+    }
+}
+
+/// A command ready to run against the open vault and an authenticated session.
+type Job = Box<dyn FnOnce(&mut Vault, &Session) -> Result<Value, Error>>;
+
+fn job(
+    action: Action,
+    run: impl FnOnce(&mut Vault, &Session) -> Result<Value, Error> + 'static,
+) -> Result<(Action, Job), Failure> {
+    Ok((action, Box::new(run)))
+}
+
+/// Checks a command's arguments and reads its files, and returns what to do once the vault is
+/// open: each command written once, its action (for a refusal before login) beside it.
+fn prepare(command: Command) -> Result<(Action, Job), Failure> {
+    let subject = |text: &str| -> Result<SubjectId, Failure> { Ok(text.parse()?) };
+    match command {
+        Command::Init(_) | Command::KeygenRecipient { .. } | Command::OpenBundle { .. } => {
+            Err(Failure::usage("this command does not open a vault"))
+        }
+        Command::User {
+            command: UserCommand::Add { name, role },
+        } => {
+            let role: Role = role.parse()?;
+            let password = password_from(NEW_PASSWORD_VAR)?;
+            job(Action::AddUser, move |vault, session| {
+                vault.add_user(session, &name, role, &password)?;
+                Ok(json!({"user": name, "role": role.as_str()}))
+            })
+        }
+        Command::Notice {
+            command: NoticeCommand::Publish { file },
+        } => {
+            let notice = read_notice(&file)?;
+            job(Action::PublishNotice, move |vault, session| {
+                Ok(json!(vault.publish_notice(session, &notice)?))
+            })
+        }
+        Command::Notice {
+            command: NoticeCommand::Due,
+        } => job(Action::RenoticeDue, |vault, session| {
+            Ok(json!(vault.renotice_due(session)?))
+        }),
+        Command::Enrol {
+            template,
+            subject: Some(id),
+            model,
+            consent,
+        } => {
+            if consent.given() {
+                return Err(Failure::usage(
+                    "consent options apply to a new subject; an enrolled subject's consent covers its templates",
+                ));
+            }
+            let subject = subject(&id)?;
+            let template = TemplateFile::read(&template, model, MAX_ROW_FILE)?;
+            job(Action::Enrol, move |vault, session| {
+                vault.add_template(session, &subject, template.input())?;
+                Ok(json!({"subject": subject}))
+            })
+        }
+        Command::Enrol {
+            template,
+            subject: None,
+            model,
+            consent,
+        } => {
+            let enrolment = consent.enrolment()?;
+            let template = TemplateFile::read(&template, model, MAX_ROW_FILE)?;
+            job(Action::Enrol, move |vault, session| {
+                let subject = vault.enrol(session, &enrolment, template.input())?;
+                Ok(json!({"subject": subject}))
+            })
+        }
+        Command::EnrolBatch {
+            templates,
+            model,
+            consent,
+        } => {
+            let enrolment = consent.enrolment()?;
+            let templates = TemplateFile::read(&templates, model, MAX_BATCH_FILE)?;
+            job(Action::EnrolBatch, move |vault, session| {
+                let subjects = vault.enrol_batch(session, &enrolment, templates.input())?;
+                Ok(json!({"enrolled": subjects.len(), "subjects": subjects}))
+            })
+        }
+        Command::Verify {
+            subject: id,
+            probe,
+            model,
+        } => {
+            let subject = subject(&id)?;
+            let probe = TemplateFile::read(&probe, model, MAX_ROW_FILE)?;
+            job(Action::Verify, move |vault, session| {
+                Ok(json!(vault.verify(session, &subject, probe.input())?))
+            })
+        }
+        Command::Identify {
+            probe,
+            k,
+            model,
+            threads,
+        } => {
+            let probe = TemplateFile::read(&probe, model, MAX_ROW_FILE)?;
+            job(Action::Identify, move |vault, session| {
+                vault.set_lookup_threads(usize::from(threads))?;
+                Ok(json!({"candidates": vault.identify(session, probe.input(), k)?}))
+            })
+        }
+        Command::IdentifyBatch { probes, k, model } => {
+            let probes = TemplateFile::read(&probes, model, MAX_BATCH_FILE)?;
+            job(Action::Identify, move |vault, session| {
+                Ok(json!({"results": vault.identify_batch(session, probes.input(), k)?}))
+            })
+        }
+        Command::Erase { subject: id } => {
+            let subject = subject(&id)?;
+            job(Action::Erase, move |vault, session| {
+                vault.erase(session, &subject)?;
+                Ok(json!({"erased": subject}))
+            })
+        }
+        Command::Consent { command } => match command {
+            ConsentCommand::GrantTransfer {
+                subject: id,
+                consent_method,
+                guardian,
+            } => {
+                let subject = subject(&id)?;
+                let consent = TransferConsent {
+                    method: consent_method,
+                    guardian: guardian.as_deref().map(parse_guardian).transpose()?,
+                };
+                job(Action::GrantTransfer, move |vault, session| {
+                    vault.grant_transfer(session, &subject, &consent)?;
+                    Ok(json!({"subject": subject, "transfer_consent": true}))
+                })
+            }
+            ConsentCommand::WithdrawTransfer { subject: id } => {
+                let subject = subject(&id)?;
+                job(Action::WithdrawTransfer, move |vault, session| {
+                    let withdrawn = vault.withdraw_transfer(session, &subject)?;
+                    Ok(json!({"subject": subject, "transfer_consents_withdrawn": withdrawn}))
+                })
+            }
+            ConsentCommand::Withdraw { subject: id } => {
+                let subject = subject(&id)?;
+                job(Action::WithdrawConsent, move |vault, session| {
+                    vault.withdraw_consent(session, &subject)?;
+                    Ok(json!({"subject": subject, "withdrawn": true}))
+                })
+            }
+            ConsentCommand::Renew {
+                subject: id,
+                notice,
+                consent_method,
+                guardian,
+            } => {
+                let subject = subject(&id)?;
+                let renewal = Enrolment {
+                    guardian: guardian.as_deref().map(parse_guardian).transpose()?,
+                    ..Enrolment::with_consent(notice, consent_method)
+                };
+                job(Action::RenewConsent, move |vault, session| {
+                    vault.renew_consent(session, &subject, &renewal)?;
+                    Ok(json!({"subject": subject, "notice": renewal.notice_version}))
+                })
+            }
+        },
+        Command::Purge => job(Action::Purge, |vault, session| {
+            Ok(json!({"purged": vault.purge(session)?}))
+        }),
+        Command::Export {
+            destination,
+            out,
+            recipient_key,
+            subjects,
+        } => {
+            let request = ExportRequest {
+                destination: destination.parse::<Destination>()?,
+                recipient: RecipientPublicKey::from_file(&recipient_key)?,
+                subjects: subjects.iter().map(|id| subject(id)).collect::<Result<_, _>>()?,
+            };
+            job(Action::Export, move |vault, session| {
+                let written = vault.export_to_file(session, &request, &out)?;
+                Ok(
+                    json!({"exported": written.exported, "held_back": written.held_back, "bytes": written.bytes}),
+                )
+            })
+        }
+        Command::Stats => job(Action::Stats, |vault, session| Ok(json!(vault.stats(session)?))),
+        Command::SetThreshold { threshold } => job(Action::SetThreshold, move |vault, session| {
+            vault.set_threshold(session, threshold)?;
+            Ok(json!({"threshold": vault.threshold()}))
+        }),
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => job(Action::AuditVerify, |vault, session| {
+            Ok(json!({"ok": true, "entries": vault.verify_audit(session)?}))
+        }),
+        Command::Audit {
+            command: AuditCommand::Show,
+        } => job(Action::AuditShow, |vault, session| {
+            Ok(json!({"entries": vault.audit_log(session)?}))
+        }),
+    }
+}
+
+impl InitArgs {
+    fn run(self, db: &Path, key_file: &Path) -> Result<Value, Failure> {
         let password = password_from(PASSWORD_VAR)?;
         let days = |n: i64| {
             n.checked_mul(DAY_SECS)
                 .ok_or_else(|| Failure::usage("retention too long"))
         };
         let config = VaultConfig {
-            dim: *dim,
-            model: model.clone(),
-            threshold: *threshold,
-            max_retention_secs: days(*max_retention_days)?,
-            max_minor_retention_secs: days(*max_minor_retention_days)?,
-            utc_offset_minutes: *utc_offset_minutes,
-            scan: scan.parse()?,
+            dim: self.dim,
+            model: self.model.clone(),
+            threshold: self.threshold,
+            max_retention_secs: days(self.max_retention_days)?,
+            max_minor_retention_secs: days(self.max_minor_retention_days)?,
+            utc_offset_minutes: self.utc_offset_minutes,
+            scan: self.scan.parse()?,
         };
         if db.exists() {
             return Err(Error::AlreadyExists(db.to_path_buf()).into());
         }
         let new_key = !key_file.exists();
         let keys = KeyFile::open_or_create(key_file)?;
-        let vault = Vault::create(db, &keys, &config, admin, &password).inspect_err(|_| {
+        let vault = Vault::create(db, &keys, &config, &self.admin, &password).inspect_err(|_| {
             if new_key {
                 // A key that never protected a vault is worth nothing; leave no stray secret.
                 let _ = std::fs::remove_file(key_file);
             }
         })?;
+        let threshold = vault.threshold();
         // The vault is created and committed; a WAL that cannot be truncated now is truncated by
         // the next close, so this does not turn a success into a failure.
         let _ = vault.close();
-        return Ok(json!({
-            "dim": dim,
-            "model": model,
-            "threshold": decimal(*threshold),
-            "max_retention_days": max_retention_days,
-            "max_minor_retention_days": max_minor_retention_days,
-            "scan": scan,
-            "admin": admin,
-        }));
-    }
-
-    // Everything the command needs from argv and files is gathered before the vault is opened,
-    // so a usage error touches nothing. Template bytes are not checked here: the vault checks
-    // (and audits) them.
-    let request = Request::parse(&cli.command)?;
-    let keys = KeyFile::new(key_file);
-    let mut vault = Vault::open(db, &keys)?;
-    let Some(user) = cli.as_user.as_deref() else {
-        return Err(vault.refuse_unauthenticated(request.action()).into());
-    };
-    let password = password_from(PASSWORD_VAR)?;
-    let session = vault.login(user, &password)?;
-    let answer = request.execute(&mut vault, &session)?;
-    // The operation is committed; a WAL that cannot be truncated now (another process is reading
-    // the vault) is truncated by the next close, so this does not turn a success into a failure.
-    let _ = vault.close();
-    Ok(answer)
-}
-
-/// A command with its arguments checked and its files read.
-enum Request {
-    AddUser {
-        name: String,
-        role: Role,
-        password: Password,
-    },
-    PublishNotice {
-        notice: Notice,
-    },
-    NoticeDue,
-    Enrol {
-        enrolment: Enrolment,
-        template: TemplateFile,
-    },
-    AddTemplate {
-        subject: SubjectId,
-        template: TemplateFile,
-    },
-    EnrolBatch {
-        enrolment: Enrolment,
-        templates: TemplateFile,
-    },
-    Verify {
-        subject: SubjectId,
-        probe: TemplateFile,
-    },
-    Identify {
-        probe: TemplateFile,
-        k: usize,
-        threads: usize,
-    },
-    IdentifyBatch {
-        probes: TemplateFile,
-        k: usize,
-    },
-    Erase {
-        subject: SubjectId,
-    },
-    GrantTransfer {
-        subject: SubjectId,
-        consent: TransferConsent,
-    },
-    WithdrawTransfer {
-        subject: SubjectId,
-    },
-    Withdraw {
-        subject: SubjectId,
-    },
-    Renew {
-        subject: SubjectId,
-        renewal: Enrolment,
-    },
-    Purge,
-    Export {
-        request: ExportRequest,
-        out: PathBuf,
-    },
-    Stats,
-    SetThreshold {
-        threshold: f32,
-    },
-    AuditVerify,
-    AuditShow,
-}
-
-impl Request {
-    fn parse(command: &Command) -> Result<Self, Failure> {
-        let subject = |text: &str| -> Result<SubjectId, Failure> { Ok(text.parse()?) };
-        Ok(match command {
-            Command::Init { .. } | Command::KeygenRecipient { .. } | Command::OpenBundle { .. } => {
-                return Err(Failure::usage("this command does not open a vault"));
-            }
-            Command::User {
-                command: UserCommand::Add { name, role },
-            } => Request::AddUser {
-                name: name.clone(),
-                role: role.parse()?,
-                password: password_from(NEW_PASSWORD_VAR)?,
-            },
-            Command::Notice {
-                command: NoticeCommand::Publish { file },
-            } => Request::PublishNotice {
-                notice: read_notice(file)?,
-            },
-            Command::Notice {
-                command: NoticeCommand::Due,
-            } => Request::NoticeDue,
-            Command::Enroll {
-                template,
-                subject: Some(id),
-                model,
-                consent,
-            } => {
-                if consent.given() {
-                    return Err(Failure::usage(
-                        "consent options apply to a new subject; an enrolled subject's consent covers its templates",
-                    ));
-                }
-                Request::AddTemplate {
-                    subject: subject(id)?,
-                    template: TemplateFile::read(template, model)?,
-                }
-            }
-            Command::Enroll {
-                template,
-                subject: None,
-                model,
-                consent,
-            } => Request::Enrol {
-                enrolment: consent.enrolment()?,
-                template: TemplateFile::read(template, model)?,
-            },
-            Command::EnrollBatch {
-                templates,
-                model,
-                consent,
-            } => Request::EnrolBatch {
-                enrolment: consent.enrolment()?,
-                templates: TemplateFile::read(templates, model)?,
-            },
-            Command::Verify {
-                subject: id,
-                probe,
-                model,
-            } => Request::Verify {
-                subject: subject(id)?,
-                probe: TemplateFile::read(probe, model)?,
-            },
-            Command::Identify {
-                probe,
-                k,
-                model,
-                threads,
-            } => Request::Identify {
-                probe: TemplateFile::read(probe, model)?,
-                k: *k,
-                threads: usize::from(*threads),
-            },
-            Command::IdentifyBatch { probes, k, model } => Request::IdentifyBatch {
-                probes: TemplateFile::read(probes, model)?,
-                k: *k,
-            },
-            Command::Erase { subject: id } => Request::Erase {
-                subject: subject(id)?,
-            },
-            Command::Consent { command } => match command {
-                ConsentCommand::GrantTransfer {
-                    subject: id,
-                    consent_method,
-                    guardian,
-                } => Request::GrantTransfer {
-                    subject: subject(id)?,
-                    consent: TransferConsent {
-                        method: consent_method.clone(),
-                        guardian: guardian.as_deref().map(parse_guardian).transpose()?,
-                    },
-                },
-                ConsentCommand::WithdrawTransfer { subject: id } => Request::WithdrawTransfer {
-                    subject: subject(id)?,
-                },
-                ConsentCommand::Withdraw { subject: id } => Request::Withdraw {
-                    subject: subject(id)?,
-                },
-                ConsentCommand::Renew {
-                    subject: id,
-                    notice,
-                    consent_method,
-                    guardian,
-                } => Request::Renew {
-                    subject: subject(id)?,
-                    renewal: Enrolment {
-                        guardian: guardian.as_deref().map(parse_guardian).transpose()?,
-                        ..Enrolment::with_consent(notice.clone(), consent_method.clone())
-                    },
-                },
-            },
-            Command::Purge => Request::Purge,
-            Command::Export {
-                destination,
-                out,
-                recipient_key,
-                subjects,
-            } => {
-                if out.exists() {
-                    return Err(Error::AlreadyExists(out.clone()).into());
-                }
-                Request::Export {
-                    request: ExportRequest {
-                        destination: destination.parse::<Destination>()?,
-                        recipient: RecipientPublicKey::from_file(recipient_key)?,
-                        subjects: subjects.iter().map(|id| subject(id)).collect::<Result<_, _>>()?,
-                    },
-                    out: out.clone(),
-                }
-            }
-            Command::Stats => Request::Stats,
-            Command::SetThreshold { threshold } => Request::SetThreshold {
-                threshold: *threshold,
-            },
-            Command::Audit {
-                command: AuditCommand::Verify,
-            } => Request::AuditVerify,
-            Command::Audit {
-                command: AuditCommand::Show,
-            } => Request::AuditShow,
-        })
-    }
-
-    fn action(&self) -> Action {
-        match self {
-            Request::AddUser { .. } => Action::AddUser,
-            Request::PublishNotice { .. } => Action::PublishNotice,
-            Request::NoticeDue => Action::RenoticeDue,
-            Request::Enrol { .. } | Request::AddTemplate { .. } => Action::Enrol,
-            Request::EnrolBatch { .. } => Action::EnrolBatch,
-            Request::Verify { .. } => Action::Verify,
-            Request::Identify { .. } | Request::IdentifyBatch { .. } => Action::Identify,
-            Request::Erase { .. } => Action::Erase,
-            Request::GrantTransfer { .. } => Action::GrantTransfer,
-            Request::WithdrawTransfer { .. } => Action::WithdrawTransfer,
-            Request::Withdraw { .. } => Action::WithdrawConsent,
-            Request::Renew { .. } => Action::RenewConsent,
-            Request::Purge => Action::Purge,
-            Request::Export { .. } => Action::Export,
-            Request::Stats => Action::Stats,
-            Request::SetThreshold { .. } => Action::SetThreshold,
-            Request::AuditVerify => Action::AuditVerify,
-            Request::AuditShow => Action::AuditShow,
-        }
-    }
-
-    fn execute(self, vault: &mut Vault, session: &Session) -> Result<Value, Failure> {
-        Ok(match self {
-            Request::AddUser { name, role, password } => {
-                vault.add_user(session, &name, role, &password)?;
-                json!({"user": name, "role": role.as_str()})
-            }
-            Request::PublishNotice { notice } => json!(vault.publish_notice(session, &notice)?),
-            Request::NoticeDue => json!(vault.renotice_due(session)?),
-            Request::Enrol { enrolment, template } => {
-                let subject = vault.enrol(session, &enrolment, template.input())?;
-                json!({"subject": subject})
-            }
-            Request::AddTemplate { subject, template } => {
-                vault.add_template(session, &subject, template.input())?;
-                json!({"subject": subject})
-            }
-            Request::EnrolBatch { enrolment, templates } => {
-                let subjects = vault.enrol_batch(session, &enrolment, templates.input())?;
-                json!({"enrolled": subjects.len(), "subjects": subjects})
-            }
-            Request::Verify { subject, probe } => {
-                json!(vault.verify(session, &subject, probe.input())?)
-            }
-            Request::Identify { probe, k, threads } => {
-                vault.set_lookup_threads(threads)?;
-                json!({"candidates": vault.identify(session, probe.input(), k)?})
-            }
-            Request::IdentifyBatch { probes, k } => {
-                json!({"results": vault.identify_batch(session, probes.input(), k)?})
-            }
-            Request::Erase { subject } => {
-                vault.erase(session, &subject)?;
-                json!({"erased": subject})
-            }
-            Request::GrantTransfer { subject, consent } => {
-                vault.grant_transfer(session, &subject, &consent)?;
-                json!({"subject": subject, "transfer_consent": true})
-            }
-            Request::WithdrawTransfer { subject } => {
-                let withdrawn = vault.withdraw_transfer(session, &subject)?;
-                json!({"subject": subject, "transfer_consents_withdrawn": withdrawn})
-            }
-            Request::Withdraw { subject } => {
-                vault.withdraw_consent(session, &subject)?;
-                json!({"subject": subject, "withdrawn": true})
-            }
-            Request::Renew { subject, renewal } => {
-                vault.renew_consent(session, &subject, &renewal)?;
-                json!({"subject": subject, "notice": renewal.notice_version})
-            }
-            Request::Purge => json!({"purged": vault.purge(session)?}),
-            Request::Export { request, out } => {
-                let bundle = vault.export(session, &request)?;
-                write_new_private_file(&out, &bundle.bytes)?;
-                json!({"exported": bundle.exported, "held_back": bundle.held_back, "bytes": bundle.bytes.len()})
-            }
-            Request::Stats => json!(vault.stats(session)?),
-            Request::SetThreshold { threshold } => {
-                vault.set_threshold(session, threshold)?;
-                json!({"threshold": decimal(threshold)})
-            }
-            Request::AuditVerify => json!({"ok": true, "entries": vault.verify_audit(session)?}),
-            Request::AuditShow => json!({"entries": vault.audit_log(session)?}),
-        })
+        Ok(json!({
+            "dim": self.dim,
+            "model": self.model,
+            "threshold": threshold,
+            "max_retention_days": self.max_retention_days,
+            "max_minor_retention_days": self.max_minor_retention_days,
+            "scan": self.scan,
+            "admin": self.admin,
+        }))
     }
 }
 
@@ -826,10 +762,10 @@ struct TemplateFile {
 }
 
 impl TemplateFile {
-    fn read(path: &Path, model: &Option<String>) -> Result<Self, Failure> {
+    fn read(path: &Path, model: Option<String>, limit: u64) -> Result<Self, Failure> {
         Ok(Self {
-            bytes: read_file(path)?,
-            model: model.clone(),
+            bytes: read_input(path, limit)?,
+            model,
         })
     }
 
@@ -840,11 +776,6 @@ impl TemplateFile {
             None => input,
         }
     }
-}
-
-/// An f32 as the decimal it was typed as (0.4, not 0.4000000059604645).
-fn decimal(value: f32) -> f64 {
-    value.to_string().parse().unwrap_or(f64::from(value))
 }
 
 fn password_from(variable: &str) -> Result<Password, Failure> {
@@ -867,74 +798,50 @@ fn parse_guardian(text: &str) -> Result<Guardian, Failure> {
     })
 }
 
-/// Reads a notice file. Missing items become empty, so that the vault refuses (and audits) an
-/// incomplete notice; unknown keys or non-text values are a usage error.
+/// Reads a notice file: a JSON object of texts. Missing items read as empty, so that the vault
+/// refuses (and audits) an incomplete notice; an unknown or repeated key, or a value that is not
+/// text, is a usage error.
 fn read_notice(path: &Path) -> Result<Notice, Failure> {
-    let bytes = read_file(path)?;
-    let value: serde_json::Map<String, Value> = serde_json::from_slice(&bytes)
-        .map_err(|e| Failure::usage(format!("{} is not a JSON object: {e}", path.display())))?;
-    const KEYS: [&str; 8] = [
-        "version",
-        "processor_name",
-        "processor_contact",
-        "purpose",
-        "method",
-        "retention",
-        "necessity_and_impact",
-        "rights",
-    ];
-    if let Some(unknown) = value.keys().find(|key| !KEYS.contains(&key.as_str())) {
-        return Err(Failure::usage(format!("unknown notice key {unknown:?}")));
-    }
-    let item = |key: &str| -> Result<String, Failure> {
-        match value.get(key) {
-            None => Ok(String::new()),
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(_) => Err(Failure::usage(format!("notice key {key:?} must be text"))),
-        }
-    };
-    Ok(Notice {
-        version: item("version")?,
-        processor_name: item("processor_name")?,
-        processor_contact: item("processor_contact")?,
-        purpose: item("purpose")?,
-        method: item("method")?,
-        retention: item("retention")?,
-        necessity_and_impact: item("necessity_and_impact")?,
-        rights: item("rights")?,
-    })
+    let bytes = read_input(path, MAX_NOTICE_FILE)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::usage(format!("{} is not a notice: {e}", path.display())))
 }
 
-/// Reads a whole file into a buffer sized up front and zeroed on drop: template bytes are biometric.
-fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
+/// Reads a whole input file into a buffer sized up front and zeroed on drop (template bytes are
+/// biometric). Only a regular file of at most `limit` bytes is read: a FIFO or a device would
+/// block or never end, and a huge file would exhaust memory. The open does not block
+/// (`O_NONBLOCK`), and the type and size are taken from the opened handle.
+fn read_input(path: &Path, limit: u64) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let unreadable = |e: std::io::Error| Failure::usage(format!("cannot read {}: {e}", path.display()));
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let len = file.metadata().map_err(unreadable)?.len();
-    let len = usize::try_from(len).map_err(|_| Failure::usage(format!("{} is too large", path.display())))?;
-    let mut bytes = Zeroizing::new(Vec::with_capacity(len));
-    file.take(len as u64)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    Ok(bytes)
-}
-
-/// Writes a new file readable only by its owner; refuses to overwrite.
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.custom_flags(libc::O_NONBLOCK);
     }
-    let failed = |e: std::io::Error| Failure {
-        code: "io",
-        message: format!("cannot write {}: {e}", path.display()),
-        exit: 1,
-        extra: None,
-    };
-    let mut file = options.open(path).map_err(failed)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(failed)
+    let file = options.open(path).map_err(unreadable)?;
+    let metadata = file.metadata().map_err(unreadable)?;
+    if !metadata.is_file() {
+        return Err(Failure::bad_input(
+            "not_a_file",
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let len = metadata.len();
+    if len > limit {
+        return Err(Failure::bad_input(
+            "file_too_large",
+            format!(
+                "{} holds {len} bytes; at most {limit} are read here",
+                path.display()
+            ),
+        ));
+    }
+    let capacity =
+        usize::try_from(len).map_err(|_| Failure::usage(format!("{} is too large", path.display())))?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+    // At most `len` bytes, however the file changes meanwhile: the buffer never grows.
+    file.take(len).read_to_end(&mut bytes).map_err(unreadable)?;
+    Ok(bytes)
 }
