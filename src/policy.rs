@@ -601,6 +601,56 @@ mod tests {
         assert!(matches!(renewed, Err(Error::Storage(_))), "{renewed:?}");
     }
 
+    /// Review item 7: the rule that a child's transfer consent is a guardian's lived inline in
+    /// the vault; it is a policy function now, like every other rule.
+    #[test]
+    fn art7_a_childs_transfer_consent_is_recorded_only_from_a_guardian() {
+        let guardian = Guardian {
+            name: "Wang Fang".into(),
+            relationship: "mother".into(),
+        };
+        assert!(may_grant_transfer(Some("signed"), None, false).is_ok());
+        assert!(matches!(
+            may_grant_transfer(Some("signed"), None, true),
+            Err(Error::Refused(Refusal::GuardianConsentRequired))
+        ));
+        assert!(may_grant_transfer(None, Some(&guardian), true).is_ok());
+        let blank = Guardian {
+            name: " ".into(),
+            relationship: "mother".into(),
+        };
+        assert!(matches!(
+            may_grant_transfer(None, Some(&blank), true),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(may_grant_transfer(Some("a\u{202E}b"), Some(&guardian), true).is_err());
+    }
+
+    #[test]
+    fn art8_retention_is_bounded_at_ten_years_and_never_overflows() {
+        let long = |secs| Enrolment {
+            retention_secs: Some(secs),
+            ..Enrolment::with_consent("v2", "form")
+        };
+        let ceilings = RetentionCeilings {
+            adult_secs: MAX_RETENTION_CEILING_SECS,
+            minor_secs: 100,
+        };
+        let enrol_long = |secs| may_enrol(&long(secs), Some("v2"), |_| Ok(true), ceilings, 0, NOW);
+        assert_eq!(
+            enrol_long(MAX_RETENTION_CEILING_SECS).unwrap().expires_at,
+            NOW + MAX_RETENTION_CEILING_SECS * 1000
+        );
+        for secs in [MAX_RETENTION_CEILING_SECS + 1, i64::MAX, 0, -5] {
+            assert!(
+                matches!(enrol_long(secs), Err(Error::InvalidArgument { .. })),
+                "{secs}"
+            );
+        }
+        let late = may_enrol(&long(1000), Some("v2"), |_| Ok(true), CEILINGS, 0, i64::MAX - 10);
+        assert!(matches!(late, Err(Error::InvalidArgument { .. })));
+    }
+
     #[test]
     fn art7_under_14_on_the_enrolment_day_needs_a_guardian() {
         // In China Standard Time it is already 2026-11-24 at 00:00Z (08:00 local).

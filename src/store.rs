@@ -1,5 +1,7 @@
 //! The SQLite store: schema, migrations and the queries the vault runs. It knows rows and bytes,
-//! never keys or plaintext: everything secret arrives here already sealed.
+//! never plaintext: everything secret arrives here already sealed. One key does reach it: the
+//! audit key, which [`append_audit`] needs to chain each record to the last (the chain head lives
+//! in `meta`, read and moved in the same transaction). No other key does.
 //!
 //! One file in WAL mode with `synchronous=FULL` (an acknowledged operation survives power loss) and
 //! `secure_delete=ON` (deleted cells are overwritten). It is read with ordinary reads, not a memory
@@ -295,14 +297,21 @@ pub(crate) fn remove_database_files(path: &Path) {
 
 // --- subjects and templates -------------------------------------------------------------------
 
-/// A subject row as stored.
-pub(crate) struct SubjectRow {
-    pub id: [u8; 16],
+/// What a subject row's MAC covers besides its ID: an edited expiry or minor flag, or a deleted
+/// template (the count), is caught.
+#[derive(Clone, Copy)]
+pub(crate) struct SubjectFacts {
     pub created_at: i64,
     pub expires_at: i64,
     pub minor: bool,
-    /// How many templates it holds; MACed, so a deleted template row is caught.
+    /// How many templates it holds.
     pub templates: i64,
+}
+
+/// A subject row as stored.
+pub(crate) struct SubjectRow {
+    pub id: [u8; 16],
+    pub facts: SubjectFacts,
     pub wrapped_key: Option<Vec<u8>>,
     pub personal: Option<Vec<u8>>,
     pub mac: Vec<u8>,
@@ -315,10 +324,10 @@ pub(crate) fn insert_subject(conn: &Connection, row: &SubjectRow) -> Result<()> 
     )?;
     statement.execute(params![
         &row.id[..],
-        row.created_at,
-        row.expires_at,
-        row.minor,
-        row.templates,
+        row.facts.created_at,
+        row.facts.expires_at,
+        row.facts.minor,
+        row.facts.templates,
         row.wrapped_key,
         row.personal,
         row.mac
@@ -349,10 +358,12 @@ pub(crate) fn subject(conn: &Connection, id: &[u8; 16]) -> Result<Option<Subject
             |row| {
                 Ok(SubjectRow {
                     id: *id,
-                    created_at: row.get(0)?,
-                    expires_at: row.get(1)?,
-                    minor: row.get(2)?,
-                    templates: row.get(3)?,
+                    facts: SubjectFacts {
+                        created_at: row.get(0)?,
+                        expires_at: row.get(1)?,
+                        minor: row.get(2)?,
+                        templates: row.get(3)?,
+                    },
                     wrapped_key: row.get(4)?,
                     personal: row.get(5)?,
                     mac: row.get(6)?,
@@ -362,7 +373,6 @@ pub(crate) fn subject(conn: &Connection, id: &[u8; 16]) -> Result<Option<Subject
         .optional()?)
 }
 
-/// A template row as stored.
 /// A template row as the opening reads it, borrowed from SQLite's row buffer.
 pub(crate) struct TemplateRow<'a> {
     pub id: i64,
@@ -373,13 +383,11 @@ pub(crate) struct TemplateRow<'a> {
     pub ciphertext: &'a [u8],
 }
 
-/// A subject row as the opening reads it: what its MAC covers and its wrapped key.
+/// A subject row as the opening reads it: what its MAC covers and its wrapped key, but not its
+/// sealed personal data. The ID is as stored, not yet checked to be 16 bytes.
 pub(crate) struct SubjectKeyRow {
     pub id: Vec<u8>,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub minor: bool,
-    pub templates: i64,
+    pub facts: SubjectFacts,
     pub mac: Vec<u8>,
     pub wrapped_key: Option<Vec<u8>>,
 }
@@ -411,6 +419,11 @@ pub(crate) fn insert_template(conn: &Connection, template: &NewTemplate<'_>) -> 
     Ok(())
 }
 
+/// The highest template ID stored, or 0.
+pub(crate) fn highest_template_id(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM templates", [], |row| row.get(0))?)
+}
+
 /// How many subjects and templates are stored.
 pub(crate) fn counts(conn: &Connection) -> Result<(usize, usize)> {
     let (subjects, templates): (i64, i64) = conn.query_row(
@@ -435,10 +448,12 @@ pub(crate) fn for_each_subject(
     while let Some(row) = rows.next()? {
         visit(SubjectKeyRow {
             id: row.get(0)?,
-            created_at: row.get(1)?,
-            expires_at: row.get(2)?,
-            minor: row.get(3)?,
-            templates: row.get(4)?,
+            facts: SubjectFacts {
+                created_at: row.get(1)?,
+                expires_at: row.get(2)?,
+                minor: row.get(3)?,
+                templates: row.get(4)?,
+            },
             mac: row.get(5)?,
             wrapped_key: row.get(6)?,
         })?;
@@ -684,10 +699,11 @@ const HEAD_MAC: &str = "audit_head_mac";
 pub(crate) fn chain_head(conn: &Connection) -> Result<ChainHead> {
     let seq: i64 = meta_get(conn, HEAD_SEQ)?;
     let mac: Vec<u8> = meta_get(conn, HEAD_MAC)?;
-    Ok(ChainHead {
-        seq: u64::try_from(seq).map_err(|_| Error::AuditTampered { seq: 1 })?,
-        mac,
-    })
+    let seq = u64::try_from(seq).map_err(|_| Error::AuditTampered { seq: 1 })?;
+    if mac.len() != audit::GENESIS_MAC.len() {
+        return Err(Error::AuditTampered { seq: seq.max(1) });
+    }
+    Ok(ChainHead { seq, mac })
 }
 
 pub(crate) fn init_chain_head(conn: &Connection) -> Result<()> {

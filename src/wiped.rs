@@ -64,8 +64,12 @@ impl<T: DefaultIsZeroes> WipedVec<T> {
 
     /// Appends every value of `values` (see [`WipedVec::push`] for growth).
     pub(crate) fn extend(&mut self, values: impl IntoIterator<Item = T>) {
-        let values = values.into_iter();
+        let mut values = values.into_iter();
         self.reserve(values.size_hint().0);
+        // Within the room there is, `Vec::extend` cannot reallocate, and keeps its fast
+        // (vectorised) path for a slice iterator; anything past the size hint goes one by one.
+        let room = self.0.capacity() - self.0.len();
+        self.0.extend(values.by_ref().take(room));
         for value in values {
             self.push(value);
         }
@@ -107,7 +111,7 @@ impl<T: DefaultIsZeroes> WipedVec<T> {
     }
 
     /// Zeroes every element and the spare capacity; the length stays.
-    fn wipe(&mut self) {
+    pub(crate) fn wipe(&mut self) {
         self.0.as_mut_slice().zeroize();
         self.0.spare_capacity_mut().zeroize();
     }
@@ -201,7 +205,46 @@ pub(crate) struct JsonTooLarge(pub usize);
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Regression (review item 5): the export sized its plaintext buffer from an estimate that
+    /// left out the guardian text, so a long, escaped guardian made it reallocate and leave an
+    /// unwiped copy. The buffer is now exactly the JSON's size, and filling it never grows it.
+    #[test]
+    fn json_fills_a_buffer_of_exactly_its_size() {
+        // Quotes, backslashes and non-ASCII escape to several bytes each.
+        let guardian = "\"Wang\\Fang\" \u{4e00}, mother".repeat(150);
+        let value = serde_json::json!({"guardian": guardian, "method": "signed form", "n": [1, 2, 3]});
+        let buffer = json(&value, 1 << 20).unwrap();
+        assert_eq!(buffer.len(), buffer.capacity());
+        assert_eq!(buffer.as_slice(), serde_json::to_vec(&value).unwrap().as_slice());
+        let Err(too_large) = json(&value, buffer.len() - 1) else {
+            panic!("a value over its limit was serialised");
+        };
+        assert_eq!(too_large.0, buffer.len());
+    }
+
+    /// Regression (review item 6): `WipedVec` dereferenced to `Vec`, whose growth frees the old
+    /// allocation unwiped. Growth here moves the values itself; they arrive whole.
+    #[test]
+    fn growing_keeps_every_value() {
+        let mut values = WipedVec::with_capacity(2);
+        values.extend_from_slice(&[1u32, 2]);
+        values.push(3);
+        values.extend([4, 5, 6]);
+        values.extend_from_slice(&[7; 100]);
+        assert_eq!(&values[..6], &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(values.len(), 106);
+        values.truncate(3);
+        values.resize(5, 9);
+        assert_eq!(values.as_slice(), &[1, 2, 3, 9, 9]);
+        let mut fixed = WipedVec::with_capacity(4);
+        let mut writer = FixedWriter(&mut fixed);
+        assert!(std::io::Write::write_all(&mut writer, b"abcd").is_ok());
+        assert!(std::io::Write::write_all(&mut writer, b"e").is_err());
+        assert_eq!(fixed.capacity(), 4);
+    }
 
     #[test]
     fn wipe_zeroes_every_element() {

@@ -221,3 +221,55 @@ fn a_missing_password_variable_is_a_usage_error() {
     assert_eq!(error["error"], "usage");
     assert!(error["message"].as_str().unwrap().contains("FACEVAULT_PASSWORD"));
 }
+
+/// Everything a failed login may write: the rows of the database, table by table, except the
+/// audit log (which records every attempt) and the chain head that moves with it.
+fn rows_besides_the_audit(cli: &CliVault) -> Vec<String> {
+    let conn = raw_db(&cli.db);
+    let mut rows = Vec::new();
+    for table in ["principals", "subjects", "templates", "consents", "notices"] {
+        let mut statement = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
+        let columns = statement.column_count();
+        let mut query = statement.query([]).unwrap();
+        while let Some(row) = query.next().unwrap() {
+            let values: Vec<String> = (0..columns)
+                .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                .collect();
+            rows.push(format!("{table}: {}", values.join(" ")));
+        }
+    }
+    let mut statement = conn
+        .prepare("SELECT key, value FROM meta WHERE key NOT LIKE 'audit_head_%' ORDER BY key")
+        .unwrap();
+    let meta: Vec<String> = statement
+        .query_map([], |r| Ok(format!("{:?}", r.get_ref(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.extend(meta);
+    rows
+}
+
+/// Regression (review item 3): a known name's failed login also wrote (and synced) a `failures`
+/// counter that an unknown name's did not, so the time a failure took told names apart. Both now
+/// write exactly one audit record and nothing else; a success writes nothing at all.
+#[test]
+fn a_failed_login_writes_the_same_for_a_known_and_an_unknown_name() {
+    let (cli, _, _) = vault_with_one_subject();
+    let before = rows_besides_the_audit(&cli);
+    let records = cli.audit().len();
+    cli.run(Some((OPERATOR, "not the password")), &["stats"])
+        .fails(3, "authentication_failed");
+    assert_eq!(
+        rows_besides_the_audit(&cli),
+        before,
+        "a known name's failure wrote more"
+    );
+    cli.run(Some(("nobody", "not the password")), &["stats"])
+        .fails(3, "authentication_failed");
+    assert_eq!(rows_besides_the_audit(&cli), before);
+    cli.operator(&["stats"]).ok();
+    assert_eq!(rows_besides_the_audit(&cli), before, "a success wrote to a table");
+    // The first `audit show` added its own record; the two failures and the stats one each.
+    assert_eq!(cli.audit().len(), records + 1 + 2 + 1);
+}

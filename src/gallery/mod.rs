@@ -808,6 +808,29 @@ mod tests {
         SubjectId::from_bytes(&[n; 16]).unwrap()
     }
 
+    proptest! {
+        /// The top-k list keeps each subject's best score and the k best subjects, ties broken by
+        /// ID, at a small k (plain search) and a large one (hashed membership) alike.
+        #[test]
+        fn top_subjects_agree_with_sorting_everything(
+            offers in proptest::collection::vec((0u8..60, -100i32..100), 0..400),
+            k in prop_oneof![Just(1usize), Just(5), Just(40), Just(100)],
+        ) {
+            let mut top = TopSubjects::new(k);
+            let mut best: HashMap<u8, f32> = HashMap::new();
+            for (subject, score) in &offers {
+                let score = *score as f32 / 10.0;
+                top.offer(id(*subject), score);
+                let entry = best.entry(*subject).or_insert(score);
+                *entry = entry.max(score);
+            }
+            let mut expected: Vec<(SubjectId, f32)> = best.into_iter().map(|(s, v)| (id(s), v)).collect();
+            expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            expected.truncate(k);
+            prop_assert_eq!(top.into_ranked(), expected);
+        }
+    }
+
     fn unit_from(mut v: Vec<f32>) -> Vec<f32> {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.iter_mut().for_each(|x| *x /= norm);

@@ -13,7 +13,7 @@ use crate::access::Action;
 use crate::crypto::{self, DataKey, PersonalBinding};
 use crate::error::{Error, Result};
 use crate::policy::{self, Enrolment, EnrolmentTerms, Guardian, Notice, Refusal};
-use crate::store::{self, ConsentRow, NoticeRow, SubjectRow};
+use crate::store::{self, ConsentRow, NoticeRow, SubjectFacts, SubjectRow};
 use crate::subject::SubjectId;
 use crate::template::{RowCount, TemplateInput};
 use crate::vault::Session;
@@ -237,18 +237,20 @@ impl OperationContext<'_> {
         };
         let mut row = SubjectRow {
             id: *subject.as_bytes(),
-            created_at: self.now,
-            expires_at: terms.expires_at,
-            minor: terms.minor,
-            // Every new subject is enrolled with exactly one template.
-            templates: 1,
+            facts: SubjectFacts {
+                created_at: self.now,
+                expires_at: terms.expires_at,
+                minor: terms.minor,
+                // Every new subject is enrolled with exactly one template.
+                templates: 1,
+            },
             wrapped_key: Some(wrapped),
             personal,
             mac: Vec::new(),
         };
         row.mac = self
             .keys
-            .record_mac("subject", &as_slices(&subject_mac_fields(&row)));
+            .record_mac("subject", &as_slices(&subject_mac_fields(&row.id, &row.facts)));
         store::insert_subject(self.tx, &row)?;
         let evidence = Evidence {
             method: enrolment.consent_method.clone(),
@@ -446,11 +448,12 @@ impl Vault {
             act.store_template(*subject, expires_at, &key, &row, &mut next_id)?;
             act.set_next_template_id(next_id)?;
             let mut subject_row = act.subject_row(subject)?;
-            subject_row.templates += 1;
-            let mac = act
-                .keys
-                .record_mac("subject", &as_slices(&subject_mac_fields(&subject_row)));
-            store::set_subject_templates(act.tx, subject.as_bytes(), subject_row.templates, &mac)?;
+            subject_row.facts.templates += 1;
+            let mac = act.keys.record_mac(
+                "subject",
+                &as_slices(&subject_mac_fields(&subject_row.id, &subject_row.facts)),
+            );
+            store::set_subject_templates(act.tx, subject.as_bytes(), subject_row.facts.templates, &mac)?;
             Ok(((), vec![AuditEntry::new(Some(*subject), "templates=+1")]))
         })
     }
@@ -465,7 +468,7 @@ impl Vault {
     ) -> Result<()> {
         self.authorised_operation(session, Action::RenewConsent, Some(*subject), |act| {
             act.live_subject(subject)?;
-            let minor = act.subject_row(subject)?.minor;
+            let minor = act.subject_row(subject)?.facts.minor;
             let current = act.current_notice()?.map(|n| n.version);
             let tx = act.tx;
             policy::may_renew(
@@ -515,7 +518,9 @@ impl Vault {
         })
     }
 
-    /// Erases every subject past its retention, the same way as a withdrawal, and says how many.
+    /// Erases every subject past its retention, as [`Vault::erase`] does (wrapped key first, then
+    /// templates, row and sealed evidence), and says how many. Its consents are marked erased but
+    /// not withdrawn: they ran their course, nobody withdrew them.
     pub fn purge(&mut self, session: &Session) -> Result<usize> {
         self.authorised_operation(session, Action::Purge, None, |act| {
             let expired: Vec<(SubjectId, i64)> = act
@@ -545,7 +550,7 @@ impl Vault {
     ) -> Result<()> {
         self.authorised_operation(session, Action::GrantTransfer, Some(*subject), |act| {
             act.live_subject(subject)?;
-            let minor = act.subject_row(subject)?.minor;
+            let minor = act.subject_row(subject)?.facts.minor;
             policy::may_grant_transfer(consent.method.as_deref(), consent.guardian.as_ref(), minor)?;
             let version = act
                 .current_notice()?

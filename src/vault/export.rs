@@ -138,7 +138,7 @@ fn bundle_of(
             let facts = ExportFacts {
                 subject: *subject,
                 expires_at,
-                minor: row.minor,
+                minor: row.facts.minor,
                 transfer_consent: !active_transfers.is_empty(),
                 transfer_by_guardian: active_transfers.iter().any(|c| c.by_guardian),
             };
@@ -178,9 +178,9 @@ fn bundle_of(
             }
             subjects.push(BundleSubject {
                 subject: subject.to_string(),
-                enrolled_at: row.created_at,
-                expires_at: row.expires_at,
-                minor: row.minor,
+                enrolled_at: row.facts.created_at,
+                expires_at: row.facts.expires_at,
+                minor: row.facts.minor,
                 consents: evidence,
                 templates,
             });

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, Result};
 use crate::gallery::{kernels, Gallery, SubjectIndex};
-use crate::store::{self, Store, SubjectKeyRow, SubjectRow, TemplateRow};
+use crate::store::{self, Store, SubjectKeyRow, TemplateRow};
 use crate::subject::SubjectId;
 use crate::wiped::WipedVec;
 
@@ -86,17 +86,7 @@ fn read_subjects(
     let unwrapper = keys.unwrapper();
     let check_and_unwrap = |batch: &mut Vec<(SubjectId, SubjectKeyRow)>| {
         for (subject, row) in batch.iter() {
-            let subject_row = SubjectRow {
-                id: *subject.as_bytes(),
-                created_at: row.created_at,
-                expires_at: row.expires_at,
-                minor: row.minor,
-                templates: row.templates,
-                wrapped_key: None,
-                personal: None,
-                mac: Vec::new(),
-            };
-            let fields = subject_mac_fields(&subject_row);
+            let fields = subject_mac_fields(subject.as_bytes(), &row.facts);
             if !keys.record_mac_matches("subject", &as_slices(&fields), &row.mac) {
                 return Err(damaged(&row.id));
             }
@@ -108,7 +98,7 @@ fn read_subjects(
             loading.push(LoadingSubject {
                 id: *subject,
                 key,
-                expected: row.templates,
+                expected: row.facts.templates,
                 seen: 0,
             });
         }
@@ -120,7 +110,7 @@ fn read_subjects(
             let mut next = 0;
             store::for_each_subject(store.conn(), |row| {
                 let subject = SubjectId::from_bytes(&row.id).ok_or_else(|| damaged(&row.id))?;
-                if position.contains(&subject) || !position.add_row(subject, row.expires_at, next) {
+                if position.contains(&subject) || !position.add_row(subject, row.facts.expires_at, next) {
                     return Err(damaged(&row.id));
                 }
                 next += 1;

@@ -337,3 +337,43 @@ fn write(store: &SharedStore, audit_key: &hmac::Key, batch: &mut Vec<AuditRecord
     batch.clear();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Regression (outside test, defect 4): an identify record listed every candidate, 1,000 IDs
+    /// at k=1000. Ten are listed; the rest are a count and a digest an auditor can recompute.
+    #[test]
+    fn an_identify_record_names_ten_candidates_and_digests_the_rest() {
+        let ids: Vec<SubjectId> = (0..1000u32)
+            .map(|n| {
+                let mut bytes = [0u8; 16];
+                bytes[..4].copy_from_slice(&n.to_le_bytes());
+                SubjectId::from_bytes(&bytes).unwrap()
+            })
+            .collect();
+        let detail = identified_detail(1000, &ids);
+        assert!(detail.len() < 500, "{detail}");
+        assert!(
+            detail.starts_with(&format!("k=1000 candidates=[{},", ids[0])),
+            "{detail}"
+        );
+        assert!(
+            detail.contains(&format!("{}] more=990 more_sha256=", ids[9])),
+            "{detail}"
+        );
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        ids[10..].iter().for_each(|id| digest.update(id.as_bytes()));
+        let hex: String = digest
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(detail.ends_with(&hex));
+        assert_eq!(identified_detail(3, &ids[..3]).matches(',').count(), 2);
+        assert!(!identified_detail(10, &ids[..10]).contains("more"));
+    }
+}

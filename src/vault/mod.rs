@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::gallery::{Gallery, Lookup, ScanMode};
 use crate::keys::KeyProvider;
 use crate::policy::{self, Refusal, RetentionCeilings};
-use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectRow};
+use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectFacts, SubjectRow};
 use crate::subject::SubjectId;
 use crate::template::{self, RowCount, TemplateInput};
 
@@ -327,6 +327,23 @@ impl Settings {
     }
 }
 
+/// Checks, at open, every `meta` key the settings MAC does not cover: each must be present and
+/// of its type (else [`Error::NotAVault`]). `next_template_id` is not authenticated, so it is held
+/// to what the file itself shows: above every template ID there is (else [`Error::Integrity`]),
+/// since a lowered one would make the next enrolment collide with a stored template.
+fn check_metadata(conn: &rusqlite::Connection) -> Result<()> {
+    let _created_at: i64 = store::meta_get(conn, "created_at")?;
+    let next_template_id: i64 = store::meta_get(conn, "next_template_id")?;
+    if next_template_id < 1 || next_template_id <= store::highest_template_id(conn)? {
+        return Err(Error::Integrity {
+            table: "meta",
+            record: "next_template_id".into(),
+        });
+    }
+    store::chain_head(conn)?;
+    Ok(())
+}
+
 fn as_slices(fields: &[Vec<u8>]) -> Vec<&[u8]> {
     fields.iter().map(Vec::as_slice).collect()
 }
@@ -341,15 +358,14 @@ fn principal_mac_fields<'a>(name: &'a str, row: &'a PrincipalRow, iterations: &'
     ]
 }
 
-/// The MACed fields of a subject row: an edited expiry or minor flag, or a deleted template, is
-/// caught.
-fn subject_mac_fields(row: &SubjectRow) -> [Vec<u8>; 5] {
+/// The MACed fields of a subject row: its ID and its facts.
+fn subject_mac_fields(id: &[u8; 16], facts: &SubjectFacts) -> [Vec<u8>; 5] {
     [
-        row.id.to_vec(),
-        row.created_at.to_le_bytes().to_vec(),
-        row.expires_at.to_le_bytes().to_vec(),
-        vec![u8::from(row.minor)],
-        row.templates.to_le_bytes().to_vec(),
+        id.to_vec(),
+        facts.created_at.to_le_bytes().to_vec(),
+        facts.expires_at.to_le_bytes().to_vec(),
+        vec![u8::from(facts.minor)],
+        facts.templates.to_le_bytes().to_vec(),
     ]
 }
 
@@ -444,10 +460,11 @@ impl OperationContext<'_> {
     /// The stored row of an enrolled subject, its MAC checked.
     fn subject_row(&self, subject: &SubjectId) -> Result<SubjectRow> {
         let row = store::subject(self.tx, subject.as_bytes())?.ok_or(Error::UnknownSubject(*subject))?;
-        if !self
-            .keys
-            .record_mac_matches("subject", &as_slices(&subject_mac_fields(&row)), &row.mac)
-        {
+        if !self.keys.record_mac_matches(
+            "subject",
+            &as_slices(&subject_mac_fields(&row.id, &row.facts)),
+            &row.mac,
+        ) {
             return Err(Error::Integrity {
                 table: "subjects",
                 record: subject.to_string(),
@@ -525,8 +542,8 @@ pub struct Vault {
     checkpoint_due: bool,
     /// Threads one identify may scan with; see [`Vault::set_lookup_threads`].
     lookup_threads: usize,
-    /// The normalised probe of the lookup under way, kept between lookups (empty and zeroed)
-    /// so that a lookup allocates nothing for it.
+    /// The normalised probe of the lookup under way, kept between lookups (zeroed) so that a
+    /// lookup allocates nothing for it.
     probe: WipedVec<f32>,
 }
 
@@ -664,7 +681,9 @@ impl Vault {
             return Err(Error::WrongKey);
         }
         store.migrate()?;
-        let settings = match Settings::read(store.conn(), vault_id, &keys) {
+        let read = Settings::read(store.conn(), vault_id, &keys)
+            .and_then(|settings| check_metadata(store.conn()).map(|()| settings));
+        let settings = match read {
             Ok(settings) => settings,
             Err(e) => {
                 let detail = format!("{}: {e}", e.code());
@@ -1002,7 +1021,8 @@ impl Vault {
                 now,
             };
             let answer = body(&look, &mut self.probe);
-            self.probe.wipe_and_clear();
+            // Zeroed in place: the next lookup empties it before it writes.
+            self.probe.wipe();
             answer
         };
         let record = |outcome, detail| LookupEvent {
@@ -1346,14 +1366,18 @@ mod tests {
             .add_user(&admin, "gate", Role::Operator, &gate_password)
             .unwrap();
         let gate = vault.login("gate", &gate_password).unwrap();
+        // The buffer still spans the probe it held, and every value of it is zero: a buffer
+        // that was only emptied, or not touched, fails this.
+        let wiped = |vault: &Vault| vault.probe.len() == 8 && vault.probe.iter().all(|v| v.to_bits() == 0);
         assert!(vault.verify(&gate, &subject, &face).unwrap().matched);
-        assert!(vault.probe.is_empty() && vault.probe.capacity() >= 8);
+        assert!(wiped(&vault));
         assert_eq!(vault.identify(&gate, &face, 1).unwrap()[0].subject, subject);
-        assert!(vault.probe.is_empty());
+        assert!(wiped(&vault));
+        // A refused probe is wiped too: seven values were normalised before the NaN was found.
         let mut bad = face;
         bad[7] = f32::NAN;
         assert!(vault.verify(&gate, &subject, &bad).is_err());
-        assert!(vault.probe.is_empty());
+        assert!(vault.probe.iter().all(|v| v.to_bits() == 0));
     }
 
     /// The fast scan's codes derive from templates: they must never reach the database or its WAL,
