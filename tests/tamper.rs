@@ -520,30 +520,29 @@ fn a_damaged_page_found_after_open_is_an_integrity_error() {
 #[test]
 fn every_metadata_key_is_checked_at_open() {
     let (_dir, path, _) = populated_vault();
-    let edits: [(&str, &dyn Fn(&rusqlite::Connection)); 5] = [
-        ("created_at missing", &|c| {
-            c.execute("DELETE FROM meta WHERE key = 'created_at'", [])
-                .unwrap();
-        }),
-        ("next_template_id missing", &|c| {
-            c.execute("DELETE FROM meta WHERE key = 'next_template_id'", [])
-                .unwrap();
-        }),
-        ("next_template_id as text", &|c| {
-            c.execute("UPDATE meta SET value = '26' WHERE key = 'next_template_id'", [])
-                .unwrap();
-        }),
-        ("created_at as a real", &|c| {
-            c.execute("UPDATE meta SET value = 1.5 WHERE key = 'created_at'", [])
-                .unwrap();
-        }),
-        ("audit head of the wrong length", &|c| {
-            c.execute("UPDATE meta SET value = x'00' WHERE key = 'audit_head_mac'", [])
-                .unwrap();
-        }),
+    let edits = [
+        ("created_at missing", "DELETE FROM meta WHERE key = 'created_at'"),
+        (
+            "next_template_id missing",
+            "DELETE FROM meta WHERE key = 'next_template_id'",
+        ),
+        (
+            "next_template_id as text",
+            "UPDATE meta SET value = '26' WHERE key = 'next_template_id'",
+        ),
+        (
+            "created_at as a real",
+            "UPDATE meta SET value = 1.5 WHERE key = 'created_at'",
+        ),
+        (
+            "audit head of the wrong length",
+            "UPDATE meta SET value = x'00' WHERE key = 'audit_head_mac'",
+        ),
     ];
     for (name, edit) in edits {
-        let copy = tampered_copy(&path, "meta.db", edit);
+        let copy = tampered_copy(&path, "meta.db", |c| {
+            c.execute(edit, []).unwrap();
+        });
         let refused = open(&copy);
         assert!(
             matches!(
