@@ -437,6 +437,53 @@ pub(crate) fn counts(conn: &Connection) -> Result<(usize, usize)> {
     ))
 }
 
+/// How many subjects' stored expiry is at or before `now` (read without the rows' MACs).
+pub(crate) fn count_expiring_by(conn: &Connection, now: i64) -> Result<usize> {
+    let count: i64 = conn.query_row(
+        "SELECT count(*) FROM subjects WHERE expires_at <= ?1",
+        [now],
+        |row| row.get(0),
+    )?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
+/// Every enrolled subject's ID, in key order.
+pub(crate) fn subject_ids(conn: &Connection) -> Result<Vec<[u8; 16]>> {
+    let mut statement = conn.prepare("SELECT id FROM subjects ORDER BY id")?;
+    let ids = statement
+        .query_map([], |row| row.get::<_, [u8; 16]>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// A subject's stored templates, as (ID, model, dim, nonce, ciphertext), oldest first.
+pub(crate) fn templates_of(conn: &Connection, subject: &[u8; 16]) -> Result<Vec<StoredTemplate>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, model, dim, nonce, ciphertext FROM templates WHERE subject_id = ?1 ORDER BY id",
+    )?;
+    let rows = statement
+        .query_map([&subject[..]], |row| {
+            Ok(StoredTemplate {
+                id: row.get(0)?,
+                model: row.get(1)?,
+                dim: row.get(2)?,
+                nonce: row.get(3)?,
+                ciphertext: row.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// One template row, owned: see [`templates_of`].
+pub(crate) struct StoredTemplate {
+    pub id: i64,
+    pub model: String,
+    pub dim: i64,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
 /// Visits every subject row, in key order: one sequential pass over the table.
 pub(crate) fn for_each_subject(
     conn: &Connection,

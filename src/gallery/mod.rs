@@ -393,8 +393,15 @@ impl Gallery {
         indices.len()
     }
 
-    pub(crate) fn contains(&self, subject: &SubjectId) -> bool {
+    #[cfg(test)]
+    fn contains(&self, subject: &SubjectId) -> bool {
         self.subjects.contains(subject)
+    }
+
+    /// When `subject`'s retention ends.
+    #[cfg(test)]
+    fn expires_at(&self, subject: &SubjectId) -> Option<UnixMillis> {
+        self.subjects.get(subject).map(|entry| entry.expires_at)
     }
 
     pub(crate) fn subject_count(&self) -> usize {
@@ -405,30 +412,11 @@ impl Gallery {
         self.row_subject.len()
     }
 
-    pub(crate) fn templates_of(&self, subject: &SubjectId) -> usize {
-        self.subjects.get(subject).map_or(0, |entry| entry.len())
-    }
-
-    /// When `subject`'s retention ends.
-    pub(crate) fn expires_at(&self, subject: &SubjectId) -> Option<UnixMillis> {
-        self.subjects.get(subject).map(|entry| entry.expires_at)
-    }
-
     /// Every subject with its expiry, in ID order.
     pub(crate) fn subjects(&self) -> Vec<(SubjectId, UnixMillis)> {
         let mut all: Vec<_> = self.subjects.iter().collect();
         all.sort_unstable_by_key(|(id, _)| *id);
         all
-    }
-
-    /// The subject's rows, oldest first.
-    pub(crate) fn rows_of(&self, subject: &SubjectId) -> Vec<&[f32]> {
-        let mut indices = self
-            .subjects
-            .get(subject)
-            .map_or_else(Vec::new, |entry| entry.iter().collect());
-        indices.sort_unstable_by_key(|index| self.row_template[*index]);
-        indices.into_iter().map(|index| self.row(index)).collect()
     }
 
     /// Starts fetching `subject`'s rows from memory, so that work done before [`Gallery::verify`]

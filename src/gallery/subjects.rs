@@ -50,10 +50,6 @@ pub(crate) struct SubjectRows<'a> {
 }
 
 impl SubjectRows<'_> {
-    pub(crate) fn len(&self) -> usize {
-        1 + self.more.len()
-    }
-
     /// Every row of the subject, the first one first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         std::iter::once(self.first)

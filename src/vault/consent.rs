@@ -278,12 +278,44 @@ impl OperationContext<'_> {
         )
     }
 
+    /// Every subject past its retention, with its expiry, in ID order. The loaded gallery's
+    /// expiries were authenticated at open; without it every subject row is read and its MAC
+    /// checked, so that an expiry pushed back in the file cannot keep a subject from the purge.
+    fn expired_subjects(&self) -> Result<Vec<(SubjectId, i64)>> {
+        if let Some(gallery) = self.gallery {
+            return Ok(gallery
+                .subjects()
+                .into_iter()
+                .filter(|(_, expires_at)| !policy::is_within_retention(*expires_at, self.now))
+                .collect());
+        }
+        let mut expired = Vec::new();
+        store::for_each_subject(self.tx, |row| {
+            let damaged = || Error::Integrity {
+                table: "subjects",
+                record: row.id.iter().map(|b| format!("{b:02x}")).collect(),
+            };
+            let id: [u8; 16] = row.id.as_slice().try_into().map_err(|_| damaged())?;
+            let fields = subject_mac_fields(&id, &row.facts);
+            if !self
+                .keys
+                .record_mac_matches("subject", &as_slices(&fields), &row.mac)
+            {
+                return Err(damaged());
+            }
+            if !policy::is_within_retention(row.facts.expires_at, self.now) {
+                let subject = SubjectId::from_bytes(&id).ok_or_else(damaged)?;
+                expired.push((subject, row.facts.expires_at));
+            }
+            Ok(())
+        })?;
+        Ok(expired)
+    }
+
     /// Erases a subject's face data: its wrapped key first, then its templates and row; its
     /// consents keep the facts (kind, notice, times) and lose their encrypted evidence.
     fn shred_subject(&mut self, subject: &SubjectId, withdrawal: bool) -> Result<usize> {
-        if !self.gallery.contains(subject) {
-            return Err(Error::UnknownSubject(*subject));
-        }
+        self.subject_row(subject)?;
         let mut consents = self.consents(subject)?;
         let templates = store::erase_subject(self.tx, subject.as_bytes())?;
         for consent in &mut consents {
@@ -437,8 +469,9 @@ impl Vault {
     ) -> Result<()> {
         let template = template.into();
         self.authorised_operation(session, Action::Enrol, Some(*subject), |act| {
-            let expires_at = act.live_subject(subject)?;
-            if act.gallery.templates_of(subject) >= MAX_TEMPLATES_PER_SUBJECT {
+            let live = act.live_subject(subject)?;
+            let expires_at = live.facts.expires_at;
+            if live.facts.templates >= MAX_TEMPLATES_PER_SUBJECT as i64 {
                 let reason = format!("the subject already holds the maximum of {MAX_TEMPLATES_PER_SUBJECT}");
                 return Err(invalid("template", reason));
             }
@@ -523,12 +556,7 @@ impl Vault {
     /// not withdrawn: they ran their course, nobody withdrew them.
     pub fn purge(&mut self, session: &Session) -> Result<usize> {
         self.authorised_operation(session, Action::Purge, None, |act| {
-            let expired: Vec<(SubjectId, i64)> = act
-                .gallery
-                .subjects()
-                .into_iter()
-                .filter(|(_, expires_at)| !policy::is_within_retention(*expires_at, act.now))
-                .collect();
+            let expired = act.expired_subjects()?;
             let mut entries = Vec::with_capacity(expired.len() + 1);
             for (subject, expires_at) in &expired {
                 let templates = act.shred_subject(subject, false)?;
@@ -571,9 +599,7 @@ impl Vault {
     /// many active transfer consents there were.
     pub fn withdraw_transfer(&mut self, session: &Session, subject: &SubjectId) -> Result<usize> {
         self.authorised_operation(session, Action::WithdrawTransfer, Some(*subject), |act| {
-            if !act.gallery.contains(subject) {
-                return Err(Error::UnknownSubject(*subject));
-            }
+            act.subject_row(subject)?;
             let mut withdrawn = 0;
             for mut consent in act.consents(subject)? {
                 if consent.kind == TRANSFER && consent.withdrawn_at.is_none() {

@@ -15,10 +15,11 @@ use crate::bundle::{
     self, BundleContents, BundleSubject, ConsentEvidence, RecipientPublicKey, BUNDLE_VERSION,
     MAX_BUNDLE_BYTES, MAX_BUNDLE_PLAINTEXT,
 };
+use crate::crypto;
 use crate::error::{Error, Result};
 use crate::keys::NewFile;
 use crate::policy::{self, Destination, ExportFacts};
-use crate::store::{ConsentRow, SubjectRow};
+use crate::store::{self, ConsentRow, SubjectRow};
 use crate::subject::SubjectId;
 use crate::vault::Session;
 
@@ -118,18 +119,21 @@ fn bundle_of(
         let mut candidates = if named {
             request.subjects.clone()
         } else {
-            act.gallery.subjects().into_iter().map(|(id, _)| id).collect()
+            match act.gallery {
+                Some(gallery) => gallery.subjects().into_iter().map(|(id, _)| id).collect(),
+                None => store::subject_ids(act.tx)?
+                    .iter()
+                    .filter_map(|id| SubjectId::from_bytes(id))
+                    .collect(),
+            }
         };
         // Each subject once, in the order first named.
         let mut seen = std::collections::HashSet::new();
         candidates.retain(|subject| seen.insert(*subject));
         let mut chosen: Vec<(SubjectId, SubjectRow, Vec<ConsentRow>)> = Vec::new();
         for subject in &candidates {
-            let expires_at = act
-                .gallery
-                .expires_at(subject)
-                .ok_or(Error::UnknownSubject(*subject))?;
             let row = act.subject_row(subject)?;
+            let expires_at = row.facts.expires_at;
             let consents = act.consents(subject)?;
             let active_transfers: Vec<&ConsentRow> = consents
                 .iter()
@@ -168,13 +172,29 @@ fn bundle_of(
                     guardian,
                 });
             }
+            // Read from the store, not the gallery: an opening without one exports too, and what
+            // leaves is what the file holds, each template authenticated on the way.
             let mut templates = Vec::new();
-            for values in act.gallery.rows_of(subject) {
-                let mut bytes = WipedVec::with_capacity(dim * 4);
-                for value in values {
-                    bytes.extend_from_slice(&value.to_le_bytes());
+            let mut plain = WipedVec::with_capacity(dim * 4);
+            for stored in store::templates_of(act.tx, subject.as_bytes())? {
+                let damaged = || Error::Integrity {
+                    table: "templates",
+                    record: stored.id.to_string(),
+                };
+                if stored.model != act.settings.model || stored.dim != dim as i64 {
+                    return Err(damaged());
                 }
-                templates.push(base64::engine::general_purpose::STANDARD.encode(&*bytes));
+                let binding = act.binding(subject, stored.id);
+                let bytes =
+                    crypto::open_template_in(&key, &binding, &stored.nonce, &stored.ciphertext, &mut plain)
+                        .ok_or_else(damaged)?;
+                templates.push(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
+            if templates.len() as i64 != row.facts.templates {
+                return Err(Error::Integrity {
+                    table: "subjects",
+                    record: subject.to_string(),
+                });
             }
             subjects.push(BundleSubject {
                 subject: subject.to_string(),

@@ -232,8 +232,11 @@ pub struct Stats {
     pub renotice_due: usize,
     /// The current notice version, if one is published.
     pub notice: Option<String>,
-    /// Bytes of memory the decrypted gallery holds.
+    /// Bytes of memory the decrypted gallery holds (0 when it was not loaded).
     pub memory_bytes: usize,
+    /// Whether this opening loaded the gallery ([`OpenOptions::load_gallery`]). Without it the
+    /// counts are the stored rows', and `expired` is read from the stored expiry without its MAC.
+    pub gallery_loaded: bool,
     /// The f32 kernel this CPU runs (`avx512f`, `avx2+fma` or `portable`): the exact scan, verify
     /// and the fast scan's re-rank.
     pub kernel: &'static str,
@@ -399,9 +402,13 @@ struct OperationContext<'a> {
     tx: &'a Transaction<'a>,
     keys: &'a VaultKeys,
     settings: &'a Settings,
-    gallery: &'a Gallery,
+    /// The gallery, when this opening loaded one: data changes read the store, which is the
+    /// truth; this is only for what the gallery answers more cheaply (a count, the expired).
+    gallery: Option<&'a Gallery>,
     now: UnixMillis,
     pending: ChangesAfterCommit,
+    /// Templates stored before this operation, counted on first need.
+    stored_templates: Option<usize>,
 }
 
 impl OperationContext<'_> {
@@ -428,7 +435,13 @@ impl OperationContext<'_> {
         row: &[f32],
         next_id: &mut i64,
     ) -> Result<()> {
-        if self.gallery.template_count() + self.pending.new_row_owners.len() >= Gallery::MAX_ROWS {
+        let stored = match (self.stored_templates, self.gallery) {
+            (Some(stored), _) => stored,
+            (None, Some(gallery)) => gallery.template_count(),
+            (None, None) => store::counts(self.tx)?.1,
+        };
+        self.stored_templates = Some(stored);
+        if stored + self.pending.new_row_owners.len() >= Gallery::MAX_ROWS {
             let reason = format!(
                 "the vault already holds its maximum of {} templates",
                 Gallery::MAX_ROWS
@@ -488,16 +501,14 @@ impl OperationContext<'_> {
             })
     }
 
-    /// Refuses a subject that is not enrolled, or (for anything but erasure) is past its retention.
-    fn live_subject(&self, subject: &SubjectId) -> Result<UnixMillis> {
-        let expires_at = self
-            .gallery
-            .expires_at(subject)
-            .ok_or(Error::UnknownSubject(*subject))?;
-        if !policy::is_within_retention(expires_at, self.now) {
+    /// The stored row of a subject within its retention, its MAC checked; refuses a subject that
+    /// is not enrolled, or is past its retention.
+    fn live_subject(&self, subject: &SubjectId) -> Result<SubjectRow> {
+        let row = self.subject_row(subject)?;
+        if !policy::is_within_retention(row.facts.expires_at, self.now) {
             return Err(Error::Refused(Refusal::RetentionExpired { subject: *subject }));
         }
-        Ok(expires_at)
+        Ok(row)
     }
 
     fn next_template_id(&self) -> Result<i64> {
@@ -516,6 +527,11 @@ pub struct OpenOptions {
     /// Threads each identify may scan with (1 to [`MAX_LOOKUP_THREADS`]); the answers are the
     /// same at any number.
     pub threads: usize,
+    /// Whether to decrypt every template into the gallery (the default). Without it the opening
+    /// takes milliseconds whatever the vault holds, and every operation works except verify and
+    /// identify, which are refused: for a tool that enrols, erases, purges, exports or reads the
+    /// audit, and then closes.
+    pub load_gallery: bool,
 }
 
 impl Default for OpenOptions {
@@ -523,6 +539,7 @@ impl Default for OpenOptions {
         Self {
             clock: Arc::new(SystemClock),
             threads: 1,
+            load_gallery: true,
         }
     }
 }
@@ -534,7 +551,8 @@ pub struct Vault {
     match_log: MatchLog,
     keys: VaultKeys,
     settings: Settings,
-    gallery: Gallery,
+    /// `None` when opened without it ([`OpenOptions::load_gallery`]).
+    gallery: Option<Gallery>,
     clock: Arc<dyn Clock>,
     /// Random per opening; sessions carry it, so a session cannot outlive or cross openings.
     opening: [u8; 16],
@@ -552,7 +570,7 @@ impl std::fmt::Debug for Vault {
         f.debug_struct("Vault")
             .field("dim", &self.settings.dim)
             .field("model", &self.settings.model)
-            .field("templates", &self.gallery.template_count())
+            .field("templates", &self.gallery.as_ref().map(Gallery::template_count))
             .finish_non_exhaustive()
     }
 }
@@ -626,11 +644,11 @@ impl Vault {
             Ok((keys, settings)) => {
                 let store = Arc::new(Mutex::new(store));
                 Ok(Vault {
-                    gallery: Gallery::new(
+                    gallery: Some(Gallery::new(
                         settings.dim,
                         settings.scan,
                         u64::from_le_bytes(crypto::random_array()?),
-                    ),
+                    )),
                     match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
                     store,
                     keys,
@@ -657,7 +675,14 @@ impl Vault {
 
     /// Opens an existing vault with a given clock, on one thread.
     pub fn open_with_clock(path: &Path, keys: &dyn KeyProvider, clock: Arc<dyn Clock>) -> Result<Vault> {
-        Self::open_with(path, keys, OpenOptions { clock, threads: 1 })
+        Self::open_with(
+            path,
+            keys,
+            OpenOptions {
+                clock,
+                ..OpenOptions::default()
+            },
+        )
     }
 
     /// Opens an existing vault. The key is checked before anything is read or written; every
@@ -667,7 +692,11 @@ impl Vault {
     /// returns. `options.threads` is the number of threads each identify may scan with
     /// ([`Vault::set_lookup_threads`]).
     pub fn open_with(path: &Path, keys: &dyn KeyProvider, options: OpenOptions) -> Result<Vault> {
-        let OpenOptions { clock, threads } = options;
+        let OpenOptions {
+            clock,
+            threads,
+            load_gallery,
+        } = options;
         check_lookup_threads(threads)?;
         let master = keys.master_key()?;
         let mut store = Store::open(path)?;
@@ -705,7 +734,7 @@ impl Vault {
         let store = Arc::new(Mutex::new(store));
         let mut vault = Vault {
             settings,
-            gallery: Gallery::new(1, ScanMode::Exact, 0),
+            gallery: None,
             match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
             store,
             keys,
@@ -715,9 +744,12 @@ impl Vault {
             lookup_threads: threads,
             probe: WipedVec::default(),
         };
+        if !load_gallery {
+            return Ok(vault);
+        }
         let loaded = load::gallery(&lock(&vault.store), &vault.settings, &vault.keys);
         match loaded {
-            Ok(gallery) => vault.gallery = gallery,
+            Ok(gallery) => vault.gallery = Some(gallery),
             Err(e) => {
                 if e.class() == ErrorClass::Integrity {
                     vault.audit_attempt(ANONYMOUS, Action::Open, None, Outcome::Failed, &e);
@@ -924,22 +956,33 @@ impl Vault {
                 Some(version) => store::renotice_due(act.tx, version)?.len(),
                 None => 0,
             };
-            let expired = act
-                .gallery
-                .subjects()
-                .iter()
-                .filter(|(_, expires_at)| !policy::is_within_retention(*expires_at, act.now))
-                .count();
+            let (subjects, templates, expired, memory_bytes) = match act.gallery {
+                Some(gallery) => {
+                    let expired = gallery
+                        .subjects()
+                        .iter()
+                        .filter(|(_, expires_at)| !policy::is_within_retention(*expires_at, act.now))
+                        .count();
+                    let counts = (gallery.subject_count(), gallery.template_count());
+                    (counts.0, counts.1, expired, gallery.memory_bytes())
+                }
+                None => {
+                    let (subjects, templates) = store::counts(act.tx)?;
+                    let expired = store::count_expiring_by(act.tx, act.now)?;
+                    (subjects, templates, expired, 0)
+                }
+            };
             let stats = Stats {
-                subjects: act.gallery.subject_count(),
-                templates: act.gallery.template_count(),
+                subjects,
+                templates,
                 dim: act.settings.dim,
                 model: act.settings.model.clone(),
                 threshold: act.settings.threshold_decimal,
                 expired,
                 renotice_due,
                 notice,
-                memory_bytes: act.gallery.memory_bytes(),
+                memory_bytes,
+                gallery_loaded: act.gallery.is_some(),
                 kernel: Gallery::kernel_name(),
                 code_kernel: Gallery::code_kernel_name(),
                 scan: act.settings.scan,
@@ -1014,13 +1057,22 @@ impl Vault {
                 action,
             })
         } else {
-            let look = LookupContext {
-                settings: &self.settings,
-                gallery: &self.gallery,
-                threads: self.lookup_threads,
-                now,
+            let answer = match &self.gallery {
+                Some(gallery) => {
+                    let look = LookupContext {
+                        settings: &self.settings,
+                        gallery,
+                        threads: self.lookup_threads,
+                        now,
+                    };
+                    body(&look, &mut self.probe)
+                }
+                None => Err(invalid(
+                    "lookup",
+                    "this vault was opened without its gallery (OpenOptions::load_gallery): it cannot verify or identify"
+                        .into(),
+                )),
             };
-            let answer = body(&look, &mut self.probe);
             // Zeroed in place: the next lookup empties it before it writes.
             self.probe.wipe();
             answer
@@ -1084,9 +1136,10 @@ impl Vault {
                 tx: &tx,
                 keys: &self.keys,
                 settings: &self.settings,
-                gallery: &self.gallery,
+                gallery: self.gallery.as_ref(),
                 now,
                 pending: ChangesAfterCommit::default(),
+                stored_templates: None,
             };
             let (value, entries) = body(&mut act)?;
             let pending = act.pending;
@@ -1119,14 +1172,16 @@ impl Vault {
     /// Brings the in-memory state in step with a committed transaction.
     fn apply(&mut self, pending: ChangesAfterCommit) {
         let dim = self.settings.dim;
-        self.gallery.reserve(pending.new_row_owners.len());
-        let rows = pending.new_rows.chunks_exact(dim);
-        for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
-            let pushed = self.gallery.push(subject, expires_at, template_id, row);
-            debug_assert!(pushed, "store_template keeps the gallery below Gallery::MAX_ROWS");
-        }
-        for subject in &pending.erased {
-            self.gallery.remove_subject(subject);
+        if let Some(gallery) = &mut self.gallery {
+            gallery.reserve(pending.new_row_owners.len());
+            let rows = pending.new_rows.chunks_exact(dim);
+            for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
+                let pushed = gallery.push(subject, expires_at, template_id, row);
+                debug_assert!(pushed, "store_template keeps the gallery below Gallery::MAX_ROWS");
+            }
+            for subject in &pending.erased {
+                gallery.remove_subject(subject);
+            }
         }
         if let Some(threshold) = pending.threshold {
             self.settings.threshold = threshold;
@@ -1328,6 +1383,8 @@ mod tests {
         const MIN_DISTINCT: usize = 10;
         vault
             .gallery
+            .as_ref()
+            .unwrap()
             .code_bytes()
             .windows(WINDOW)
             .filter(|window| {

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use facevault::{
-    Action, Destination, Enrolment, Error, ErrorClass, ExportRequest, Guardian, KeyFile, Notice, Password,
-    RecipientPublicKey, RecipientSecretKey, Role, Session, SubjectId, TemplateInput, TransferConsent, Vault,
-    VaultConfig,
+    Action, Destination, Enrolment, Error, ErrorClass, ExportRequest, Guardian, KeyFile, Notice, OpenOptions,
+    Password, RecipientPublicKey, RecipientSecretKey, Role, Session, SubjectId, TemplateInput,
+    TransferConsent, Vault, VaultConfig,
 };
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -490,7 +490,13 @@ fn run(cli: Cli) -> Result<Value, Failure> {
     // (and audits) them.
     let (action, job) = prepare(command)?;
     let keys = KeyFile::new(&key_file);
-    let mut vault = Vault::open(&db, &keys)?;
+    // Only a lookup needs the templates decrypted into memory; every other command opens in
+    // milliseconds, whatever the vault holds.
+    let options = OpenOptions {
+        load_gallery: matches!(action, Action::Verify | Action::Identify),
+        ..OpenOptions::default()
+    };
+    let mut vault = Vault::open_with(&db, &keys, options)?;
     let Some(user) = as_user else {
         return Err(vault.refuse_unauthenticated(action).into());
     };
