@@ -30,6 +30,7 @@ use zeroize::Zeroize;
 use super::set_bits;
 
 use crate::wiped::WipedVec;
+use crate::xorshift::XorShift64;
 
 /// Rows per code block.
 pub(crate) const BLOCK: usize = 32;
@@ -59,18 +60,9 @@ impl Rotation {
     pub(crate) fn new(dim: usize, seed: u64) -> Self {
         // At least two pairs, so that one carries codes beside the alignment codes.
         let padded = dim.next_power_of_two().max(16);
-        let mut state = seed | 1;
+        let mut generator = XorShift64::new(seed);
         let signs = (0..2 * padded)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                if state & 1 == 0 {
-                    1.0
-                } else {
-                    -1.0
-                }
-            })
+            .map(|_| if generator.next_u64() & 1 == 0 { 1.0 } else { -1.0 })
             .collect();
         Self {
             padded,
@@ -840,15 +832,8 @@ mod x86 {
 mod tests {
     use super::*;
 
-    fn random_unit(state: &mut u64, dim: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dim)
-            .map(|_| {
-                *state ^= *state << 13;
-                *state ^= *state >> 7;
-                *state ^= *state << 17;
-                ((*state % 20001) as f32 / 10000.0) - 1.0
-            })
-            .collect();
+    fn random_unit(generator: &mut XorShift64, dim: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dim).map(|_| generator.next_signed_unit()).collect();
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.iter_mut().for_each(|x| *x /= norm);
         v
@@ -857,11 +842,11 @@ mod tests {
     fn gallery(dim: usize, rows: usize, seed: u64) -> (Rotation, Codes, Vec<Vec<f32>>) {
         let rotation = Rotation::new(dim, seed);
         let mut codes = Codes::new(rotation.padded(), dim);
-        let mut state = seed.wrapping_mul(31) | 1;
+        let mut generator = XorShift64::new(seed.wrapping_mul(31));
         let mut rotated = vec![0.0; rotation.padded()];
         let mut kept = Vec::new();
         for _ in 0..rows {
-            let row = random_unit(&mut state, dim);
+            let row = random_unit(&mut generator, dim);
             rotation.apply(&row, &mut rotated);
             codes.push(&rotated);
             kept.push(row);
@@ -871,9 +856,9 @@ mod tests {
 
     #[test]
     fn the_transform_is_hadamards_and_every_kernel_gives_the_same_bits() {
-        let mut state = 5u64;
+        let mut generator = XorShift64::new(5);
         for n in [16, 32, 64, 128, 256, 512, 1024, 4096] {
-            let values = random_unit(&mut state, n);
+            let values = random_unit(&mut generator, n);
             let mut portable = values.clone();
             walsh_hadamard_portable(&mut portable);
             // The definition: H[i][j] = (-1)^popcount(i & j).
@@ -901,11 +886,34 @@ mod tests {
         }
     }
 
+    /// The rotation's signs for a few seeds, as the generator written out in `Rotation::new`
+    /// drew them before it moved into `XorShift64`: a rotation must not change with the code
+    /// that draws it. Seeds 0 and 1 give the same signs (`seed | 1`).
+    #[test]
+    fn rotation_signs_are_those_drawn_before() {
+        for (dim, seed, negative_signs) in [
+            (16usize, 0u64, 0x0ca7_a9ffu128),
+            (16, 1, 0x0ca7_a9ff),
+            (16, 42, 0xcbb1_5f9d),
+            (64, 0xdead_beef, 0x5c68_cd06_79a8_4439_50f9_f4ec_ed3c_cb04),
+            (64, u64::MAX, 0xfd6e_0bda_3392_55ad_89bf_77ec_1662_644a),
+        ] {
+            let rotation = Rotation::new(dim, seed);
+            assert_eq!(rotation.signs.len(), 2 * rotation.padded());
+            let drawn = rotation
+                .signs
+                .iter()
+                .enumerate()
+                .fold(0u128, |mask, (i, sign)| mask | (u128::from(*sign < 0.0) << i));
+            assert_eq!(drawn, negative_signs, "dim {dim} seed {seed:#x}");
+        }
+    }
+
     #[test]
     fn the_rotation_preserves_inner_products() {
         let rotation = Rotation::new(100, 42);
-        let mut state = 9;
-        let (a, b) = (random_unit(&mut state, 100), random_unit(&mut state, 100));
+        let mut generator = XorShift64::new(9);
+        let (a, b) = (random_unit(&mut generator, 100), random_unit(&mut generator, 100));
         let (mut ra, mut rb) = (vec![0.0; rotation.padded()], vec![0.0; rotation.padded()]);
         rotation.apply(&a, &mut ra);
         rotation.apply(&b, &mut rb);
@@ -918,9 +926,9 @@ mod tests {
     fn simd_kernels_equal_the_portable_ones() {
         for (dim, rows) in [(256, 3 * BLOCK + 5), (512, 2 * BLOCK), (20, 40), (512, 7)] {
             let (rotation, codes, _) = gallery(dim, rows, dim as u64);
-            let mut state = 77;
+            let mut generator = XorShift64::new(77);
             let mut rotated = vec![0.0; rotation.padded()];
-            rotation.apply(&random_unit(&mut state, dim), &mut rotated);
+            rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
             let query = Query::new(&codes, &rotated);
             for block in 0..codes.blocks() {
                 let portable = query.bounds_portable(&codes, block, 0.05, -0.02);
@@ -953,12 +961,12 @@ mod tests {
     fn estimates_fall_within_their_bounds() {
         let dim = 512;
         let (rotation, codes, rows) = gallery(dim, 4000, 11);
-        let mut state = 5;
+        let mut generator = XorShift64::new(5);
         let mut rotated = vec![0.0; rotation.padded()];
         let mut outside = 0;
         let mut widest = 0f32;
         for _ in 0..5 {
-            let probe = random_unit(&mut state, dim);
+            let probe = random_unit(&mut generator, dim);
             rotation.apply(&probe, &mut rotated);
             let query = Query::new(&codes, &rotated);
             for block in 0..codes.blocks() {
@@ -980,8 +988,8 @@ mod tests {
     fn rows_past_the_end_never_pass() {
         let (rotation, codes, _) = gallery(64, BLOCK + 3, 4);
         let mut rotated = vec![0.0; rotation.padded()];
-        let mut state = 6;
-        rotation.apply(&random_unit(&mut state, 64), &mut rotated);
+        let mut generator = XorShift64::new(6);
+        rotation.apply(&random_unit(&mut generator, 64), &mut rotated);
         let query = Query::new(&codes, &rotated);
         let bounds = query.bounds(&codes, 1, f32::NEG_INFINITY, f32::NEG_INFINITY);
         assert_eq!(bounds.candidates, 0b111);

@@ -234,6 +234,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xorshift::XorShift64;
     use proptest::prelude::*;
 
     proptest! {
@@ -243,15 +244,9 @@ mod tests {
             rows in 1usize..9,
             seed in any::<u64>(),
         ) {
-            let mut state = seed | 1;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state % 2001) as f32 / 1000.0 - 1.0
-            };
-            let probe: Vec<f32> = (0..dim).map(|_| next()).collect();
-            let data: Vec<f32> = (0..dim * rows).map(|_| next()).collect();
+            let mut generator = XorShift64::new(seed);
+            let probe: Vec<f32> = (0..dim).map(|_| generator.next_signed_unit()).collect();
+            let data: Vec<f32> = (0..dim * rows).map(|_| generator.next_signed_unit()).collect();
             let mut expected = vec![0f32; rows];
             PORTABLE.dots(&probe, &data, &mut expected);
             for kernel in available() {

@@ -773,6 +773,7 @@ impl TopSubjects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xorshift::XorShift64;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -912,13 +913,8 @@ mod tests {
     fn the_fast_scan_finds_the_exact_top_1_whenever_there_is_a_margin() {
         // Clustered unit vectors (hard neighbours), 300 cases with fixed seeds, so the outcome is
         // reproducible: whenever exact search has a unique best subject, the fast scan names it.
-        let mut state = 0x5eed_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-        };
+        let mut generator = XorShift64::new(0x5eed);
+        let mut next = move || generator.next_signed_unit() / 2.0;
         let mut checked = 0;
         for case in 0..300u64 {
             let dim = [64, 128, 200, 512][(case % 4) as usize];
@@ -960,13 +956,8 @@ mod tests {
     fn threads_and_batches_give_the_answers_of_one_probe_at_a_time() {
         for mode in [ScanMode::Exact, ScanMode::Fast] {
             let dim = 48;
-            let mut state = 11u64;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-            };
+            let mut generator = XorShift64::new(11);
+            let mut next = || generator.next_signed_unit() / 2.0;
             let mut g = Gallery::new(dim, mode, 3);
             let mut rows = Vec::new();
             for row in 0..(5 * BLOCK_ROWS + 9) {
@@ -1038,13 +1029,8 @@ mod tests {
             noise in 0.0f32..1.0,
             expired_every in 0usize..7,
         ) {
-            let mut state = seed | 1;
-            let mut next = move || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-            };
+            let mut generator = XorShift64::new(seed);
+            let mut next = move || generator.next_signed_unit() / 2.0;
             let centres: Vec<Vec<f32>> = (0..3)
                 .map(|_| unit_from((0..dim).map(|_| next()).collect()))
                 .collect();
