@@ -313,7 +313,7 @@ pub(super) fn grow<T: zeroize::DefaultIsZeroes>(buffer: &mut WipedVec<T>, needed
         return;
     }
     let mut grown = WipedVec::with_capacity(needed.max(buffer.capacity() * 2));
-    super::kernels::advise_huge_pages(grown.spare_capacity_mut());
+    super::huge_pages::advise(grown.spare_capacity_mut());
     grown.extend_from_slice(buffer);
     *buffer = grown;
 }

@@ -98,32 +98,6 @@ pub(crate) fn with_wide_vectors<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
-/// Asks the kernel to back `buffer`'s whole 2 MiB pages with huge pages, before it is first
-/// touched. A gallery is hundreds of megabytes read at random rows (verify, the re-rank) or end to
-/// end (the exact scan): with 4 KiB pages nearly every row costs a TLB miss and a page walk, and
-/// opening faults in every page one at a time. Only a hint: where transparent huge pages are off,
-/// or on other systems, nothing changes.
-pub(crate) fn advise_huge_pages<T>(buffer: &[T]) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE_PAGE: usize = 2 << 20;
-        let start = buffer.as_ptr() as usize;
-        let end = start + std::mem::size_of_val(buffer);
-        let first = start.next_multiple_of(HUGE_PAGE);
-        let last = end - end % HUGE_PAGE;
-        if first < last {
-            // SAFETY: [first, last) lies inside `buffer`'s allocation, which stays alive for the
-            // call; MADV_HUGEPAGE changes how the kernel backs those pages, never their contents
-            // or validity, and a failure (EINVAL where THP is off) only means the hint is ignored.
-            unsafe {
-                libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = buffer;
-}
-
 /// The reference: eight independent accumulators, which compilers vectorise for any target.
 fn dots_portable(probe: &[f32], rows: &[f32], out: &mut [f32]) {
     let dim = probe.len();

@@ -8,6 +8,7 @@
 //! read path never reshuffles it.
 
 mod fastscan;
+pub(crate) mod huge_pages;
 pub(crate) mod kernels;
 mod subjects;
 
