@@ -7,6 +7,8 @@
 //! for rows that score high enough to matter. Erasures compact the buffer (on the write path); the
 //! read path never reshuffles it.
 
+#[cfg(target_arch = "x86_64")]
+mod cpu;
 mod fastscan;
 pub(crate) mod huge_pages;
 pub(crate) mod kernels;
@@ -684,7 +686,7 @@ impl Gallery {
 
     /// The name of the f32 kernel in use.
     pub(crate) fn kernel_name() -> &'static str {
-        kernels::best().name
+        kernels::best().name()
     }
 
     /// The name of the fast scan's table-lookup kernel in use.
