@@ -578,7 +578,7 @@ mod tests {
     }
 
     #[test]
-    fn the_transform_is_hadamards_and_every_kernel_gives_the_same_bits() {
+    fn the_transform_is_hadamards() {
         let mut generator = XorShift64::new(5);
         for n in [16, 32, 64, 128, 256, 512, 1024, 4096] {
             let values = random_unit(&mut generator, n);
@@ -602,10 +602,31 @@ mod tests {
                     "n={n} i={i}: {got} vs {want}"
                 );
             }
+        }
+    }
+
+    /// The AVX2 transform, and the dispatch that picks it by length, give the portable bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_transform_gives_the_portable_bits() {
+        let Some(cpu) = Avx2Fma::detect() else {
+            eprintln!("skipped: this CPU lacks AVX2 and FMA, so the AVX2 transform was not compared");
+            return;
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut generator = XorShift64::new(5);
+        for n in [16, 32, 64, 128, 256, 512, 1024, 4096, 32768] {
+            let values = random_unit(&mut generator, n);
+            let mut portable = values.clone();
+            walsh_hadamard_portable(&mut portable);
             let mut dispatched = values.clone();
             walsh_hadamard(&mut dispatched);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&dispatched), bits(&portable), "n={n}");
+            assert_eq!(bits(&dispatched), bits(&portable), "dispatched, n={n}");
+            if n >= x86::HADAMARD_CHUNK {
+                let mut avx2 = values.clone();
+                x86::walsh_hadamard(cpu, &mut avx2);
+                assert_eq!(bits(&avx2), bits(&portable), "avx2, n={n}");
+            }
         }
     }
 
@@ -645,8 +666,15 @@ mod tests {
         assert!((dot(&ra, &ra) - 1.0).abs() < 1e-5);
     }
 
+    /// The AVX2 table sums equal the portable ones exactly; the bounds agree to the rounding of
+    /// FMA, and the rows that pass each floor are the same.
+    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn simd_kernels_equal_the_portable_ones() {
+    fn the_avx2_scan_kernel_equals_the_portable_one() {
+        let Some(cpu) = Avx2Fma::detect() else {
+            eprintln!("skipped: this CPU lacks AVX2 and FMA, so the AVX2 scan kernel was not compared");
+            return;
+        };
         for (dim, rows) in [(256, 3 * BLOCK + 5), (512, 2 * BLOCK), (20, 40), (512, 7)] {
             let (rotation, codes, _) = gallery(dim, rows, dim as u64);
             let mut generator = XorShift64::new(77);
@@ -654,24 +682,21 @@ mod tests {
             rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
             let query = Query::new(&codes, &rotated);
             for block in 0..codes.blocks() {
+                let mut sums = [0u16; BLOCK];
+                block_sums_portable(&codes, &query, block, &mut sums);
+                assert_eq!(sums, x86::block_sums(cpu, &codes, &query, block), "block {block}");
                 let portable = query.bounds_portable(&codes, block, 0.05, -0.02);
-                let best = query.bounds(&codes, block, 0.05, -0.02);
-                #[cfg(target_arch = "x86_64")]
-                if let Some(cpu) = Avx2Fma::detect() {
-                    let mut sums = [0u16; BLOCK];
-                    block_sums_portable(&codes, &query, block, &mut sums);
-                    assert_eq!(sums, x86::block_sums(cpu, &codes, &query, block), "block {block}");
-                }
+                let avx2 = x86::bounds(cpu, &query, &codes, block, 0.05, -0.02);
                 for row in 0..BLOCK {
                     for (a, b) in [
-                        (portable.uppers[row], best.uppers[row]),
-                        (portable.lowers[row], best.lowers[row]),
+                        (portable.uppers[row], avx2.uppers[row]),
+                        (portable.lowers[row], avx2.lowers[row]),
                     ] {
                         assert!(a == b || (a - b).abs() < 1e-5, "dim {dim} row {row}: {a} vs {b}");
                     }
                 }
-                assert_eq!(portable.candidates, best.candidates, "dim {dim} block {block}");
-                assert_eq!(portable.raises, best.raises, "dim {dim} block {block}");
+                assert_eq!(portable.candidates, avx2.candidates, "dim {dim} block {block}");
+                assert_eq!(portable.raises, avx2.raises, "dim {dim} block {block}");
             }
         }
     }

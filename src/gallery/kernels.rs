@@ -133,27 +133,44 @@ mod tests {
     use crate::xorshift::XorShift64;
     use proptest::prelude::*;
 
-    proptest! {
-        #[test]
-        fn every_kernel_agrees_with_the_portable_one(
-            dim in 1usize..200,
-            rows in 1usize..9,
-            seed in any::<u64>(),
-        ) {
+    /// The kernel of that name, if this CPU runs it.
+    fn available_kernel(name: &str) -> Option<Kernel> {
+        available().into_iter().find(|kernel| kernel.name() == name)
+    }
+
+    /// Random probes and rows of every length up to 200 (whole registers and tails): `kernel`
+    /// gives the portable kernel's scores, to the float rounding of a different summation order.
+    fn agrees_with_the_portable_kernel(kernel: Kernel) {
+        proptest!(|(dim in 1usize..200, rows in 1usize..9, seed in any::<u64>())| {
             let mut generator = XorShift64::new(seed);
             let probe: Vec<f32> = (0..dim).map(|_| generator.next_signed_unit()).collect();
             let data: Vec<f32> = (0..dim * rows).map(|_| generator.next_signed_unit()).collect();
             let mut expected = vec![0f32; rows];
             Kernel::Portable.dots(&probe, &data, &mut expected);
-            for kernel in available() {
-                let mut got = vec![0f32; rows];
-                kernel.dots(&probe, &data, &mut got);
-                for (g, e) in got.iter().zip(&expected) {
-                    // Different summation orders: agree to float rounding of a sum of `dim` terms.
-                    prop_assert!((g - e).abs() <= 1e-5 * dim as f32, "{}: {} vs {}", kernel.name(), g, e);
-                }
+            let mut got = vec![0f32; rows];
+            kernel.dots(&probe, &data, &mut got);
+            for (g, e) in got.iter().zip(&expected) {
+                prop_assert!((g - e).abs() <= 1e-5 * dim as f32, "{}: {} vs {}", kernel.name(), g, e);
             }
-        }
+        });
+    }
+
+    #[test]
+    fn the_avx2_kernel_agrees_with_the_portable_one() {
+        let Some(kernel) = available_kernel("avx2+fma") else {
+            eprintln!("skipped: this CPU lacks AVX2 and FMA, so the avx2+fma kernel was not compared");
+            return;
+        };
+        agrees_with_the_portable_kernel(kernel);
+    }
+
+    #[test]
+    fn the_avx512_kernel_agrees_with_the_portable_one() {
+        let Some(kernel) = available_kernel("avx512f") else {
+            eprintln!("skipped: this CPU lacks AVX-512F, so the avx512f kernel was not compared");
+            return;
+        };
+        agrees_with_the_portable_kernel(kernel);
     }
 
     #[test]
@@ -161,5 +178,9 @@ mod tests {
         let best = best();
         assert!(available().iter().any(|k| k.name() == best.name()));
         assert_eq!(available()[0].name(), "portable");
+        // A kernel added later needs its own comparison test beside the two above.
+        assert!(available()
+            .iter()
+            .all(|k| ["portable", "avx2+fma", "avx512f"].contains(&k.name())));
     }
 }
