@@ -350,7 +350,7 @@ pub(crate) struct BlockBounds {
     /// Rows whose upper bound reaches `floor`.
     pub candidates: u32,
     /// Rows whose lower bound exceeds `lower_floor`.
-    pub raises: u32,
+    pub above_lower_floor: u32,
     /// The highest upper bound in the block.
     pub max_upper: f32,
 }
@@ -454,7 +454,7 @@ impl Query {
             uppers: [f32::NEG_INFINITY; BLOCK],
             lowers: [f32::NEG_INFINITY; BLOCK],
             candidates: 0,
-            raises: 0,
+            above_lower_floor: 0,
             max_upper: f32::NEG_INFINITY,
         };
         for row in 0..live {
@@ -468,7 +468,7 @@ impl Query {
             out.uppers[row] = upper;
             out.lowers[row] = lower;
             out.candidates |= u32::from(upper >= floor) << row;
-            out.raises |= u32::from(lower > lower_floor) << row;
+            out.above_lower_floor |= u32::from(lower > lower_floor) << row;
             out.max_upper = out.max_upper.max(upper);
         }
         out
@@ -476,24 +476,25 @@ impl Query {
 
     /// The scan over `blocks`, in order: every row whose upper bound reaches the running
     /// `floor` goes into `candidates` with that bound, and every row whose lower bound exceeds
-    /// it is handed to `raise`, which returns the new floor. The floor only rises, so every row
-    /// that can reach the final floor is among the candidates, and no block is read twice.
+    /// it is handed to `raise_floor`, which returns the new floor. The floor only rises, so
+    /// every row that can reach the final floor is among the candidates, and no block is read
+    /// twice.
     pub(crate) fn scan(
         &self,
         codes: &Codes,
         blocks: Range<usize>,
         floor: f32,
-        raise: impl FnMut(usize, f32) -> f32,
+        raise_floor: impl FnMut(usize, f32) -> f32,
         candidates: &mut Vec<(f32, u32)>,
     ) {
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(cpu) = Avx2Fma::detect() {
-                x86::scan(cpu, self, codes, blocks, floor, raise, candidates);
+                x86::scan(cpu, self, codes, blocks, floor, raise_floor, candidates);
                 return;
             }
         }
-        scan_with(blocks, floor, raise, candidates, |block, floor| {
+        scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
             self.bounds_portable(codes, block, floor, floor)
         });
     }
@@ -515,7 +516,7 @@ pub(crate) fn kernel_name() -> &'static str {
 fn scan_with(
     blocks: Range<usize>,
     mut floor: f32,
-    mut raise: impl FnMut(usize, f32) -> f32,
+    mut raise_floor: impl FnMut(usize, f32) -> f32,
     candidates: &mut Vec<(f32, u32)>,
     mut bounds: impl FnMut(usize, f32) -> BlockBounds,
 ) {
@@ -526,10 +527,10 @@ fn scan_with(
             // Row numbers fit u32: the gallery holds fewer than `Gallery::MAX_ROWS`.
             candidates.push((found.uppers[offset], (first_row + offset) as u32));
         }
-        for offset in set_bits(found.raises) {
+        for offset in set_bits(found.above_lower_floor) {
             let lower = found.lowers[offset];
             if lower > floor {
-                floor = raise(first_row + offset, lower);
+                floor = raise_floor(first_row + offset, lower);
             }
         }
     }
@@ -696,7 +697,10 @@ mod tests {
                     }
                 }
                 assert_eq!(portable.candidates, avx2.candidates, "dim {dim} block {block}");
-                assert_eq!(portable.raises, avx2.raises, "dim {dim} block {block}");
+                assert_eq!(
+                    portable.above_lower_floor, avx2.above_lower_floor,
+                    "dim {dim} block {block}"
+                );
             }
         }
     }
@@ -737,7 +741,7 @@ mod tests {
         let query = Query::new(&codes, &rotated);
         let bounds = query.bounds(&codes, 1, f32::NEG_INFINITY, f32::NEG_INFINITY);
         assert_eq!(bounds.candidates, 0b111);
-        assert_eq!(bounds.raises, 0b111);
+        assert_eq!(bounds.above_lower_floor, 0b111);
     }
 
     #[test]

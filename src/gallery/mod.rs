@@ -93,7 +93,7 @@ struct FastIndex {
     rotation: Rotation,
     codes: Codes,
     /// The rotated copy of a row being added.
-    scratch: WipedVec<f32>,
+    rotated_row: WipedVec<f32>,
     /// The last scan's short list, kept to avoid allocating per query. Its bounds approximate
     /// the probe's scores, so they are zeroed when dropped.
     short_list: std::sync::Mutex<ShortList>,
@@ -117,7 +117,7 @@ const BATCH_PROBES: usize = 8;
 /// What an identify asks for: the `k` best at or above `threshold`, among subjects within their
 /// retention at `now`.
 #[derive(Clone, Copy)]
-struct Cut {
+struct IdentifyRequest {
     k: usize,
     threshold: f32,
     now: UnixMillis,
@@ -126,7 +126,7 @@ struct Cut {
 /// A probe ready for the fast scan: rotated, and its lookup tables built.
 struct FastQuery<'p> {
     probe: &'p [f32],
-    codes: Query,
+    tables: Query,
 }
 
 impl<'p> FastQuery<'p> {
@@ -135,7 +135,7 @@ impl<'p> FastQuery<'p> {
         fast.rotation.apply(probe, &mut rotated);
         Self {
             probe,
-            codes: Query::new(&fast.codes, &rotated),
+            tables: Query::new(&fast.codes, &rotated),
         }
     }
 }
@@ -239,8 +239,8 @@ impl RowSink<'_> {
         extend(self.rows);
         debug_assert_eq!(self.rows.len(), start + self.dim);
         if let Some(fast) = &mut self.fast {
-            fast.rotation.apply(&self.rows[start..], &mut fast.scratch);
-            fast.codes.push(&fast.scratch);
+            fast.rotation.apply(&self.rows[start..], &mut fast.rotated_row);
+            fast.codes.push(&fast.rotated_row);
         }
     }
 }
@@ -284,7 +284,7 @@ impl Gallery {
             FastIndex {
                 rotation,
                 codes: Codes::new(padded, dim),
-                scratch: WipedVec::new(vec![0.0; padded]),
+                rotated_row: WipedVec::new(vec![0.0; padded]),
                 short_list: std::sync::Mutex::new(ShortList::default()),
             }
         });
@@ -500,13 +500,13 @@ impl Gallery {
             });
             return TopSubjects::merged(k, found).into_ranked();
         };
-        let cut = Cut { k, threshold, now };
+        let request = IdentifyRequest { k, threshold, now };
         let query = FastQuery::new(fast, probe);
-        let mut scratch = fast
+        let mut short_list = fast
             .short_list
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let candidates = &mut scratch.candidates;
+        let candidates = &mut short_list.candidates;
         candidates.clear();
         let shares = shares(fast.codes.blocks(), threads);
         // The first share fills the reused list; any others, lists of their own appended after.
@@ -515,16 +515,16 @@ impl Gallery {
         let pieces: Vec<&mut Vec<(f32, u32)>> = std::iter::once(&mut **candidates)
             .chain(others.iter_mut().map(|list| &mut **list))
             .collect();
-        let lowers = in_parallel_mut(&shares, pieces, |blocks, list| {
-            let mut lower = TopSubjects::new(k);
-            self.fast_pass(fast, &query, blocks, &cut, &mut lower, list);
-            lower
+        let share_lower_bounds = in_parallel_mut(&shares, pieces, |blocks, list| {
+            let mut best_lower_bounds = TopSubjects::new(k);
+            self.scan_codes(fast, &query, blocks, &request, &mut best_lower_bounds, list);
+            best_lower_bounds
         });
         for list in &others {
             candidates.extend_from_slice(list);
         }
-        let lower = TopSubjects::merged(k, lowers);
-        self.fast_finish(&query, &cut, &lower, candidates)
+        let best_lower_bounds = TopSubjects::merged(k, share_lower_bounds);
+        self.rerank(&query, &request, &best_lower_bounds, candidates)
     }
 
     /// Many probes in one pass over the gallery, for bulk work: each block of codes (or rows) is
@@ -546,18 +546,20 @@ impl Gallery {
                 answers.extend(bests.into_iter().map(TopSubjects::into_ranked));
                 continue;
             };
-            let cut = Cut { k, threshold, now };
+            let request = IdentifyRequest { k, threshold, now };
             let queries: Vec<FastQuery> = group.iter().map(|probe| FastQuery::new(fast, probe)).collect();
-            let mut lowers: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
+            let mut best_lower_bounds: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
             let mut candidates: Vec<Zeroizing<Vec<(f32, u32)>>> =
                 group.iter().map(|_| Zeroizing::new(Vec::new())).collect();
             for block in 0..fast.codes.blocks() {
-                for ((query, lower), list) in queries.iter().zip(&mut lowers).zip(&mut candidates) {
-                    self.fast_pass(fast, query, block..block + 1, &cut, lower, list);
+                for ((query, lower_bounds), list) in
+                    queries.iter().zip(&mut best_lower_bounds).zip(&mut candidates)
+                {
+                    self.scan_codes(fast, query, block..block + 1, &request, lower_bounds, list);
                 }
             }
-            for ((query, lower), list) in queries.iter().zip(&lowers).zip(&mut candidates) {
-                answers.push(self.fast_finish(query, &cut, lower, list));
+            for ((query, lower_bounds), list) in queries.iter().zip(&best_lower_bounds).zip(&mut candidates) {
+                answers.push(self.rerank(query, &request, lower_bounds, list));
             }
         }
         answers
@@ -597,53 +599,56 @@ impl Gallery {
         }
     }
 
-    /// The fast scan over `blocks`: the k-th best lower bound over live subjects offered to
-    /// `lower` as it rises, and every row whose upper bound reaches it into `candidates`.
-    fn fast_pass(
+    /// The fast scan's pass over the codes of `blocks`: each live row's lower bound is offered to
+    /// `best_lower_bounds` (the `k` best subjects by lower bound: while the bounds hold, every
+    /// answer scores at least their floor), and every row whose upper bound reaches that rising
+    /// floor goes into `candidates`.
+    fn scan_codes(
         &self,
         fast: &FastIndex,
         query: &FastQuery,
         blocks: std::ops::Range<usize>,
-        cut: &Cut,
-        lower: &mut TopSubjects,
+        request: &IdentifyRequest,
+        best_lower_bounds: &mut TopSubjects,
         candidates: &mut Vec<(f32, u32)>,
     ) {
-        let Cut { threshold, now, .. } = *cut;
-        query.codes.scan(
+        let IdentifyRequest { threshold, now, .. } = *request;
+        query.tables.scan(
             &fast.codes,
             blocks,
-            lower.floor().max(threshold),
-            |row, low| {
+            best_lower_bounds.floor().max(threshold),
+            |row, lower_bound| {
                 if policy::is_within_retention(self.row_expires[row], now) {
-                    lower.offer(self.row_subject[row], low);
+                    best_lower_bounds.offer(self.row_subject[row], lower_bound);
                 }
-                lower.floor().max(threshold)
+                best_lower_bounds.floor().max(threshold)
             },
             candidates,
         );
     }
 
-    /// The fast scan after its pass: the candidates whose upper bound reaches the final floor,
-    /// re-ranked exactly, best bound first, until no bound left can change the answer.
-    fn fast_finish(
+    /// The fast scan after its pass over the codes: the candidates whose upper bound reaches the
+    /// final floor, scored exactly in f32, highest upper bound first, until no bound left can
+    /// change the answer.
+    fn rerank(
         &self,
         query: &FastQuery,
-        cut: &Cut,
-        lower: &TopSubjects,
-        order: &mut Vec<(f32, u32)>,
+        request: &IdentifyRequest,
+        best_lower_bounds: &TopSubjects,
+        candidates: &mut Vec<(f32, u32)>,
     ) -> Vec<(SubjectId, f32)> {
-        let Cut { k, threshold, now } = *cut;
+        let IdentifyRequest { k, threshold, now } = *request;
         let probe = query.probe;
-        let floor = lower.floor().max(threshold);
-        order.retain(|(upper, _)| *upper >= floor);
+        let floor = best_lower_bounds.floor().max(threshold);
+        candidates.retain(|(upper, _)| *upper >= floor);
         let kernel = kernels::best();
         let mut best = TopSubjects::new(k);
         let mut score = [0f32];
         let mut done = 0;
-        while done < order.len() {
+        while done < candidates.len() {
             // Sorting a few dozen at a time: most probes stop within the first.
-            let batch = RERANK_BATCH.min(order.len() - done);
-            let rest = &mut order[done..];
+            let batch = RERANK_BATCH.min(candidates.len() - done);
+            let rest = &mut candidates[done..];
             if batch < rest.len() {
                 rest.select_nth_unstable_by(batch, |a, b| b.0.total_cmp(&a.0));
             }
@@ -703,7 +708,7 @@ impl Gallery {
         let query = FastQuery::new(fast, probe);
         (0..fast.codes.blocks())
             .flat_map(|block| {
-                let bounds = query.codes.bounds(&fast.codes, block, 0.0, 0.0);
+                let bounds = query.tables.bounds(&fast.codes, block, 0.0, 0.0);
                 (0..BLOCK).map(move |i| (bounds.uppers[i] - bounds.lowers[i]) / 2.0)
             })
             .take(self.template_count())

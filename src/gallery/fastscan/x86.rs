@@ -17,11 +17,11 @@ pub(super) fn scan(
     codes: &Codes,
     blocks: Range<usize>,
     floor: f32,
-    raise: impl FnMut(usize, f32) -> f32,
+    raise_floor: impl FnMut(usize, f32) -> f32,
     candidates: &mut Vec<(f32, u32)>,
 ) {
     // SAFETY: an `Avx2Fma` exists only where AVX2 and FMA were detected on this CPU (`cpu`).
-    unsafe { scan_avx2(query, codes, blocks, floor, raise, candidates) }
+    unsafe { scan_avx2(query, codes, blocks, floor, raise_floor, candidates) }
 }
 
 /// [`Query::bounds_portable`] in AVX2, for the tests.
@@ -145,7 +145,7 @@ fn bounds_avx2(query: &Query, codes: &Codes, block: usize, floor: f32, lower_flo
         uppers: [0.0; BLOCK],
         lowers: [0.0; BLOCK],
         candidates: 0,
-        raises: 0,
+        above_lower_floor: 0,
         max_upper: f32::NEG_INFINITY,
     };
     let mut max_upper = _mm256_set1_ps(f32::NEG_INFINITY);
@@ -186,10 +186,11 @@ fn bounds_avx2(query: &Query, codes: &Codes, block: usize, floor: f32, lower_flo
         lower = _mm256_blendv_ps(minus_infinity, lower, in_gallery);
         let live_rows = _mm256_movemask_ps(in_gallery) as u32;
         let passes = _mm256_movemask_ps(_mm256_cmp_ps(upper, floor, _CMP_GE_OQ)) as u32 & live_rows;
-        let raises = _mm256_movemask_ps(_mm256_cmp_ps(lower, lower_floor, _CMP_GT_OQ)) as u32 & live_rows;
+        let above_lower_floor =
+            _mm256_movemask_ps(_mm256_cmp_ps(lower, lower_floor, _CMP_GT_OQ)) as u32 & live_rows;
         max_upper = _mm256_max_ps(max_upper, upper);
         out.candidates |= passes << (8 * eight);
-        out.raises |= raises << (8 * eight);
+        out.above_lower_floor |= above_lower_floor << (8 * eight);
         // SAFETY: `uppers` and `lowers` are 32 f32, so the 8 at 8·eight (eight < 4) are in
         // bounds; storeu has no alignment requirement.
         unsafe {
@@ -305,10 +306,10 @@ fn scan_avx2(
     codes: &Codes,
     blocks: Range<usize>,
     floor: f32,
-    raise: impl FnMut(usize, f32) -> f32,
+    raise_floor: impl FnMut(usize, f32) -> f32,
     candidates: &mut Vec<(f32, u32)>,
 ) {
-    super::scan_with(blocks, floor, raise, candidates, |block, floor| {
+    super::scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
         bounds_avx2(query, codes, block, floor, floor)
     });
 }
