@@ -43,8 +43,10 @@ mod x86;
 /// Rows per code block.
 pub(crate) const BLOCK: usize = 32;
 /// Confidence of the per-row error bound, in standard deviations: the chance that a row's
-/// estimate misses by more than its bound is below 2·exp(-ε0²/2) ≈ 7e-4 per row at 4, and it only
-/// matters when that row is the true best one.
+/// estimate misses by more than its bound is below 2·exp(-ε0²/2) ≈ 7e-4 per row at 4. A miss
+/// changes an identify's answer only when it hides an answer's row (its true score above its
+/// upper bound) or lifts a row's lower bound above an answer row's upper bound (the gallery's
+/// module doc says when).
 const EPSILON: f32 = 4.0;
 /// The probe is quantised to this many levels, so that a table entry (four of them summed) is at
 /// most 60 and four entries summed still fit a byte (240): the kernel adds four pairs' lookups in

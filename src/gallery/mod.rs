@@ -2,10 +2,23 @@
 //! that is zeroed when it is dropped or shrinks, kept in step with every enrolment and erasure.
 //! SQLite is never touched on the lookup path.
 //!
-//! The scan is exact f32, block by block through the fastest kernel the CPU has (`kernels`). Each
-//! row carries its subject's expiry, so a subject past its retention never matches, checked only
-//! for rows that score high enough to matter. Erasures compact the buffer (on the write path); the
-//! read path never reshuffles it.
+//! Verify scores a subject's rows in f32 through the fastest kernel the CPU has (`kernels`).
+//! Identify scans in one of two modes ([`ScanMode`]). The exact scan scores every row in f32,
+//! block by block. The fast scan, the default, reads each row's one-bit code instead (`fastscan`),
+//! which gives an estimate of the row's score with an error bound, and scores in f32 only the rows
+//! whose upper bound can still reach the answer, highest upper bound first. It returns the exact
+//! scan's answer, the same subjects with the same scores, unless a bound is missed where it
+//! matters: the true score of an answer's row (the row that gives an answer subject its score)
+//! lies above that row's upper bound, so the row is never scored; or some row's lower bound lies
+//! above its true score by so much that it also tops an answer row's upper bound, so the floor
+//! the pass sets rules that row out. Each row's estimate misses its bound with chance below about
+//! 7e-4 per lookup (`EPSILON` in `fastscan`): that is the chance of the first case for a top-1
+//! answer. The second needs a miss larger than the bound by the gap between the two rows' scores,
+//! so only rows that score close to an answer make it worth counting.
+//!
+//! Each row carries its subject's expiry, so a subject past its retention never matches, checked
+//! only for rows that score high enough to matter. Erasures compact the buffer (on the write path);
+//! the read path never reshuffles it.
 
 #[cfg(target_arch = "x86_64")]
 mod cpu;
@@ -58,7 +71,11 @@ pub enum ScanMode {
     /// Every row in f32: the reference, bandwidth-bound.
     Exact,
     /// One-bit codes with per-row error bounds scanned by table lookups, then an exact f32
-    /// re-rank of every row the bounds cannot rule out: the same answer, several times faster.
+    /// re-rank of every row the bounds cannot rule out: several times faster, and the exact
+    /// answer with the exact scores unless a bound is missed where it matters. Each row's bound
+    /// holds except with chance below about 7e-4 per lookup, and a miss changes the answer only
+    /// when it hides an answer's row (its true score above its upper bound) or lifts a row's
+    /// lower bound above an answer row's upper bound, which takes a row scoring close to it.
     #[default]
     Fast,
 }
@@ -467,7 +484,8 @@ impl Gallery {
 
     /// The `k` best subjects scoring at least `threshold` and within retention at `now`, best
     /// first; each subject appears once, with the score of its best template. Ties are broken by
-    /// subject ID so answers are stable. One thread.
+    /// subject ID so answers are stable. One thread. In the fast mode, the exact answer except
+    /// when a bound is missed as [`ScanMode::Fast`] says.
     #[cfg(test)]
     pub(crate) fn identify(
         &self,
@@ -479,8 +497,8 @@ impl Gallery {
         self.identify_with_threads(probe, k, threshold, now, 1)
     }
 
-    /// [`Gallery::identify`] with the scan split over `threads` threads (the same answer): each
-    /// takes a contiguous share of the gallery, and their bests are merged.
+    /// [`Gallery::identify`] with the scan split over `threads` threads, with the answer of one
+    /// thread: each takes a contiguous share of the gallery, and their bests are merged.
     pub(crate) fn identify_with_threads(
         &self,
         probe: &[f32],
