@@ -16,6 +16,7 @@ mod subject;
 mod template;
 mod vault;
 mod wiped;
+mod xorshift;
 
 pub use access::{Action, Password, Role, PASSWORD_ITERATIONS};
 pub use audit::{AuditRecord, Outcome};

@@ -280,15 +280,9 @@ mod tests {
     #[test]
     fn bytes_and_values_agree_bit_for_bit_with_the_recipe() {
         let dim = 515;
-        let mut state = 9u64;
+        let mut generator = crate::xorshift::XorShift64::new(9);
         let values: Vec<f32> = (0..3 * dim)
-            .map(|i| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let magnitude = [1e-3f32, 1.0, 3e4][i % 3];
-                ((state % 20_001) as f32 / 10_000.0 - 1.0) * magnitude
-            })
+            .map(|i| generator.next_signed_unit() * [1e-3f32, 1.0, 3e4][i % 3])
             .collect();
         let from_values =
             normalise_rows(TemplateInput::values(&values), dim, "m", RowCount::AtLeastOne).unwrap();

@@ -21,7 +21,9 @@
 //! The codes, factors and the rotation's seed are derived from templates and are biometric data:
 //! they live only in memory, are rebuilt at every open from a fresh random seed, and are zeroed
 //! when dropped.
-#![allow(unsafe_code)]
+//!
+//! This module is safe code. The AVX2 kernels are in `x86`, the only part of it allowed `unsafe`,
+//! and take a token from `cpu` that proves this CPU runs them.
 
 use std::ops::Range;
 
@@ -30,12 +32,21 @@ use zeroize::Zeroize;
 use super::set_bits;
 
 use crate::wiped::WipedVec;
+use crate::xorshift::XorShift64;
+
+#[cfg(target_arch = "x86_64")]
+use super::cpu::Avx2Fma;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 /// Rows per code block.
 pub(crate) const BLOCK: usize = 32;
 /// Confidence of the per-row error bound, in standard deviations: the chance that a row's
-/// estimate misses by more than its bound is below 2·exp(-ε0²/2) ≈ 7e-4 per row at 4, and it only
-/// matters when that row is the true best one.
+/// estimate misses by more than its bound is below 2·exp(-ε0²/2) ≈ 7e-4 per row at 4. A miss
+/// changes an identify's answer only when it hides an answer's row (its true score above its
+/// upper bound) or lifts a row's lower bound above an answer row's upper bound (the gallery's
+/// module doc says when).
 const EPSILON: f32 = 4.0;
 /// The probe is quantised to this many levels, so that a table entry (four of them summed) is at
 /// most 60 and four entries summed still fit a byte (240): the kernel adds four pairs' lookups in
@@ -59,18 +70,9 @@ impl Rotation {
     pub(crate) fn new(dim: usize, seed: u64) -> Self {
         // At least two pairs, so that one carries codes beside the alignment codes.
         let padded = dim.next_power_of_two().max(16);
-        let mut state = seed | 1;
+        let mut generator = XorShift64::new(seed);
         let signs = (0..2 * padded)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                if state & 1 == 0 {
-                    1.0
-                } else {
-                    -1.0
-                }
-            })
+            .map(|_| if generator.next_u64() & 1 == 0 { 1.0 } else { -1.0 })
             .collect();
         Self {
             padded,
@@ -114,10 +116,11 @@ impl Rotation {
 fn walsh_hadamard(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if values.len() >= x86::HADAMARD_CHUNK && avx2() {
-            // SAFETY: AVX2 was detected on this CPU.
-            unsafe { x86::walsh_hadamard_avx2(values) };
-            return;
+        if values.len() >= x86::HADAMARD_CHUNK {
+            if let Some(cpu) = Avx2Fma::detect() {
+                x86::walsh_hadamard(cpu, values);
+                return;
+            }
         }
     }
     walsh_hadamard_portable(values);
@@ -321,7 +324,7 @@ pub(super) fn grow<T: zeroize::DefaultIsZeroes>(buffer: &mut WipedVec<T>, needed
         return;
     }
     let mut grown = WipedVec::with_capacity(needed.max(buffer.capacity() * 2));
-    super::kernels::advise_huge_pages(grown.spare_capacity_mut());
+    super::huge_pages::advise(grown.spare_capacity_mut());
     grown.extend_from_slice(buffer);
     *buffer = grown;
 }
@@ -349,7 +352,7 @@ pub(crate) struct BlockBounds {
     /// Rows whose upper bound reaches `floor`.
     pub candidates: u32,
     /// Rows whose lower bound exceeds `lower_floor`.
-    pub raises: u32,
+    pub above_lower_floor: u32,
     /// The highest upper bound in the block.
     pub max_upper: f32,
 }
@@ -430,9 +433,8 @@ impl Query {
     pub(crate) fn bounds(&self, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
         #[cfg(target_arch = "x86_64")]
         {
-            if avx2() {
-                // SAFETY: AVX2 and FMA were detected on this CPU.
-                return unsafe { x86::bounds_avx2(self, codes, block, floor, lower_floor) };
+            if let Some(cpu) = Avx2Fma::detect() {
+                return x86::bounds(cpu, self, codes, block, floor, lower_floor);
             }
         }
         self.bounds_portable(codes, block, floor, lower_floor)
@@ -454,7 +456,7 @@ impl Query {
             uppers: [f32::NEG_INFINITY; BLOCK],
             lowers: [f32::NEG_INFINITY; BLOCK],
             candidates: 0,
-            raises: 0,
+            above_lower_floor: 0,
             max_upper: f32::NEG_INFINITY,
         };
         for row in 0..live {
@@ -468,7 +470,7 @@ impl Query {
             out.uppers[row] = upper;
             out.lowers[row] = lower;
             out.candidates |= u32::from(upper >= floor) << row;
-            out.raises |= u32::from(lower > lower_floor) << row;
+            out.above_lower_floor |= u32::from(lower > lower_floor) << row;
             out.max_upper = out.max_upper.max(upper);
         }
         out
@@ -476,40 +478,35 @@ impl Query {
 
     /// The scan over `blocks`, in order: every row whose upper bound reaches the running
     /// `floor` goes into `candidates` with that bound, and every row whose lower bound exceeds
-    /// it is handed to `raise`, which returns the new floor. The floor only rises, so every row
-    /// that can reach the final floor is among the candidates, and no block is read twice.
+    /// it is handed to `raise_floor`, which returns the new floor. The floor only rises, so
+    /// every row that can reach the final floor is among the candidates, and no block is read
+    /// twice.
     pub(crate) fn scan(
         &self,
         codes: &Codes,
         blocks: Range<usize>,
         floor: f32,
-        raise: impl FnMut(usize, f32) -> f32,
+        raise_floor: impl FnMut(usize, f32) -> f32,
         candidates: &mut Vec<(f32, u32)>,
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if avx2() {
-                // SAFETY: AVX2 and FMA were detected on this CPU.
-                unsafe { x86::scan_avx2(self, codes, blocks, floor, raise, candidates) };
+            if let Some(cpu) = Avx2Fma::detect() {
+                x86::scan(cpu, self, codes, blocks, floor, raise_floor, candidates);
                 return;
             }
         }
-        scan_with(blocks, floor, raise, candidates, |block, floor| {
+        scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
             self.bounds_portable(codes, block, floor, floor)
         });
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 /// The name of the table-lookup kernel this CPU runs.
 pub(crate) fn kernel_name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if avx2() {
+        if Avx2Fma::detect().is_some() {
             return "avx2";
         }
     }
@@ -521,7 +518,7 @@ pub(crate) fn kernel_name() -> &'static str {
 fn scan_with(
     blocks: Range<usize>,
     mut floor: f32,
-    mut raise: impl FnMut(usize, f32) -> f32,
+    mut raise_floor: impl FnMut(usize, f32) -> f32,
     candidates: &mut Vec<(f32, u32)>,
     mut bounds: impl FnMut(usize, f32) -> BlockBounds,
 ) {
@@ -532,10 +529,10 @@ fn scan_with(
             // Row numbers fit u32: the gallery holds fewer than `Gallery::MAX_ROWS`.
             candidates.push((found.uppers[offset], (first_row + offset) as u32));
         }
-        for offset in set_bits(found.raises) {
+        for offset in set_bits(found.above_lower_floor) {
             let lower = found.lowers[offset];
             if lower > floor {
-                floor = raise(first_row + offset, lower);
+                floor = raise_floor(first_row + offset, lower);
             }
         }
     }
@@ -557,298 +554,12 @@ pub(crate) fn block_sums_portable(codes: &Codes, query: &Query, block: usize, ou
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    use super::{BlockBounds, Codes, Query, BLOCK, FACTOR_STEP, UNBOUNDED};
-
-    /// How far ahead of the block being scanned its codes are fetched, in bytes.
-    const PREFETCH_DISTANCE: usize = 4096;
-
-    /// Table sums of the 32 rows of `block`. Per pair, two byte shuffles (one per nibble half)
-    /// look up 32 rows' groups in both of the pair's tables; four pairs' lookups (each at most 60)
-    /// are added in bytes without overflow, then the 16-bit accumulators take the whole lanes and
-    /// their high bytes: the low bytes' sums are recovered at the end (FAISS's trick, which saves
-    /// a mask per step).
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub(super) fn block_sums_avx2(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
-        let bytes = codes.block(block);
-        let nibble = _mm256_set1_epi8(0x0f);
-        let mut low_whole = _mm256_setzero_si256();
-        let mut low_odd = _mm256_setzero_si256();
-        let mut high_whole = _mm256_setzero_si256();
-        let mut high_odd = _mm256_setzero_si256();
-        // One pair's byte lookups for the rows' low-nibble groups (rows 0-15) and high ones (16-31).
-        let lookup = |codes: &[u8], tables: &[u8], at: usize| -> (__m256i, __m256i) {
-            // SAFETY: callers pass chunks of at least `at + 32` bytes (`at` is 0, 32, 64 or 96 in
-            // chunks of 128, 0 or 32 in chunks of 64), so each unaligned 256-bit load reads
-            // within them.
-            let (code, table) = unsafe {
-                (
-                    _mm256_loadu_si256(codes.as_ptr().add(at).cast()),
-                    _mm256_loadu_si256(tables.as_ptr().add(at).cast()),
-                )
-            };
-            (
-                _mm256_shuffle_epi8(table, _mm256_and_si256(code, nibble)),
-                _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(code, 4), nibble)),
-            )
-        };
-        let mut accumulate = |low: __m256i, high: __m256i| {
-            low_whole = _mm256_add_epi16(low_whole, low);
-            low_odd = _mm256_add_epi16(low_odd, _mm256_srli_epi16(low, 8));
-            high_whole = _mm256_add_epi16(high_whole, high);
-            high_odd = _mm256_add_epi16(high_odd, _mm256_srli_epi16(high, 8));
-        };
-        let code_quads = bytes.chunks_exact(128);
-        let table_quads = query.tables.chunks_exact(128);
-        let (code_rest, table_rest) = (code_quads.remainder(), table_quads.remainder());
-        for (codes_quad, tables_quad) in code_quads.zip(table_quads) {
-            // The scan reads one stream; asking for the lines a few blocks ahead keeps it in
-            // flight. A prefetch never faults, whatever the address; `wrapping_add` keeps the
-            // pointer arithmetic defined past the end.
-            let ahead = codes_quad.as_ptr().wrapping_add(PREFETCH_DISTANCE);
-            _mm_prefetch(ahead.cast(), _MM_HINT_T0);
-            _mm_prefetch(ahead.wrapping_add(64).cast(), _MM_HINT_T0);
-            let (low0, high0) = lookup(codes_quad, tables_quad, 0);
-            let (low1, high1) = lookup(codes_quad, tables_quad, 32);
-            let (low2, high2) = lookup(codes_quad, tables_quad, 64);
-            let (low3, high3) = lookup(codes_quad, tables_quad, 96);
-            let low = _mm256_add_epi8(_mm256_add_epi8(low0, low1), _mm256_add_epi8(low2, low3));
-            let high = _mm256_add_epi8(_mm256_add_epi8(high0, high1), _mm256_add_epi8(high2, high3));
-            accumulate(low, high);
-        }
-        // Rows have an even number of pairs: at most two are left.
-        for (codes_pair, tables_pair) in code_rest.chunks_exact(32).zip(table_rest.chunks_exact(32)) {
-            let (low, high) = lookup(codes_pair, tables_pair, 0);
-            accumulate(low, high);
-        }
-        // Each 16-bit lane i < 8 holds rows 2i and 2i+1 of the even groups, lane 8 + i the same
-        // rows of the odd groups: recover the even rows, add the two halves, interleave.
-        let finish = |whole: __m256i, odd: __m256i| -> (__m128i, __m128i) {
-            let even = _mm256_sub_epi16(whole, _mm256_slli_epi16(odd, 8));
-            let even = _mm_add_epi16(_mm256_castsi256_si128(even), _mm256_extracti128_si256(even, 1));
-            let odd = _mm_add_epi16(_mm256_castsi256_si128(odd), _mm256_extracti128_si256(odd, 1));
-            (_mm_unpacklo_epi16(even, odd), _mm_unpackhi_epi16(even, odd))
-        };
-        let (rows0, rows8) = finish(low_whole, low_odd);
-        let (rows16, rows24) = finish(high_whole, high_odd);
-        [rows0, rows8, rows16, rows24]
-    }
-
-    /// The AVX2 sums, in row order, for the tests.
-    #[cfg(test)]
-    pub(super) fn block_sums_avx2_array(codes: &Codes, query: &Query, block: usize) -> [u16; BLOCK] {
-        let mut out = [0u16; BLOCK];
-        // SAFETY: the caller detected AVX2 (the tests do, before calling).
-        let sums = unsafe { block_sums_avx2(codes, query, block) };
-        for (eight, vector) in out.chunks_exact_mut(8).zip(sums) {
-            // SAFETY: `eight` is 8 u16, 16 bytes, the size of an unaligned 128-bit store.
-            unsafe { _mm_storeu_si128(eight.as_mut_ptr().cast(), vector) };
-        }
-        out
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn bounds_avx2(
-        query: &Query,
-        codes: &Codes,
-        block: usize,
-        floor: f32,
-        lower_floor: f32,
-    ) -> BlockBounds {
-        let sums = block_sums_avx2(codes, query, block);
-        let alignment = &codes.block(block)[(codes.pairs - 1) * BLOCK..][..BLOCK];
-        let live = codes.rows.saturating_sub(block * BLOCK).min(BLOCK);
-        let mut out = BlockBounds {
-            uppers: [0.0; BLOCK],
-            lowers: [0.0; BLOCK],
-            candidates: 0,
-            raises: 0,
-            max_upper: f32::NEG_INFINITY,
-        };
-        let mut max_upper = _mm256_set1_ps(f32::NEG_INFINITY);
-        let alpha = _mm256_set1_ps(query.alpha);
-        let beta = _mm256_set1_ps(query.beta);
-        let step = _mm256_set1_ps(FACTOR_STEP);
-        let half_step = _mm256_set1_ps(FACTOR_STEP / 2.0);
-        let one = _mm256_set1_ps(1.0);
-        let bound_base = _mm256_set1_ps(query.bound_base);
-        let bound_per_factor = _mm256_set1_ps(query.bound_per_factor);
-        let unbounded = _mm256_set1_epi32(i32::from(UNBOUNDED) - 1);
-        let floor = _mm256_set1_ps(floor);
-        let lower_floor = _mm256_set1_ps(lower_floor);
-        let infinity = _mm256_set1_ps(f32::INFINITY);
-        let lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        for (eight, sum) in sums.into_iter().enumerate() {
-            // SAFETY: `alignment` is exactly 32 bytes, so the 8 bytes at 8·eight (eight < 4) are in
-            // bounds; loadl reads 8 bytes and has no alignment requirement.
-            let code_bytes = unsafe { _mm_loadl_epi64(alignment.as_ptr().add(8 * eight).cast()) };
-            let code = _mm256_cvtepu8_epi32(code_bytes);
-            let x = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(sum)), alpha, beta);
-            let factor = _mm256_fmadd_ps(_mm256_cvtepi32_ps(code), step, one);
-            let estimate = _mm256_mul_ps(_mm256_add_ps(factor, half_step), x);
-            let bound = _mm256_fmadd_ps(bound_per_factor, factor, bound_base);
-            let mut upper = _mm256_add_ps(estimate, bound);
-            let mut lower = _mm256_sub_ps(estimate, bound);
-            let no_bound = _mm256_castsi256_ps(_mm256_cmpgt_epi32(code, unbounded));
-            upper = _mm256_blendv_ps(upper, infinity, no_bound);
-            lower = _mm256_blendv_ps(lower, _mm256_sub_ps(_mm256_setzero_ps(), infinity), no_bound);
-            // Rows past the end never pass.
-            let in_gallery = _mm256_cmpgt_epi32(
-                _mm256_set1_epi32(i32::try_from(live).unwrap_or(0) - 8 * eight as i32),
-                lane_index,
-            );
-            let in_gallery = _mm256_castsi256_ps(in_gallery);
-            let minus_infinity = _mm256_sub_ps(_mm256_setzero_ps(), infinity);
-            upper = _mm256_blendv_ps(minus_infinity, upper, in_gallery);
-            lower = _mm256_blendv_ps(minus_infinity, lower, in_gallery);
-            let live_rows = _mm256_movemask_ps(in_gallery) as u32;
-            let passes = _mm256_movemask_ps(_mm256_cmp_ps(upper, floor, _CMP_GE_OQ)) as u32 & live_rows;
-            let raises = _mm256_movemask_ps(_mm256_cmp_ps(lower, lower_floor, _CMP_GT_OQ)) as u32 & live_rows;
-            max_upper = _mm256_max_ps(max_upper, upper);
-            out.candidates |= passes << (8 * eight);
-            out.raises |= raises << (8 * eight);
-            // SAFETY: `uppers` and `lowers` are 32 f32, so the 8 at 8·eight (eight < 4) are in
-            // bounds; storeu has no alignment requirement.
-            unsafe {
-                _mm256_storeu_ps(out.uppers.as_mut_ptr().add(8 * eight), upper);
-                _mm256_storeu_ps(out.lowers.as_mut_ptr().add(8 * eight), lower);
-            }
-        }
-        let halves = _mm_max_ps(
-            _mm256_castps256_ps128(max_upper),
-            _mm256_extractf128_ps(max_upper, 1),
-        );
-        let pairs = _mm_max_ps(halves, _mm_movehl_ps(halves, halves));
-        out.max_upper = _mm_cvtss_f32(_mm_max_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
-        out
-    }
-
-    /// Floats the transform's first six stages work on at once, in eight registers.
-    pub(super) const HADAMARD_CHUNK: usize = 64;
-
-    /// [`super::walsh_hadamard`] for at least [`HADAMARD_CHUNK`] values, three stages per read
-    /// of memory. The stages h = 1 … 32 run one chunk of 64 values at a time in eight registers
-    /// (h = 1, 2, 4 within a register by a shuffle and a blend, then h = 8, 16, 32 between
-    /// registers); the later stages go three at a time over eight registers `h` apart, and one or
-    /// two left over go straight over memory. The same pairs and operations as the portable
-    /// loop, so the same bits: where a shuffled copy `p` of a register `r` holds each lane's
-    /// partner, the low lane of a pair takes r + p = a + b (addition commutes exactly) and the
-    /// high lane p − r = a − b.
-    #[target_feature(enable = "avx2")]
-    pub(super) fn walsh_hadamard_avx2(values: &mut [f32]) {
-        for chunk in values.chunks_exact_mut(HADAMARD_CHUNK) {
-            // SAFETY: `chunk` is exactly 64 f32 (chunks_exact), so the eight unaligned 256-bit
-            // loads and stores at 0, 8, …, 56 stay within it.
-            unsafe {
-                let base = chunk.as_mut_ptr();
-                let mut r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(base.add(8 * i)));
-                for v in r.iter_mut() {
-                    let p = _mm256_permute_ps(*v, 0b10_11_00_01);
-                    *v = _mm256_blend_ps(_mm256_add_ps(*v, p), _mm256_sub_ps(p, *v), 0b1010_1010);
-                    let p = _mm256_permute_ps(*v, 0b01_00_11_10);
-                    *v = _mm256_blend_ps(_mm256_add_ps(*v, p), _mm256_sub_ps(p, *v), 0b1100_1100);
-                    let p = _mm256_permute2f128_ps(*v, *v, 0x01);
-                    *v = _mm256_blend_ps(_mm256_add_ps(*v, p), _mm256_sub_ps(p, *v), 0b1111_0000);
-                }
-                three_stages(&mut r);
-                for (i, v) in r.iter().enumerate() {
-                    _mm256_storeu_ps(base.add(8 * i), *v);
-                }
-            }
-        }
-        let mut h = HADAMARD_CHUNK;
-        while 8 * h <= values.len() {
-            for block in values.chunks_exact_mut(8 * h) {
-                for offset in (0..h).step_by(8) {
-                    // SAFETY: `block` is 8h long and offset + 8 ≤ h (h is a multiple of 8), so
-                    // the loads and stores at m·h + offset, m < 8, stay within it.
-                    unsafe {
-                        let base = block.as_mut_ptr().add(offset);
-                        let mut r: [__m256; 8] = std::array::from_fn(|m| _mm256_loadu_ps(base.add(m * h)));
-                        three_stages(&mut r);
-                        for (m, v) in r.iter().enumerate() {
-                            _mm256_storeu_ps(base.add(m * h), *v);
-                        }
-                    }
-                }
-            }
-            h *= 8;
-        }
-        while h < values.len() {
-            for block in values.chunks_exact_mut(2 * h) {
-                let (low, high) = block.split_at_mut(h);
-                for (a, b) in low.chunks_exact_mut(8).zip(high.chunks_exact_mut(8)) {
-                    // SAFETY: `a` and `b` are exactly 8 f32 (h is a multiple of 64), so each
-                    // unaligned 256-bit load and store stays within them.
-                    unsafe {
-                        let (x, y) = (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr()));
-                        _mm256_storeu_ps(a.as_mut_ptr(), _mm256_add_ps(x, y));
-                        _mm256_storeu_ps(b.as_mut_ptr(), _mm256_sub_ps(x, y));
-                    }
-                }
-            }
-            h *= 2;
-        }
-    }
-
-    /// Three stages between eight registers: partners 1, then 2, then 4 registers apart.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn three_stages(r: &mut [__m256; 8]) {
-        const PAIRS: [(usize, usize); 12] = [
-            (0, 1),
-            (2, 3),
-            (4, 5),
-            (6, 7),
-            (0, 2),
-            (1, 3),
-            (4, 6),
-            (5, 7),
-            (0, 4),
-            (1, 5),
-            (2, 6),
-            (3, 7),
-        ];
-        for (low, high) in PAIRS {
-            let (a, b) = (r[low], r[high]);
-            r[low] = _mm256_add_ps(a, b);
-            r[high] = _mm256_sub_ps(a, b);
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn scan_avx2(
-        query: &Query,
-        codes: &Codes,
-        blocks: std::ops::Range<usize>,
-        floor: f32,
-        raise: impl FnMut(usize, f32) -> f32,
-        candidates: &mut Vec<(f32, u32)>,
-    ) {
-        super::scan_with(blocks, floor, raise, candidates, |block, floor| {
-            bounds_avx2(query, codes, block, floor, floor)
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn random_unit(state: &mut u64, dim: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dim)
-            .map(|_| {
-                *state ^= *state << 13;
-                *state ^= *state >> 7;
-                *state ^= *state << 17;
-                ((*state % 20001) as f32 / 10000.0) - 1.0
-            })
-            .collect();
+    fn random_unit(generator: &mut XorShift64, dim: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dim).map(|_| generator.next_signed_unit()).collect();
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.iter_mut().for_each(|x| *x /= norm);
         v
@@ -857,11 +568,11 @@ mod tests {
     fn gallery(dim: usize, rows: usize, seed: u64) -> (Rotation, Codes, Vec<Vec<f32>>) {
         let rotation = Rotation::new(dim, seed);
         let mut codes = Codes::new(rotation.padded(), dim);
-        let mut state = seed.wrapping_mul(31) | 1;
+        let mut generator = XorShift64::new(seed.wrapping_mul(31));
         let mut rotated = vec![0.0; rotation.padded()];
         let mut kept = Vec::new();
         for _ in 0..rows {
-            let row = random_unit(&mut state, dim);
+            let row = random_unit(&mut generator, dim);
             rotation.apply(&row, &mut rotated);
             codes.push(&rotated);
             kept.push(row);
@@ -870,10 +581,10 @@ mod tests {
     }
 
     #[test]
-    fn the_transform_is_hadamards_and_every_kernel_gives_the_same_bits() {
-        let mut state = 5u64;
+    fn the_transform_is_hadamards() {
+        let mut generator = XorShift64::new(5);
         for n in [16, 32, 64, 128, 256, 512, 1024, 4096] {
-            let values = random_unit(&mut state, n);
+            let values = random_unit(&mut generator, n);
             let mut portable = values.clone();
             walsh_hadamard_portable(&mut portable);
             // The definition: H[i][j] = (-1)^popcount(i & j).
@@ -894,18 +605,62 @@ mod tests {
                     "n={n} i={i}: {got} vs {want}"
                 );
             }
+        }
+    }
+
+    /// The AVX2 transform, and the dispatch that picks it by length, give the portable bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_transform_gives_the_portable_bits() {
+        let Some(cpu) = Avx2Fma::detect() else {
+            eprintln!("skipped: this CPU lacks AVX2 and FMA, so the AVX2 transform was not compared");
+            return;
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut generator = XorShift64::new(5);
+        for n in [16, 32, 64, 128, 256, 512, 1024, 4096, 32768] {
+            let values = random_unit(&mut generator, n);
+            let mut portable = values.clone();
+            walsh_hadamard_portable(&mut portable);
             let mut dispatched = values.clone();
             walsh_hadamard(&mut dispatched);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&dispatched), bits(&portable), "n={n}");
+            assert_eq!(bits(&dispatched), bits(&portable), "dispatched, n={n}");
+            if n >= x86::HADAMARD_CHUNK {
+                let mut avx2 = values.clone();
+                x86::walsh_hadamard(cpu, &mut avx2);
+                assert_eq!(bits(&avx2), bits(&portable), "avx2, n={n}");
+            }
+        }
+    }
+
+    /// The rotation's signs for a few seeds, as the generator written out in `Rotation::new`
+    /// drew them before it moved into `XorShift64`: a rotation must not change with the code
+    /// that draws it. Seeds 0 and 1 give the same signs (`seed | 1`).
+    #[test]
+    fn rotation_signs_are_those_drawn_before() {
+        for (dim, seed, negative_signs) in [
+            (16usize, 0u64, 0x0ca7_a9ffu128),
+            (16, 1, 0x0ca7_a9ff),
+            (16, 42, 0xcbb1_5f9d),
+            (64, 0xdead_beef, 0x5c68_cd06_79a8_4439_50f9_f4ec_ed3c_cb04),
+            (64, u64::MAX, 0xfd6e_0bda_3392_55ad_89bf_77ec_1662_644a),
+        ] {
+            let rotation = Rotation::new(dim, seed);
+            assert_eq!(rotation.signs.len(), 2 * rotation.padded());
+            let drawn = rotation
+                .signs
+                .iter()
+                .enumerate()
+                .fold(0u128, |mask, (i, sign)| mask | (u128::from(*sign < 0.0) << i));
+            assert_eq!(drawn, negative_signs, "dim {dim} seed {seed:#x}");
         }
     }
 
     #[test]
     fn the_rotation_preserves_inner_products() {
         let rotation = Rotation::new(100, 42);
-        let mut state = 9;
-        let (a, b) = (random_unit(&mut state, 100), random_unit(&mut state, 100));
+        let mut generator = XorShift64::new(9);
+        let (a, b) = (random_unit(&mut generator, 100), random_unit(&mut generator, 100));
         let (mut ra, mut rb) = (vec![0.0; rotation.padded()], vec![0.0; rotation.padded()]);
         rotation.apply(&a, &mut ra);
         rotation.apply(&b, &mut rb);
@@ -914,37 +669,40 @@ mod tests {
         assert!((dot(&ra, &ra) - 1.0).abs() < 1e-5);
     }
 
+    /// The AVX2 table sums equal the portable ones exactly; the bounds agree to the rounding of
+    /// FMA, and the rows that pass each floor are the same.
+    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn simd_kernels_equal_the_portable_ones() {
+    fn the_avx2_scan_kernel_equals_the_portable_one() {
+        let Some(cpu) = Avx2Fma::detect() else {
+            eprintln!("skipped: this CPU lacks AVX2 and FMA, so the AVX2 scan kernel was not compared");
+            return;
+        };
         for (dim, rows) in [(256, 3 * BLOCK + 5), (512, 2 * BLOCK), (20, 40), (512, 7)] {
             let (rotation, codes, _) = gallery(dim, rows, dim as u64);
-            let mut state = 77;
+            let mut generator = XorShift64::new(77);
             let mut rotated = vec![0.0; rotation.padded()];
-            rotation.apply(&random_unit(&mut state, dim), &mut rotated);
+            rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
             let query = Query::new(&codes, &rotated);
             for block in 0..codes.blocks() {
+                let mut sums = [0u16; BLOCK];
+                block_sums_portable(&codes, &query, block, &mut sums);
+                assert_eq!(sums, x86::block_sums(cpu, &codes, &query, block), "block {block}");
                 let portable = query.bounds_portable(&codes, block, 0.05, -0.02);
-                let best = query.bounds(&codes, block, 0.05, -0.02);
-                #[cfg(target_arch = "x86_64")]
-                if avx2() {
-                    let mut sums = [0u16; BLOCK];
-                    block_sums_portable(&codes, &query, block, &mut sums);
-                    assert_eq!(
-                        sums,
-                        x86::block_sums_avx2_array(&codes, &query, block),
-                        "block {block}"
-                    );
-                }
+                let avx2 = x86::bounds(cpu, &query, &codes, block, 0.05, -0.02);
                 for row in 0..BLOCK {
                     for (a, b) in [
-                        (portable.uppers[row], best.uppers[row]),
-                        (portable.lowers[row], best.lowers[row]),
+                        (portable.uppers[row], avx2.uppers[row]),
+                        (portable.lowers[row], avx2.lowers[row]),
                     ] {
                         assert!(a == b || (a - b).abs() < 1e-5, "dim {dim} row {row}: {a} vs {b}");
                     }
                 }
-                assert_eq!(portable.candidates, best.candidates, "dim {dim} block {block}");
-                assert_eq!(portable.raises, best.raises, "dim {dim} block {block}");
+                assert_eq!(portable.candidates, avx2.candidates, "dim {dim} block {block}");
+                assert_eq!(
+                    portable.above_lower_floor, avx2.above_lower_floor,
+                    "dim {dim} block {block}"
+                );
             }
         }
     }
@@ -953,12 +711,12 @@ mod tests {
     fn estimates_fall_within_their_bounds() {
         let dim = 512;
         let (rotation, codes, rows) = gallery(dim, 4000, 11);
-        let mut state = 5;
+        let mut generator = XorShift64::new(5);
         let mut rotated = vec![0.0; rotation.padded()];
         let mut outside = 0;
         let mut widest = 0f32;
         for _ in 0..5 {
-            let probe = random_unit(&mut state, dim);
+            let probe = random_unit(&mut generator, dim);
             rotation.apply(&probe, &mut rotated);
             let query = Query::new(&codes, &rotated);
             for block in 0..codes.blocks() {
@@ -980,12 +738,12 @@ mod tests {
     fn rows_past_the_end_never_pass() {
         let (rotation, codes, _) = gallery(64, BLOCK + 3, 4);
         let mut rotated = vec![0.0; rotation.padded()];
-        let mut state = 6;
-        rotation.apply(&random_unit(&mut state, 64), &mut rotated);
+        let mut generator = XorShift64::new(6);
+        rotation.apply(&random_unit(&mut generator, 64), &mut rotated);
         let query = Query::new(&codes, &rotated);
         let bounds = query.bounds(&codes, 1, f32::NEG_INFINITY, f32::NEG_INFINITY);
         assert_eq!(bounds.candidates, 0b111);
-        assert_eq!(bounds.raises, 0b111);
+        assert_eq!(bounds.above_lower_floor, 0b111);
     }
 
     #[test]

@@ -2,12 +2,28 @@
 //! that is zeroed when it is dropped or shrinks, kept in step with every enrolment and erasure.
 //! SQLite is never touched on the lookup path.
 //!
-//! The scan is exact f32, block by block through the fastest kernel the CPU has (`kernels`). Each
-//! row carries its subject's expiry, so a subject past its retention never matches, checked only
-//! for rows that score high enough to matter. Erasures compact the buffer (on the write path); the
-//! read path never reshuffles it.
+//! Verify scores a subject's rows in f32 through the fastest kernel the CPU has (`kernels`).
+//! Identify scans in one of two modes ([`ScanMode`]). The exact scan scores every row in f32,
+//! block by block. The fast scan, the default, reads each row's one-bit code instead (`fastscan`),
+//! which gives an estimate of the row's score with an error bound, and scores in f32 only the rows
+//! whose upper bound can still reach the answer, highest upper bound first. It returns the exact
+//! scan's answer, the same subjects with the same scores, unless a bound is missed where it
+//! matters: the true score of an answer's row (the row that gives an answer subject its score)
+//! lies above that row's upper bound, so the row is never scored; or some row's lower bound lies
+//! above its true score by so much that it also tops an answer row's upper bound, so the floor
+//! the pass sets rules that row out. Each row's estimate misses its bound with chance below about
+//! 7e-4 per lookup (`EPSILON` in `fastscan`): that is the chance of the first case for a top-1
+//! answer. The second needs a miss larger than the bound by the gap between the two rows' scores,
+//! so only rows that score close to an answer make it worth counting.
+//!
+//! Each row carries its subject's expiry, so a subject past its retention never matches, checked
+//! only for rows that score high enough to matter. Erasures compact the buffer (on the write path);
+//! the read path never reshuffles it.
 
+#[cfg(target_arch = "x86_64")]
+mod cpu;
 mod fastscan;
+pub(crate) mod huge_pages;
 pub(crate) mod kernels;
 mod subjects;
 
@@ -55,7 +71,11 @@ pub enum ScanMode {
     /// Every row in f32: the reference, bandwidth-bound.
     Exact,
     /// One-bit codes with per-row error bounds scanned by table lookups, then an exact f32
-    /// re-rank of every row the bounds cannot rule out: the same answer, several times faster.
+    /// re-rank of every row the bounds cannot rule out: several times faster, and the exact
+    /// answer with the exact scores unless a bound is missed where it matters. Each row's bound
+    /// holds except with chance below about 7e-4 per lookup, and a miss changes the answer only
+    /// when it hides an answer's row (its true score above its upper bound) or lifts a row's
+    /// lower bound above an answer row's upper bound, which takes a row scoring close to it.
     #[default]
     Fast,
 }
@@ -90,7 +110,7 @@ struct FastIndex {
     rotation: Rotation,
     codes: Codes,
     /// The rotated copy of a row being added.
-    scratch: WipedVec<f32>,
+    rotated_row: WipedVec<f32>,
     /// The last scan's short list, kept to avoid allocating per query. Its bounds approximate
     /// the probe's scores, so they are zeroed when dropped.
     short_list: std::sync::Mutex<ShortList>,
@@ -114,7 +134,7 @@ const BATCH_PROBES: usize = 8;
 /// What an identify asks for: the `k` best at or above `threshold`, among subjects within their
 /// retention at `now`.
 #[derive(Clone, Copy)]
-struct Cut {
+struct IdentifyRequest {
     k: usize,
     threshold: f32,
     now: UnixMillis,
@@ -123,7 +143,7 @@ struct Cut {
 /// A probe ready for the fast scan: rotated, and its lookup tables built.
 struct FastQuery<'p> {
     probe: &'p [f32],
-    codes: Query,
+    tables: Query,
 }
 
 impl<'p> FastQuery<'p> {
@@ -132,7 +152,7 @@ impl<'p> FastQuery<'p> {
         fast.rotation.apply(probe, &mut rotated);
         Self {
             probe,
-            codes: Query::new(&fast.codes, &rotated),
+            tables: Query::new(&fast.codes, &rotated),
         }
     }
 }
@@ -236,8 +256,8 @@ impl RowSink<'_> {
         extend(self.rows);
         debug_assert_eq!(self.rows.len(), start + self.dim);
         if let Some(fast) = &mut self.fast {
-            fast.rotation.apply(&self.rows[start..], &mut fast.scratch);
-            fast.codes.push(&fast.scratch);
+            fast.rotation.apply(&self.rows[start..], &mut fast.rotated_row);
+            fast.codes.push(&fast.rotated_row);
         }
     }
 }
@@ -281,7 +301,7 @@ impl Gallery {
             FastIndex {
                 rotation,
                 codes: Codes::new(padded, dim),
-                scratch: WipedVec::new(vec![0.0; padded]),
+                rotated_row: WipedVec::new(vec![0.0; padded]),
                 short_list: std::sync::Mutex::new(ShortList::default()),
             }
         });
@@ -452,7 +472,8 @@ impl Gallery {
 
     /// The `k` best subjects scoring at least `threshold` and within retention at `now`, best
     /// first; each subject appears once, with the score of its best template. Ties are broken by
-    /// subject ID so answers are stable. One thread.
+    /// subject ID so answers are stable. One thread. In the fast mode, the exact answer except
+    /// when a bound is missed as [`ScanMode::Fast`] says.
     #[cfg(test)]
     pub(crate) fn identify(
         &self,
@@ -464,8 +485,8 @@ impl Gallery {
         self.identify_with_threads(probe, k, threshold, now, 1)
     }
 
-    /// [`Gallery::identify`] with the scan split over `threads` threads (the same answer): each
-    /// takes a contiguous share of the gallery, and their bests are merged.
+    /// [`Gallery::identify`] with the scan split over `threads` threads, with the answer of one
+    /// thread: each takes a contiguous share of the gallery, and their bests are merged.
     pub(crate) fn identify_with_threads(
         &self,
         probe: &[f32],
@@ -485,13 +506,13 @@ impl Gallery {
             });
             return TopSubjects::merged(k, found).into_ranked();
         };
-        let cut = Cut { k, threshold, now };
+        let request = IdentifyRequest { k, threshold, now };
         let query = FastQuery::new(fast, probe);
-        let mut scratch = fast
+        let mut short_list = fast
             .short_list
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let candidates = &mut scratch.candidates;
+        let candidates = &mut short_list.candidates;
         candidates.clear();
         let shares = shares(fast.codes.blocks(), threads);
         // The first share fills the reused list; any others, lists of their own appended after.
@@ -500,16 +521,16 @@ impl Gallery {
         let pieces: Vec<&mut Vec<(f32, u32)>> = std::iter::once(&mut **candidates)
             .chain(others.iter_mut().map(|list| &mut **list))
             .collect();
-        let lowers = in_parallel_mut(&shares, pieces, |blocks, list| {
-            let mut lower = TopSubjects::new(k);
-            self.fast_pass(fast, &query, blocks, &cut, &mut lower, list);
-            lower
+        let share_lower_bounds = in_parallel_mut(&shares, pieces, |blocks, list| {
+            let mut best_lower_bounds = TopSubjects::new(k);
+            self.scan_codes(fast, &query, blocks, &request, &mut best_lower_bounds, list);
+            best_lower_bounds
         });
         for list in &others {
             candidates.extend_from_slice(list);
         }
-        let lower = TopSubjects::merged(k, lowers);
-        self.fast_finish(&query, &cut, &lower, candidates)
+        let best_lower_bounds = TopSubjects::merged(k, share_lower_bounds);
+        self.rerank(&query, &request, &best_lower_bounds, candidates)
     }
 
     /// Many probes in one pass over the gallery, for bulk work: each block of codes (or rows) is
@@ -531,18 +552,20 @@ impl Gallery {
                 answers.extend(bests.into_iter().map(TopSubjects::into_ranked));
                 continue;
             };
-            let cut = Cut { k, threshold, now };
+            let request = IdentifyRequest { k, threshold, now };
             let queries: Vec<FastQuery> = group.iter().map(|probe| FastQuery::new(fast, probe)).collect();
-            let mut lowers: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
+            let mut best_lower_bounds: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
             let mut candidates: Vec<Zeroizing<Vec<(f32, u32)>>> =
                 group.iter().map(|_| Zeroizing::new(Vec::new())).collect();
             for block in 0..fast.codes.blocks() {
-                for ((query, lower), list) in queries.iter().zip(&mut lowers).zip(&mut candidates) {
-                    self.fast_pass(fast, query, block..block + 1, &cut, lower, list);
+                for ((query, lower_bounds), list) in
+                    queries.iter().zip(&mut best_lower_bounds).zip(&mut candidates)
+                {
+                    self.scan_codes(fast, query, block..block + 1, &request, lower_bounds, list);
                 }
             }
-            for ((query, lower), list) in queries.iter().zip(&lowers).zip(&mut candidates) {
-                answers.push(self.fast_finish(query, &cut, lower, list));
+            for ((query, lower_bounds), list) in queries.iter().zip(&best_lower_bounds).zip(&mut candidates) {
+                answers.push(self.rerank(query, &request, lower_bounds, list));
             }
         }
         answers
@@ -582,53 +605,56 @@ impl Gallery {
         }
     }
 
-    /// The fast scan over `blocks`: the k-th best lower bound over live subjects offered to
-    /// `lower` as it rises, and every row whose upper bound reaches it into `candidates`.
-    fn fast_pass(
+    /// The fast scan's pass over the codes of `blocks`: each live row's lower bound is offered to
+    /// `best_lower_bounds` (the `k` best subjects by lower bound: while the bounds hold, every
+    /// answer scores at least their floor), and every row whose upper bound reaches that rising
+    /// floor goes into `candidates`.
+    fn scan_codes(
         &self,
         fast: &FastIndex,
         query: &FastQuery,
         blocks: std::ops::Range<usize>,
-        cut: &Cut,
-        lower: &mut TopSubjects,
+        request: &IdentifyRequest,
+        best_lower_bounds: &mut TopSubjects,
         candidates: &mut Vec<(f32, u32)>,
     ) {
-        let Cut { threshold, now, .. } = *cut;
-        query.codes.scan(
+        let IdentifyRequest { threshold, now, .. } = *request;
+        query.tables.scan(
             &fast.codes,
             blocks,
-            lower.floor().max(threshold),
-            |row, low| {
+            best_lower_bounds.floor().max(threshold),
+            |row, lower_bound| {
                 if policy::is_within_retention(self.row_expires[row], now) {
-                    lower.offer(self.row_subject[row], low);
+                    best_lower_bounds.offer(self.row_subject[row], lower_bound);
                 }
-                lower.floor().max(threshold)
+                best_lower_bounds.floor().max(threshold)
             },
             candidates,
         );
     }
 
-    /// The fast scan after its pass: the candidates whose upper bound reaches the final floor,
-    /// re-ranked exactly, best bound first, until no bound left can change the answer.
-    fn fast_finish(
+    /// The fast scan after its pass over the codes: the candidates whose upper bound reaches the
+    /// final floor, scored exactly in f32, highest upper bound first, until no bound left can
+    /// change the answer.
+    fn rerank(
         &self,
         query: &FastQuery,
-        cut: &Cut,
-        lower: &TopSubjects,
-        order: &mut Vec<(f32, u32)>,
+        request: &IdentifyRequest,
+        best_lower_bounds: &TopSubjects,
+        candidates: &mut Vec<(f32, u32)>,
     ) -> Vec<(SubjectId, f32)> {
-        let Cut { k, threshold, now } = *cut;
+        let IdentifyRequest { k, threshold, now } = *request;
         let probe = query.probe;
-        let floor = lower.floor().max(threshold);
-        order.retain(|(upper, _)| *upper >= floor);
+        let floor = best_lower_bounds.floor().max(threshold);
+        candidates.retain(|(upper, _)| *upper >= floor);
         let kernel = kernels::best();
         let mut best = TopSubjects::new(k);
         let mut score = [0f32];
         let mut done = 0;
-        while done < order.len() {
+        while done < candidates.len() {
             // Sorting a few dozen at a time: most probes stop within the first.
-            let batch = RERANK_BATCH.min(order.len() - done);
-            let rest = &mut order[done..];
+            let batch = RERANK_BATCH.min(candidates.len() - done);
+            let rest = &mut candidates[done..];
             if batch < rest.len() {
                 rest.select_nth_unstable_by(batch, |a, b| b.0.total_cmp(&a.0));
             }
@@ -671,7 +697,7 @@ impl Gallery {
 
     /// The name of the f32 kernel in use.
     pub(crate) fn kernel_name() -> &'static str {
-        kernels::best().name
+        kernels::best().name()
     }
 
     /// The name of the fast scan's table-lookup kernel in use.
@@ -688,7 +714,7 @@ impl Gallery {
         let query = FastQuery::new(fast, probe);
         (0..fast.codes.blocks())
             .flat_map(|block| {
-                let bounds = query.codes.bounds(&fast.codes, block, 0.0, 0.0);
+                let bounds = query.tables.bounds(&fast.codes, block, 0.0, 0.0);
                 (0..BLOCK).map(move |i| (bounds.uppers[i] - bounds.lowers[i]) / 2.0)
             })
             .take(self.template_count())
@@ -787,6 +813,7 @@ impl TopSubjects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xorshift::XorShift64;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -949,13 +976,8 @@ mod tests {
     fn the_fast_scan_finds_the_exact_top_1_whenever_there_is_a_margin() {
         // Clustered unit vectors (hard neighbours), 300 cases with fixed seeds, so the outcome is
         // reproducible: whenever exact search has a unique best subject, the fast scan names it.
-        let mut state = 0x5eed_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-        };
+        let mut generator = XorShift64::new(0x5eed);
+        let mut next = move || generator.next_signed_unit() / 2.0;
         let mut checked = 0;
         for case in 0..300u64 {
             let dim = [64, 128, 200, 512][(case % 4) as usize];
@@ -997,13 +1019,8 @@ mod tests {
     fn threads_and_batches_give_the_answers_of_one_probe_at_a_time() {
         for mode in [ScanMode::Exact, ScanMode::Fast] {
             let dim = 48;
-            let mut state = 11u64;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-            };
+            let mut generator = XorShift64::new(11);
+            let mut next = || generator.next_signed_unit() / 2.0;
             let mut g = Gallery::new(dim, mode, 3);
             let mut rows = Vec::new();
             for row in 0..(5 * BLOCK_ROWS + 9) {
@@ -1075,13 +1092,8 @@ mod tests {
             noise in 0.0f32..1.0,
             expired_every in 0usize..7,
         ) {
-            let mut state = seed | 1;
-            let mut next = move || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 - 0.5
-            };
+            let mut generator = XorShift64::new(seed);
+            let mut next = move || generator.next_signed_unit() / 2.0;
             let centres: Vec<Vec<f32>> = (0..3)
                 .map(|_| unit_from((0..dim).map(|_| next()).collect()))
                 .collect();

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 
 use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, Result};
-use crate::gallery::{kernels, Gallery, SubjectIndex};
+use crate::gallery::{huge_pages, Gallery, SubjectIndex};
 use crate::store::{self, Store, SubjectKeyRow, TemplateRow};
 use crate::subject::SubjectId;
 use crate::wiped::WipedVec;
@@ -50,7 +50,7 @@ pub(super) fn gallery(store: &Store, settings: &Settings, keys: &VaultKeys) -> R
     // cache miss a lookup, on huge pages): at a million subjects a general hash map's two
     // misses and 4 KiB pages cost more than decrypting the templates.
     let mut loading: Vec<LoadingSubject> = Vec::with_capacity(subject_count);
-    kernels::advise_huge_pages(loading.spare_capacity_mut());
+    huge_pages::advise(loading.spare_capacity_mut());
     let mut position = SubjectIndex::default();
     position.reserve(subject_count);
     read_subjects(store, settings, keys, &mut position, &mut loading)?;

@@ -1450,15 +1450,8 @@ mod tests {
         let mut vault = Vault::create(&path, &key, &config, "admin", &password).unwrap();
         let admin = vault.login("admin", &password).unwrap();
         vault.publish_notice(&admin, &notice()).unwrap();
-        let mut state = 3u64;
-        let rows: Vec<f32> = (0..128 * 300)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect();
+        let mut generator = crate::xorshift::XorShift64::new(3);
+        let rows: Vec<f32> = (0..128 * 300).map(|_| generator.next_signed_unit()).collect();
         let subjects = vault
             .enrol_batch(&admin, &Enrolment::with_consent("1", "form"), &rows)
             .unwrap();

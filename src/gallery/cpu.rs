@@ -1,0 +1,42 @@
+//! What this CPU can run, as values. The SIMD kernels are compiled for AVX2 or AVX-512, and
+//! running one on a CPU without its instructions is undefined behaviour; so each kernel's entry
+//! point takes one of these zero-sized tokens, which only its `detect` makes, and only after
+//! `is_x86_feature_detected!` has said yes. A kernel cannot then be reached without the check:
+//! the compiler enforces it, the code that picks a kernel needs no `unsafe`, and the kernels'
+//! `unsafe` calls have one argument to rest on.
+//!
+//! That argument holds only while a token's field stays private to this module and nothing but
+//! `detect` builds one: keep it so.
+
+/// Proof that this CPU runs AVX2.
+#[derive(Clone, Copy)]
+pub(super) struct Avx2(());
+
+impl Avx2 {
+    /// A token, if this CPU runs AVX2.
+    pub(super) fn detect() -> Option<Self> {
+        is_x86_feature_detected!("avx2").then_some(Self(()))
+    }
+}
+
+/// Proof that this CPU runs AVX2 and FMA.
+#[derive(Clone, Copy)]
+pub(super) struct Avx2Fma(());
+
+impl Avx2Fma {
+    /// A token, if this CPU runs AVX2 and FMA.
+    pub(super) fn detect() -> Option<Self> {
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Self(()))
+    }
+}
+
+/// Proof that this CPU runs AVX-512F.
+#[derive(Clone, Copy)]
+pub(super) struct Avx512F(());
+
+impl Avx512F {
+    /// A token, if this CPU runs AVX-512F.
+    pub(super) fn detect() -> Option<Self> {
+        is_x86_feature_detected!("avx512f").then_some(Self(()))
+    }
+}
