@@ -348,6 +348,25 @@ pub fn is_within_retention(expires_at: UnixMillis, now: UnixMillis) -> bool {
     now < expires_at
 }
 
+/// The retention rule of [`is_within_retention`] at one moment, as a value the door hands the
+/// gallery: the scan applies it to every row's expiry without knowing the rule or the time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetentionCheck {
+    now: UnixMillis,
+}
+
+impl RetentionCheck {
+    pub(crate) fn at(now: UnixMillis) -> Self {
+        Self { now }
+    }
+
+    /// Whether face data that expires at `expires_at` may still be used.
+    #[inline(always)]
+    pub(crate) fn allows(self, expires_at: UnixMillis) -> bool {
+        is_within_retention(expires_at, self.now)
+    }
+}
+
 /// Where an export goes (Art. 8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -318,3 +318,81 @@ fn identify_batch_through_the_binary() {
     cli.operator(&["identify", "--probe", &probe, "--threads", "0"])
         .fails(2, "usage");
 }
+
+/// Review item 16: a command that does not match need not decrypt the gallery. A vault opened
+/// without it enrols, erases, purges, exports and counts from the store, refuses lookups, and
+/// a full opening afterwards sees every change.
+#[test]
+fn a_vault_opened_without_its_gallery_changes_data_but_does_not_match() {
+    use facevault::{Destination, ExportRequest, FixedKey, OpenOptions, Password, RecipientSecretKey, Vault};
+    let tv = TestVault::new(16);
+    let (dir, path, clock) = (tv.dir, tv.path, tv.clock);
+    let mut faces = Faces::new(16, 3, 21);
+    let people: Vec<Vec<f32>> = (0..4).map(|_| faces.person()).collect();
+    let mut vault = tv.vault;
+    let admin = tv.admin;
+    let kept: Vec<SubjectId> = people[..3]
+        .iter()
+        .map(|person| vault.enrol(&admin, &consent(), person).unwrap())
+        .collect();
+    vault.close().unwrap();
+
+    let options = || OpenOptions {
+        clock: clock.clone(),
+        load_gallery: false,
+        ..OpenOptions::default()
+    };
+    let mut vault = Vault::open_with(&path, &FixedKey::new(KEY), options()).unwrap();
+    let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+    let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+    let stats = vault.stats(&admin).unwrap();
+    assert!(!stats.gallery_loaded);
+    assert_eq!((stats.subjects, stats.templates, stats.memory_bytes), (3, 3, 0));
+    let refused = vault.verify(&operator, &kept[0], &people[0]);
+    assert!(
+        matches!(refused, Err(Error::InvalidArgument { what: "lookup", .. })),
+        "{refused:?}"
+    );
+    assert!(vault.identify(&operator, &people[0], 1).is_err());
+
+    let added = vault.enrol(&admin, &consent(), &people[3]).unwrap();
+    vault
+        .add_template(&admin, &added, &faces.capture(&people[3], 0.3))
+        .unwrap();
+    vault.erase(&admin, &kept[1]).unwrap();
+    let recipient = RecipientSecretKey::from_bytes([3; 32]);
+    let request = ExportRequest {
+        destination: Destination::Local,
+        recipient: recipient.public_key(),
+        subjects: vec![],
+    };
+    let exporter_password = Password::new("exporter password");
+    vault
+        .add_user(&admin, "exp", facevault::Role::Exporter, &exporter_password)
+        .unwrap();
+    let exporter = vault.login("exp", &exporter_password).unwrap();
+    let bundle = vault.export(&exporter, &request).unwrap();
+    let contents = facevault::open_bundle(&recipient, &bundle.bytes).unwrap();
+    assert_eq!(contents.subjects.len(), 3);
+    let exported: usize = contents.subjects.iter().map(|s| s.templates.len()).sum();
+    assert_eq!(
+        exported, 4,
+        "the added subject's two templates and one each for the others"
+    );
+    // Past every expiry: the purge finds them from the stored rows, each MAC checked.
+    clock.advance(400 * 86_400_000);
+    assert_eq!(vault.purge(&admin).unwrap(), 3);
+    assert_eq!(vault.stats(&admin).unwrap().subjects, 0);
+    vault.close().unwrap();
+
+    let mut vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
+    let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+    let stats = vault.stats(&admin).unwrap();
+    assert!(stats.gallery_loaded);
+    assert_eq!((stats.subjects, stats.templates), (0, 0));
+    assert_eq!(
+        vault.verify_audit(&admin).unwrap() as usize,
+        vault.audit_log(&admin).unwrap().len() - 1
+    );
+    drop(dir);
+}

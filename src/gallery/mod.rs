@@ -37,7 +37,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::wiped::WipedVec;
 
 use crate::clock::UnixMillis;
-use crate::policy;
+use crate::policy::RetentionCheck;
 use crate::subject::SubjectId;
 
 /// The answer of a 1:1 lookup.
@@ -137,7 +137,7 @@ const BATCH_PROBES: usize = 8;
 struct IdentifyRequest {
     k: usize,
     threshold: f32,
-    now: UnixMillis,
+    retention: RetentionCheck,
 }
 
 /// A probe ready for the fast scan: rotated, and its lookup tables built.
@@ -451,11 +451,11 @@ impl Gallery {
 
     /// The best score of `probe` against `subject`'s templates, unless the subject is unknown or
     /// past its retention at `now`.
-    pub(crate) fn verify(&self, subject: &SubjectId, probe: &[f32], now: UnixMillis) -> Lookup {
+    pub(crate) fn verify(&self, subject: &SubjectId, probe: &[f32], retention: RetentionCheck) -> Lookup {
         let Some(entry) = self.subjects.get(subject) else {
             return Lookup::Unknown;
         };
-        if !policy::is_within_retention(entry.expires_at, now) {
+        if !retention.allows(entry.expires_at) {
             return Lookup::Expired;
         }
         let kernel = kernels::best();
@@ -480,9 +480,9 @@ impl Gallery {
         probe: &[f32],
         k: usize,
         threshold: f32,
-        now: UnixMillis,
+        retention: RetentionCheck,
     ) -> Vec<(SubjectId, f32)> {
-        self.identify_with_threads(probe, k, threshold, now, 1)
+        self.identify_with_threads(probe, k, threshold, retention, 1)
     }
 
     /// [`Gallery::identify`] with the scan split over `threads` threads, with the answer of one
@@ -492,7 +492,7 @@ impl Gallery {
         probe: &[f32],
         k: usize,
         threshold: f32,
-        now: UnixMillis,
+        retention: RetentionCheck,
         threads: usize,
     ) -> Vec<(SubjectId, f32)> {
         let Some(fast) = &self.fast else {
@@ -501,12 +501,22 @@ impl Gallery {
             let found = in_parallel(&shares, |blocks| {
                 let rows = blocks.start * BLOCK_ROWS..(blocks.end * BLOCK_ROWS).min(rows);
                 let mut best = TopSubjects::new(k);
-                self.scan_exact(&[probe], rows, threshold, now, std::slice::from_mut(&mut best));
+                self.scan_exact(
+                    &[probe],
+                    rows,
+                    threshold,
+                    retention,
+                    std::slice::from_mut(&mut best),
+                );
                 best
             });
             return TopSubjects::merged(k, found).into_ranked();
         };
-        let request = IdentifyRequest { k, threshold, now };
+        let request = IdentifyRequest {
+            k,
+            threshold,
+            retention,
+        };
         let query = FastQuery::new(fast, probe);
         let mut short_list = fast
             .short_list
@@ -541,18 +551,22 @@ impl Gallery {
         probes: &[f32],
         k: usize,
         threshold: f32,
-        now: UnixMillis,
+        retention: RetentionCheck,
     ) -> Vec<Vec<(SubjectId, f32)>> {
         let mut answers = Vec::with_capacity(probes.len() / self.dim.max(1));
         for group in probes.chunks(BATCH_PROBES * self.dim) {
             let group: Vec<&[f32]> = group.chunks_exact(self.dim).collect();
             let Some(fast) = &self.fast else {
                 let mut bests: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
-                self.scan_exact(&group, 0..self.template_count(), threshold, now, &mut bests);
+                self.scan_exact(&group, 0..self.template_count(), threshold, retention, &mut bests);
                 answers.extend(bests.into_iter().map(TopSubjects::into_ranked));
                 continue;
             };
-            let request = IdentifyRequest { k, threshold, now };
+            let request = IdentifyRequest {
+                k,
+                threshold,
+                retention,
+            };
             let queries: Vec<FastQuery> = group.iter().map(|probe| FastQuery::new(fast, probe)).collect();
             let mut best_lower_bounds: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
             let mut candidates: Vec<Zeroizing<Vec<(f32, u32)>>> =
@@ -578,7 +592,7 @@ impl Gallery {
         probes: &[&[f32]],
         rows: std::ops::Range<usize>,
         threshold: f32,
-        now: UnixMillis,
+        retention: RetentionCheck,
         bests: &mut [TopSubjects],
     ) {
         let kernel = kernels::best();
@@ -595,7 +609,7 @@ impl Gallery {
                         continue;
                     }
                     let row = start + offset;
-                    if policy::is_within_retention(self.row_expires[row], now) {
+                    if retention.allows(self.row_expires[row]) {
                         best.offer(self.row_subject[row], score);
                         floor = best.floor().max(threshold);
                     }
@@ -618,13 +632,15 @@ impl Gallery {
         best_lower_bounds: &mut TopSubjects,
         candidates: &mut Vec<(f32, u32)>,
     ) {
-        let IdentifyRequest { threshold, now, .. } = *request;
+        let IdentifyRequest {
+            threshold, retention, ..
+        } = *request;
         query.tables.scan(
             &fast.codes,
             blocks,
             best_lower_bounds.floor().max(threshold),
             |row, lower_bound| {
-                if policy::is_within_retention(self.row_expires[row], now) {
+                if retention.allows(self.row_expires[row]) {
                     best_lower_bounds.offer(self.row_subject[row], lower_bound);
                 }
                 best_lower_bounds.floor().max(threshold)
@@ -643,7 +659,11 @@ impl Gallery {
         best_lower_bounds: &TopSubjects,
         candidates: &mut Vec<(f32, u32)>,
     ) -> Vec<(SubjectId, f32)> {
-        let IdentifyRequest { k, threshold, now } = *request;
+        let IdentifyRequest {
+            k,
+            threshold,
+            retention,
+        } = *request;
         let probe = query.probe;
         let floor = best_lower_bounds.floor().max(threshold);
         candidates.retain(|(upper, _)| *upper >= floor);
@@ -672,7 +692,7 @@ impl Gallery {
                     kernels::prefetch(self.row(ahead as usize));
                 }
                 let row = row as usize;
-                if !policy::is_within_retention(self.row_expires[row], now) {
+                if !retention.allows(self.row_expires[row]) {
                     continue;
                 }
                 kernel.dots(probe, self.row(row), &mut score);
@@ -813,6 +833,10 @@ impl TopSubjects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(now: UnixMillis) -> RetentionCheck {
+        RetentionCheck::at(now)
+    }
     use crate::xorshift::XorShift64;
     use proptest::prelude::*;
     use std::collections::HashMap;
@@ -866,12 +890,12 @@ mod tests {
             assert!(g.push(id(2), FOREVER, 2, &[0.8, 0.6, 0.0, 0.0]));
             assert!(g.push(id(1), FOREVER, 3, &[0.6, 0.8, 0.0, 0.0]));
             assert!(g.push(id(3), FOREVER, 4, &unit(4, 3)));
-            let hits = g.identify(&unit(4, 0), 5, 0.5, 0);
+            let hits = g.identify(&unit(4, 0), 5, 0.5, at(0));
             assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![id(1), id(2)]);
             assert_eq!(hits[0].1, 1.0);
-            assert_eq!(g.identify(&unit(4, 0), 1, 0.5, 0).len(), 1);
-            assert_eq!(g.verify(&id(1), &unit(4, 1), 0), Lookup::Score(0.8));
-            assert_eq!(g.verify(&id(9), &unit(4, 1), 0), Lookup::Unknown);
+            assert_eq!(g.identify(&unit(4, 0), 1, 0.5, at(0)).len(), 1);
+            assert_eq!(g.verify(&id(1), &unit(4, 1), at(0)), Lookup::Score(0.8));
+            assert_eq!(g.verify(&id(9), &unit(4, 1), at(0)), Lookup::Unknown);
         }
     }
 
@@ -881,11 +905,11 @@ mod tests {
             let mut g = Gallery::new(2, mode, 7);
             assert!(g.push(id(1), 1_000, 1, &[1.0, 0.0]));
             assert!(g.push(id(2), 2_000, 2, &[1.0, 0.0]));
-            assert_eq!(g.identify(&[1.0, 0.0], 5, 0.0, 999).len(), 2);
-            assert_eq!(g.identify(&[1.0, 0.0], 5, 0.0, 1_000), vec![(id(2), 1.0)]);
-            assert_eq!(g.verify(&id(1), &[1.0, 0.0], 1_000), Lookup::Expired);
-            assert_eq!(g.verify(&id(2), &[1.0, 0.0], 1_999), Lookup::Score(1.0));
-            assert!(g.identify(&[1.0, 0.0], 5, 0.0, 2_000).is_empty());
+            assert_eq!(g.identify(&[1.0, 0.0], 5, 0.0, at(999)).len(), 2);
+            assert_eq!(g.identify(&[1.0, 0.0], 5, 0.0, at(1_000)), vec![(id(2), 1.0)]);
+            assert_eq!(g.verify(&id(1), &[1.0, 0.0], at(1_000)), Lookup::Expired);
+            assert_eq!(g.verify(&id(2), &[1.0, 0.0], at(1_999)), Lookup::Score(1.0));
+            assert!(g.identify(&[1.0, 0.0], 5, 0.0, at(2_000)).is_empty());
         }
     }
 
@@ -912,7 +936,7 @@ mod tests {
                 assert!(g.subjects.get(&id(n % 5)).unwrap().iter().any(|row| row == index));
             }
             assert!(g
-                .identify(&unit(3, 0), 10, -1.0, 0)
+                .identify(&unit(3, 0), 10, -1.0, at(0))
                 .iter()
                 .all(|(s, _)| *s != id(2)));
         }
@@ -962,7 +986,7 @@ mod tests {
                 let mut expected: Vec<(SubjectId, f32)> = best.into_iter().collect();
                 expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 expected.truncate(k);
-                let got = g.identify(&probe, k, threshold, 200);
+                let got = g.identify(&probe, k, threshold, at(200));
                 let ids = |v: &[(SubjectId, f32)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
                 assert_eq!(ids(&got), ids(&expected), "k={k} threshold={threshold}");
                 for (g, e) in got.iter().zip(&expected) {
@@ -998,10 +1022,10 @@ mod tests {
             }
             let target = &people[(case as usize * 13) % rows];
             let probe = unit_from(target.iter().map(|t| t + 0.8 * next()).collect());
-            let truth = exact.identify(&probe, 2, -1.0, 0);
+            let truth = exact.identify(&probe, 2, -1.0, at(0));
             if truth.len() == 2 && truth[0].1 - truth[1].1 > 1e-4 {
                 checked += 1;
-                let found = fast.identify(&probe, 1, -1.0, 0);
+                let found = fast.identify(&probe, 1, -1.0, at(0));
                 assert_eq!(
                     found[0].0, truth[0].0,
                     "case {case}: fast {found:?} exact {truth:?}"
@@ -1046,16 +1070,16 @@ mod tests {
             for (k, threshold) in [(1, -1.0), (3, 0.2), (20, -1.0)] {
                 let one_at_a_time: Vec<_> = probes
                     .chunks_exact(dim)
-                    .map(|probe| g.identify(probe, k, threshold, 200))
+                    .map(|probe| g.identify(probe, k, threshold, at(200)))
                     .collect();
                 assert_eq!(
-                    g.identify_batch(&probes, k, threshold, 200),
+                    g.identify_batch(&probes, k, threshold, at(200)),
                     one_at_a_time,
                     "{mode:?} batch"
                 );
                 for threads in [2, 3, 8] {
                     for (probe, expected) in probes.chunks_exact(dim).zip(&one_at_a_time) {
-                        let found = g.identify_with_threads(probe, k, threshold, 200, threads);
+                        let found = g.identify_with_threads(probe, k, threshold, at(200), threads);
                         assert_eq!(&found, expected, "{mode:?} with {threads} threads");
                     }
                 }
@@ -1110,8 +1134,8 @@ mod tests {
             }
             let target = &people[seed as usize % rows];
             let probe = unit_from(target.iter().map(|t| t + noise * next()).collect());
-            let truth = exact.identify(&probe, 2, -1.0, 20);
-            let found = fast.identify(&probe, 1, -1.0, 20);
+            let truth = exact.identify(&probe, 2, -1.0, at(20));
+            let found = fast.identify(&probe, 1, -1.0, at(20));
             let bound = fast.fast_half_widths(&probe).into_iter().fold(0f32, f32::max);
             let margin = match truth.as_slice() {
                 [best, second] => best.1 - second.1,

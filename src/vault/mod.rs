@@ -28,7 +28,7 @@ use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, ErrorClass, Result};
 use crate::gallery::{Gallery, Lookup, ScanMode};
 use crate::keys::KeyProvider;
-use crate::policy::{self, Refusal, RetentionCeilings};
+use crate::policy::{self, Refusal, RetentionCeilings, RetentionCheck};
 use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectFacts, SubjectRow};
 use crate::subject::SubjectId;
 use crate::template::{self, RowCount, TemplateInput};
@@ -862,7 +862,7 @@ impl Vault {
             probe.prefetch();
             act.gallery.prefetch_subject(subject);
             let probe = act.normalise_probe(probe, buffer)?;
-            let score = match act.gallery.verify(subject, probe, act.now) {
+            let score = match act.gallery.verify(subject, probe, act.retention()) {
                 Lookup::Score(score) => score,
                 Lookup::Expired => {
                     return Err(Error::Refused(Refusal::RetentionExpired { subject: *subject }))
@@ -899,7 +899,7 @@ impl Vault {
                 probe,
                 k,
                 act.settings.threshold - ROUNDING_MARGIN,
-                act.now,
+                act.retention(),
                 act.threads,
             );
             Ok(act.candidates(k, found))
@@ -931,7 +931,7 @@ impl Vault {
             }
             let found =
                 act.gallery
-                    .identify_batch(&probes, k, act.settings.threshold - ROUNDING_MARGIN, act.now);
+                    .identify_batch(&probes, k, act.settings.threshold - ROUNDING_MARGIN, act.retention());
             Ok(found
                 .into_iter()
                 .map(|found| act.candidates(k, found))
@@ -1257,6 +1257,11 @@ struct LookupContext<'a> {
 impl LookupContext<'_> {
     fn normalise_templates(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
         self.settings.normalise_templates(input, count)
+    }
+
+    /// The retention rule at this lookup's moment, for the gallery to apply to every row (Art. 8).
+    fn retention(&self) -> RetentionCheck {
+        RetentionCheck::at(self.now)
     }
 
     /// One probe, normalised into `buffer`.
