@@ -178,18 +178,27 @@ pub(crate) fn open_regular_file(path: &Path) -> std::io::Result<Option<(File, st
     Ok(metadata.is_file().then_some((file, metadata)))
 }
 
+/// Opens a key file: it must exist and be a regular file.
+fn open_key_file(path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let problem = |problem| Error::KeyFile {
+        path: path.to_path_buf(),
+        problem,
+    };
+    open_regular_file(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
+            _ => Error::Io(e),
+        })?
+        .ok_or_else(|| problem(KeyFileProblem::NotAFile))
+}
+
 /// Reads a 32-byte secret from a regular file that only its owner may read.
 pub(crate) fn read_secret_file(path: &Path) -> Result<Zeroizing<[u8; 32]>> {
     let problem = |problem| Error::KeyFile {
         path: path.to_path_buf(),
         problem,
     };
-    let (mut file, metadata) = open_regular_file(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
-            _ => Error::Io(e),
-        })?
-        .ok_or_else(|| problem(KeyFileProblem::NotAFile))?;
+    let (mut file, metadata) = open_key_file(path)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -206,12 +215,7 @@ pub(crate) fn read_public_file(path: &Path) -> Result<[u8; 32]> {
         path: path.to_path_buf(),
         problem,
     };
-    let (mut file, metadata) = open_regular_file(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => problem(KeyFileProblem::Missing),
-            _ => Error::Io(e),
-        })?
-        .ok_or_else(|| problem(KeyFileProblem::NotAFile))?;
+    let (mut file, metadata) = open_key_file(path)?;
     let len = metadata.len();
     let bytes = read_exactly_32(&mut file, len).ok_or_else(|| problem(KeyFileProblem::WrongLength))??;
     Ok(*bytes)

@@ -100,16 +100,8 @@ fn oversized_input_files_are_refused_unread() {
     let batch = sparse(&cli, "huge-batch.f32", 3 << 30);
     cli.operator(&["identify-batch", "--probes", &batch])
         .fails(2, "file_too_large");
-    cli.admin(&[
-        "enrol-batch",
-        "--templates",
-        &batch,
-        "--notice",
-        NOTICE_VERSION,
-        "--consent-method",
-        CONSENT_METHOD,
-    ])
-    .fails(2, "file_too_large");
+    cli.admin(&CliVault::consented("enrol-batch", &batch))
+        .fails(2, "file_too_large");
     // A bundle bigger than any bundle facevault makes, with a real secret key to open it.
     let secret = cli.dir.path().join("recipient.key");
     cli.run(None, &["keygen-recipient", "--out", secret.to_str().unwrap()])
@@ -252,16 +244,7 @@ fn identify_batch_is_capped_and_its_records_stay_small() {
         })
         .collect();
     let batch = cli.file("batch.f32", &le_bytes(&rows));
-    cli.admin(&[
-        "enrol-batch",
-        "--templates",
-        &batch,
-        "--notice",
-        NOTICE_VERSION,
-        "--consent-method",
-        CONSENT_METHOD,
-    ])
-    .ok();
+    cli.admin(&CliVault::consented("enrol-batch", &batch)).ok();
     let probes = cli.file("probes.f32", &le_bytes(&person.repeat(2000)));
     let message = cli
         .operator(&["identify-batch", "--probes", &probes, "--k", "1000"])
@@ -341,15 +324,7 @@ fn retention_beyond_ten_years_is_refused() {
         ["--retention-secs", "9223372036854775807"],
         ["--retention-days", "3654"],
     ] {
-        let mut args = vec![
-            "enrol",
-            "--template",
-            &template,
-            "--notice",
-            NOTICE_VERSION,
-            "--consent-method",
-            CONSENT_METHOD,
-        ];
+        let mut args = CliVault::consented("enrol", &template);
         args.extend(period);
         cli.admin(&args).fails(2, "invalid_argument");
     }

@@ -79,8 +79,9 @@ pub struct VaultConfig {
     pub max_minor_retention_secs: i64,
     /// The device's offset from UTC in minutes, for the civil date on which ages are counted.
     pub utc_offset_minutes: i32,
-    /// How identify scans: the default, [`ScanMode::Fast`], gives the same answers as
-    /// [`ScanMode::Exact`] several times faster.
+    /// How identify scans: the default, [`ScanMode::Fast`], is several times faster than
+    /// [`ScanMode::Exact`] and gives its answers unless a row's error bound is missed (a chance
+    /// below about 7e-4 per row and lookup; see [`ScanMode::Fast`]).
     pub scan: ScanMode,
 }
 

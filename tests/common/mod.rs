@@ -305,6 +305,24 @@ impl CliVault {
         self.enrol_file(&file, extra)
     }
 
+    /// The arguments of `command` (`enrol` or `enrol-batch`) with `file` and the standard consent.
+    pub fn consented<'a>(command: &'a str, file: &'a str) -> Vec<&'a str> {
+        let flag = if command == "enrol-batch" {
+            "--templates"
+        } else {
+            "--template"
+        };
+        vec![
+            command,
+            flag,
+            file,
+            "--notice",
+            NOTICE_VERSION,
+            "--consent-method",
+            CONSENT_METHOD,
+        ]
+    }
+
     /// Enrols the template file `file` as a new subject with the standard consent and `extra`
     /// options; returns its ID.
     pub fn enrol_file(&self, file: &str, extra: &[&str]) -> String {
