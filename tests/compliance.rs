@@ -522,15 +522,8 @@ fn art8_personal_data_beside_the_templates_is_encrypted_at_rest() {
     assert!(contains("Acme Gates Ltd"));
 }
 
-/// A vault with an exporter and a recipient key pair; returns (cli, secret key path, public key path).
 fn export_setup() -> (CliVault, String, String) {
-    let cli = CliVault::init(DIM);
-    cli.add_user("exp", "exporter");
-    let secret = cli.dir.path().join("recipient.key");
-    cli.run(None, &["keygen-recipient", "--out", secret.to_str().unwrap()])
-        .ok();
-    let public = format!("{}.pub", secret.display());
-    (cli, secret.to_str().unwrap().to_string(), public)
+    CliVault::with_exporter(DIM)
 }
 
 fn export(
@@ -541,19 +534,7 @@ fn export(
     subjects: &[&str],
 ) -> (Run, std::path::PathBuf) {
     let out = cli.dir.path().join(name);
-    let mut args = vec![
-        "export",
-        "--to",
-        to,
-        "--out",
-        out.to_str().unwrap(),
-        "--recipient-key",
-        public,
-    ];
-    for subject in subjects {
-        args.extend(["--subject", subject]);
-    }
-    (cli.as_user("exp", &args), out)
+    (cli.export(&out, to, public, subjects), out)
 }
 
 #[test]

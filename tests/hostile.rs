@@ -125,13 +125,8 @@ fn oversized_input_files_are_refused_unread() {
 
 /// An exporter, a recipient key pair and one subject who consented to transfer.
 fn export_setup() -> (CliVault, String) {
-    let cli = CliVault::init(DIM);
+    let (cli, _, public) = CliVault::with_exporter(DIM);
     cli.enrol("t.f32", &Rng::new(4).gaussian_vec(DIM), &["--transfer-consent"]);
-    cli.add_user("exp", "exporter");
-    let secret = cli.dir.path().join("recipient.key");
-    cli.run(None, &["keygen-recipient", "--out", secret.to_str().unwrap()])
-        .ok();
-    let public = format!("{}.pub", secret.display());
     (cli, public)
 }
 
@@ -159,19 +154,7 @@ fn an_export_that_writes_no_bundle_is_recorded_as_failed_not_done() {
     std::os::unix::fs::symlink(cli.dir.path().join("nowhere/x"), &dangling).unwrap();
     let missing_folder = cli.dir.path().join("no-such-folder/out.bundle");
     for (out, exit, code) in [(&dangling, 2, "already_exists"), (&missing_folder, 1, "io")] {
-        cli.as_user(
-            "exp",
-            &[
-                "export",
-                "--to",
-                "network",
-                "--out",
-                out.to_str().unwrap(),
-                "--recipient-key",
-                &public,
-            ],
-        )
-        .fails(exit, code);
+        cli.export(out, "network", &public, &[]).fails(exit, code);
         let outcomes = export_outcomes(&cli);
         assert!(
             outcomes.iter().all(|(outcome, _)| outcome != "allowed"),
@@ -186,21 +169,7 @@ fn an_export_that_writes_no_bundle_is_recorded_as_failed_not_done() {
         .is_symlink());
     // A good path works, and only then is the export recorded as done.
     let good = cli.dir.path().join("good.bundle");
-    let done = cli
-        .as_user(
-            "exp",
-            &[
-                "export",
-                "--to",
-                "network",
-                "--out",
-                good.to_str().unwrap(),
-                "--recipient-key",
-                &public,
-            ],
-        )
-        .ok()
-        .clone();
+    let done = cli.export(&good, "network", &public, &[]).ok().clone();
     assert_eq!(done["exported"], 1);
     assert_eq!(
         std::fs::metadata(&good).unwrap().len(),

@@ -305,6 +305,35 @@ impl CliVault {
         self.enrol_file(&file, extra)
     }
 
+    /// A vault with an exporter `exp` and a recipient key pair; returns the vault and the secret
+    /// and public key files' paths.
+    pub fn with_exporter(dim: usize) -> (Self, String, String) {
+        let cli = Self::init(dim);
+        cli.add_user("exp", "exporter");
+        let secret = cli.dir.path().join("recipient.key");
+        cli.run(None, &["keygen-recipient", "--out", secret.to_str().unwrap()])
+            .ok();
+        let public = format!("{}.pub", secret.display());
+        (cli, secret.to_str().unwrap().to_string(), public)
+    }
+
+    /// `export` as `exp` (see [`CliVault::with_exporter`]) of `subjects` (none: all) into `out`.
+    pub fn export(&self, out: &Path, to: &str, public: &str, subjects: &[&str]) -> Run {
+        let mut args = vec![
+            "export",
+            "--to",
+            to,
+            "--out",
+            out.to_str().unwrap(),
+            "--recipient-key",
+            public,
+        ];
+        for subject in subjects {
+            args.extend(["--subject", subject]);
+        }
+        self.as_user("exp", &args)
+    }
+
     /// The arguments of `command` (`enrol` or `enrol-batch`) with `file` and the standard consent.
     pub fn consented<'a>(command: &'a str, file: &'a str) -> Vec<&'a str> {
         let flag = if command == "enrol-batch" {
