@@ -46,8 +46,9 @@ pub const MAX_DIM: usize = 4096;
 /// The most candidates one identify returns.
 pub const MAX_K: usize = 1000;
 /// The most candidates one [`Vault::identify_batch`] may ask for: probes × k. An answer, and the
-/// memory behind it, grow with both; a larger batch is made as several calls.
-pub const MAX_CANDIDATES_PER_CALL: usize = 1_000_000;
+/// memory behind it, grow with both (about 80 MB at this cap, through the CLI's JSON); a larger
+/// batch is made as several calls.
+pub const MAX_CANDIDATES_PER_CALL: usize = 100_000;
 /// The most threads [`Vault::set_lookup_threads`] takes.
 pub const MAX_LOOKUP_THREADS: usize = 64;
 /// The most templates one subject may hold.
