@@ -85,7 +85,7 @@ fn build(path: &Path, scan: ScanMode, gallery: &[f32]) -> Vec<SubjectId> {
         ..VaultConfig::new(DIM, "bench-model")
     };
     let password = Password::new(ADMIN_PASSWORD);
-    let mut vault = Vault::create(path, &FixedKey::new(KEY), &config, "admin", &password).expect("create");
+    let vault = Vault::create(path, &FixedKey::new(KEY), &config, "admin", &password).expect("create");
     let admin = vault.login("admin", &password).expect("login");
     vault
         .add_user(&admin, "gate", Role::Operator, &Password::new(GATE_PASSWORD))
@@ -101,7 +101,7 @@ fn build(path: &Path, scan: ScanMode, gallery: &[f32]) -> Vec<SubjectId> {
 }
 
 fn open(path: &Path) -> (Vault, Session) {
-    let mut vault = Vault::open(path, &FixedKey::new(KEY)).expect("open");
+    let vault = Vault::open(path, &FixedKey::new(KEY)).expect("open");
     let gate = vault.login("gate", &Password::new(GATE_PASSWORD)).expect("login");
     (vault, gate)
 }
@@ -120,7 +120,7 @@ fn lookups(c: &mut Criterion) {
         for scan in [ScanMode::Fast, ScanMode::Exact] {
             let path = dir.path().join(format!("{}.db", scan.as_str()));
             let subjects = build(&path, scan, &gallery);
-            let (mut vault, gate) = open(&path);
+            let (vault, gate) = open(&path);
             let mut group = c.benchmark_group(format!("n{n}"));
             group.sample_size(if n >= 1_000_000 { 10 } else { 30 });
             group.measurement_time(Duration::from_secs(if n >= 1_000_000 { 20 } else { 5 }));

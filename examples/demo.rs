@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     step("create the vault: 512-d templates of one face model, with a first admin");
     let admin_password = Password::new("admin: correct horse battery");
-    let mut vault = Vault::create(
+    let vault = Vault::create(
         &db,
         &key,
         &VaultConfig::new(DIM, "arcface-r100"),
@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     vault.close()?;
 
     step("reopen: check the key, decrypt every template into memory");
-    let mut vault = Vault::open(&db, &key)?;
+    let vault = Vault::open(&db, &key)?;
     let gate = vault.login("gate-01", &Password::new("gate-01: staple battery"))?;
     let admin = vault.login("admin", &admin_password)?;
     let stats = vault.stats(&admin)?;

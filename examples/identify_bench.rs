@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         scan,
         ..VaultConfig::new(dim, "bench-model")
     };
-    let mut vault = Vault::create(&path, &key, &config, "admin", &password)?;
+    let vault = Vault::create(&path, &key, &config, "admin", &password)?;
     let admin = vault.login("admin", &password)?;
     vault.add_user(&admin, "gate", Role::Operator, &Password::new("benchmark gate"))?;
     vault.publish_notice(
@@ -127,7 +127,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     vault.close()?;
 
     let started = Instant::now();
-    let mut vault = Vault::open(&path, &key)?;
+    let vault = Vault::open(&path, &key)?;
     let open_s = started.elapsed().as_secs_f64();
     let gate = vault.login("gate", &Password::new("benchmark gate"))?;
     let admin = vault.login("admin", &password)?;

@@ -9,7 +9,7 @@ use common::*;
 #[test]
 fn no_12_byte_window_of_any_template_reaches_the_file_or_the_wal() {
     let dim = 512;
-    let mut tv = TestVault::new(dim);
+    let tv = TestVault::new(dim);
     let mut faces = Faces::new(dim, 16, 7);
     // Templates as a model hands them over: not unit length, so raw and normalised bytes differ.
     let people: Vec<Vec<f32>> = (0..300)
@@ -54,7 +54,7 @@ fn no_12_byte_window_of_any_template_reaches_the_file_or_the_wal() {
         );
     }
 
-    let mut tv = tv.reopen();
+    let tv = tv.reopen();
     assert_eq!(tv.vault.stats(&tv.admin).unwrap().templates, 400);
     for path in [tv.path.clone(), tv.wal_path(), with_suffix(&tv.path, "-journal")] {
         assert_eq!(

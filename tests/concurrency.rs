@@ -107,3 +107,144 @@ fn a_lookup_whose_record_cannot_be_written_is_not_reported_as_answered() {
     assert_eq!(identify_records(&cli), before);
     assert_eq!(cli.admin(&["audit", "verify"]).ok()["ok"], true);
 }
+
+#[test]
+fn a_vault_is_send_and_sync() {
+    fn shared_between_threads<T: Send + Sync>() {}
+    shared_between_threads::<facevault::Vault>();
+    shared_between_threads::<facevault::Session>();
+}
+
+/// Firmware issue: a camera thread identifies while a desk enrols and a timer erases and
+/// purges. Six threads identify, one enrols, one erases and purges, on one shared `Vault`, for a
+/// bounded number of operations, 20 rounds. Checked against a model kept beside it: no
+/// enrolment is lost, no lookup that starts after an erasure (or a purge) returned answers with
+/// that subject, and the audit chain verifies with one record per operation.
+#[test]
+fn lookups_run_beside_enrolment_erasure_and_purge_and_agree_with_a_model() {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    use facevault::{Enrolment, SubjectId};
+
+    const IDENTIFIERS: usize = 6;
+    const IDENTIFIES_EACH: usize = 25;
+    const ENROLMENTS: usize = 24;
+    const ERASURES: usize = 8;
+    const PURGES: usize = 3;
+    const DIM: usize = 32;
+
+    for round in 0..20u64 {
+        let tv = TestVault::new(DIM);
+        let mut faces = Faces::new(DIM, 6, 100 + round);
+        let people: Vec<Vec<f32>> = (0..ENROLMENTS).map(|_| faces.person()).collect();
+        let probes: Vec<Vec<f32>> = people.iter().map(|p| faces.capture(p, 0.3)).collect();
+        // A logical clock of operation boundaries: an erasure's return, a lookup's start.
+        let ticks = AtomicU64::new(0);
+        let enrolled: Mutex<Vec<SubjectId>> = Mutex::new(Vec::new());
+        let removed_at: Mutex<HashMap<SubjectId, u64>> = Mutex::new(HashMap::new());
+        let identified = AtomicU64::new(0);
+        let (vault, admin, operator, clock) = (&tv.vault, &tv.admin, &tv.operator, &tv.clock);
+        let (mut erased, mut purged) = (0usize, 0usize);
+        std::thread::scope(|scope| {
+            for camera in 0..IDENTIFIERS {
+                let (probes, ticks, removed_at, identified) = (&probes, &ticks, &removed_at, &identified);
+                scope.spawn(move || {
+                    for n in 0..IDENTIFIES_EACH {
+                        let probe = &probes[(camera * 7 + n * 5) % probes.len()];
+                        let started = ticks.fetch_add(1, Ordering::SeqCst);
+                        let found = vault.identify(operator, probe, 3).unwrap();
+                        identified.fetch_add(1, Ordering::SeqCst);
+                        let removed = removed_at.lock().unwrap();
+                        for candidate in found {
+                            if let Some(at) = removed.get(&candidate.subject) {
+                                assert!(
+                                    *at >= started,
+                                    "round {round}: {} was removed at tick {at} but answered a lookup begun at {started}",
+                                    candidate.subject
+                                );
+                            }
+                        }
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for (n, person) in people.iter().enumerate() {
+                    // Every third person is kept only briefly, for the purge to find.
+                    let enrolment = Enrolment {
+                        retention_secs: (n % 3 == 2).then_some(60),
+                        ..consent()
+                    };
+                    let subject = vault.enrol(admin, &enrolment, person).unwrap();
+                    enrolled.lock().unwrap().push(subject);
+                }
+            });
+            scope.spawn(|| {
+                let mut done = 0;
+                while done < ERASURES + PURGES {
+                    let target = {
+                        let enrolled = enrolled.lock().unwrap();
+                        let removed = removed_at.lock().unwrap();
+                        enrolled.iter().find(|s| !removed.contains_key(s)).copied()
+                    };
+                    if done < ERASURES {
+                        let Some(subject) = target else {
+                            std::thread::yield_now();
+                            continue;
+                        };
+                        vault.erase(admin, &subject).unwrap();
+                        let at = ticks.fetch_add(1, Ordering::SeqCst);
+                        removed_at.lock().unwrap().insert(subject, at);
+                        erased += 1;
+                    } else {
+                        clock.advance(61_000);
+                        for subject in vault.purge(admin).unwrap() {
+                            let at = ticks.fetch_add(1, Ordering::SeqCst);
+                            assert!(removed_at.lock().unwrap().insert(subject, at).is_none());
+                            purged += 1;
+                        }
+                    }
+                    done += 1;
+                }
+            });
+        });
+
+        // No enrolment lost: every subject enrolled and not removed is there and matches.
+        let enrolled = enrolled.into_inner().unwrap();
+        let removed = removed_at.into_inner().unwrap();
+        assert_eq!(enrolled.len(), ENROLMENTS);
+        let live: HashSet<SubjectId> = enrolled
+            .iter()
+            .filter(|s| !removed.contains_key(s))
+            .copied()
+            .collect();
+        let stats = vault.stats(admin).unwrap();
+        assert_eq!(stats.subjects, live.len(), "round {round}");
+        for (subject, person) in enrolled.iter().zip(&people) {
+            let answer = vault.verify(operator, subject, person);
+            if live.contains(subject) {
+                assert!(answer.unwrap().matched, "round {round}: {subject} lost");
+            } else {
+                assert!(answer.is_err(), "round {round}: {subject} still there");
+            }
+        }
+        // One record per operation, in a chain that verifies.
+        let verified = vault.verify_audit(admin).unwrap() as usize;
+        let log = vault.audit_log(admin).unwrap();
+        assert_eq!(verified + 1, log.len());
+        let count = |action: &str, subject: bool| {
+            log.iter()
+                .filter(|r| r.action == action && r.subject.is_some() == subject)
+                .count()
+        };
+        let lookups = IDENTIFIERS * IDENTIFIES_EACH;
+        assert_eq!(identified.into_inner() as usize, lookups);
+        assert_eq!(count("identify", false), lookups, "round {round}");
+        assert_eq!(count("enrol", true), ENROLMENTS);
+        assert_eq!(count("erase", true), erased);
+        assert_eq!(count("purge", true), purged);
+        assert_eq!(count("purge", false), PURGES);
+        assert_eq!(count("verify", true), ENROLMENTS);
+    }
+}

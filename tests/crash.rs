@@ -23,7 +23,7 @@ fn crash_child() {
     let dir = std::env::var(CHILD_DIR).expect("started by crash_after, which names the vault's folder");
     let wait_ms: u64 = std::env::var(CHILD_WAIT_MS).unwrap().parse().unwrap();
     let path = std::path::Path::new(&dir).join("vault.db");
-    let mut vault = Vault::open(&path, &FixedKey::new(KEY)).unwrap();
+    let vault = Vault::open(&path, &FixedKey::new(KEY)).unwrap();
     let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
     let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
     let person = Rng::new(1).gaussian_vec(16);
@@ -61,7 +61,7 @@ fn crash_after(wait_ms: u64) -> Vec<facevault::AuditRecord> {
         Some(6),
         "the child was meant to abort: {status:?}"
     );
-    let mut vault = Vault::open(&dir.path().join("vault.db"), &FixedKey::new(KEY)).unwrap();
+    let vault = Vault::open(&dir.path().join("vault.db"), &FixedKey::new(KEY)).unwrap();
     let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
     let verified = vault.verify_audit(&admin).unwrap();
     let log = vault.audit_log(&admin).unwrap();

@@ -35,7 +35,7 @@ fn stored_secrets(path: &std::path::Path, subject: &SubjectId) -> Vec<Vec<u8>> {
 #[test]
 fn an_erased_subject_is_gone_from_matching_the_file_and_the_wal() {
     let dim = 128;
-    let mut tv = TestVault::new(dim);
+    let tv = TestVault::new(dim);
     let mut faces = Faces::new(dim, 8, 21);
     let people: Vec<Vec<f32>> = (0..60).map(|_| faces.person()).collect();
     let subjects = tv
@@ -46,7 +46,7 @@ fn an_erased_subject_is_gone_from_matching_the_file_and_the_wal() {
     tv.vault
         .add_template(&tv.admin, &target, &faces.capture(&people[17], 0.4))
         .unwrap();
-    let mut tv = tv.reopen();
+    let tv = tv.reopen();
 
     let secrets = stored_secrets(&tv.path, &target);
     assert_eq!(secrets.len(), 3, "one wrapped key and two templates");
@@ -91,7 +91,7 @@ fn an_erased_subject_is_gone_from_matching_the_file_and_the_wal() {
             "erased bytes remain in {path:?}"
         );
     }
-    let mut tv = tv.reopen();
+    let tv = tv.reopen();
     for path in [tv.path.clone(), tv.wal_path()] {
         assert_eq!(
             find_any(&read_or_empty(&path), &needles),
@@ -116,7 +116,7 @@ fn an_erased_subject_is_gone_from_matching_the_file_and_the_wal() {
 
 #[test]
 fn erasure_is_audited_with_the_subject() {
-    let mut tv = TestVault::new(16);
+    let tv = TestVault::new(16);
     let subject = tv
         .vault
         .enrol(&tv.admin, &consent(), &Rng::new(1).gaussian_vec(16))

@@ -18,7 +18,7 @@ struct Gallery {
 }
 
 fn gallery(n: usize) -> Gallery {
-    let mut tv = TestVault::new(DIM);
+    let tv = TestVault::new(DIM);
     let mut faces = Faces::new(DIM, 16, 77);
     let people: Vec<Vec<f32>> = (0..n).map(|_| faces.person()).collect();
     let subjects = tv
@@ -111,7 +111,7 @@ fn the_threshold_decides_and_its_change_is_audited() {
     assert!(g.tv.vault.identify(&g.tv.operator, &probe, 1).unwrap().is_empty());
     // The setting survives reopening.
     let Gallery { tv, .. } = g;
-    let mut tv = tv.reopen();
+    let tv = tv.reopen();
     assert_eq!(tv.vault.stats(&tv.admin).unwrap().threshold as f32, score + 0.01);
     assert!(matches!(
         tv.vault.set_threshold(&tv.admin, 2.0),
@@ -160,7 +160,7 @@ fn several_templates_per_subject_count_once_with_the_best_score() {
 
 #[test]
 fn a_session_from_another_vault_or_opening_is_refused() {
-    let mut a = gallery(3);
+    let a = gallery(3);
     let b = TestVault::new(DIM);
     let probe = a.people[0].clone();
     assert!(matches!(
@@ -168,7 +168,7 @@ fn a_session_from_another_vault_or_opening_is_refused() {
         Err(Error::ForeignSession)
     ));
     // A second opening of the same file does not honour the first opening's sessions.
-    let mut again = facevault::Vault::open(&a.tv.path, &facevault::FixedKey::new(KEY)).unwrap();
+    let again = facevault::Vault::open(&a.tv.path, &facevault::FixedKey::new(KEY)).unwrap();
     assert!(matches!(
         again.identify(&a.tv.operator, &probe, 1),
         Err(Error::ForeignSession)
@@ -196,7 +196,7 @@ fn exact_and_fast_scans_give_the_same_answers_through_the_vault() {
             ..VaultConfig::new(DIM, "test-model")
         };
         let password = Password::new(ADMIN_PASSWORD);
-        let mut vault = Vault::create(&path, &FixedKey::new(KEY), &config, ADMIN, &password).unwrap();
+        let vault = Vault::create(&path, &FixedKey::new(KEY), &config, ADMIN, &password).unwrap();
         let admin = vault.login(ADMIN, &password).unwrap();
         vault
             .add_user(
@@ -209,7 +209,7 @@ fn exact_and_fast_scans_give_the_same_answers_through_the_vault() {
         vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
         vault.enrol_batch(&admin, &consent(), &people.concat()).unwrap();
         vault.close().unwrap();
-        let mut vault = Vault::open(&path, &FixedKey::new(KEY)).unwrap();
+        let vault = Vault::open(&path, &FixedKey::new(KEY)).unwrap();
         let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
         let admin = vault.login(ADMIN, &password).unwrap();
         assert_eq!(vault.stats(&admin).unwrap().scan, scan);
@@ -329,7 +329,7 @@ fn a_vault_opened_without_its_gallery_changes_data_but_does_not_match() {
     let (dir, path, clock) = (tv.dir, tv.path, tv.clock);
     let mut faces = Faces::new(16, 3, 21);
     let people: Vec<Vec<f32>> = (0..4).map(|_| faces.person()).collect();
-    let mut vault = tv.vault;
+    let vault = tv.vault;
     let admin = tv.admin;
     let kept: Vec<SubjectId> = people[..3]
         .iter()
@@ -342,7 +342,7 @@ fn a_vault_opened_without_its_gallery_changes_data_but_does_not_match() {
         load_gallery: false,
         ..OpenOptions::default()
     };
-    let mut vault = Vault::open_with(&path, &FixedKey::new(KEY), options()).unwrap();
+    let vault = Vault::open_with(&path, &FixedKey::new(KEY), options()).unwrap();
     let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
     let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
     let stats = vault.stats(&admin).unwrap();
@@ -381,11 +381,13 @@ fn a_vault_opened_without_its_gallery_changes_data_but_does_not_match() {
     );
     // Past every expiry: the purge finds them from the stored rows, each MAC checked.
     clock.advance(400 * 86_400_000);
-    assert_eq!(vault.purge(&admin).unwrap(), 3);
+    let purged = vault.purge(&admin).unwrap();
+    assert_eq!(purged.len(), 3);
+    assert!(!purged.contains(&kept[1]), "erased before the purge");
     assert_eq!(vault.stats(&admin).unwrap().subjects, 0);
     vault.close().unwrap();
 
-    let mut vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
+    let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
     let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
     let stats = vault.stats(&admin).unwrap();
     assert!(stats.gallery_loaded);

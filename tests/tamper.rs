@@ -13,7 +13,7 @@ use rusqlite::params;
 /// A closed vault file with 20 subjects (the first five with two templates each), its folder and
 /// its subjects' IDs.
 fn populated_vault() -> (tempfile::TempDir, PathBuf, Vec<String>) {
-    let mut tv = TestVault::new(64);
+    let tv = TestVault::new(64);
     let mut faces = Faces::new(64, 4, 3);
     let mut subjects = Vec::new();
     for i in 0..20 {
@@ -95,7 +95,7 @@ fn a_flipped_byte_in_any_template_ciphertext_or_nonce_names_the_record() {
 /// A closed vault file with `n` subjects of one template each, at d=16: enough rows for the
 /// opening to hand them between its threads in many batches.
 fn large_vault(n: usize) -> (tempfile::TempDir, PathBuf) {
-    let mut tv = TestVault::new(16);
+    let tv = TestVault::new(16);
     let mut faces = Faces::new(16, 4, 5);
     let rows: Vec<f32> = (0..n).flat_map(|_| faces.person()).collect();
     tv.vault.enrol_batch(&tv.admin, &consent(), &rows[..]).unwrap();
@@ -279,7 +279,7 @@ fn an_edited_threshold_or_role_is_caught() {
         conn.execute("UPDATE principals SET role = 'admin' WHERE name = ?1", [OPERATOR])
             .unwrap();
     });
-    let mut vault = open(&copy).unwrap();
+    let vault = open(&copy).unwrap();
     match vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)) {
         Err(Error::Integrity {
             table: "principals",
@@ -297,7 +297,7 @@ fn an_edited_threshold_or_role_is_caught() {
         )
         .unwrap();
     });
-    let mut vault = open(&copy).unwrap();
+    let vault = open(&copy).unwrap();
     assert!(matches!(
         vault.login(ADMIN, &Password::new(OPERATOR_PASSWORD)),
         Err(Error::Integrity {

@@ -111,15 +111,15 @@ struct FastIndex {
     codes: Codes,
     /// The rotated copy of a row being added.
     rotated_row: WipedVec<f32>,
-    /// The last scan's short list, kept to avoid allocating per query. Its bounds approximate
-    /// the probe's scores, so they are zeroed when dropped.
-    short_list: std::sync::Mutex<ShortList>,
 }
 
-#[derive(Default)]
-struct ShortList {
-    /// The rows to re-rank, with their upper bounds.
-    candidates: Zeroizing<Vec<(f32, u32)>>,
+thread_local! {
+    /// Each thread's short list (the rows to re-rank, with their upper bounds), kept between its
+    /// scans so that a query allocates none: scratch belongs to the thread, so concurrent
+    /// identifies share nothing mutable. The bounds approximate a probe's scores, so the list is
+    /// zeroed when the thread ends.
+    static SHORT_LIST: std::cell::RefCell<Zeroizing<Vec<(f32, u32)>>> =
+        std::cell::RefCell::new(Zeroizing::new(Vec::new()));
 }
 
 /// Rows sorted per step of the re-rank.
@@ -302,7 +302,6 @@ impl Gallery {
                 rotation,
                 codes: Codes::new(padded, dim),
                 rotated_row: WipedVec::new(vec![0.0; padded]),
-                short_list: std::sync::Mutex::new(ShortList::default()),
             }
         });
         Self {
@@ -518,11 +517,23 @@ impl Gallery {
             retention,
         };
         let query = FastQuery::new(fast, probe);
-        let mut short_list = fast
-            .short_list
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let candidates = &mut short_list.candidates;
+        SHORT_LIST.with(|short_list| match short_list.try_borrow_mut() {
+            Ok(mut candidates) => self.fast_identify(fast, &query, &request, threads, &mut candidates),
+            // Only a scan re-entered on the same thread would find the list taken; it gets its own.
+            Err(_) => self.fast_identify(fast, &query, &request, threads, &mut Zeroizing::new(Vec::new())),
+        })
+    }
+
+    /// The fast scan of one probe, its short list collected in `candidates`.
+    fn fast_identify(
+        &self,
+        fast: &FastIndex,
+        query: &FastQuery,
+        request: &IdentifyRequest,
+        threads: usize,
+        candidates: &mut Zeroizing<Vec<(f32, u32)>>,
+    ) -> Vec<(SubjectId, f32)> {
+        let k = request.k;
         candidates.clear();
         let shares = shares(fast.codes.blocks(), threads);
         // The first share fills the reused list; any others, lists of their own appended after.
@@ -533,14 +544,14 @@ impl Gallery {
             .collect();
         let share_lower_bounds = in_parallel_mut(&shares, pieces, |blocks, list| {
             let mut best_lower_bounds = TopSubjects::new(k);
-            self.scan_codes(fast, &query, blocks, &request, &mut best_lower_bounds, list);
+            self.scan_codes(fast, query, blocks, request, &mut best_lower_bounds, list);
             best_lower_bounds
         });
         for list in &others {
             candidates.extend_from_slice(list);
         }
         let best_lower_bounds = TopSubjects::merged(k, share_lower_bounds);
-        self.rerank(&query, &request, &best_lower_bounds, candidates)
+        self.rerank(query, request, &best_lower_bounds, candidates)
     }
 
     /// Many probes in one pass over the gallery, for bulk work: each block of codes (or rows) is

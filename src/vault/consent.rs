@@ -344,7 +344,7 @@ fn enrolment_detail(enrolment: &Enrolment, terms: &EnrolmentTerms) -> String {
 impl Vault {
     /// Publishes a new notice version (Art. 5). Subjects consented under an older one become
     /// "re-notice due" but stay in use.
-    pub fn publish_notice(&mut self, session: &Session, notice: &Notice) -> Result<PublishedNotice> {
+    pub fn publish_notice(&self, session: &Session, notice: &Notice) -> Result<PublishedNotice> {
         self.authorised_operation(session, Action::PublishNotice, None, |act| {
             policy::check_notice(notice)?;
             for text in [
@@ -385,7 +385,7 @@ impl Vault {
     }
 
     /// Lists the subjects due to be told of the current notice.
-    pub fn renotice_due(&mut self, session: &Session) -> Result<RenoticeDue> {
+    pub fn renotice_due(&self, session: &Session) -> Result<RenoticeDue> {
         self.authorised_operation(session, Action::RenoticeDue, None, |act| {
             let version = act.current_notice()?.map(|n| n.version);
             let subjects = match &version {
@@ -407,7 +407,7 @@ impl Vault {
     /// separate processing consent naming the current notice, a guardian's for a child under 14
     /// (Art. 7), and an expiry no later than the vault's ceiling (Art. 8).
     pub fn enrol<'t>(
-        &mut self,
+        &self,
         session: &Session,
         enrolment: &Enrolment,
         template: impl Into<TemplateInput<'t>>,
@@ -434,7 +434,7 @@ impl Vault {
     /// nothing, and returns their IDs in row order. Each subject gets its own consent records and
     /// audit record.
     pub fn enrol_batch<'t>(
-        &mut self,
+        &self,
         session: &Session,
         enrolment: &Enrolment,
         templates: impl Into<TemplateInput<'t>>,
@@ -462,7 +462,7 @@ impl Vault {
 
     /// Adds another template to an enrolled subject within its retention; its consent covers it.
     pub fn add_template<'t>(
-        &mut self,
+        &self,
         session: &Session,
         subject: &SubjectId,
         template: impl Into<TemplateInput<'t>>,
@@ -493,12 +493,7 @@ impl Vault {
 
     /// Records a fresh processing consent under the current notice, clearing "re-notice due".
     /// Only the notice version, method and guardian of `renewal` are used.
-    pub fn renew_consent(
-        &mut self,
-        session: &Session,
-        subject: &SubjectId,
-        renewal: &Enrolment,
-    ) -> Result<()> {
+    pub fn renew_consent(&self, session: &Session, subject: &SubjectId, renewal: &Enrolment) -> Result<()> {
         self.authorised_operation(session, Action::RenewConsent, Some(*subject), |act| {
             act.live_subject(subject)?;
             let minor = act.subject_row(subject)?.facts.minor;
@@ -526,7 +521,7 @@ impl Vault {
 
     /// Withdraws a subject's consent (Art. 6): its face data is erased at once (wrapped key
     /// first), its consent and audit history stay, and the withdrawal is final.
-    pub fn withdraw_consent(&mut self, session: &Session, subject: &SubjectId) -> Result<()> {
+    pub fn withdraw_consent(&self, session: &Session, subject: &SubjectId) -> Result<()> {
         self.authorised_operation(session, Action::WithdrawConsent, Some(*subject), |act| {
             let templates = act.shred_subject(subject, true)?;
             Ok((
@@ -541,7 +536,7 @@ impl Vault {
 
     /// Erases a subject (its wrapped data key first, then its templates). It stops matching at
     /// once, and the WAL is truncated so no copy of the key or ciphertext lingers there.
-    pub fn erase(&mut self, session: &Session, subject: &SubjectId) -> Result<()> {
+    pub fn erase(&self, session: &Session, subject: &SubjectId) -> Result<()> {
         self.authorised_operation(session, Action::Erase, Some(*subject), |act| {
             let templates = act.shred_subject(subject, false)?;
             Ok((
@@ -552,9 +547,12 @@ impl Vault {
     }
 
     /// Erases every subject past its retention, as [`Vault::erase`] does (wrapped key first, then
-    /// templates, row and sealed evidence), and says how many. Its consents are marked erased but
+    /// templates, row and sealed evidence). Its consents are marked erased but
     /// not withdrawn: they ran their course, nobody withdrew them.
-    pub fn purge(&mut self, session: &Session) -> Result<usize> {
+    ///
+    /// Returns the subjects erased, in ID order, so that the device's own records (a badge map,
+    /// say) can follow without reading the audit log.
+    pub fn purge(&self, session: &Session) -> Result<Vec<SubjectId>> {
         self.authorised_operation(session, Action::Purge, None, |act| {
             let expired = act.expired_subjects()?;
             let mut entries = Vec::with_capacity(expired.len() + 1);
@@ -564,14 +562,15 @@ impl Vault {
                 entries.push(AuditEntry::new(Some(*subject), detail));
             }
             entries.push(AuditEntry::new(None, format!("purged={}", expired.len())));
-            Ok((expired.len(), entries))
+            let purged = expired.into_iter().map(|(subject, _)| subject).collect();
+            Ok((purged, entries))
         })
     }
 
     /// Records a subject's separate consent to transfer its face data off the device (Art. 8);
     /// a child's must come from a guardian (Art. 7).
     pub fn grant_transfer(
-        &mut self,
+        &self,
         session: &Session,
         subject: &SubjectId,
         consent: &TransferConsent,
@@ -597,7 +596,7 @@ impl Vault {
 
     /// Withdraws a subject's transfer consents; its face data stays on the device. Returns how
     /// many active transfer consents there were.
-    pub fn withdraw_transfer(&mut self, session: &Session, subject: &SubjectId) -> Result<usize> {
+    pub fn withdraw_transfer(&self, session: &Session, subject: &SubjectId) -> Result<usize> {
         self.authorised_operation(session, Action::WithdrawTransfer, Some(*subject), |act| {
             act.subject_row(subject)?;
             let mut withdrawn = 0;

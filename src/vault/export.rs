@@ -66,7 +66,7 @@ impl Vault {
     /// The audit records that the bundle was made and handed to the caller; a caller that then
     /// fails to deliver it should use [`Vault::export_to_file`] instead, which records the export
     /// only once the bundle is on the disk.
-    pub fn export(&mut self, session: &Session, request: &ExportRequest) -> Result<ExportedBundle> {
+    pub fn export(&self, session: &Session, request: &ExportRequest) -> Result<ExportedBundle> {
         self.authorised_operation(session, Action::Export, None, |act| bundle_of(act, request))
     }
 
@@ -76,7 +76,7 @@ impl Vault {
     /// no bundle was written: if the file cannot be made or written, the attempt is recorded as
     /// failed and no file is left; if the records cannot commit, the file is removed.
     pub fn export_to_file(
-        &mut self,
+        &self,
         session: &Session,
         request: &ExportRequest,
         path: &Path,

@@ -13,8 +13,10 @@ mod export;
 mod load;
 mod match_log;
 
+use std::cell::RefCell;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use rusqlite::Transaction;
 use serde::Serialize;
@@ -547,32 +549,64 @@ impl Default for OpenOptions {
 }
 
 /// An open vault.
+///
+/// # Threads
+///
+/// A `Vault` is `Send + Sync`: share it (`Arc<Vault>`, or a scoped borrow) between a camera
+/// thread that verifies and identifies, a desk thread that logs in and enrols, and a timer that
+/// purges. Every method takes `&self`.
+///
+/// - Lookups (verify, identify, identify_batch) run concurrently with each other and with
+///   everything else. Each holds a shared read lock on the gallery for its scan, and its scratch
+///   space (the normalised probe, the short list) belongs to its thread. It queues its audit
+///   record for the match-log writer and never waits for the disk.
+/// - Operations that write (enrol, erase, withdraw, purge, consent, notices, users, settings,
+///   export, the audit reads) run one at a time: each holds the store's lock for its transaction.
+///   The gallery is locked for writing only after the transaction commits, only to publish the
+///   change (a few microseconds for one subject; longer for a batch enrolment or a large purge),
+///   and a lookup sees the gallery wholly before or wholly after it. A lookup that starts after
+///   an erasure returns never sees the erased subject.
+/// - `login` reads the principal under the store's lock and hashes the password outside every
+///   lock: a login does not hold up lookups or other operations for its 600,000 rounds.
+///
+/// This is an `RwLock` rather than a copy-on-write snapshot because a gallery is up to a few
+/// gigabytes: copying it per change is out of the question, and a change is small.
 pub struct Vault {
     store: SharedStore,
     /// The queue that audits lookups without waiting for the disk.
     match_log: MatchLog,
     keys: VaultKeys,
-    settings: Settings,
-    /// `None` when opened without it ([`OpenOptions::load_gallery`]).
-    gallery: Option<Gallery>,
+    /// What lookups read, published by writers after they commit.
+    state: RwLock<LookupState>,
     clock: Arc<dyn Clock>,
     /// Random per opening; sessions carry it, so a session cannot outlive or cross openings.
     opening: [u8; 16],
     /// Set when a WAL truncation after an erasure could not run; retried after the next operation.
-    checkpoint_due: bool,
+    checkpoint_due: AtomicBool,
     /// Threads one identify may scan with; see [`Vault::set_lookup_threads`].
-    lookup_threads: usize,
-    /// The normalised probe of the lookup under way, kept between lookups (zeroed) so that a
-    /// lookup allocates nothing for it.
-    probe: WipedVec<f32>,
+    lookup_threads: AtomicUsize,
+}
+
+/// The settings and the gallery: what a lookup reads, under the vault's read lock.
+struct LookupState {
+    settings: Settings,
+    /// `None` when opened without it ([`OpenOptions::load_gallery`]).
+    gallery: Option<Gallery>,
+}
+
+thread_local! {
+    /// Each thread's normalised probe, kept between its lookups (zeroed after each) so that a
+    /// lookup allocates nothing for it, and concurrent lookups share no scratch.
+    static PROBE: RefCell<WipedVec<f32>> = RefCell::new(WipedVec::default());
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.read_state();
         f.debug_struct("Vault")
-            .field("dim", &self.settings.dim)
-            .field("model", &self.settings.model)
-            .field("templates", &self.gallery.as_ref().map(Gallery::template_count))
+            .field("dim", &state.settings.dim)
+            .field("model", &state.settings.model)
+            .field("templates", &state.gallery.as_ref().map(Gallery::template_count))
             .finish_non_exhaustive()
     }
 }
@@ -645,21 +679,23 @@ impl Vault {
         match built {
             Ok((keys, settings)) => {
                 let store = Arc::new(Mutex::new(store));
+                let gallery = Gallery::new(
+                    settings.dim,
+                    settings.scan,
+                    u64::from_le_bytes(crypto::random_array()?),
+                );
                 Ok(Vault {
-                    gallery: Some(Gallery::new(
-                        settings.dim,
-                        settings.scan,
-                        u64::from_le_bytes(crypto::random_array()?),
-                    )),
                     match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
                     store,
                     keys,
-                    settings,
+                    state: RwLock::new(LookupState {
+                        settings,
+                        gallery: Some(gallery),
+                    }),
                     clock,
                     opening: crypto::random_array()?,
-                    checkpoint_due: false,
-                    lookup_threads: 1,
-                    probe: WipedVec::default(),
+                    checkpoint_due: AtomicBool::new(false),
+                    lookup_threads: AtomicUsize::new(1),
                 })
             }
             Err(e) => {
@@ -735,23 +771,28 @@ impl Vault {
         };
         let store = Arc::new(Mutex::new(store));
         let mut vault = Vault {
-            settings,
-            gallery: None,
+            state: RwLock::new(LookupState {
+                settings,
+                gallery: None,
+            }),
             match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
             store,
             keys,
             clock,
             opening: crypto::random_array()?,
-            checkpoint_due: false,
-            lookup_threads: threads,
-            probe: WipedVec::default(),
+            checkpoint_due: AtomicBool::new(false),
+            lookup_threads: AtomicUsize::new(threads),
         };
         if !load_gallery {
             return Ok(vault);
         }
-        let loaded = load::gallery(&lock(&vault.store), &vault.settings, &vault.keys);
+        let state = vault
+            .state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let loaded = load::gallery(&lock(&vault.store), &state.settings, &vault.keys);
         match loaded {
-            Ok(gallery) => vault.gallery = Some(gallery),
+            Ok(gallery) => state.gallery = Some(gallery),
             Err(e) => {
                 if e.class() == ErrorClass::Integrity {
                     vault.audit_attempt(ANONYMOUS, Action::Open, None, Outcome::Failed, &e);
@@ -763,8 +804,11 @@ impl Vault {
     }
 
     /// Authenticates a principal. Failures are audited and say nothing about why they failed.
-    pub fn login(&mut self, name: &str, password: &Password) -> Result<Session> {
-        let Some(row) = store::find_principal(lock(&self.store).conn(), name)? else {
+    /// The password is hashed outside every lock: lookups and other operations go on meanwhile.
+    pub fn login(&self, name: &str, password: &Password) -> Result<Session> {
+        // The store's lock only to read the row: the password is hashed outside every lock.
+        let found = store::find_principal(lock(&self.store).conn(), name)?;
+        let Some(row) = found else {
             access::burn_password_check(password);
             // The name typed is not recorded: it may be a password typed into the wrong field.
             let detail = "authentication_failed: unknown user";
@@ -806,14 +850,14 @@ impl Vault {
     }
 
     /// Records an attempt at `action` made without any principal, and returns the refusal to give.
-    pub fn refuse_unauthenticated(&mut self, action: Action) -> Error {
+    pub fn refuse_unauthenticated(&self, action: Action) -> Error {
         let e = Error::AuthenticationRequired;
         self.audit_attempt(ANONYMOUS, action, None, Outcome::Denied, &e);
         e
     }
 
     /// Adds a principal. Admins only.
-    pub fn add_user(&mut self, session: &Session, name: &str, role: Role, password: &Password) -> Result<()> {
+    pub fn add_user(&self, session: &Session, name: &str, role: Role, password: &Password) -> Result<()> {
         self.authorised_operation(session, Action::AddUser, None, |act| {
             access::check_principal_name(name)?;
             access::check_new_password(password)?;
@@ -830,11 +874,11 @@ impl Vault {
 
     /// The match threshold, as the shortest decimal that reads back as the stored value.
     pub fn threshold(&self) -> f64 {
-        self.settings.threshold_decimal
+        self.read_state().settings.threshold_decimal
     }
 
     /// Changes the match threshold (a cosine similarity from 0 to 1). Admins only.
-    pub fn set_threshold(&mut self, session: &Session, threshold: f32) -> Result<()> {
+    pub fn set_threshold(&self, session: &Session, threshold: f32) -> Result<()> {
         self.authorised_operation(session, Action::SetThreshold, None, |act| {
             let threshold = check_threshold(threshold)?;
             let updated = Settings {
@@ -854,7 +898,7 @@ impl Vault {
     /// 1:1: compares `probe` with `subject`'s templates. A subject past its retention is refused
     /// ([`Refusal::RetentionExpired`]) whether or not a purge has run.
     pub fn verify<'t>(
-        &mut self,
+        &self,
         session: &Session,
         subject: &SubjectId,
         probe: impl Into<TemplateInput<'t>>,
@@ -888,7 +932,7 @@ impl Vault {
     /// 1:N: the `k` best subjects at or above the threshold, best first. Subjects past their
     /// retention are never candidates.
     pub fn identify<'t>(
-        &mut self,
+        &self,
         session: &Session,
         probe: impl Into<TemplateInput<'t>>,
         k: usize,
@@ -912,7 +956,7 @@ impl Vault {
     /// the answer for each is what [`Vault::identify`] gives for it, in probe order. Each probe is
     /// audited as an identify of its own; a bad row refuses the whole batch, before any lookup.
     pub fn identify_batch<'t>(
-        &mut self,
+        &self,
         session: &Session,
         probes: impl Into<TemplateInput<'t>>,
         k: usize,
@@ -944,14 +988,14 @@ impl Vault {
     /// Lets one identify scan with up to `threads` threads (1, the default, scans on the caller's
     /// thread only). The answers are the same at any setting; it trades other work on the device
     /// for a faster single lookup of a large gallery. Not stored: it lasts for this opening.
-    pub fn set_lookup_threads(&mut self, threads: usize) -> Result<()> {
+    pub fn set_lookup_threads(&self, threads: usize) -> Result<()> {
         check_lookup_threads(threads)?;
-        self.lookup_threads = threads;
+        self.lookup_threads.store(threads, Ordering::Relaxed);
         Ok(())
     }
 
     /// Counts and settings.
-    pub fn stats(&mut self, session: &Session) -> Result<Stats> {
+    pub fn stats(&self, session: &Session) -> Result<Stats> {
         self.authorised_operation(session, Action::Stats, None, |act| {
             let notice = store::current_notice(act.tx)?.map(|n| n.version);
             let renotice_due = match &notice {
@@ -995,7 +1039,7 @@ impl Vault {
 
     /// Checks the whole audit chain and returns how many records verified; names the first bad
     /// record otherwise.
-    pub fn verify_audit(&mut self, session: &Session) -> Result<u64> {
+    pub fn verify_audit(&self, session: &Session) -> Result<u64> {
         self.match_log.flush()?;
         self.authorised_operation(session, Action::AuditVerify, None, |act| {
             let head = store::chain_head(act.tx)?;
@@ -1013,7 +1057,7 @@ impl Vault {
     }
 
     /// Every audit record, oldest first.
-    pub fn audit_log(&mut self, session: &Session) -> Result<Vec<AuditRecord>> {
+    pub fn audit_log(&self, session: &Session) -> Result<Vec<AuditRecord>> {
         self.match_log.flush()?;
         self.authorised_operation(session, Action::AuditShow, None, |act| {
             let mut records = Vec::new();
@@ -1030,7 +1074,7 @@ impl Vault {
     /// memory → its audit record, allowed or refused, queued for the match-log writer rather than
     /// written before answering.
     fn lookup<T>(
-        &mut self,
+        &self,
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
@@ -1044,7 +1088,7 @@ impl Vault {
     /// [`Vault::lookup`] for a body that makes several lookups (a batch): one record each when
     /// it succeeds, one record of the refusal when it does not.
     fn lookup_many<T, D: IntoIterator<Item = LookupDetail>>(
-        &mut self,
+        &self,
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
@@ -1059,15 +1103,22 @@ impl Vault {
                 action,
             })
         } else {
-            let answer = match &self.gallery {
+            let state = self.read_state();
+            let answer = match &state.gallery {
                 Some(gallery) => {
                     let look = LookupContext {
-                        settings: &self.settings,
+                        settings: &state.settings,
                         gallery,
-                        threads: self.lookup_threads,
+                        threads: self.lookup_threads.load(Ordering::Relaxed),
                         now,
                     };
-                    body(&look, &mut self.probe)
+                    PROBE.with(|probe| {
+                        let mut probe = probe.borrow_mut();
+                        let answer = body(&look, &mut probe);
+                        // Zeroed in place: the next lookup empties it before it writes.
+                        probe.wipe();
+                        answer
+                    })
                 }
                 None => Err(invalid(
                     "lookup",
@@ -1075,8 +1126,6 @@ impl Vault {
                         .into(),
                 )),
             };
-            // Zeroed in place: the next lookup empties it before it writes.
-            self.probe.wipe();
             answer
         };
         let record = |outcome, detail| LookupEvent {
@@ -1103,14 +1152,18 @@ impl Vault {
     }
 
     /// Writes every queued lookup record now.
-    pub fn flush_audit(&mut self) -> Result<()> {
+    pub fn flush_audit(&self) -> Result<()> {
         self.match_log.flush()
     }
 
     /// The door: session check → authorisation → the operation and its audit records in one
     /// transaction → the in-memory state, after commit. A refusal is audited on its own.
+    ///
+    /// The store's lock is held from the transaction's start to the gallery's update, so that
+    /// changes reach the gallery in the order they committed; the gallery itself is locked for
+    /// writing only to publish the change.
     fn authorised_operation<T>(
-        &mut self,
+        &self,
         session: &Session,
         action: Action,
         subject: Option<SubjectId>,
@@ -1130,15 +1183,17 @@ impl Vault {
             self.audit_attempt(&session.name, action, subject, Outcome::Denied, &e);
             return Err(e);
         }
+        let mut store = lock(&self.store);
+        // Read under the store's lock, so that operations' times follow their commit order.
         let now = self.clock.now();
         let outcome = (|| {
-            let mut store = lock(&self.store);
+            let state = self.read_state();
             let tx = store.transaction()?;
             let mut act = OperationContext {
                 tx: &tx,
                 keys: &self.keys,
-                settings: &self.settings,
-                gallery: self.gallery.as_ref(),
+                settings: &state.settings,
+                gallery: state.gallery.as_ref(),
                 now,
                 pending: ChangesAfterCommit::default(),
                 stored_templates: None,
@@ -1161,43 +1216,67 @@ impl Vault {
         })();
         match outcome {
             Ok((value, pending)) => {
-                self.apply(pending);
+                self.apply(&store, pending);
                 Ok(value)
             }
             Err(e) => {
-                self.audit_attempt(&session.name, action, subject, outcome_of(&e), &e);
+                let detail = format!("{}: {e}", e.code());
+                let attempt = record(
+                    self.clock.now(),
+                    &session.name,
+                    action,
+                    subject,
+                    outcome_of(&e),
+                    detail,
+                );
+                write_attempt(&mut store, &self.keys, attempt);
                 Err(e)
             }
         }
     }
 
-    /// Brings the in-memory state in step with a committed transaction.
-    fn apply(&mut self, pending: ChangesAfterCommit) {
-        let dim = self.settings.dim;
-        if let Some(gallery) = &mut self.gallery {
-            gallery.reserve(pending.new_row_owners.len());
-            let rows = pending.new_rows.chunks_exact(dim);
-            for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
-                let pushed = gallery.push(subject, expires_at, template_id, row);
-                debug_assert!(pushed, "store_template keeps the gallery below Gallery::MAX_ROWS");
+    /// Brings the in-memory state in step with a committed transaction; the caller holds the
+    /// store's lock.
+    fn apply(&self, store: &Store, pending: ChangesAfterCommit) {
+        let changes_gallery = !pending.new_row_owners.is_empty() || !pending.erased.is_empty();
+        if changes_gallery || pending.threshold.is_some() {
+            let mut state = self
+                .state
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let dim = state.settings.dim;
+            if let Some(gallery) = &mut state.gallery {
+                gallery.reserve(pending.new_row_owners.len());
+                let rows = pending.new_rows.chunks_exact(dim);
+                for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
+                    let pushed = gallery.push(subject, expires_at, template_id, row);
+                    debug_assert!(pushed, "store_template keeps the gallery below Gallery::MAX_ROWS");
+                }
+                for subject in &pending.erased {
+                    gallery.remove_subject(subject);
+                }
             }
-            for subject in &pending.erased {
-                gallery.remove_subject(subject);
+            if let Some(threshold) = pending.threshold {
+                state.settings.threshold = threshold;
+                state.settings.threshold_decimal = shortest_f64(threshold);
             }
         }
-        if let Some(threshold) = pending.threshold {
-            self.settings.threshold = threshold;
-            self.settings.threshold_decimal = shortest_f64(threshold);
-        }
-        if !pending.erased.is_empty() || self.checkpoint_due {
+        if !pending.erased.is_empty() || self.checkpoint_due.load(Ordering::Relaxed) {
             // The erasure is committed either way; a WAL that could not be truncated now is
             // retried after the next operation and at close.
-            self.checkpoint_due = lock(&self.store).checkpoint_truncate().is_err();
+            let failed = store.checkpoint_truncate().is_err();
+            self.checkpoint_due.store(failed, Ordering::Relaxed);
         }
     }
 
+    /// The lookup state for reading. A panic while it was written cannot have been inside the
+    /// gallery's update halfway (those updates do not panic), so a poisoned lock is still whole.
+    fn read_state(&self) -> RwLockReadGuard<'_, LookupState> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn audit_attempt(
-        &mut self,
+        &self,
         actor: &str,
         action: Action,
         subject: Option<SubjectId>,
@@ -1209,7 +1288,7 @@ impl Vault {
     }
 
     fn audit_attempt_detail(
-        &mut self,
+        &self,
         actor: &str,
         action: Action,
         subject: Option<SubjectId>,
@@ -1389,6 +1468,7 @@ mod tests {
     fn code_windows(vault: &Vault) -> HashSet<[u8; WINDOW]> {
         const MIN_DISTINCT: usize = 10;
         vault
+            .read_state()
             .gallery
             .as_ref()
             .unwrap()
@@ -1418,7 +1498,7 @@ mod tests {
         let path = dir.path().join("vault.db");
         let key = FixedKey::new([7; 32]);
         let password = Password::new("admin password");
-        let mut vault = Vault::create(&path, &key, &VaultConfig::new(8, "m"), "admin", &password).unwrap();
+        let vault = Vault::create(&path, &key, &VaultConfig::new(8, "m"), "admin", &password).unwrap();
         let admin = vault.login("admin", &password).unwrap();
         vault.publish_notice(&admin, &notice()).unwrap();
         let face = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
@@ -1432,16 +1512,21 @@ mod tests {
         let gate = vault.login("gate", &gate_password).unwrap();
         // The buffer still spans the probe it held, and every value of it is zero: a buffer
         // that was only emptied, or not touched, fails this.
-        let wiped = |vault: &Vault| vault.probe.len() == 8 && vault.probe.iter().all(|v| v.to_bits() == 0);
+        let wiped = || {
+            PROBE.with(|probe| {
+                let probe = probe.borrow();
+                probe.len() == 8 && probe.iter().all(|v| v.to_bits() == 0)
+            })
+        };
         assert!(vault.verify(&gate, &subject, &face).unwrap().matched);
-        assert!(wiped(&vault));
+        assert!(wiped());
         assert_eq!(vault.identify(&gate, &face, 1).unwrap()[0].subject, subject);
-        assert!(wiped(&vault));
+        assert!(wiped());
         // A refused probe is wiped too: seven values were normalised before the NaN was found.
         let mut bad = face;
         bad[7] = f32::NAN;
         assert!(vault.verify(&gate, &subject, &bad).is_err());
-        assert!(vault.probe.iter().all(|v| v.to_bits() == 0));
+        assert!(PROBE.with(|probe| probe.borrow().iter().all(|v| v.to_bits() == 0)));
     }
 
     /// The fast scan's codes derive from templates: they must never reach the database or its WAL,
@@ -1454,7 +1539,7 @@ mod tests {
         let key = FixedKey::new([7; 32]);
         let password = Password::new("admin password");
         let config = VaultConfig::new(128, "m");
-        let mut vault = Vault::create(&path, &key, &config, "admin", &password).unwrap();
+        let vault = Vault::create(&path, &key, &config, "admin", &password).unwrap();
         let admin = vault.login("admin", &password).unwrap();
         vault.publish_notice(&admin, &notice()).unwrap();
         let mut generator = crate::xorshift::XorShift64::new(3);

@@ -131,7 +131,7 @@ impl TestVault {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vault.db");
         let clock = Arc::new(ManualClock::new(START));
-        let mut vault = Vault::create_with_clock(
+        let vault = Vault::create_with_clock(
             &path,
             &FixedKey::new(KEY),
             &VaultConfig::new(dim, "test-model"),
@@ -171,7 +171,7 @@ impl TestVault {
             ..
         } = self;
         vault.close().unwrap();
-        let mut vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
+        let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
         let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
         let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
         Self {

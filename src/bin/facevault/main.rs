@@ -496,13 +496,13 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         load_gallery: matches!(action, Action::Verify | Action::Identify),
         ..OpenOptions::default()
     };
-    let mut vault = Vault::open_with(&db, &keys, options)?;
+    let vault = Vault::open_with(&db, &keys, options)?;
     let Some(user) = as_user else {
         return Err(vault.refuse_unauthenticated(action).into());
     };
     let password = password_from(PASSWORD_VAR)?;
     let session = vault.login(&user, &password)?;
-    let answer = job(&mut vault, &session);
+    let answer = job(&vault, &session);
     match vault.close() {
         // A lookup whose audit record was lost is not reported as answered.
         Err(lost @ Error::AuditNotWritten { .. }) => Err(lost.into()),
@@ -513,11 +513,11 @@ fn run(cli: Cli) -> Result<Value, Failure> {
 }
 
 /// A command ready to run against the open vault and an authenticated session.
-type Job = Box<dyn FnOnce(&mut Vault, &Session) -> Result<Value, Error>>;
+type Job = Box<dyn FnOnce(&Vault, &Session) -> Result<Value, Error>>;
 
 fn job(
     action: Action,
-    run: impl FnOnce(&mut Vault, &Session) -> Result<Value, Error> + 'static,
+    run: impl FnOnce(&Vault, &Session) -> Result<Value, Error> + 'static,
 ) -> Result<(Action, Job), Failure> {
     Ok((action, Box::new(run)))
 }
@@ -680,7 +680,8 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
             }
         },
         Command::Purge => job(Action::Purge, |vault, session| {
-            Ok(json!({"purged": vault.purge(session)?}))
+            let purged = vault.purge(session)?;
+            Ok(json!({"purged": purged.len(), "subjects": purged}))
         }),
         Command::Export {
             destination,
