@@ -100,6 +100,11 @@ pub enum Error {
     #[error("{0} already exists; refusing to overwrite it")]
     AlreadyExists(PathBuf),
 
+    /// The vault is open already: in another process (the firmware, while the CLI tries), or in
+    /// another opening in this one. Only one opening at a time works on a vault file.
+    #[error("{} is open in another process or opening; close that first", .0.display())]
+    Busy(PathBuf),
+
     /// The file is not a facevault database, or its metadata is damaged.
     #[error("not a facevault vault: {0}")]
     NotAVault(String),
@@ -354,6 +359,7 @@ impl Error {
             Error::AuditTampered { .. } => "audit_tampered",
             Error::KeyFile { .. } => "key_file",
             Error::AlreadyExists(_) => "already_exists",
+            Error::Busy(_) => "busy",
             Error::NotAVault(_) => "not_a_vault",
             Error::UnsupportedFormat { .. } => "unsupported_format",
             Error::Storage(e) => match e {
@@ -394,6 +400,7 @@ impl Error {
                 KeyFileProblem::Missing => ErrorClass::BadInput,
             },
             Error::UnsupportedFormat { .. }
+            | Error::Busy(_)
             | Error::Storage(_)
             | Error::AuditNotWritten { .. }
             | Error::Io(_)

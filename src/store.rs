@@ -99,6 +99,20 @@ CREATE TABLE audit (
 pub(crate) struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The database file, held under an exclusive advisory lock (`flock`) for as long as the
+    /// store is open: one process, and one opening, per vault, so that two never work on
+    /// copies that drift apart. Declared after `conn` so that it is closed after it: closing
+    /// a descriptor of the file drops the process's POSIX locks on it, which SQLite's are.
+    _exclusive: std::fs::File,
+}
+
+/// Takes the exclusive lock on `file`, or fails at once with [`Error::Busy`].
+fn lock_exclusively(file: std::fs::File, path: &Path) -> Result<std::fs::File> {
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy(path.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(e)),
+    }
 }
 
 impl Store {
@@ -112,20 +126,22 @@ impl Store {
             // SQLite gives the WAL and shared-memory files the database file's permissions.
             options.mode(0o600);
         }
-        options.open(path).map_err(|e| match e.kind() {
+        let file = options.open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
             _ => Error::Io(e),
         })?;
-        let created = Self::connect(path).and_then(|store| {
-            // Before the first table, the only moment SQLite takes it: a template row (about
-            // 2.1 KB at d=512) fills half a 4 KB page, so 16 KB pages hold seven rows at 92%
-            // instead of one at 52%, and the opening scan reads half the bytes.
-            store
-                .conn
-                .execute_batch(&format!("PRAGMA page_size={PAGE_SIZE};"))?;
-            store.configure()?;
-            Ok(store)
-        });
+        let created = lock_exclusively(file, path)
+            .and_then(|file| Self::connect(path, file))
+            .and_then(|store| {
+                // Before the first table, the only moment SQLite takes it: a template row (about
+                // 2.1 KB at d=512) fills half a 4 KB page, so 16 KB pages hold seven rows at 92%
+                // instead of one at 52%, and the opening scan reads half the bytes.
+                store
+                    .conn
+                    .execute_batch(&format!("PRAGMA page_size={PAGE_SIZE};"))?;
+                store.configure()?;
+                Ok(store)
+            });
         let created = created.and_then(|mut store| {
             store.migrate()?;
             Ok(store)
@@ -146,7 +162,9 @@ impl Store {
                 path.display()
             )));
         }
-        let store = Self::connect(path)?;
+        // Locked before SQLite reads a byte: a vault open elsewhere is refused untouched.
+        let file = std::fs::File::open(path)?;
+        let store = Self::connect(path, lock_exclusively(file, path)?)?;
         // The version is read before any pragma that could write (journal_mode), so that a file
         // that is not a vault is refused untouched.
         let version = store.format_version()?;
@@ -174,13 +192,14 @@ impl Store {
         Ok(store)
     }
 
-    fn connect(path: &Path) -> Result<Self> {
+    fn connect(path: &Path, exclusive: std::fs::File) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
+            _exclusive: exclusive,
         })
     }
 

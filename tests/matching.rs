@@ -167,10 +167,25 @@ fn a_session_from_another_vault_or_opening_is_refused() {
         a.tv.vault.identify(&b.operator, &probe, 1),
         Err(Error::ForeignSession)
     ));
-    // A second opening of the same file does not honour the first opening's sessions.
-    let again = facevault::Vault::open(&a.tv.path, &facevault::FixedKey::new(KEY)).unwrap();
+    // While it is open, the file cannot be opened again, in this process or another.
+    let key = facevault::FixedKey::new(KEY);
+    let busy = facevault::Vault::open(&a.tv.path, &key);
+    assert!(
+        matches!(busy, Err(Error::Busy(ref path)) if *path == a.tv.path),
+        "{busy:?}"
+    );
+    // A later opening of the same file does not honour the first opening's sessions.
+    let TestVault {
+        dir: _dir,
+        path,
+        vault,
+        operator,
+        ..
+    } = a.tv;
+    vault.close().unwrap();
+    let again = facevault::Vault::open(&path, &key).unwrap();
     assert!(matches!(
-        again.identify(&a.tv.operator, &probe, 1),
+        again.identify(&operator, &probe, 1),
         Err(Error::ForeignSession)
     ));
     let own = again
