@@ -7,7 +7,8 @@
 //! subject per row, in row order), reopens it (timing the open), runs every probe of `queries.f32`
 //! through `identify` (k=1) one at a time, verifies each probe against its true subject, and prints
 //! one JSON object. Everything timed goes through the `Vault`, its door and its audit, as firmware
-//! calls it. The vault's threshold is set to -1 so that, like FAISS, identify always names a top-1.
+//! calls it. The vault's threshold is set to 0, its lowest, so that, like FAISS, identify names a
+//! top-1 for every probe that resembles anyone at all (a face-like probe's best score is positive).
 
 use std::error::Error;
 use std::path::Path;
@@ -97,7 +98,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let key = FixedKey::new([0x42; 32]);
     let password = Password::new("benchmark admin");
     let config = VaultConfig {
-        threshold: -1.0,
+        threshold: 0.0,
         scan,
         ..VaultConfig::new(dim, "bench-model")
     };

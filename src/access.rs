@@ -74,12 +74,21 @@ impl Role {
                 consent_duties
                     || matches!(
                         action,
-                        AddUser | SetThreshold | PublishNotice | Stats | AuditVerify | AuditShow
+                        AddUser
+                            | SetThreshold
+                            | PublishNotice
+                            | Stats
+                            | AuditVerify
+                            | AuditShow
+                            | ListSubjects
                     )
             }
-            Role::Enroller => consent_duties || action == Stats,
+            Role::Enroller => consent_duties || matches!(action, Stats | ListSubjects),
             Role::Operator => matches!(action, Verify | Identify | Stats),
-            Role::Auditor => matches!(action, AuditVerify | AuditShow | RenoticeDue | Stats),
+            Role::Auditor => matches!(
+                action,
+                AuditVerify | AuditShow | RenoticeDue | Stats | ListSubjects
+            ),
             Role::Exporter => matches!(action, Export | Stats),
         }
     }
@@ -157,6 +166,10 @@ pub enum Action {
     Export,
     /// Reading the audit log.
     AuditShow,
+    /// Listing the enrolled subjects with their expiry.
+    ListSubjects,
+    /// Ending a session.
+    Logout,
 }
 
 impl Action {
@@ -184,6 +197,8 @@ impl Action {
             Action::Purge => "purge",
             Action::Export => "export",
             Action::AuditShow => "audit_show",
+            Action::ListSubjects => "subjects_list",
+            Action::Logout => "logout",
         }
     }
 }

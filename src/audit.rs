@@ -120,8 +120,23 @@ pub(crate) fn verify_chain(
     records: impl IntoIterator<Item = Result<StoredRecord, Error>>,
     head: &ChainHead,
 ) -> Result<u64, Error> {
-    let mut previous_mac = GENESIS_MAC.to_vec();
-    let mut expected_seq = 1u64;
+    let genesis = ChainHead {
+        seq: 0,
+        mac: GENESIS_MAC.to_vec(),
+    };
+    verify_chain_from(key, &genesis, records, head)
+}
+
+/// [`verify_chain`] from a point already checked: `records` are those after `start.seq`, the
+/// first chained to `start.mac`. Returns the sequence number of the last record verified.
+pub(crate) fn verify_chain_from(
+    key: &hmac::Key,
+    start: &ChainHead,
+    records: impl IntoIterator<Item = Result<StoredRecord, Error>>,
+    head: &ChainHead,
+) -> Result<u64, Error> {
+    let mut previous_mac = start.mac.clone();
+    let mut expected_seq = start.seq + 1;
     for stored in records {
         let stored = stored?;
         if stored.record.seq != expected_seq {
@@ -137,7 +152,7 @@ pub(crate) fn verify_chain(
         expected_seq += 1;
     }
     let verified = expected_seq - 1;
-    if verified != head.seq || (verified > 0 && !macs_equal(&previous_mac, &head.mac)) {
+    if verified != head.seq || (verified > start.seq && !macs_equal(&previous_mac, &head.mac)) {
         // Records past `verified` were cut off (or the head itself was edited).
         return Err(Error::AuditTampered { seq: verified + 1 });
     }

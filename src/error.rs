@@ -67,6 +67,10 @@ pub enum Error {
     #[error("the session does not belong to this open vault")]
     ForeignSession,
 
+    /// The session was logged out, or its lifetime ran out: log in again.
+    #[error("the session has ended (logged out or expired): log in again")]
+    SessionEnded,
+
     /// The master key does not match the vault's key check value.
     #[error("wrong key: the master key does not open this vault")]
     WrongKey,
@@ -354,6 +358,7 @@ impl Error {
             Error::AuthenticationRequired => "authentication_required",
             Error::Forbidden { .. } => "forbidden",
             Error::ForeignSession => "foreign_session",
+            Error::SessionEnded => "session_ended",
             Error::WrongKey => "wrong_key",
             Error::Integrity { .. } => "integrity",
             Error::AuditTampered { .. } => "audit_tampered",
@@ -387,7 +392,8 @@ impl Error {
             | Error::AuthenticationFailed
             | Error::AuthenticationRequired
             | Error::Forbidden { .. }
-            | Error::ForeignSession => ErrorClass::Refused,
+            | Error::ForeignSession
+            | Error::SessionEnded => ErrorClass::Refused,
             Error::WrongKey
             | Error::Integrity { .. }
             | Error::AuditTampered { .. }

@@ -801,16 +801,28 @@ pub(crate) fn append_audit(conn: &Connection, key: &ring::hmac::Key, mut record:
     Ok(record.seq)
 }
 
-/// Reads audit records in sequence order, starting after `after_seq`.
+/// The stored MAC of audit record `seq`, if there is one.
+pub(crate) fn audit_mac(conn: &Connection, seq: u64) -> Result<Option<Vec<u8>>> {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    Ok(conn
+        .query_row("SELECT mac FROM audit WHERE seq = ?1", [seq], |row| row.get(0))
+        .optional()?)
+}
+
+/// Reads audit records in sequence order, starting after `after_seq`, at most `limit` of them.
 pub(crate) fn audit_records(
     conn: &Connection,
     after_seq: u64,
+    limit: Option<usize>,
     mut visit: impl FnMut(Result<StoredRecord>) -> Result<()>,
 ) -> Result<()> {
     let mut statement = conn.prepare(
-        "SELECT seq, at, actor, action, subject, outcome, detail, mac FROM audit WHERE seq > ?1 ORDER BY seq",
+        "SELECT seq, at, actor, action, subject, outcome, detail, mac FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let mut rows = statement.query([after_seq as i64])?;
+    let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+    // SQLite reads a negative LIMIT as none.
+    let limit = limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+    let mut rows = statement.query([after, limit])?;
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
         let outcome: String = row.get(5)?;

@@ -273,3 +273,91 @@ fn a_failed_login_writes_the_same_for_a_known_and_an_unknown_name() {
     // The first `audit show` added its own record; the two failures and the stats one each.
     assert_eq!(cli.audit().len(), records + 1 + 2 + 1);
 }
+
+/// Firmware issue: a session can be logged out and can expire; after either, everything it
+/// tries is refused, lookups included, and the refusal is audited.
+#[test]
+fn sessions_end_at_logout_or_when_their_lifetime_runs_out() {
+    use facevault::{Error, FixedKey, OpenOptions, Password, Vault};
+    let tv = TestVault::new(DIM);
+    let person = Rng::new(9).gaussian_vec(DIM);
+    let subject = tv.vault.enrol(&tv.admin, &consent(), &person).unwrap();
+    let (dir, path, clock) = (tv.dir, tv.path, tv.clock);
+    tv.vault.close().unwrap();
+    let options = OpenOptions {
+        clock: clock.clone(),
+        session_lifetime: Some(std::time::Duration::from_secs(600)),
+        ..OpenOptions::default()
+    };
+    let vault = Vault::open_with(&path, &FixedKey::new(KEY), options).unwrap();
+    let gate = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+    let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+    assert!(vault.verify(&gate, &subject, &person).unwrap().matched);
+
+    vault.logout(&gate).unwrap();
+    assert!(matches!(
+        vault.verify(&gate, &subject, &person),
+        Err(Error::SessionEnded)
+    ));
+    assert!(matches!(vault.stats(&gate), Err(Error::SessionEnded)));
+
+    let gate = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+    clock.advance(599_999);
+    assert!(vault.identify(&gate, &person, 1).is_ok());
+    clock.advance(1);
+    assert!(matches!(
+        vault.identify(&gate, &person, 1),
+        Err(Error::SessionEnded)
+    ));
+    assert!(matches!(vault.stats(&admin), Err(Error::SessionEnded)));
+
+    let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+    // Lookup records are group-committed, so they reach the log after the data operations'
+    // records: count the refusals rather than read them in order.
+    let log = vault.audit_log(&admin).unwrap();
+    let ended = |action: &str| {
+        log.iter()
+            .filter(|r| {
+                r.action == action && r.outcome.as_str() == "denied" && r.detail.starts_with("session_ended")
+            })
+            .count()
+    };
+    assert_eq!((ended("verify"), ended("identify"), ended("stats")), (1, 1, 2));
+    assert!(log.iter().any(|r| r.action == "logout" && r.actor == OPERATOR));
+    drop(dir);
+}
+
+/// Firmware issue: the device's own records follow the vault: the subjects with their expiry,
+/// for admins, enrollers and auditors only, and purge names those it erased.
+#[test]
+fn subjects_are_listed_with_their_expiry_for_those_who_keep_records() {
+    let (cli, subject, _) = vault_with_one_subject();
+    let listed = cli.admin(&["subjects"]).ok()["subjects"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["subject"], subject.as_str());
+    assert!(listed[0]["expires_at"].as_i64().unwrap() > listed[0]["enrolled_at"].as_i64().unwrap());
+    assert_eq!(listed[0]["templates"], 1);
+    cli.add_user("aud", "auditor");
+    cli.add_user("enr", "enroller");
+    assert_eq!(
+        cli.as_user("aud", &["subjects"]).ok()["subjects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        cli.as_user("enr", &["subjects"]).ok()["subjects"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    cli.operator(&["subjects"]).fails(3, "forbidden");
+    let purged = cli.admin(&["purge"]).ok().clone();
+    assert_eq!(purged["purged"], 0);
+    assert_eq!(purged["subjects"].as_array().unwrap().len(), 0);
+}

@@ -290,24 +290,10 @@ impl OperationContext<'_> {
                 .collect());
         }
         let mut expired = Vec::new();
-        store::for_each_subject(self.tx, |row| {
-            let damaged = || Error::Integrity {
-                table: "subjects",
-                record: row.id.iter().map(|b| format!("{b:02x}")).collect(),
-            };
-            let id: [u8; 16] = row.id.as_slice().try_into().map_err(|_| damaged())?;
-            let fields = subject_mac_fields(&id, &row.facts);
-            if !self
-                .keys
-                .record_mac_matches("subject", &as_slices(&fields), &row.mac)
-            {
-                return Err(damaged());
+        self.for_each_subject(|subject, facts| {
+            if !policy::is_within_retention(facts.expires_at, self.now) {
+                expired.push((subject, facts.expires_at));
             }
-            if !policy::is_within_retention(row.facts.expires_at, self.now) {
-                let subject = SubjectId::from_bytes(&id).ok_or_else(damaged)?;
-                expired.push((subject, row.facts.expires_at));
-            }
-            Ok(())
         })?;
         Ok(expired)
     }

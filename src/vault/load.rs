@@ -23,6 +23,9 @@ use super::{as_slices, subject_mac_fields, Settings};
 /// Rows per hand-over: enough to make a channel message rare, few enough (about 130 KB of
 /// templates at d=512) to stay in the second-level cache between the threads.
 const BATCH_ROWS: usize = 64;
+/// Templates (and subjects) the gallery has room for beyond those loaded: 8 MiB of rows at d=512.
+/// Past it, the next enrolment grows the gallery, copying it while lookups wait.
+const GROWTH_ROOM: usize = 4096;
 /// Batches handed over and not yet taken, before the reading thread waits.
 const BATCHES_IN_FLIGHT: usize = 4;
 
@@ -42,10 +45,11 @@ struct LoadingSubject {
 pub(super) fn gallery(store: &Store, settings: &Settings, keys: &VaultKeys) -> Result<Gallery> {
     let seed = u64::from_le_bytes(crypto::random_array()?);
     let mut gallery = Gallery::new(settings.dim, settings.scan, seed);
-    // Sized once, so that loading never doubles a buffer and leaves slack behind.
+    // Sized once, so that loading never doubles a buffer, with room for GROWTH_ROOM more: the
+    // enrolments of a working day then publish without copying the gallery under its write lock.
     let (subject_count, template_count) = store::counts(store.conn())?;
-    gallery.reserve(template_count);
-    gallery.reserve_subjects(subject_count);
+    gallery.reserve(template_count + GROWTH_ROOM);
+    gallery.reserve_subjects(subject_count + GROWTH_ROOM);
     // The subjects in table order, found by ID through the gallery's own kind of index (one
     // cache miss a lookup, on huge pages): at a million subjects a general hash map's two
     // misses and 4 KiB pages cost more than decrypting the templates.

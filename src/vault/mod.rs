@@ -176,15 +176,26 @@ fn check_threshold(threshold: f32) -> Result<f32> {
     }
 }
 
-/// An authenticated principal, valid only for the vault opening that issued it.
+/// An authenticated principal, valid only for the vault opening that issued it, until it is
+/// logged out ([`Vault::logout`]) or its lifetime ([`OpenOptions::session_lifetime`]) runs out.
 #[derive(Debug)]
 pub struct Session {
     name: Arc<str>,
     role: Role,
     opening: [u8; 16],
+    /// When it expires, if the vault gives sessions a lifetime.
+    expires_at: Option<UnixMillis>,
+    /// Set by [`Vault::logout`]. A flag in the session itself, so that checking it on every
+    /// lookup is one atomic load, with no lock and no table shared between threads.
+    ended: AtomicBool,
 }
 
 impl Session {
+    /// Whether it is still good at `now`.
+    fn is_live(&self, now: UnixMillis) -> bool {
+        !self.ended.load(Ordering::Relaxed) && self.expires_at.is_none_or(|expires_at| now < expires_at)
+    }
+
     /// The principal's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -215,6 +226,40 @@ pub struct Candidate {
     pub subject: SubjectId,
     /// Its best score, rounded to [`SCORE_DECIMALS`].
     pub score: f64,
+}
+
+/// An enrolled subject as [`Vault::subjects`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubjectEntry {
+    /// The subject.
+    pub subject: SubjectId,
+    /// When it was enrolled, in milliseconds since the Unix epoch.
+    pub enrolled_at: UnixMillis,
+    /// When its face data expires (Art. 8).
+    pub expires_at: UnixMillis,
+    /// Enrolled under 14.
+    pub minor: bool,
+    /// Templates held.
+    pub templates: usize,
+}
+
+/// A point of the audit chain: a record's sequence number and MAC. Kept by an auditor after a
+/// verification, it lets the next one start there instead of at record 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    /// The record's sequence number (0 for the chain's start).
+    pub seq: u64,
+    /// The record's MAC (not secret: it proves nothing without the audit key).
+    pub mac: [u8; 32],
+}
+
+/// What [`Vault::verify_audit_from`] checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditVerification {
+    /// Records verified in this call, after the starting point.
+    pub entries: u64,
+    /// The chain's head, now verified: the next verification may start here.
+    pub head: AuditCheckpoint,
 }
 
 /// Counts and settings.
@@ -505,6 +550,26 @@ impl OperationContext<'_> {
             })
     }
 
+    /// Visits every subject row in ID order, each MAC checked (a damaged row stops the visit).
+    fn for_each_subject(&self, mut visit: impl FnMut(SubjectId, &SubjectFacts)) -> Result<()> {
+        store::for_each_subject(self.tx, |row| {
+            let damaged = || Error::Integrity {
+                table: "subjects",
+                record: row.id.iter().map(|b| format!("{b:02x}")).collect(),
+            };
+            let id: [u8; 16] = row.id.as_slice().try_into().map_err(|_| damaged())?;
+            let fields = subject_mac_fields(&id, &row.facts);
+            if !self
+                .keys
+                .record_mac_matches("subject", &as_slices(&fields), &row.mac)
+            {
+                return Err(damaged());
+            }
+            visit(SubjectId::from_bytes(&id).ok_or_else(damaged)?, &row.facts);
+            Ok(())
+        })
+    }
+
     /// The stored row of a subject within its retention, its MAC checked; refuses a subject that
     /// is not enrolled, or is past its retention.
     fn live_subject(&self, subject: &SubjectId) -> Result<SubjectRow> {
@@ -531,6 +596,9 @@ pub struct OpenOptions {
     /// Threads each identify may scan with (1 to [`MAX_LOOKUP_THREADS`]); the answers are the
     /// same at any number.
     pub threads: usize,
+    /// How long a session from [`Vault::login`] lasts; `None` (the default) for as long as the
+    /// vault is open. A desk's session might last a shift; a camera's, the device's uptime.
+    pub session_lifetime: Option<std::time::Duration>,
     /// Whether to decrypt every template into the gallery (the default). Without it the opening
     /// takes milliseconds whatever the vault holds, and every operation works except verify and
     /// identify, which are refused: for a tool that enrols, erases, purges, exports or reads the
@@ -543,6 +611,7 @@ impl Default for OpenOptions {
         Self {
             clock: Arc::new(SystemClock),
             threads: 1,
+            session_lifetime: None,
             load_gallery: true,
         }
     }
@@ -585,6 +654,8 @@ pub struct Vault {
     checkpoint_due: AtomicBool,
     /// Threads one identify may scan with; see [`Vault::set_lookup_threads`].
     lookup_threads: AtomicUsize,
+    /// How long a session lasts, in milliseconds; `None` for the whole opening.
+    session_lifetime: Option<i64>,
 }
 
 /// The settings and the gallery: what a lookup reads, under the vault's read lock.
@@ -696,6 +767,7 @@ impl Vault {
                     opening: crypto::random_array()?,
                     checkpoint_due: AtomicBool::new(false),
                     lookup_threads: AtomicUsize::new(1),
+                    session_lifetime: None,
                 })
             }
             Err(e) => {
@@ -733,8 +805,11 @@ impl Vault {
         let OpenOptions {
             clock,
             threads,
+            session_lifetime,
             load_gallery,
         } = options;
+        let session_lifetime =
+            session_lifetime.map(|lifetime| i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX).max(1));
         check_lookup_threads(threads)?;
         let master = keys.master_key()?;
         let mut store = Store::open(path)?;
@@ -782,6 +857,7 @@ impl Vault {
             opening: crypto::random_array()?,
             checkpoint_due: AtomicBool::new(false),
             lookup_threads: AtomicUsize::new(threads),
+            session_lifetime,
         };
         if !load_gallery {
             return Ok(vault);
@@ -842,11 +918,28 @@ impl Vault {
             table: "principals",
             record: name.to_string(),
         })?;
+        let expires_at = self
+            .session_lifetime
+            .map(|lifetime| self.clock.now().saturating_add(lifetime));
         Ok(Session {
             name: Arc::from(name),
             role,
             opening: self.opening,
+            expires_at,
+            ended: AtomicBool::new(false),
         })
+    }
+
+    /// Ends a session: every later call with it is refused ([`Error::SessionEnded`]). Audited.
+    pub fn logout(&self, session: &Session) -> Result<()> {
+        if session.opening != self.opening {
+            let e = Error::ForeignSession;
+            self.audit_attempt(&session.name, Action::Logout, None, Outcome::Denied, &e);
+            return Err(e);
+        }
+        session.ended.store(true, Ordering::Relaxed);
+        self.audit_attempt_detail(&session.name, Action::Logout, None, Outcome::Allowed, "");
+        Ok(())
     }
 
     /// Records an attempt at `action` made without any principal, and returns the refusal to give.
@@ -1044,7 +1137,7 @@ impl Vault {
         self.authorised_operation(session, Action::AuditVerify, None, |act| {
             let head = store::chain_head(act.tx)?;
             let mut records = Vec::new();
-            store::audit_records(act.tx, 0, |record| {
+            store::audit_records(act.tx, 0, None, |record| {
                 records.push(record);
                 Ok(())
             })?;
@@ -1056,12 +1149,91 @@ impl Vault {
         })
     }
 
+    /// Checks the audit chain from `from`, a point an auditor verified before (see
+    /// [`AuditVerification::head`]), or from record 1 when `None`: each later record's MAC, and
+    /// that they end at the recorded head. A checkpoint that is not a record of this chain, with
+    /// that MAC, is refused as tampering at its sequence number.
+    pub fn verify_audit_from(
+        &self,
+        session: &Session,
+        from: Option<&AuditCheckpoint>,
+    ) -> Result<AuditVerification> {
+        self.match_log.flush()?;
+        self.authorised_operation(session, Action::AuditVerify, None, |act| {
+            let head = store::chain_head(act.tx)?;
+            let start = match from {
+                None => audit::ChainHead {
+                    seq: 0,
+                    mac: audit::GENESIS_MAC.to_vec(),
+                },
+                Some(checkpoint) => {
+                    let stored = store::audit_mac(act.tx, checkpoint.seq)?;
+                    if stored.as_deref() != Some(&checkpoint.mac[..]) {
+                        return Err(Error::AuditTampered { seq: checkpoint.seq });
+                    }
+                    audit::ChainHead {
+                        seq: checkpoint.seq,
+                        mac: checkpoint.mac.to_vec(),
+                    }
+                }
+            };
+            let mut records = Vec::new();
+            store::audit_records(act.tx, start.seq, None, |record| {
+                records.push(record);
+                Ok(())
+            })?;
+            let last = audit::verify_chain_from(act.keys.audit_key(), &start, records, &head)?;
+            let mut mac = [0u8; 32];
+            mac.copy_from_slice(&head.mac);
+            let verification = AuditVerification {
+                entries: last - start.seq,
+                head: AuditCheckpoint { seq: last, mac },
+            };
+            let detail = format!("from={} entries={}", start.seq, verification.entries);
+            Ok((verification, vec![AuditEntry::new(None, detail)]))
+        })
+    }
+
+    /// Up to `limit` audit records after sequence number `after` (0 for the first), oldest
+    /// first: the log read a page at a time.
+    pub fn audit_page(&self, session: &Session, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.match_log.flush()?;
+        self.authorised_operation(session, Action::AuditShow, None, |act| {
+            let mut records = Vec::new();
+            store::audit_records(act.tx, after, Some(limit), |stored| {
+                records.push(stored?.record);
+                Ok(())
+            })?;
+            let detail = format!("after={after} entries={}", records.len());
+            Ok((records, vec![AuditEntry::new(None, detail)]))
+        })
+    }
+
+    /// Every enrolled subject with its expiry, in ID order, each row's MAC checked: for the
+    /// device's own records (a badge map) to be brought in step. Admins, enrollers, auditors.
+    pub fn subjects(&self, session: &Session) -> Result<Vec<SubjectEntry>> {
+        self.authorised_operation(session, Action::ListSubjects, None, |act| {
+            let mut entries = Vec::new();
+            act.for_each_subject(|subject, facts| {
+                entries.push(SubjectEntry {
+                    subject,
+                    enrolled_at: facts.created_at,
+                    expires_at: facts.expires_at,
+                    minor: facts.minor,
+                    templates: usize::try_from(facts.templates).unwrap_or(0),
+                });
+            })?;
+            let detail = format!("subjects={}", entries.len());
+            Ok((entries, vec![AuditEntry::new(None, detail)]))
+        })
+    }
+
     /// Every audit record, oldest first.
     pub fn audit_log(&self, session: &Session) -> Result<Vec<AuditRecord>> {
         self.match_log.flush()?;
         self.authorised_operation(session, Action::AuditShow, None, |act| {
             let mut records = Vec::new();
-            store::audit_records(act.tx, 0, |stored| {
+            store::audit_records(act.tx, 0, None, |stored| {
                 records.push(stored?.record);
                 Ok(())
             })?;
@@ -1097,6 +1269,8 @@ impl Vault {
         let now = self.clock.now();
         let result = if session.opening != self.opening {
             Err(Error::ForeignSession)
+        } else if !session.is_live(now) {
+            Err(Error::SessionEnded)
         } else if !session.role.permits(action) {
             Err(Error::Forbidden {
                 role: session.role,
@@ -1171,6 +1345,8 @@ impl Vault {
     ) -> Result<T> {
         let refusal = if session.opening != self.opening {
             Some(Error::ForeignSession)
+        } else if !session.is_live(self.clock.now()) {
+            Some(Error::SessionEnded)
         } else if !session.role.permits(action) {
             Some(Error::Forbidden {
                 role: session.role,

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use facevault::{
-    Action, Destination, Enrolment, Error, ErrorClass, ExportRequest, Guardian, KeyFile, Notice, OpenOptions,
-    Password, RecipientPublicKey, RecipientSecretKey, Role, Session, SubjectId, TemplateInput,
-    TransferConsent, Vault, VaultConfig,
+    Action, AuditCheckpoint, Destination, Enrolment, Error, ErrorClass, ExportRequest, Guardian, KeyFile,
+    Notice, OpenOptions, Password, RecipientPublicKey, RecipientSecretKey, Role, Session, SubjectId,
+    TemplateInput, TransferConsent, Vault, VaultConfig,
 };
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -172,6 +172,8 @@ enum Command {
     },
     /// Counts and settings.
     Stats,
+    /// List the enrolled subjects with their expiry (admins, enrollers, auditors).
+    Subjects,
     /// Change the match threshold (admins).
     SetThreshold {
         /// The new threshold (cosine similarity, -1 to 1).
@@ -344,10 +346,29 @@ enum ConsentCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the whole chain; names the first bad record.
-    Verify,
-    /// Print every record.
-    Show,
+    /// Check the chain, from record 1 or from a checkpoint an earlier `audit verify` printed;
+    /// names the first bad record. Prints the verified head, the next run's checkpoint.
+    ///
+    /// Example: facevault ... audit verify --from 1200 --mac 3f9a…(64 hex digits)
+    Verify {
+        /// Start after this record, which must carry the MAC given with --mac.
+        #[arg(long, value_name = "SEQ", requires = "mac")]
+        from: Option<u64>,
+        /// The checkpoint record's MAC, as `audit verify` printed it (64 hex digits).
+        #[arg(long, value_name = "HEX", requires = "from")]
+        mac: Option<String>,
+    },
+    /// Print the records, oldest first: all of them, or a page.
+    ///
+    /// Example: facevault ... audit show --after 1000 --limit 100
+    Show {
+        /// Start after this sequence number.
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        after: u64,
+        /// At most this many records.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
 }
 
 /// A failure as the CLI reports it.
@@ -707,14 +728,33 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
             Ok(json!({"threshold": vault.threshold()}))
         }),
         Command::Audit {
-            command: AuditCommand::Verify,
-        } => job(Action::AuditVerify, |vault, session| {
-            Ok(json!({"ok": true, "entries": vault.verify_audit(session)?}))
-        }),
+            command: AuditCommand::Verify { from, mac },
+        } => {
+            let checkpoint = match (from, mac) {
+                (Some(seq), Some(mac)) => Some(AuditCheckpoint {
+                    seq,
+                    mac: parse_mac(&mac)?,
+                }),
+                _ => None,
+            };
+            job(Action::AuditVerify, move |vault, session| {
+                let verified = vault.verify_audit_from(session, checkpoint.as_ref())?;
+                let head = verified.head;
+                let mac: String = head.mac.iter().map(|b| format!("{b:02x}")).collect();
+                Ok(json!({"ok": true, "entries": verified.entries, "head": {"seq": head.seq, "mac": mac}}))
+            })
+        }
         Command::Audit {
-            command: AuditCommand::Show,
-        } => job(Action::AuditShow, |vault, session| {
-            Ok(json!({"entries": vault.audit_log(session)?}))
+            command: AuditCommand::Show { after, limit },
+        } => job(Action::AuditShow, move |vault, session| {
+            let entries = match limit {
+                Some(limit) => vault.audit_page(session, after, limit)?,
+                None => vault.audit_page(session, after, usize::MAX)?,
+            };
+            Ok(json!({"entries": entries}))
+        }),
+        Command::Subjects => job(Action::ListSubjects, |vault, session| {
+            Ok(json!({"subjects": vault.subjects(session)?}))
         }),
     }
 }
@@ -792,6 +832,20 @@ fn password_from(variable: &str) -> Result<Password, Failure> {
             "set {variable} to the password (it is never read from argv)"
         ))),
     }
+}
+
+/// A 32-byte audit MAC from its 64 hex digits.
+fn parse_mac(hex: &str) -> Result<[u8; 32], Failure> {
+    let bad = || Failure::usage("--mac takes the 64 hex digits `audit verify` printed");
+    if hex.len() != 64 || !hex.is_ascii() {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 32];
+    for (byte, pair) in mac.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(mac)
 }
 
 /// "NAME, RELATIONSHIP": split at the last comma, so a name may itself hold commas.
