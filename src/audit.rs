@@ -105,30 +105,28 @@ pub(crate) fn chain_mac(key: &hmac::Key, previous_mac: &[u8], record: &AuditReco
     mac
 }
 
-/// The chain's head as recorded in the vault's metadata.
+/// The chain's head as recorded in the vault's metadata, or a point of the chain to start from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChainHead {
     pub seq: u64,
     pub mac: Vec<u8>,
 }
 
-/// Walks the chain in order and returns how many records verified, or the first sequence number
-/// at which it breaks: an edited record fails its own MAC, a removed one leaves a gap, a reordered
-/// one fails the chain, and a cut-off tail falls short of the recorded head.
-pub(crate) fn verify_chain(
-    key: &hmac::Key,
-    records: impl IntoIterator<Item = Result<StoredRecord, Error>>,
-    head: &ChainHead,
-) -> Result<u64, Error> {
-    let genesis = ChainHead {
-        seq: 0,
-        mac: GENESIS_MAC.to_vec(),
-    };
-    verify_chain_from(key, &genesis, records, head)
+impl ChainHead {
+    /// Before the first record.
+    pub(crate) fn genesis() -> Self {
+        Self {
+            seq: 0,
+            mac: GENESIS_MAC.to_vec(),
+        }
+    }
 }
 
-/// [`verify_chain`] from a point already checked: `records` are those after `start.seq`, the
-/// first chained to `start.mac`. Returns the sequence number of the last record verified.
+/// Walks the chain in order from `start` (the genesis, or a point already checked: `records` are
+/// those after `start.seq`, the first chained to `start.mac`) and returns the sequence number of
+/// the last record verified, or the first at which it breaks: an edited record fails its own MAC,
+/// a removed one leaves a gap, a reordered one fails the chain, and a cut-off tail falls short of
+/// the recorded head.
 pub(crate) fn verify_chain_from(
     key: &hmac::Key,
     start: &ChainHead,
@@ -204,7 +202,7 @@ mod tests {
     }
 
     fn verify(records: Vec<StoredRecord>, head: &ChainHead) -> Result<u64, Error> {
-        verify_chain(&key(), records.into_iter().map(Ok), head)
+        verify_chain_from(&key(), &ChainHead::genesis(), records.into_iter().map(Ok), head)
     }
 
     #[test]

@@ -1131,22 +1131,9 @@ impl Vault {
     }
 
     /// Checks the whole audit chain and returns how many records verified; names the first bad
-    /// record otherwise.
+    /// record otherwise. [`Vault::verify_audit_from`] also returns the head, to start from next time.
     pub fn verify_audit(&self, session: &Session) -> Result<u64> {
-        self.match_log.flush()?;
-        self.authorised_operation(session, Action::AuditVerify, None, |act| {
-            let head = store::chain_head(act.tx)?;
-            let mut records = Vec::new();
-            store::audit_records(act.tx, 0, None, |record| {
-                records.push(record);
-                Ok(())
-            })?;
-            let verified = audit::verify_chain(act.keys.audit_key(), records, &head)?;
-            Ok((
-                verified,
-                vec![AuditEntry::new(None, format!("entries={verified}"))],
-            ))
-        })
+        Ok(self.verify_audit_from(session, None)?.entries)
     }
 
     /// Checks the audit chain from `from`, a point an auditor verified before (see
@@ -1162,10 +1149,7 @@ impl Vault {
         self.authorised_operation(session, Action::AuditVerify, None, |act| {
             let head = store::chain_head(act.tx)?;
             let start = match from {
-                None => audit::ChainHead {
-                    seq: 0,
-                    mac: audit::GENESIS_MAC.to_vec(),
-                },
+                None => audit::ChainHead::genesis(),
                 Some(checkpoint) => {
                     let stored = store::audit_mac(act.tx, checkpoint.seq)?;
                     if stored.as_deref() != Some(&checkpoint.mac[..]) {
@@ -1189,7 +1173,10 @@ impl Vault {
                 entries: last - start.seq,
                 head: AuditCheckpoint { seq: last, mac },
             };
-            let detail = format!("from={} entries={}", start.seq, verification.entries);
+            let detail = match start.seq {
+                0 => format!("entries={}", verification.entries),
+                from => format!("from={from} entries={}", verification.entries),
+            };
             Ok((verification, vec![AuditEntry::new(None, detail)]))
         })
     }
@@ -1204,7 +1191,10 @@ impl Vault {
                 records.push(stored?.record);
                 Ok(())
             })?;
-            let detail = format!("after={after} entries={}", records.len());
+            let detail = match after {
+                0 => format!("entries={}", records.len()),
+                after => format!("after={after} entries={}", records.len()),
+            };
             Ok((records, vec![AuditEntry::new(None, detail)]))
         })
     }
@@ -1230,16 +1220,7 @@ impl Vault {
 
     /// Every audit record, oldest first.
     pub fn audit_log(&self, session: &Session) -> Result<Vec<AuditRecord>> {
-        self.match_log.flush()?;
-        self.authorised_operation(session, Action::AuditShow, None, |act| {
-            let mut records = Vec::new();
-            store::audit_records(act.tx, 0, None, |stored| {
-                records.push(stored?.record);
-                Ok(())
-            })?;
-            let detail = format!("entries={}", records.len());
-            Ok((records, vec![AuditEntry::new(None, detail)]))
-        })
+        self.audit_page(session, 0, usize::MAX)
     }
 
     /// The door for lookups (verify, identify): session check → authorisation → the lookup in
