@@ -8,6 +8,8 @@ mod bundle;
 mod clock;
 mod crypto;
 mod error;
+#[cfg(feature = "ffi")]
+pub mod ffi;
 mod gallery;
 mod keys;
 mod policy;

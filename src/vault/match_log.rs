@@ -10,7 +10,6 @@
 //! [`CLOSE_ATTEMPTS`] attempts; records still unwritten after them are counted, and close reports
 //! them as [`Error::AuditNotWritten`]: a lost record is never silent.
 
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -135,7 +134,7 @@ struct Queue {
     /// When the oldest waiting record was queued: the writer writes by `oldest + FLUSH_INTERVAL`.
     oldest: Option<Instant>,
     /// Callers of `flush`, each told when everything queued before it is committed.
-    flushes: Vec<mpsc::SyncSender<Result<()>>>,
+    flushes: Vec<Arc<FlushReply>>,
     closed: bool,
 }
 
@@ -151,6 +150,42 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Nothing panics while the queue is held, and a Vec of events is consistent in any case.
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The writer's answer to one `flush`: a slot and a condition, rather than a channel, whose
+/// receiving end would make std keep a handle to the calling thread (which C firmware owns).
+#[derive(Default)]
+struct FlushReply {
+    answer: Mutex<Option<Result<()>>>,
+    ready: Condvar,
+}
+
+impl FlushReply {
+    fn send(&self, answer: Result<()>) {
+        *self
+            .answer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(answer);
+        self.ready.notify_one();
+    }
+
+    /// Waits for the answer; the writer answers every flush it takes, or drops it only by
+    /// stopping, which `closed` reports before a flush is queued.
+    fn wait(&self) -> Result<()> {
+        let mut answer = self
+            .answer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            if let Some(answer) = answer.take() {
+                return answer;
+            }
+            answer = self
+                .ready
+                .wait(answer)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
     }
 }
 
@@ -216,15 +251,15 @@ impl MatchLog {
 
     /// Writes every queued record now and waits until they are committed.
     pub(super) fn flush(&self) -> Result<()> {
-        let (reply, done) = mpsc::sync_channel(1);
+        let reply = Arc::new(FlushReply::default());
         let mut queue = self.shared.lock();
         if queue.closed {
             return Err(writer_gone());
         }
-        queue.flushes.push(reply);
+        queue.flushes.push(Arc::clone(&reply));
         drop(queue);
         self.shared.wake.notify_one();
-        done.recv().map_err(|_| writer_gone())?
+        reply.wait()
     }
 }
 
@@ -243,7 +278,22 @@ fn writer_gone() -> Error {
     }
 }
 
+/// Marks the queue closed and answers any flush still waiting when the writer stops, however it
+/// stops: a flush never waits for a writer that is gone.
+struct AnswerWhenGone<'a>(&'a Shared);
+
+impl Drop for AnswerWhenGone<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        queue.closed = true;
+        for reply in queue.flushes.drain(..) {
+            reply.send(Err(writer_gone()));
+        }
+    }
+}
+
 fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) -> Result<()> {
+    let _answer_when_gone = AnswerWhenGone(shared);
     // Records taken from the queue but not yet committed: a failed write (a full disk, say) keeps
     // them and tries again one interval later, rather than spinning on the store lock.
     let mut batch: Vec<AuditRecord> = Vec::new();
@@ -308,7 +358,7 @@ fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) -> Result<()
                 )))),
                 (None, None) => Ok(()),
             };
-            let _ = reply.send(answer);
+            reply.send(answer);
         }
         if closed {
             return match failure {
