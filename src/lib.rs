@@ -39,6 +39,6 @@ pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
 pub use vault::consent::{PublishedNotice, RenoticeDue, TransferConsent};
 pub use vault::{
     AuditCheckpoint, AuditVerification, Candidate, ExportRequest, ExportedBundle, ExportedFile, OpenOptions,
-    Session, Stats, SubjectEntry, Vault, VaultConfig, Verification, DEFAULT_THRESHOLD, FLUSH_BATCH,
+    Progress, Session, Stats, SubjectEntry, Vault, VaultConfig, Verification, DEFAULT_THRESHOLD, FLUSH_BATCH,
     FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS, MAX_TEMPLATES_PER_SUBJECT, SCORE_DECIMALS,
 };

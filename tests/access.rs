@@ -361,3 +361,74 @@ fn subjects_are_listed_with_their_expiry_for_those_who_keep_records() {
     assert_eq!(purged["purged"], 0);
     assert_eq!(purged["subjects"].as_array().unwrap().len(), 0);
 }
+
+/// Firmware issue, the CLI for people: `--human` draws the answer as lines and tables while JSON
+/// stays the default on a pipe, and every command's help ends with an example.
+#[test]
+fn people_get_tables_and_every_command_an_example() {
+    let (cli, subject, _) = vault_with_one_subject();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
+            .arg("--db")
+            .arg(&cli.db)
+            .arg("--key-file")
+            .arg(&cli.key)
+            .args(["--as", ADMIN])
+            .args(args)
+            .env("FACEVAULT_PASSWORD", ADMIN_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let human = run(&["stats", "--human"]);
+    assert!(
+        human.contains("subjects: 1\n") && human.contains("dim: 8\n"),
+        "{human}"
+    );
+    let listed = run(&["--human", "subjects"]);
+    assert!(
+        listed.contains("subjects:\n  enrolled_at") && listed.contains(&subject),
+        "{listed}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run(&["stats"])).unwrap();
+    assert_eq!(json["subjects"], 1);
+
+    let commands: &[&[&str]] = &[
+        &["init"],
+        &["user", "add"],
+        &["notice", "publish"],
+        &["notice", "due"],
+        &["enrol"],
+        &["enrol-batch"],
+        &["verify"],
+        &["identify"],
+        &["identify-batch"],
+        &["erase"],
+        &["consent", "grant-transfer"],
+        &["consent", "withdraw-transfer"],
+        &["consent", "withdraw"],
+        &["consent", "renew"],
+        &["purge"],
+        &["export"],
+        &["keygen-recipient"],
+        &["open-bundle"],
+        &["stats"],
+        &["subjects"],
+        &["set-threshold"],
+        &["audit", "verify"],
+        &["audit", "show"],
+    ];
+    for command in commands {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
+            .args(*command)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            output.status.success() && help.contains("Example:\n  "),
+            "{command:?}: {help}"
+        );
+    }
+}

@@ -413,3 +413,32 @@ fn a_vault_opened_without_its_gallery_changes_data_but_does_not_match() {
     );
     drop(dir);
 }
+
+/// Firmware issue, the CLI for people: a progress observer hears how far a batch enrolment and a
+/// purge have got, from the first item to the last (the CLI draws it as a bar on a terminal).
+#[test]
+fn bulk_operations_report_their_progress() {
+    use std::sync::{Arc, Mutex};
+    let tv = TestVault::new(16);
+    let heard: Arc<Mutex<Vec<(&'static str, usize, usize)>>> = Arc::default();
+    let into = Arc::clone(&heard);
+    tv.vault
+        .set_progress(Some(Arc::new(move |operation, done, total| {
+            into.lock().unwrap().push((operation, done, total));
+        })));
+    let mut faces = Faces::new(16, 4, 31);
+    let rows: Vec<f32> = (0..600).flat_map(|_| faces.person()).collect();
+    let enrolment = facevault::Enrolment {
+        retention_secs: Some(60),
+        ..consent()
+    };
+    tv.vault.enrol_batch(&tv.admin, &enrolment, &rows).unwrap();
+    tv.clock.advance(61_000);
+    assert_eq!(tv.vault.purge(&tv.admin).unwrap().len(), 600);
+    let heard = heard.lock().unwrap().clone();
+    let expected: Vec<(&str, usize, usize)> = ["enrol_batch", "purge"]
+        .into_iter()
+        .flat_map(|operation| [0, 256, 512, 600].map(|done| (operation, done, 600)))
+        .collect();
+    assert_eq!(heard, expected);
+}

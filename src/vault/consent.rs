@@ -435,12 +435,15 @@ impl Vault {
             let mut subjects = Vec::with_capacity(rows.len() / dim);
             let mut entries = Vec::with_capacity(rows.len() / dim);
             let detail = enrolment_detail(enrolment, &terms);
-            for row in rows.chunks_exact(dim) {
+            let total = rows.len() / dim;
+            for (done, row) in rows.chunks_exact(dim).enumerate() {
+                act.report_progress("enrol_batch", done, total);
                 let (subject, key) = act.enrol_subject(enrolment, &terms)?;
                 act.store_template(subject, terms.expires_at, &key, row, &mut next_id)?;
                 subjects.push(subject);
                 entries.push(AuditEntry::new(Some(subject), detail.clone()));
             }
+            act.report_progress("enrol_batch", total, total);
             act.set_next_template_id(next_id)?;
             Ok((subjects, entries))
         })
@@ -542,11 +545,13 @@ impl Vault {
         self.authorised_operation(session, Action::Purge, None, |act| {
             let expired = act.expired_subjects()?;
             let mut entries = Vec::with_capacity(expired.len() + 1);
-            for (subject, expires_at) in &expired {
+            for (done, (subject, expires_at)) in expired.iter().enumerate() {
+                act.report_progress("purge", done, expired.len());
                 let templates = act.shred_subject(subject, false)?;
                 let detail = format!("expired_at={expires_at} templates={templates}");
                 entries.push(AuditEntry::new(Some(*subject), detail));
             }
+            act.report_progress("purge", expired.len(), expired.len());
             entries.push(AuditEntry::new(None, format!("purged={}", expired.len())));
             let purged = expired.into_iter().map(|(subject, _)| subject).collect();
             Ok((purged, entries))

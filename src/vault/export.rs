@@ -156,7 +156,8 @@ fn bundle_of(
 
         let dim = act.settings.dim;
         let mut subjects = Vec::with_capacity(chosen.len());
-        for (subject, row, consents) in &chosen {
+        for (done, (subject, row, consents)) in chosen.iter().enumerate() {
+            act.report_progress("export", done, chosen.len());
             let key = act.subject_key(subject)?;
             let mut evidence = Vec::with_capacity(consents.len());
             for consent in consents {
@@ -205,6 +206,7 @@ fn bundle_of(
                 templates,
             });
         }
+        act.report_progress("export", chosen.len(), chosen.len());
         let contents = BundleContents {
             format: "facevault-bundle".into(),
             version: BUNDLE_VERSION,

@@ -458,6 +458,8 @@ struct OperationContext<'a> {
     pending: ChangesAfterCommit,
     /// Templates stored before this operation, counted on first need.
     stored_templates: Option<usize>,
+    /// The vault's progress observer, if any.
+    progress: Option<Progress>,
 }
 
 impl OperationContext<'_> {
@@ -548,6 +550,16 @@ impl OperationContext<'_> {
                 table: "subjects",
                 record: subject.to_string(),
             })
+    }
+
+    /// Tells the progress observer, if there is one, that `done` of `total` items of `operation`
+    /// are done: at the first, every [`PROGRESS_EVERY`] and the last.
+    fn report_progress(&self, operation: &'static str, done: usize, total: usize) {
+        if let Some(progress) = &self.progress {
+            if done == total || done.is_multiple_of(PROGRESS_EVERY) {
+                progress(operation, done, total);
+            }
+        }
     }
 
     /// Visits every subject row in ID order, each MAC checked (a damaged row stops the visit).
@@ -656,7 +668,16 @@ pub struct Vault {
     lookup_threads: AtomicUsize,
     /// How long a session lasts, in milliseconds; `None` for the whole opening.
     session_lifetime: Option<i64>,
+    /// Told how far a bulk operation has got; see [`Vault::set_progress`].
+    progress: RwLock<Option<Progress>>,
 }
+
+/// An observer of bulk operations' progress: called with the operation's name (`enrol_batch`,
+/// `purge`, `export`), the items done and the items in all, from the thread doing the work.
+pub type Progress = Arc<dyn Fn(&'static str, usize, usize) + Send + Sync>;
+
+/// Bulk operations report their progress at most once per this many items.
+const PROGRESS_EVERY: usize = 256;
 
 /// The settings and the gallery: what a lookup reads, under the vault's read lock.
 struct LookupState {
@@ -768,6 +789,7 @@ impl Vault {
                     checkpoint_due: AtomicBool::new(false),
                     lookup_threads: AtomicUsize::new(1),
                     session_lifetime: None,
+                    progress: RwLock::new(None),
                 })
             }
             Err(e) => {
@@ -858,6 +880,7 @@ impl Vault {
             checkpoint_due: AtomicBool::new(false),
             lookup_threads: AtomicUsize::new(threads),
             session_lifetime,
+            progress: RwLock::new(None),
         };
         if !load_gallery {
             return Ok(vault);
@@ -968,6 +991,16 @@ impl Vault {
     /// The match threshold, as the shortest decimal that reads back as the stored value.
     pub fn threshold(&self) -> f64 {
         self.read_state().settings.threshold_decimal
+    }
+
+    /// Sets (or, with `None`, removes) the observer told how far a batch enrolment, a purge or an
+    /// export has got: a progress bar, say. It runs on the operation's thread, inside its
+    /// transaction, so it should be quick.
+    pub fn set_progress(&self, observer: Option<Progress>) {
+        *self
+            .progress
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = observer;
     }
 
     /// Changes the match threshold (a cosine similarity from 0 to 1). Admins only.
@@ -1354,6 +1387,11 @@ impl Vault {
                 now,
                 pending: ChangesAfterCommit::default(),
                 stored_templates: None,
+                progress: self
+                    .progress
+                    .read()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .clone(),
             };
             let (value, entries) = body(&mut act)?;
             let pending = act.pending;

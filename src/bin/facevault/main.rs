@@ -16,6 +16,8 @@ use facevault::{
     TemplateInput, TransferConsent, Vault, VaultConfig,
 };
 use serde_json::{json, Value};
+
+mod human;
 use zeroize::Zeroizing;
 
 const PASSWORD_VAR: &str = "FACEVAULT_PASSWORD";
@@ -39,8 +41,14 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
     /// The user to act as; the password is read from FACEVAULT_PASSWORD.
-    #[arg(long = "as", value_name = "USER")]
+    #[arg(long = "as", value_name = "USER", global = true)]
     as_user: Option<String>,
+    /// Print short tables for people (the default on a terminal).
+    #[arg(long, global = true, conflicts_with = "json")]
+    human: bool,
+    /// Print one JSON object (the default when the output is not a terminal).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,13 +57,22 @@ struct Cli {
 enum Command {
     /// Create a vault (and the key file if missing) with its first admin, whose password is read
     /// from FACEVAULT_PASSWORD.
+    #[command(
+        after_help = "Example:\n  FACEVAULT_PASSWORD=... facevault --db vault.db --key-file master.key init --dim 512 --admin admin --model arcface-r100"
+    )]
     Init(InitArgs),
     /// Manage users.
+    #[command(
+        after_help = "Example:\n  FACEVAULT_PASSWORD=... FACEVAULT_NEW_PASSWORD=... facevault --db vault.db --key-file master.key --as admin user add gate-01 --role operator"
+    )]
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
     /// Notices to data subjects (Art. 5).
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin notice publish --file notice-2026-12.json"
+    )]
     Notice {
         #[command(subcommand)]
         command: NoticeCommand,
@@ -63,6 +80,9 @@ enum Command {
     /// Enrol one template (a raw little-endian f32 file of one row): a new subject with its
     /// consent, or another template of an enrolled subject.
     #[command(visible_alias = "enroll")]
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk enrol --template face.f32 --notice 2026-12 --consent-method \"signed form, desk 3\""
+    )]
     Enrol {
         /// The template file.
         #[arg(long, value_name = "FILE")]
@@ -78,6 +98,9 @@ enum Command {
     },
     /// Enrol every row of a file as a new subject under the same consent terms, all or nothing.
     #[command(visible_alias = "enroll-batch")]
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk enrol-batch --templates staff.f32 --notice 2026-12 --consent-method \"signed forms, HR\""
+    )]
     EnrolBatch {
         /// The templates file: rows of raw little-endian f32.
         #[arg(long, value_name = "FILE")]
@@ -89,6 +112,9 @@ enum Command {
         consent: ConsentArgs,
     },
     /// 1:1: does the probe match this subject?
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as gate-01 verify --subject 5cf7976a0054ab5af3f38c207848cefa --probe capture.f32"
+    )]
     Verify {
         /// The subject claimed.
         #[arg(long, value_name = "ID")]
@@ -101,6 +127,9 @@ enum Command {
         model: Option<String>,
     },
     /// 1:N: who is this?
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as gate-01 identify --probe capture.f32 --k 3"
+    )]
     Identify {
         /// The probe file: one row of raw little-endian f32.
         #[arg(long, value_name = "FILE")]
@@ -116,6 +145,9 @@ enum Command {
         threads: u16,
     },
     /// 1:N for every row of a file, in one pass over the gallery.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as gate-01 identify-batch --probes captures.f32 --k 1"
+    )]
     IdentifyBatch {
         /// The probes: rows of raw little-endian f32.
         #[arg(long, value_name = "FILE")]
@@ -128,19 +160,29 @@ enum Command {
         model: Option<String>,
     },
     /// Erase a subject: its key, its templates, at once.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk erase --subject 5cf7976a0054ab5af3f38c207848cefa"
+    )]
     Erase {
         /// The subject.
         #[arg(long, value_name = "ID")]
         subject: String,
     },
     /// Record, renew or withdraw consents.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk consent withdraw --subject 5cf7976a0054ab5af3f38c207848cefa"
+    )]
     Consent {
         #[command(subcommand)]
         command: ConsentCommand,
     },
     /// Erase every subject past its retention.
+    #[command(after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk purge")]
     Purge,
     /// Export templates in a bundle sealed to a recipient's X25519 public key.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as exporter export --to network --out out.bundle --recipient-key regulator.key.pub"
+    )]
     Export {
         /// `local` (a backup that stays on this device) or `network` (anything that leaves it).
         #[arg(long = "to")]
@@ -156,12 +198,16 @@ enum Command {
         subjects: Vec<String>,
     },
     /// Write a recipient key pair: FILE (32-byte secret, mode 0600) and FILE.pub.
+    #[command(after_help = "Example:\n  facevault keygen-recipient --out regulator.key")]
     KeygenRecipient {
         /// The secret key file to create.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Open a bundle with the recipient's secret key and print its contents.
+    #[command(
+        after_help = "Example:\n  facevault open-bundle --in out.bundle --recipient-secret regulator.key"
+    )]
     OpenBundle {
         /// The bundle.
         #[arg(long = "in", value_name = "FILE")]
@@ -171,16 +217,26 @@ enum Command {
         recipient_secret: PathBuf,
     },
     /// Counts and settings.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as gate-01 stats --human"
+    )]
     Stats,
     /// List the enrolled subjects with their expiry (admins, enrollers, auditors).
+    #[command(after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk subjects")]
     Subjects,
     /// Change the match threshold (admins).
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin set-threshold 0.45"
+    )]
     SetThreshold {
         /// The new threshold (cosine similarity, -1 to 1).
         #[arg(allow_negative_numbers = true)]
         threshold: f32,
     },
     /// Inspect the audit log.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor audit verify"
+    )]
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -279,6 +335,9 @@ impl ConsentArgs {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Add a user; the new user's password is read from FACEVAULT_NEW_PASSWORD.
+    #[command(
+        after_help = "Example:\n  FACEVAULT_NEW_PASSWORD=... facevault --db vault.db --key-file master.key --as admin user add gate-01 --role operator"
+    )]
     Add {
         /// The new user's name.
         name: String,
@@ -292,18 +351,27 @@ enum UserCommand {
 enum NoticeCommand {
     /// Publish a notice version from a JSON file with the keys version, processor_name,
     /// processor_contact, purpose, method, retention, necessity_and_impact and rights.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin notice publish --file notice-2026-12.json"
+    )]
     Publish {
         /// The notice file.
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
     /// List subjects consented under an older notice than the current one.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin notice due"
+    )]
     Due,
 }
 
 #[derive(Subcommand)]
 enum ConsentCommand {
     /// Record a subject's separate consent to transfer face data off the device.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk consent grant-transfer --subject ID --consent-method \"signed form\""
+    )]
     GrantTransfer {
         /// The subject.
         #[arg(long, value_name = "ID")]
@@ -316,18 +384,27 @@ enum ConsentCommand {
         guardian: Option<String>,
     },
     /// Withdraw a subject's transfer consent (its face data stays on the device).
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk consent withdraw-transfer --subject ID"
+    )]
     WithdrawTransfer {
         /// The subject.
         #[arg(long, value_name = "ID")]
         subject: String,
     },
     /// Withdraw a subject's consent: its face data is erased at once, for good.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk consent withdraw --subject ID"
+    )]
     Withdraw {
         /// The subject.
         #[arg(long, value_name = "ID")]
         subject: String,
     },
     /// Record a fresh processing consent under the current notice.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as desk consent renew --subject ID --notice 2026-12 --consent-method \"signed form\""
+    )]
     Renew {
         /// The subject.
         #[arg(long, value_name = "ID")]
@@ -348,8 +425,9 @@ enum ConsentCommand {
 enum AuditCommand {
     /// Check the chain, from record 1 or from a checkpoint an earlier `audit verify` printed;
     /// names the first bad record. Prints the verified head, the next run's checkpoint.
-    ///
-    /// Example: facevault ... audit verify --from 1200 --mac 3f9a…(64 hex digits)
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor audit verify --from 1200 --mac 3f9a...(the 64 hex digits printed last time)"
+    )]
     Verify {
         /// Start after this record, which must carry the MAC given with --mac.
         #[arg(long, value_name = "SEQ", requires = "mac")]
@@ -359,8 +437,9 @@ enum AuditCommand {
         mac: Option<String>,
     },
     /// Print the records, oldest first: all of them, or a page.
-    ///
-    /// Example: facevault ... audit show --after 1000 --limit 100
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor audit show --after 1000 --limit 100"
+    )]
     Show {
         /// Start after this sequence number.
         #[arg(long, value_name = "SEQ", default_value_t = 0)]
@@ -433,8 +512,10 @@ fn main() -> ExitCode {
             return report(Failure::usage(first_line));
         }
     };
+    use std::io::IsTerminal;
+    let human = cli.human || (!cli.json && std::io::stdout().is_terminal());
     match run(cli) {
-        Ok(answer) => print_answer(answer),
+        Ok(answer) => print_answer(answer, human),
         Err(failure) => report(failure),
     }
 }
@@ -442,9 +523,14 @@ fn main() -> ExitCode {
 /// Prints the answer. The command is done by now (a change is committed), so an answer that
 /// cannot be written is reported on stderr with the answer in it: a harness that retried on a
 /// bare failure would enrol the same person twice.
-fn print_answer(answer: Value) -> ExitCode {
+fn print_answer(answer: Value, human: bool) -> ExitCode {
+    let text = if human {
+        human::render(&answer)
+    } else {
+        answer.to_string()
+    };
     let mut out = std::io::stdout().lock();
-    match writeln!(out, "{answer}").and_then(|()| out.flush()) {
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe means the reader has what it wanted.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
@@ -475,6 +561,7 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         key_file,
         as_user,
         command,
+        ..
     } = cli;
     // The recipient's tools work on bundles and keys alone, with no vault.
     let acts_as_nobody = matches!(
@@ -523,7 +610,11 @@ fn run(cli: Cli) -> Result<Value, Failure> {
     };
     let password = password_from(PASSWORD_VAR)?;
     let session = vault.login(&user, &password)?;
+    let bar = progress_bar(&vault);
     let answer = job(&vault, &session);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     match vault.close() {
         // A lookup whose audit record was lost is not reported as answered.
         Err(lost @ Error::AuditNotWritten { .. }) => Err(lost.into()),
@@ -531,6 +622,27 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         // by a later close: the operation itself is done.
         _ => Ok(answer?),
     }
+}
+
+/// A progress bar on stderr for the bulk operations (batch enrolment, purge, export), when
+/// stderr is a terminal; nothing otherwise, so a harness reading a pipe sees none.
+fn progress_bar(vault: &Vault) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:12} [{bar:40}] {pos}/{len} ({eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let shown = bar.clone();
+    vault.set_progress(Some(std::sync::Arc::new(move |operation, done, total| {
+        shown.set_message(operation);
+        shown.set_length(total as u64);
+        shown.set_position(done as u64);
+    })));
+    Some(bar)
 }
 
 /// A command ready to run against the open vault and an authenticated session.
