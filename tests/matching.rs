@@ -420,7 +420,8 @@ fn a_vault_opened_without_its_gallery_changes_data_but_does_not_match() {
 fn bulk_operations_report_their_progress() {
     use std::sync::{Arc, Mutex};
     let tv = TestVault::new(16);
-    let heard: Arc<Mutex<Vec<(&'static str, usize, usize)>>> = Arc::default();
+    type Heard = Vec<(&'static str, usize, usize)>;
+    let heard: Arc<Mutex<Heard>> = Arc::default();
     let into = Arc::clone(&heard);
     tv.vault
         .set_progress(Some(Arc::new(move |operation, done, total| {
