@@ -226,17 +226,9 @@ fn the_log_reads_by_pages_and_verifies_from_a_checkpoint() {
     assert!(seen.len() as u64 >= head_seq && seen.len() as u64 <= head_seq + 3);
 
     // From the checkpoint, only what came since: that verify and the page reads above.
-    let since = cli
-        .admin(&[
-            "audit",
-            "verify",
-            "--from",
-            &head_seq.to_string(),
-            "--mac",
-            &head_mac,
-        ])
-        .ok()
-        .clone();
+    let verify_from =
+        |seq: u64, mac: &str| cli.admin(&["audit", "verify", "--from", &seq.to_string(), "--mac", mac]);
+    let since = verify_from(head_seq, &head_mac).ok().clone();
     assert_eq!(
         since["entries"].as_u64().unwrap(),
         since["head"]["seq"].as_u64().unwrap() - head_seq
@@ -244,24 +236,12 @@ fn the_log_reads_by_pages_and_verifies_from_a_checkpoint() {
     assert!(since["entries"].as_u64().unwrap() > 1);
 
     // A checkpoint with another MAC, or past the end, is not this chain's.
-    let wrong = format!("{}0", &head_mac[..63]);
-    let wrong = if wrong == head_mac {
-        format!("{}1", &head_mac[..63])
-    } else {
-        wrong
-    };
-    let run = cli.admin(&[
-        "audit",
-        "verify",
-        "--from",
-        &head_seq.to_string(),
-        "--mac",
-        &wrong,
-    ]);
+    let last_digit = if head_mac.ends_with('0') { "1" } else { "0" };
+    let wrong = format!("{}{last_digit}", &head_mac[..63]);
+    let run = verify_from(head_seq, &wrong);
     run.fails(4, "audit_tampered");
     assert_eq!(run.stderr["seq"], head_seq);
-    cli.admin(&["audit", "verify", "--from", "999999", "--mac", &head_mac])
-        .fails(4, "audit_tampered");
+    verify_from(999_999, &head_mac).fails(4, "audit_tampered");
 
     // An edit after the checkpoint is found from it.
     let edited = head_seq + 2;
@@ -271,14 +251,7 @@ fn the_log_reads_by_pages_and_verifies_from_a_checkpoint() {
             params![edited as i64],
         )
         .unwrap();
-    let run = cli.admin(&[
-        "audit",
-        "verify",
-        "--from",
-        &head_seq.to_string(),
-        "--mac",
-        &head_mac,
-    ]);
+    let run = verify_from(head_seq, &head_mac);
     run.fails(4, "audit_tampered");
     assert_eq!(run.stderr["seq"], edited);
 }
