@@ -733,7 +733,7 @@ impl Gallery {
 
     /// The name of the fast scan's table-lookup kernel in use.
     pub(crate) fn code_kernel_name() -> &'static str {
-        fastscan::kernel_name()
+        fastscan::code_kernel().name()
     }
 
     /// The fast scan's bound half-widths for `probe`, one per row: the error the mode allows.
