@@ -183,6 +183,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "mode": scan.as_str(),
         "kernel": stats.kernel,
         "code_kernel": stats.code_kernel,
+        "cpu": stats.cpu,
         "vault_scan": stats.scan.as_str(),
         "identify_p50_us": round(percentile(&identify_us, 0.5), 1),
         "identify_p99_us": round(percentile(&identify_us, 0.99), 1),

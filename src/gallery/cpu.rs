@@ -40,3 +40,20 @@ impl Avx512F {
         is_x86_feature_detected!("avx512f").then_some(Self(()))
     }
 }
+
+/// Proof that this CPU runs AVX-512F and AVX-512BW, and AVX2 and FMA. The fast scan's AVX-512
+/// kernel needs BW for its byte shuffles and 16-bit adds on 512-bit registers, and it shares
+/// the AVX2 kernel's bounds arithmetic (AVX2 and FMA); every AVX-512 CPU has both, but the
+/// token checks rather than assumes.
+#[derive(Clone, Copy)]
+pub(super) struct Avx512Bw(());
+
+impl Avx512Bw {
+    /// A token, if this CPU runs AVX-512F, AVX-512BW, AVX2 and FMA.
+    pub(super) fn detect() -> Option<Self> {
+        (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && Avx2Fma::detect().is_some())
+        .then_some(Self(()))
+    }
+}

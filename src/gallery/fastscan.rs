@@ -22,10 +22,13 @@
 //! they live only in memory, are rebuilt at every open from a fresh random seed, and are zeroed
 //! when dropped.
 //!
-//! This module is safe code. The AVX2 kernels are in `x86`, the only part of it allowed `unsafe`,
-//! and take a token from `cpu` that proves this CPU runs them.
+//! This module is safe code. The AVX2 and AVX-512 kernels are in `x86`, the only part of it
+//! allowed `unsafe`, and take a token from `cpu` that proves this CPU runs them. Which one the
+//! scan uses is picked once ([`code_kernel`]): the fastest this CPU runs, or the one the
+//! environment variable `FACEVAULT_KERNEL` names, for tests and benchmarks.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use zeroize::Zeroize;
 
@@ -35,7 +38,7 @@ use crate::wiped::WipedVec;
 use crate::xorshift::XorShift64;
 
 #[cfg(target_arch = "x86_64")]
-use super::cpu::Avx2Fma;
+use super::cpu::{Avx2Fma, Avx512Bw};
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -489,28 +492,112 @@ impl Query {
         raise_floor: impl FnMut(usize, f32) -> f32,
         candidates: &mut Vec<(f32, u32)>,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(cpu) = Avx2Fma::detect() {
-                x86::scan(cpu, self, codes, blocks, floor, raise_floor, candidates);
-                return;
+        match code_kernel() {
+            #[cfg(target_arch = "x86_64")]
+            CodeKernel::Avx512(cpu) => {
+                x86::scan_512(cpu, self, codes, blocks, floor, raise_floor, candidates)
             }
+            #[cfg(target_arch = "x86_64")]
+            CodeKernel::Avx2(cpu) => x86::scan(cpu, self, codes, blocks, floor, raise_floor, candidates),
+            CodeKernel::Portable => scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
+                self.bounds_portable(codes, block, floor, floor)
+            }),
         }
-        scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
-            self.bounds_portable(codes, block, floor, floor)
-        });
     }
 }
 
-/// The name of the table-lookup kernel this CPU runs.
-pub(crate) fn kernel_name() -> &'static str {
+/// A table-lookup kernel for the scan. The SIMD ones hold the token that proves this CPU runs
+/// them.
+#[derive(Clone, Copy)]
+pub(crate) enum CodeKernel {
+    /// Plain Rust that every machine runs: the reference.
+    Portable,
+    /// AVX2 with FMA: one pair of groups a 256-bit register.
     #[cfg(target_arch = "x86_64")]
-    {
-        if Avx2Fma::detect().is_some() {
-            return "avx2";
+    Avx2(Avx2Fma),
+    /// AVX-512BW: two pairs a 512-bit register.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512Bw),
+}
+
+impl CodeKernel {
+    /// The kernel's name, as `stats` reports it and `FACEVAULT_KERNEL` spells it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CodeKernel::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            CodeKernel::Avx2(_) => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            CodeKernel::Avx512(_) => "avx512",
         }
     }
-    "portable"
+}
+
+/// The environment variable that overrides the scan's kernel, for tests and benchmarks.
+pub(crate) const KERNEL_VARIABLE: &str = "FACEVAULT_KERNEL";
+
+/// The fastest table-lookup kernel this CPU runs.
+fn fastest_kernel() -> CodeKernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(cpu) = Avx512Bw::detect() {
+            return CodeKernel::Avx512(cpu);
+        }
+        if let Some(cpu) = Avx2Fma::detect() {
+            return CodeKernel::Avx2(cpu);
+        }
+    }
+    CodeKernel::Portable
+}
+
+/// The kernel that `requested` (the value of [`KERNEL_VARIABLE`], if set) names: the fastest
+/// this CPU runs when it is unset; an error saying why when it names no kernel, or one this CPU
+/// cannot run.
+fn choose_kernel(requested: Option<&str>) -> Result<CodeKernel, String> {
+    let Some(requested) = requested else {
+        return Ok(fastest_kernel());
+    };
+    let lacks = |features: &str| format!("{requested} was asked for, but this CPU lacks {features}");
+    match requested {
+        "portable" => Ok(CodeKernel::Portable),
+        #[cfg(target_arch = "x86_64")]
+        "avx2" => Avx2Fma::detect()
+            .map(CodeKernel::Avx2)
+            .ok_or_else(|| lacks("AVX2 and FMA")),
+        #[cfg(target_arch = "x86_64")]
+        "avx512" => Avx512Bw::detect()
+            .map(CodeKernel::Avx512)
+            .ok_or_else(|| lacks("AVX-512BW")),
+        #[cfg(not(target_arch = "x86_64"))]
+        "avx2" => Err(lacks("AVX2 and FMA")),
+        #[cfg(not(target_arch = "x86_64"))]
+        "avx512" => Err(lacks("AVX-512BW")),
+        _ => Err(format!(
+            "{requested:?} names no kernel: expected portable, avx2 or avx512"
+        )),
+    }
+}
+
+/// The kernel choice, made once at first use from [`KERNEL_VARIABLE`] and this CPU.
+pub(crate) fn kernel_choice() -> Result<CodeKernel, &'static str> {
+    static CHOICE: OnceLock<Result<CodeKernel, String>> = OnceLock::new();
+    CHOICE
+        .get_or_init(|| match std::env::var(KERNEL_VARIABLE) {
+            Err(std::env::VarError::NotPresent) => choose_kernel(None),
+            Ok(requested) => choose_kernel(Some(&requested)),
+            Err(std::env::VarError::NotUnicode(raw)) => Err(format!(
+                "{raw:?} names no kernel: expected portable, avx2 or avx512"
+            )),
+        })
+        .as_ref()
+        .copied()
+        .map_err(String::as_str)
+}
+
+/// The table-lookup kernel the scan uses. A refused [`KERNEL_VARIABLE`] stops `Vault::open`
+/// and `create` before any scan; a gallery built without them falls back to the fastest kernel.
+pub(crate) fn code_kernel() -> CodeKernel {
+    kernel_choice().unwrap_or_else(|_| fastest_kernel())
 }
 
 /// The scan's loop, over any kernel; inlined into each so that the kernel's code inlines too.
@@ -703,6 +790,117 @@ mod tests {
                     portable.above_lower_floor, avx2.above_lower_floor,
                     "dim {dim} block {block}"
                 );
+            }
+        }
+    }
+
+    /// The AVX-512 table sums equal the portable ones exactly; the bounds agree to the rounding
+    /// of FMA, and the rows that pass each floor are the same.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_scan_kernel_equals_the_portable_one() {
+        let Some(cpu) = Avx512Bw::detect() else {
+            eprintln!("skipped: this CPU lacks AVX-512BW");
+            return;
+        };
+        // Pair counts of 2, 4, 8 and 64 (d = 512): the 512-bit loop's remainders 2 and 4 pairs,
+        // and whole steps of 8.
+        for (dim, rows) in [
+            (256, 3 * BLOCK + 5),
+            (512, 2 * BLOCK),
+            (20, 40),
+            (16, 33),
+            (64, 70),
+            (512, 7),
+        ] {
+            let (rotation, codes, _) = gallery(dim, rows, dim as u64);
+            let mut generator = XorShift64::new(77);
+            let mut rotated = vec![0.0; rotation.padded()];
+            rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
+            let query = Query::new(&codes, &rotated);
+            for block in 0..codes.blocks() {
+                let mut sums = [0u16; BLOCK];
+                block_sums_portable(&codes, &query, block, &mut sums);
+                assert_eq!(
+                    sums,
+                    x86::block_sums_512(cpu, &codes, &query, block),
+                    "block {block}"
+                );
+                let portable = query.bounds_portable(&codes, block, 0.05, -0.02);
+                let avx512 = x86::bounds_512(cpu, &query, &codes, block, 0.05, -0.02);
+                for row in 0..BLOCK {
+                    for (a, b) in [
+                        (portable.uppers[row], avx512.uppers[row]),
+                        (portable.lowers[row], avx512.lowers[row]),
+                    ] {
+                        assert!(a == b || (a - b).abs() < 1e-5, "dim {dim} row {row}: {a} vs {b}");
+                    }
+                }
+                assert_eq!(portable.candidates, avx512.candidates, "dim {dim} block {block}");
+                assert_eq!(
+                    portable.above_lower_floor, avx512.above_lower_floor,
+                    "dim {dim} block {block}"
+                );
+            }
+        }
+    }
+
+    /// The table sums of the largest rows the kernels take: every lookup at its most (60),
+    /// so that the byte adds and the 16-bit accumulators are pushed as far as they go.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_simd_sums_hold_at_the_largest_lookups() {
+        let dim = 4096;
+        let (rotation, codes, _) = gallery(dim, BLOCK, 3);
+        let mut rotated = vec![0.0; rotation.padded()];
+        rotation.apply(&random_unit(&mut XorShift64::new(8), dim), &mut rotated);
+        let mut query = Query::new(&codes, &rotated);
+        let coded_bytes = (codes.pairs - 1) * 32;
+        query.tables[..coded_bytes].fill(60);
+        let mut sums = [0u16; BLOCK];
+        block_sums_portable(&codes, &query, 0, &mut sums);
+        assert!(sums
+            .iter()
+            .all(|sum| usize::from(*sum) == 120 * (codes.pairs - 1)));
+        if let Some(cpu) = Avx2Fma::detect() {
+            assert_eq!(sums, x86::block_sums(cpu, &codes, &query, 0), "avx2");
+        }
+        if let Some(cpu) = Avx512Bw::detect() {
+            assert_eq!(sums, x86::block_sums_512(cpu, &codes, &query, 0), "avx512");
+        }
+    }
+
+    /// `FACEVAULT_KERNEL`'s values: each kernel by name when this CPU runs it, a clear refusal
+    /// when it does not, and the fastest when the variable is unset.
+    #[test]
+    fn the_kernel_override_names_a_kernel_or_says_why_not() {
+        assert_eq!(
+            choose_kernel(None).map(CodeKernel::name),
+            Ok(fastest_kernel().name())
+        );
+        assert_eq!(
+            choose_kernel(Some("portable")).map(CodeKernel::name),
+            Ok("portable")
+        );
+        let unknown = choose_kernel(Some("sse9")).map(CodeKernel::name).unwrap_err();
+        assert!(unknown.contains("expected portable, avx2 or avx512"), "{unknown}");
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx512 = choose_kernel(Some("avx512")).map(CodeKernel::name);
+            match Avx512Bw::detect() {
+                Some(_) => assert_eq!(avx512, Ok("avx512")),
+                None => assert_eq!(
+                    avx512,
+                    Err("avx512 was asked for, but this CPU lacks AVX-512BW".into())
+                ),
+            }
+            let avx2 = choose_kernel(Some("avx2")).map(CodeKernel::name);
+            match Avx2Fma::detect() {
+                Some(_) => assert_eq!(avx2, Ok("avx2")),
+                None => assert_eq!(
+                    avx2,
+                    Err("avx2 was asked for, but this CPU lacks AVX2 and FMA".into())
+                ),
             }
         }
     }

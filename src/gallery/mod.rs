@@ -29,6 +29,8 @@ mod subjects;
 
 #[cfg(test)]
 use fastscan::BLOCK;
+#[cfg(test)]
+pub(crate) use fastscan::KERNEL_VARIABLE;
 use fastscan::{grow, Codes, Query, Rotation};
 pub(crate) use subjects::SubjectIndex;
 
@@ -103,6 +105,27 @@ impl std::str::FromStr for ScanMode {
             }),
         }
     }
+}
+
+/// The CPU's model name as the OS reports it ("model name" in /proc/cpuinfo on Linux), for
+/// benchmarks and `stats`: a kernel's speed means little without the CPU it ran on. "unknown"
+/// where it cannot be read.
+fn cpu_model_name() -> String {
+    static MODEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .filter_map(|line| line.split_once(':'))
+                        .find(|(key, _)| key.trim() == "model name")
+                        .map(|(_, value)| value.trim().to_owned())
+                })
+                .filter(|model| !model.is_empty())
+                .unwrap_or_else(|| "unknown".to_owned())
+        })
+        .clone()
 }
 
 /// The compressed index beside the f32 rows, in the same row order.
@@ -733,7 +756,23 @@ impl Gallery {
 
     /// The name of the fast scan's table-lookup kernel in use.
     pub(crate) fn code_kernel_name() -> &'static str {
-        fastscan::kernel_name()
+        fastscan::code_kernel().name()
+    }
+
+    /// Refuses a `FACEVAULT_KERNEL` that names no kernel, or one this CPU cannot run: the
+    /// kernel is picked inside the gallery, so this is where a caller hears of it.
+    pub(crate) fn check_code_kernel() -> Result<(), crate::error::Error> {
+        fastscan::kernel_choice()
+            .map(|_| ())
+            .map_err(|reason| crate::error::Error::InvalidArgument {
+                what: fastscan::KERNEL_VARIABLE,
+                reason: reason.to_owned(),
+            })
+    }
+
+    /// This CPU's model, as `stats` reports it.
+    pub(crate) fn cpu_model() -> String {
+        cpu_model_name()
     }
 
     /// The fast scan's bound half-widths for `probe`, one per row: the error the mode allows.

@@ -289,8 +289,12 @@ pub struct Stats {
     /// The f32 kernel this CPU runs (`avx512f`, `avx2+fma` or `portable`): the exact scan, verify
     /// and the fast scan's re-rank.
     pub kernel: &'static str,
-    /// The fast scan's table-lookup kernel this CPU runs (`avx2` or `portable`).
+    /// The fast scan's table-lookup kernel in use (`avx512`, `avx2` or `portable`): the fastest
+    /// this CPU runs, unless the environment variable `FACEVAULT_KERNEL` names another.
     pub code_kernel: &'static str,
+    /// The CPU's model ("model name" in /proc/cpuinfo on Linux; "unknown" where it cannot be
+    /// read), so that the kernels' speed can be read against it.
+    pub cpu: String,
     /// How identify scans.
     pub scan: ScanMode,
 }
@@ -724,6 +728,7 @@ impl Vault {
         admin_password: &Password,
         clock: Arc<dyn Clock>,
     ) -> Result<Vault> {
+        Gallery::check_code_kernel()?;
         config.validate()?;
         access::check_principal_name(admin)?;
         access::check_new_password(admin_password)?;
@@ -833,6 +838,7 @@ impl Vault {
         let session_lifetime =
             session_lifetime.map(|lifetime| i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX).max(1));
         check_lookup_threads(threads)?;
+        Gallery::check_code_kernel()?;
         let master = keys.master_key()?;
         let mut store = Store::open(path)?;
         let vault_id: Vec<u8> = store::meta_get(store.conn(), "vault_id")?;
@@ -1157,6 +1163,7 @@ impl Vault {
                 gallery_loaded: act.gallery.is_some(),
                 kernel: Gallery::kernel_name(),
                 code_kernel: Gallery::code_kernel_name(),
+                cpu: Gallery::cpu_model(),
                 scan: act.settings.scan,
             };
             Ok((stats, vec![AuditEntry::new(None, "")]))
@@ -1683,6 +1690,74 @@ mod tests {
         bytes
             .windows(WINDOW)
             .any(|window| needles.contains(<&[u8; WINDOW]>::try_from(window).unwrap()))
+    }
+
+    /// Where [`a_refused_kernel_stops_create_and_open`] tells its child process the vault to open.
+    const REFUSED_KERNEL_VAULT: &str = "FACEVAULT_TEST_REFUSED_KERNEL_VAULT";
+
+    /// A `FACEVAULT_KERNEL` that names no kernel stops `Vault::create` and `Vault::open` with an
+    /// error that names the variable. The choice is read once a process, so the refusal is
+    /// checked in a child: this test binary, re-run on the ignored test below with the variable
+    /// set.
+    #[test]
+    fn a_refused_kernel_stops_create_and_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        let key = FixedKey::new([7; 32]);
+        let password = Password::new("admin password");
+        let vault = Vault::create(&path, &key, &VaultConfig::new(8, "m"), "admin", &password).unwrap();
+        let admin = vault.login("admin", &password).unwrap();
+        let stats = vault.stats(&admin).unwrap();
+        assert!(
+            ["avx512", "avx2", "portable"].contains(&stats.code_kernel),
+            "{}",
+            stats.code_kernel
+        );
+        assert!(!stats.cpu.is_empty());
+        vault.close().unwrap();
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "vault::tests::refused_kernel_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(crate::gallery::KERNEL_VARIABLE, "sse9")
+            .env(REFUSED_KERNEL_VAULT, &path)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&child.stdout);
+        assert!(
+            child.status.success(),
+            "{report}{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        assert!(report.contains("1 passed"), "{report}");
+    }
+
+    /// The child of [`a_refused_kernel_stops_create_and_open`]; does nothing run by itself.
+    #[test]
+    #[ignore = "run by a_refused_kernel_stops_create_and_open, with FACEVAULT_KERNEL set"]
+    fn refused_kernel_child() {
+        let Some(existing) = std::env::var_os(REFUSED_KERNEL_VAULT) else {
+            return;
+        };
+        let refused = |result: Result<Vault>| match result {
+            Err(Error::InvalidArgument { what, reason }) => {
+                assert_eq!(what, "FACEVAULT_KERNEL");
+                assert!(reason.contains("names no kernel"), "{reason}");
+            }
+            Err(other) => panic!("refused for the wrong reason: {other}"),
+            Ok(_) => panic!("a vault opened with FACEVAULT_KERNEL=sse9"),
+        };
+        let key = FixedKey::new([7; 32]);
+        refused(Vault::open(Path::new(&existing), &key));
+        let dir = tempfile::tempdir().unwrap();
+        let config = VaultConfig::new(8, "m");
+        let password = Password::new("admin password");
+        let new_path = dir.path().join("new.db");
+        refused(Vault::create(&new_path, &key, &config, "admin", &password));
+        assert!(!new_path.exists());
     }
 
     /// A lookup normalises its probe into a buffer the vault keeps; it is emptied and zeroed

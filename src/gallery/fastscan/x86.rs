@@ -1,13 +1,13 @@
 //! The fast scan's intrinsics: the only part of `fastscan` allowed `unsafe`. Each entry point
-//! takes the token from `cpu` that proves this CPU runs AVX2 and FMA, and each `unsafe` below
-//! states why it is sound.
+//! takes the token from `cpu` that proves this CPU runs its instructions (AVX2 and FMA, or
+//! AVX-512BW), and each `unsafe` below states why it is sound.
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::{BlockBounds, Codes, Query, BLOCK, FACTOR_STEP, UNBOUNDED};
-use crate::gallery::cpu::Avx2Fma;
+use crate::gallery::cpu::{Avx2Fma, Avx512Bw};
 
 /// [`Query::scan`] in AVX2.
 #[inline]
@@ -22,6 +22,22 @@ pub(super) fn scan(
 ) {
     // SAFETY: an `Avx2Fma` exists only where AVX2 and FMA were detected on this CPU (`cpu`).
     unsafe { scan_avx2(query, codes, blocks, floor, raise_floor, candidates) }
+}
+
+/// [`Query::scan`] in AVX-512BW.
+#[inline]
+pub(super) fn scan_512(
+    _cpu: Avx512Bw,
+    query: &Query,
+    codes: &Codes,
+    blocks: Range<usize>,
+    floor: f32,
+    raise_floor: impl FnMut(usize, f32) -> f32,
+    candidates: &mut Vec<(f32, u32)>,
+) {
+    // SAFETY: an `Avx512Bw` exists only where AVX-512F, AVX-512BW, AVX2 and FMA were detected
+    // on this CPU (`cpu`).
+    unsafe { scan_avx512(query, codes, blocks, floor, raise_floor, candidates) }
 }
 
 /// [`Query::bounds_portable`] in AVX2, for the tests.
@@ -109,8 +125,23 @@ fn block_sums_avx2(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
         let (low, high) = lookup(codes_pair, tables_pair, 0);
         accumulate(low, high);
     }
+    rows_in_order(low_whole, low_odd, high_whole, high_odd)
+}
+
+/// The rows' sums from the 16-bit accumulators of [`block_sums_avx2`] (and of
+/// [`block_sums_avx512`], once it has folded its halves): rows 0-7, 8-15, 16-23, 24-31.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn rows_in_order(
+    low_whole: __m256i,
+    low_odd: __m256i,
+    high_whole: __m256i,
+    high_odd: __m256i,
+) -> [__m128i; 4] {
     // Each 16-bit lane i < 8 holds rows 2i and 2i+1 of the even groups, lane 8 + i the same
-    // rows of the odd groups: recover the even rows, add the two halves, interleave.
+    // rows of the odd groups: recover the even rows, add the two halves, interleave. The
+    // subtraction and additions wrap, so the sums come out exact whatever order they were
+    // added in, as long as each row's total fits 16 bits (at most 120 a pair).
     let finish = |whole: __m256i, odd: __m256i| -> (__m128i, __m128i) {
         let even = _mm256_sub_epi16(whole, _mm256_slli_epi16(odd, 8));
         let even = _mm_add_epi16(_mm256_castsi256_si128(even), _mm256_extracti128_si256(even, 1));
@@ -122,14 +153,114 @@ fn block_sums_avx2(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
     [rows0, rows8, rows16, rows24]
 }
 
+/// [`block_sums_avx2`] on 512-bit registers: each holds two pairs, pair p's two tables in its
+/// low half and pair p+1's in its high half (`_mm512_shuffle_epi8` looks up within each 16-byte
+/// lane, as the 256-bit shuffle does). Four registers' lookups (four pairs a byte, each at most
+/// 60) are added in bytes, as in AVX2, then widened into 16-bit accumulators the same way; at
+/// the end the halves, which hold the even and odd pairs' sums, are added to give the AVX2
+/// kernel's accumulators, and it finishes the same way. Same sums, same bits.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+fn block_sums_avx512(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
+    let bytes = codes.block(block);
+    let nibble = _mm512_set1_epi8(0x0f);
+    let mut low_whole = _mm512_setzero_si512();
+    let mut low_odd = _mm512_setzero_si512();
+    let mut high_whole = _mm512_setzero_si512();
+    let mut high_odd = _mm512_setzero_si512();
+    // Two pairs' byte lookups for the rows' low-nibble groups (rows 0-15) and high ones (16-31).
+    let lookup = |codes: &[u8], tables: &[u8], at: usize| -> (__m512i, __m512i) {
+        // SAFETY: callers pass chunks of at least `at + 64` bytes (`at` is 0, 64, 128 or 192
+        // in chunks of 256, 0 in chunks of 64), so each unaligned 512-bit load reads within
+        // them.
+        let (code, table) = unsafe {
+            (
+                _mm512_loadu_si512(codes.as_ptr().add(at).cast()),
+                _mm512_loadu_si512(tables.as_ptr().add(at).cast()),
+            )
+        };
+        (
+            _mm512_shuffle_epi8(table, _mm512_and_si512(code, nibble)),
+            _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(code, 4), nibble)),
+        )
+    };
+    let mut accumulate = |low: __m512i, high: __m512i| {
+        low_whole = _mm512_add_epi16(low_whole, low);
+        low_odd = _mm512_add_epi16(low_odd, _mm512_srli_epi16(low, 8));
+        high_whole = _mm512_add_epi16(high_whole, high);
+        high_odd = _mm512_add_epi16(high_odd, _mm512_srli_epi16(high, 8));
+    };
+    let code_octets = bytes.chunks_exact(256);
+    let table_octets = query.tables.chunks_exact(256);
+    let (code_rest, table_rest) = (code_octets.remainder(), table_octets.remainder());
+    for (codes_octet, tables_octet) in code_octets.zip(table_octets) {
+        // As in AVX2: keep the one stream in flight, four lines a step here. A prefetch never
+        // faults, whatever the address; `wrapping_add` keeps the pointer arithmetic defined
+        // past the end.
+        let ahead = codes_octet.as_ptr().wrapping_add(PREFETCH_DISTANCE);
+        _mm_prefetch(ahead.cast(), _MM_HINT_T0);
+        _mm_prefetch(ahead.wrapping_add(64).cast(), _MM_HINT_T0);
+        _mm_prefetch(ahead.wrapping_add(128).cast(), _MM_HINT_T0);
+        _mm_prefetch(ahead.wrapping_add(192).cast(), _MM_HINT_T0);
+        let (low0, high0) = lookup(codes_octet, tables_octet, 0);
+        let (low1, high1) = lookup(codes_octet, tables_octet, 64);
+        let (low2, high2) = lookup(codes_octet, tables_octet, 128);
+        let (low3, high3) = lookup(codes_octet, tables_octet, 192);
+        let low = _mm512_add_epi8(_mm512_add_epi8(low0, low1), _mm512_add_epi8(low2, low3));
+        let high = _mm512_add_epi8(_mm512_add_epi8(high0, high1), _mm512_add_epi8(high2, high3));
+        accumulate(low, high);
+    }
+    // Rows have a power of two of pairs, at least two: at most four are left, two a register.
+    for (codes_two, tables_two) in code_rest.chunks_exact(64).zip(table_rest.chunks_exact(64)) {
+        let (low, high) = lookup(codes_two, tables_two, 0);
+        accumulate(low, high);
+    }
+    // Add pair p's half to pair p+1's: the AVX2 kernel's accumulators.
+    let fold = |both: __m512i| -> __m256i {
+        _mm256_add_epi16(_mm512_castsi512_si256(both), _mm512_extracti64x4_epi64::<1>(both))
+    };
+    rows_in_order(fold(low_whole), fold(low_odd), fold(high_whole), fold(high_odd))
+}
+
+/// The AVX-512 sums, in row order, for the tests.
+#[cfg(test)]
+pub(super) fn block_sums_512(_cpu: Avx512Bw, codes: &Codes, query: &Query, block: usize) -> [u16; BLOCK] {
+    // SAFETY: an `Avx512Bw` exists only where AVX-512F, AVX-512BW, AVX2 and FMA were detected
+    // on this CPU (`cpu`).
+    let sums = unsafe { block_sums_avx512(codes, query, block) };
+    sums_in_row_order(sums)
+}
+
+/// [`Query::bounds_portable`] in AVX-512BW, for the tests.
+#[cfg(test)]
+pub(super) fn bounds_512(
+    _cpu: Avx512Bw,
+    query: &Query,
+    codes: &Codes,
+    block: usize,
+    floor: f32,
+    lower_floor: f32,
+) -> BlockBounds {
+    // SAFETY: an `Avx512Bw` exists only where AVX-512F, AVX-512BW, AVX2 and FMA were detected
+    // on this CPU (`cpu`).
+    unsafe { bounds_avx512(query, codes, block, floor, lower_floor) }
+}
+
 /// The AVX2 sums, in row order, for the tests.
 #[cfg(test)]
 pub(super) fn block_sums(_cpu: Avx2Fma, codes: &Codes, query: &Query, block: usize) -> [u16; BLOCK] {
-    let mut out = [0u16; BLOCK];
     // SAFETY: an `Avx2Fma` exists only where AVX2 and FMA were detected on this CPU (`cpu`).
     let sums = unsafe { block_sums_avx2(codes, query, block) };
+    sums_in_row_order(sums)
+}
+
+/// The four vectors of eight sums as 32 `u16`, for the tests.
+#[cfg(test)]
+fn sums_in_row_order(sums: [__m128i; 4]) -> [u16; BLOCK] {
+    let mut out = [0u16; BLOCK];
     for (eight, vector) in out.chunks_exact_mut(8).zip(sums) {
-        // SAFETY: `eight` is 8 u16, 16 bytes, the size of an unaligned 128-bit store.
+        // SAFETY: `eight` is 8 u16, 16 bytes, the size of an unaligned 128-bit store, which
+        // needs only SSE2, part of every x86_64 CPU's baseline.
         unsafe { _mm_storeu_si128(eight.as_mut_ptr().cast(), vector) };
     }
     out
@@ -138,7 +269,41 @@ pub(super) fn block_sums(_cpu: Avx2Fma, codes: &Codes, query: &Query, block: usi
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn bounds_avx2(query: &Query, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
-    let sums = block_sums_avx2(codes, query, block);
+    bounds_from_sums(
+        block_sums_avx2(codes, query, block),
+        query,
+        codes,
+        block,
+        floor,
+        lower_floor,
+    )
+}
+
+/// [`bounds_avx2`] with the AVX-512 sums: the bounds arithmetic is the same, in AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw")]
+fn bounds_avx512(query: &Query, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
+    bounds_from_sums(
+        block_sums_avx512(codes, query, block),
+        query,
+        codes,
+        block,
+        floor,
+        lower_floor,
+    )
+}
+
+/// The bounds of `block`'s rows from their table sums (rows 0-7, 8-15, 16-23, 24-31).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn bounds_from_sums(
+    sums: [__m128i; 4],
+    query: &Query,
+    codes: &Codes,
+    block: usize,
+    floor: f32,
+    lower_floor: f32,
+) -> BlockBounds {
     let alignment = &codes.block(block)[(codes.pairs - 1) * BLOCK..][..BLOCK];
     let live = codes.rows.saturating_sub(block * BLOCK).min(BLOCK);
     let mut out = BlockBounds {
@@ -311,5 +476,19 @@ fn scan_avx2(
 ) {
     super::scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
         bounds_avx2(query, codes, block, floor, floor)
+    });
+}
+
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw")]
+fn scan_avx512(
+    query: &Query,
+    codes: &Codes,
+    blocks: Range<usize>,
+    floor: f32,
+    raise_floor: impl FnMut(usize, f32) -> f32,
+    candidates: &mut Vec<(f32, u32)>,
+) {
+    super::scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
+        bounds_avx512(query, codes, block, floor, floor)
     });
 }
