@@ -192,6 +192,10 @@ const char *fv_last_error_message(void);
  Creates a vault at `db_path` keyed by the 32 bytes at `key`, with `dim`-value templates of
  `model` and its first admin. `*out` receives the open vault.
 
+ A vault keyed by raw bytes has no rollback counter that outlives the call: an older copy of
+ its file is not detected when it is opened again. A device that keeps its key in a file
+ opens with [`fv_open_with_key_file`], which keeps the counter file beside the key.
+
  # Safety
  Every pointer is null or valid for the call: texts NUL-terminated, `key` 32 readable bytes,
  `out` writable.

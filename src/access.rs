@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto;
 use crate::error::{Error, Result};
+use crate::store::LockState;
 
 /// PBKDF2-HMAC-SHA256 iterations for new credentials (OWASP's 2023 recommendation). Each
 /// credential stores its own count, so raising this later does not lock anyone out.
@@ -22,6 +23,38 @@ const HASH_LEN: usize = 32;
 const MIN_PASSWORD_LEN: usize = 8;
 const MAX_PASSWORD_LEN: usize = 1024;
 const MAX_NAME_LEN: usize = 64;
+
+/// Failed logins in a row that lock a principal.
+pub const LOCKOUT_AFTER_FAILURES: i64 = 5;
+/// How long the first lock lasts; each later one lasts twice as long as the one before.
+pub const FIRST_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Timed locks before the next lock lasts until an admin lifts it: with five, the locks last 1,
+/// 2, 4, 8 and 16 minutes, and the 30th failure locks the principal for good.
+pub const MAX_TIMED_LOCKOUTS: i64 = 5;
+
+/// A principal's failed-login state after one more failure at `now`: the failure counted, and
+/// a lock when it is the [`LOCKOUT_AFTER_FAILURES`]th in a row. A lock that has run out has
+/// served its purpose: the count starts again from zero, the number of locks does not.
+pub(crate) fn after_failed_login(state: LockState, now: i64) -> LockState {
+    let mut next = state;
+    if next.locked_until.is_some_and(|until| until <= now) {
+        next.locked_until = None;
+        next.failures = 0;
+    }
+    next.failures += 1;
+    if next.failures >= LOCKOUT_AFTER_FAILURES {
+        next.failures = 0;
+        next.lockouts += 1;
+        next.locked_until = Some(if next.lockouts > MAX_TIMED_LOCKOUTS {
+            i64::MAX
+        } else {
+            let first = i64::try_from(FIRST_LOCKOUT.as_millis()).unwrap_or(i64::MAX);
+            let doublings = u32::try_from(next.lockouts - 1).unwrap_or(u32::MAX).min(40);
+            now.saturating_add(first.saturating_mul(1i64 << doublings))
+        });
+    }
+    next
+}
 
 /// A principal's role. Duties are separated: whoever enrols does not match, and whoever matches
 /// cannot change the data.
@@ -75,6 +108,10 @@ impl Role {
                     || matches!(
                         action,
                         AddUser
+                            | UnlockUser
+                            | AuditHandover
+                            | AuditExport
+                            | Rekey
                             | SetThreshold
                             | PublishNotice
                             | Stats
@@ -87,7 +124,7 @@ impl Role {
             Role::Operator => matches!(action, Verify | Identify | Stats),
             Role::Auditor => matches!(
                 action,
-                AuditVerify | AuditShow | RenoticeDue | Stats | ListSubjects
+                AuditVerify | AuditShow | AuditExport | RenoticeDue | Stats | ListSubjects
             ),
             Role::Exporter => matches!(action, Export | Stats),
         }
@@ -170,6 +207,18 @@ pub enum Action {
     ListSubjects,
     /// Ending a session.
     Logout,
+    /// Migrating the vault's file to a newer format version (recorded by the migration).
+    Migrate,
+    /// A principal locked after repeated failed logins (recorded by the login that locks it).
+    Lockout,
+    /// Lifting a principal's lock.
+    UnlockUser,
+    /// Handing the audit verification key to an auditor.
+    AuditHandover,
+    /// Exporting the audit log for verification off the device.
+    AuditExport,
+    /// Re-wrapping the vault's root key under a new master key.
+    Rekey,
 }
 
 impl Action {
@@ -199,6 +248,12 @@ impl Action {
             Action::AuditShow => "audit_show",
             Action::ListSubjects => "subjects_list",
             Action::Logout => "logout",
+            Action::Migrate => "migrate",
+            Action::Lockout => "lockout",
+            Action::UnlockUser => "user_unlock",
+            Action::AuditHandover => "audit_handover",
+            Action::AuditExport => "audit_export",
+            Action::Rekey => "rekey",
         }
     }
 }
@@ -368,5 +423,34 @@ mod tests {
         assert!(check_new_password(&Password::new("short")).is_err());
         assert!(check_new_password(&Password::new("long enough")).is_ok());
         assert_eq!(format!("{:?}", Password::new("hunter22")), "Password([REDACTED])");
+    }
+
+    #[test]
+    fn five_failures_lock_for_a_minute_and_each_lock_doubles_until_an_admin_must_unlock() {
+        let mut state = LockState::default();
+        let mut now = 1_000_000i64;
+        let mut lock_lengths = Vec::new();
+        for _ in 0..MAX_TIMED_LOCKOUTS + 1 {
+            for failure in 1..=LOCKOUT_AFTER_FAILURES {
+                state = after_failed_login(state, now);
+                let locked = state.locked_until.is_some();
+                assert_eq!(locked, failure == LOCKOUT_AFTER_FAILURES, "failure {failure}");
+            }
+            let until = state.locked_until.unwrap();
+            lock_lengths.push(if until == i64::MAX {
+                -1
+            } else {
+                (until - now) / 1000
+            });
+            if until != i64::MAX {
+                now = until;
+            }
+        }
+        assert_eq!(lock_lengths, vec![60, 120, 240, 480, 960, -1]);
+        // A lock for good stays whatever the time.
+        assert_eq!(
+            after_failed_login(state, i64::MAX - 1).locked_until,
+            Some(i64::MAX)
+        );
     }
 }

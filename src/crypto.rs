@@ -31,6 +31,10 @@ const KEY_CHECK_MESSAGE: &[u8] = b"facevault v1 key check value";
 const AUDIT_MAC_INFO: &[u8] = b"facevault v1 audit mac";
 const RECORD_MAC_INFO: &[u8] = b"facevault v1 record mac";
 const KEY_WRAPPING_INFO: &[u8] = b"facevault v1 key wrapping";
+const SECRET_WRAPPING_INFO: &[u8] = b"facevault v2 secret wrapping";
+const ROOT_WRAPPING_INFO: &[u8] = b"facevault v2 root key wrapping";
+const ROOT_AAD_LABEL: &[u8] = b"facevault v2 root key";
+const SECRET_AAD_LABEL: &[u8] = b"facevault v2 sealed secret";
 const WRAP_AAD_LABEL: &[u8] = b"facevault v1 wrapped data key";
 const TEMPLATE_AAD_LABEL: &[u8] = b"facevault v1 template";
 const PERSONAL_AAD_LABEL: &[u8] = b"facevault v1 personal data";
@@ -39,6 +43,15 @@ const PERSONAL_AAD_LABEL: &[u8] = b"facevault v1 personal data";
 pub(crate) fn random_array<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
     SystemRandom::new().fill(&mut bytes).map_err(|_| Error::Crypto)?;
+    Ok(bytes)
+}
+
+/// 32 random bytes for a secret, zeroed when dropped.
+pub(crate) fn random_secret() -> Result<Zeroizing<[u8; 32]>> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    SystemRandom::new()
+        .fill(bytes.as_mut_slice())
+        .map_err(|_| Error::Crypto)?;
     Ok(bytes)
 }
 
@@ -97,36 +110,151 @@ fn open_inout(
     cipher.decrypt_inout_detached(nonce, aad, buffer, tag).ok()
 }
 
-/// The keys a vault derives from the master key and its own vault ID.
+/// A vault's root key (format version 2): random, stored only wrapped by the master key, and the
+/// input of every other key. Changing the master key re-wraps this one key and changes nothing
+/// else. Never printed, never stored unwrapped.
+pub(crate) struct RootKey(Zeroizing<[u8; 32]>);
+
+impl RootKey {
+    pub(crate) fn random() -> Result<Self> {
+        Ok(Self(Zeroizing::new(random_array()?)))
+    }
+
+    /// The AES-256-GCM key that wraps the root key under `master`, for this vault.
+    fn wrapping_cipher(master: &MasterKey, vault_id: &[u8; 16]) -> Result<Aes256Gcm> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, vault_id).extract(master.expose_secret());
+        let mut key = Zeroizing::new([0u8; 32]);
+        prk.expand(&[ROOT_WRAPPING_INFO], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(key.as_mut_slice()))
+            .map_err(|_| Error::Crypto)?;
+        Ok(cipher(&key))
+    }
+
+    /// nonce ‖ encrypted root key ‖ tag (60 bytes), bound to the vault.
+    pub(crate) fn wrap(&self, master: &MasterKey, vault_id: &[u8; 16]) -> Result<Vec<u8>> {
+        let aad = [ROOT_AAD_LABEL, vault_id].concat();
+        seal_secret_with(&Self::wrapping_cipher(master, vault_id)?, &aad, &self.0)
+    }
+
+    /// The root key, or `None` when `master` is not the key it was wrapped under (or a byte of
+    /// the wrapped key, or the vault ID, was altered).
+    pub(crate) fn unwrap(master: &MasterKey, vault_id: &[u8; 16], wrapped: &[u8]) -> Result<Option<Self>> {
+        let aad = [ROOT_AAD_LABEL, vault_id].concat();
+        Ok(open_secret_with(&Self::wrapping_cipher(master, vault_id)?, &aad, wrapped).map(Self))
+    }
+}
+
+/// A 32-byte secret sealed under `cipher`: nonce ‖ ciphertext ‖ tag.
+fn seal_secret_with(cipher: &Aes256Gcm, aad: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>> {
+    let nonce: [u8; NONCE_LEN] = random_array()?;
+    let mut buffer = Vec::with_capacity(WRAPPED_KEY_LEN);
+    buffer.extend_from_slice(&nonce);
+    buffer.extend_from_slice(secret);
+    let tag = seal_in_place(cipher, &nonce, aad, &mut buffer[NONCE_LEN..])?;
+    buffer.extend_from_slice(&tag);
+    Ok(buffer)
+}
+
+fn open_secret_with(cipher: &Aes256Gcm, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+    if sealed.len() != WRAPPED_KEY_LEN {
+        return None;
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(32);
+    let mut secret = Zeroizing::new([0u8; 32]);
+    secret.copy_from_slice(ciphertext);
+    open_in_place(cipher, nonce, aad, secret.as_mut_slice(), tag)?;
+    Some(secret)
+}
+
+/// The keys a vault derives from its root key (format version 1: from the master key itself)
+/// and its own vault ID.
 pub(crate) struct VaultKeys {
-    /// The key-wrapping key: derived, so the master key itself serves only as HKDF input.
+    /// The root key, kept to re-wrap it under a new master key (rekey).
+    root: RootKey,
+    /// The key-wrapping key: derived, so the root key itself serves only as HKDF input.
     wrapping: Zeroizing<[u8; 32]>,
-    audit: hmac::Key,
+    /// Wraps the vault's other stored secrets (the audit epoch key).
+    secrets: Zeroizing<[u8; 32]>,
+    /// Format version 1's audit MAC key: read only to check a version-1 chain before migrating it.
+    legacy_audit: hmac::Key,
     check: hmac::Key,
     records: hmac::Key,
 }
 
 impl VaultKeys {
-    pub(crate) fn derive(master: MasterKey, vault_id: &[u8; 16]) -> Result<Self> {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, vault_id).extract(master.expose_secret());
+    /// Format version 2: every key from the vault's root key.
+    pub(crate) fn from_root(root: RootKey, vault_id: &[u8; 16]) -> Result<Self> {
+        Self::derive_from(root, vault_id)
+    }
+
+    /// Format version 1: every key from the master key.
+    pub(crate) fn derive_v1(master: MasterKey, vault_id: &[u8; 16]) -> Result<Self> {
+        Self::derive_from(RootKey(Zeroizing::new(*master.expose_secret())), vault_id)
+    }
+
+    fn derive_from(root: RootKey, vault_id: &[u8; 16]) -> Result<Self> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, vault_id).extract(root.0.as_slice());
         let expand = |info: &'static [u8]| -> Result<hmac::Key> {
             let info = [info];
             let okm = prk.expand(&info, hmac::HMAC_SHA256).map_err(|_| Error::Crypto)?;
             Ok(hmac::Key::from(okm))
         };
-        let mut wrapping = Zeroizing::new([0u8; 32]);
-        prk.expand(&[KEY_WRAPPING_INFO], hkdf::HKDF_SHA256)
-            .and_then(|okm| okm.fill(wrapping.as_mut_slice()))
-            .map_err(|_| Error::Crypto)?;
+        let fill = |info: &'static [u8]| -> Result<Zeroizing<[u8; 32]>> {
+            let mut key = Zeroizing::new([0u8; 32]);
+            prk.expand(&[info], hkdf::HKDF_SHA256)
+                .and_then(|okm| okm.fill(key.as_mut_slice()))
+                .map_err(|_| Error::Crypto)?;
+            Ok(key)
+        };
         Ok(Self {
-            wrapping,
-            audit: expand(AUDIT_MAC_INFO)?,
+            wrapping: fill(KEY_WRAPPING_INFO)?,
+            secrets: fill(SECRET_WRAPPING_INFO)?,
+            legacy_audit: expand(AUDIT_MAC_INFO)?,
             check: expand(KEY_CHECK_INFO)?,
             records: expand(RECORD_MAC_INFO)?,
+            root,
         })
     }
 
+    pub(crate) fn root(&self) -> &RootKey {
+        &self.root
+    }
+
+    /// Seals one of the vault's own 32-byte secrets for storage, bound to the vault, to what it
+    /// is (`label`) and to a number (`context`: an epoch, say), so that it cannot be swapped for
+    /// another secret's sealed bytes.
+    pub(crate) fn seal_secret(
+        &self,
+        vault_id: &[u8; 16],
+        label: &str,
+        context: u64,
+        secret: &[u8; 32],
+    ) -> Result<Vec<u8>> {
+        seal_secret_with(
+            &cipher(&self.secrets),
+            &secret_aad(vault_id, label, context),
+            secret,
+        )
+    }
+
+    /// Opens what [`VaultKeys::seal_secret`] sealed; `None` if it was altered or moved.
+    pub(crate) fn open_secret(
+        &self,
+        vault_id: &[u8; 16],
+        label: &str,
+        context: u64,
+        sealed: &[u8],
+    ) -> Option<Zeroizing<[u8; 32]>> {
+        open_secret_with(
+            &cipher(&self.secrets),
+            &secret_aad(vault_id, label, context),
+            sealed,
+        )
+    }
+
     /// The key check value stored in the vault: proves a key is the right one without revealing it.
+    #[cfg(test)]
     pub(crate) fn key_check_value(&self) -> Vec<u8> {
         hmac::sign(&self.check, KEY_CHECK_MESSAGE).as_ref().to_vec()
     }
@@ -150,8 +278,9 @@ impl VaultKeys {
         hmac::verify(&self.records, &record_mac_input(label, fields), mac).is_ok()
     }
 
-    pub(crate) fn audit_key(&self) -> &hmac::Key {
-        &self.audit
+    /// Format version 1's audit key, for checking a version-1 chain before it is migrated.
+    pub(crate) fn legacy_audit_key(&self) -> &hmac::Key {
+        &self.legacy_audit
     }
 
     fn wrapping_cipher(&self) -> Aes256Gcm {
@@ -368,6 +497,16 @@ fn record_mac_input(label: &str, fields: &[&[u8]]) -> Vec<u8> {
     input
 }
 
+fn secret_aad(vault_id: &[u8; 16], label: &str, context: u64) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(SECRET_AAD_LABEL.len() + 40 + label.len());
+    aad.extend_from_slice(SECRET_AAD_LABEL);
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(&(label.len() as u64).to_le_bytes());
+    aad.extend_from_slice(label.as_bytes());
+    aad.extend_from_slice(&context.to_le_bytes());
+    aad
+}
+
 fn wrap_aad(vault_id: &[u8; 16], subject: &[u8; 16]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(WRAP_AAD_LABEL.len() + 32);
     aad.extend_from_slice(WRAP_AAD_LABEL);
@@ -382,7 +521,45 @@ mod tests {
     use proptest::prelude::*;
 
     fn keys(byte: u8) -> VaultKeys {
-        VaultKeys::derive(MasterKey::from_bytes([byte; 32]), &[9; 16]).unwrap()
+        VaultKeys::derive_v1(MasterKey::from_bytes([byte; 32]), &[9; 16]).unwrap()
+    }
+
+    #[test]
+    fn the_root_key_opens_only_with_its_master_key_and_vault() {
+        let master = MasterKey::from_bytes([1; 32]);
+        let root = RootKey::random().unwrap();
+        let wrapped = root.wrap(&master, &[9; 16]).unwrap();
+        assert_eq!(wrapped.len(), WRAPPED_KEY_LEN);
+        let opened = RootKey::unwrap(&master, &[9; 16], &wrapped).unwrap().unwrap();
+        assert_eq!(opened.0.as_slice(), root.0.as_slice());
+        assert!(
+            RootKey::unwrap(&MasterKey::from_bytes([2; 32]), &[9; 16], &wrapped)
+                .unwrap()
+                .is_none()
+        );
+        assert!(RootKey::unwrap(&master, &[8; 16], &wrapped).unwrap().is_none());
+        let mut flipped = wrapped.clone();
+        flipped[20] ^= 1;
+        assert!(RootKey::unwrap(&master, &[9; 16], &flipped).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_sealed_secret_is_bound_to_its_label_and_context() {
+        let keys = keys(1);
+        let sealed = keys
+            .seal_secret(&[9; 16], "audit epoch key", 3, &[5; 32])
+            .unwrap();
+        assert_eq!(
+            *keys.open_secret(&[9; 16], "audit epoch key", 3, &sealed).unwrap(),
+            [5; 32]
+        );
+        assert!(keys
+            .open_secret(&[9; 16], "audit epoch key", 2, &sealed)
+            .is_none());
+        assert!(keys.open_secret(&[9; 16], "other", 3, &sealed).is_none());
+        assert!(keys
+            .open_secret(&[8; 16], "audit epoch key", 3, &sealed)
+            .is_none());
     }
 
     fn binding<'a>(subject: &'a [u8; 16], template_id: i64, dim: usize) -> TemplateBinding<'a> {

@@ -91,6 +91,32 @@ pub enum Error {
         seq: u64,
     },
 
+    /// The database is older than the vault's rollback counter says it must be: an earlier copy
+    /// of the file was put back.
+    #[error("rolled back: the database has reached change {database}, but the rollback counter has seen change {counter}; an older copy of the vault was put back")]
+    RolledBack {
+        /// The change number the database records.
+        database: u64,
+        /// The change number the counter outside the database has reached.
+        counter: u64,
+    },
+
+    /// The rollback counter outside the database is missing or unreadable, so a rolled-back copy
+    /// could not be told from the current one.
+    #[error("rollback counter: {0}")]
+    RollbackCounter(String),
+
+    /// The principal is locked after repeated failed logins: the right password is refused too.
+    /// `until` is when the lock lifts by itself; `None` when only an admin can lift it.
+    #[error("{}", match until {
+        Some(until) => format!("the user is locked after repeated failed logins until {until} (ms since the epoch)"),
+        None => "the user is locked after repeated failed logins; an admin must unlock it (user unlock)".to_string(),
+    })]
+    LockedOut {
+        /// When the lock lifts by itself, in milliseconds since the Unix epoch.
+        until: Option<i64>,
+    },
+
     /// The key file is unusable.
     #[error("key file {path}: {problem}")]
     KeyFile {
@@ -363,6 +389,9 @@ impl Error {
             Error::Integrity { .. } => "integrity",
             Error::AuditTampered { .. } => "audit_tampered",
             Error::KeyFile { .. } => "key_file",
+            Error::RolledBack { .. } => "rolled_back",
+            Error::RollbackCounter(_) => "rollback_counter",
+            Error::LockedOut { .. } => "locked_out",
             Error::AlreadyExists(_) => "already_exists",
             Error::Busy(_) => "busy",
             Error::NotAVault(_) => "not_a_vault",
@@ -393,10 +422,13 @@ impl Error {
             | Error::AuthenticationRequired
             | Error::Forbidden { .. }
             | Error::ForeignSession
-            | Error::SessionEnded => ErrorClass::Refused,
+            | Error::SessionEnded
+            | Error::LockedOut { .. } => ErrorClass::Refused,
             Error::WrongKey
             | Error::Integrity { .. }
             | Error::AuditTampered { .. }
+            | Error::RolledBack { .. }
+            | Error::RollbackCounter(_)
             | Error::Bundle(_)
             | Error::NotAVault(_)
             | Error::Storage(StorageError::Corrupt { .. }) => ErrorClass::Integrity,

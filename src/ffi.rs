@@ -263,6 +263,10 @@ pub extern "C" fn fv_last_error_message() -> *const c_char {
 /// Creates a vault at `db_path` keyed by the 32 bytes at `key`, with `dim`-value templates of
 /// `model` and its first admin. `*out` receives the open vault.
 ///
+/// A vault keyed by raw bytes has no rollback counter that outlives the call: an older copy of
+/// its file is not detected when it is opened again. A device that keeps its key in a file
+/// opens with [`fv_open_with_key_file`], which keeps the counter file beside the key.
+///
 /// # Safety
 /// Every pointer is null or valid for the call: texts NUL-terminated, `key` 32 readable bytes,
 /// `out` writable.
@@ -277,7 +281,7 @@ pub unsafe extern "C" fn fv_create(
     out: *mut *mut fv_vault,
 ) -> fv_status {
     boundary(|| {
-        let key = FixedKey::new(*required(key, "key")?);
+        let key = FixedKey::with_own_counters(*required(key, "key")?);
         let password = Password::new(text(admin_password, "admin_password")?);
         let config = VaultConfig::new(dim, text(model, "model")?);
         let created = Vault::create(
@@ -302,7 +306,7 @@ pub unsafe extern "C" fn fv_open(
     out: *mut *mut fv_vault,
 ) -> fv_status {
     boundary(|| {
-        let key = FixedKey::new(*required(key, "key")?);
+        let key = FixedKey::with_own_counters(*required(key, "key")?);
         let opened = Vault::open(Path::new(text(db_path, "db_path")?), &key)?;
         put(out, "out", Box::into_raw(Box::new(fv_vault(opened))))
     })

@@ -36,10 +36,166 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
-/// A source of the device master key.
+/// A source of the device master key, and the keeper of each vault's rollback counter.
 pub trait KeyProvider {
     /// Fetches the master key.
     fn master_key(&self) -> Result<MasterKey>;
+
+    /// The rollback counter of the vault `vault_id`: a number outside the database that only
+    /// grows, which the database's own change number may not fall behind. A secure element's or
+    /// TPM's monotonic counter is the strong form; [`KeyFile`] keeps a file beside the key.
+    fn rollback_counter(&self, vault_id: &[u8; 16]) -> Result<Box<dyn RollbackCounter>>;
+}
+
+/// A monotonic counter kept outside the database (SQLCipher's point: an older copy of a file still
+/// verifies, so only something outside the file can tell it is older). The vault advances it after
+/// every commit and checks it at open.
+pub trait RollbackCounter: Send {
+    /// The value reached, or `None` if this counter was never set (a new vault, or one made before
+    /// counters existed).
+    fn read(&self) -> Result<Option<u64>>;
+
+    /// Raises the counter to `value`. It never lowers it: a smaller `value` changes nothing.
+    fn advance_to(&mut self, value: u64) -> Result<()>;
+
+    /// Where it lives, for messages.
+    fn describe(&self) -> String;
+}
+
+/// The rollback counter file for vault `vault_id` beside the key file at `key_path`:
+/// `<key file>.<vault id in hex>.counter`.
+pub fn counter_path(key_path: &Path, vault_id: &[u8; 16]) -> PathBuf {
+    let mut name = key_path.as_os_str().to_owned();
+    name.push(".");
+    name.push(hex(vault_id));
+    name.push(".counter");
+    PathBuf::from(name)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A counter file: 32 bytes, `"fvcount1"` ‖ vault ID (16) ‖ u64le(value), rewritten in place and
+/// synced on every advance. One 32-byte write at offset 0 lies within one disk sector, so a power
+/// cut leaves the old value or the new one.
+pub struct CounterFile {
+    path: PathBuf,
+    vault_id: [u8; 16],
+    /// The value last read or written, so that an advance to it is free.
+    known: Option<u64>,
+}
+
+const COUNTER_MAGIC: &[u8; 8] = b"fvcount1";
+const COUNTER_FILE_LEN: usize = 32;
+
+impl CounterFile {
+    /// The counter at `path` for vault `vault_id` (the file may not exist yet).
+    pub fn new(path: PathBuf, vault_id: [u8; 16]) -> Self {
+        Self {
+            path,
+            vault_id,
+            known: None,
+        }
+    }
+
+    fn problem(&self, what: impl std::fmt::Display) -> Error {
+        Error::RollbackCounter(format!("{}: {what}", self.path.display()))
+    }
+}
+
+impl RollbackCounter for CounterFile {
+    fn read(&self) -> Result<Option<u64>> {
+        let (mut file, metadata) = match open_regular_file(&self.path) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(self.problem("is not a regular file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.problem(e)),
+        };
+        if metadata.len() != COUNTER_FILE_LEN as u64 {
+            return Err(self.problem("is not a facevault counter file (wrong length)"));
+        }
+        let mut bytes = [0u8; COUNTER_FILE_LEN];
+        file.read_exact(&mut bytes).map_err(|e| self.problem(e))?;
+        if &bytes[..8] != COUNTER_MAGIC || bytes[8..24] != self.vault_id {
+            return Err(self.problem("is not this vault's counter file"));
+        }
+        let mut value = [0u8; 8];
+        value.copy_from_slice(&bytes[24..]);
+        Ok(Some(u64::from_le_bytes(value)))
+    }
+
+    fn advance_to(&mut self, value: u64) -> Result<()> {
+        let current = match self.known {
+            Some(known) => Some(known),
+            None => self.read()?,
+        };
+        if current.is_some_and(|current| current >= value) {
+            self.known = current;
+            return Ok(());
+        }
+        let mut bytes = [0u8; COUNTER_FILE_LEN];
+        bytes[..8].copy_from_slice(COUNTER_MAGIC);
+        bytes[8..24].copy_from_slice(&self.vault_id);
+        bytes[24..].copy_from_slice(&value.to_le_bytes());
+        if current.is_none() {
+            write_new_file(&self.path, &bytes, 0o600)?;
+        } else {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| self.problem(e))?;
+            file.write_all(&bytes).map_err(|e| self.problem(e))?;
+            file.sync_data().map_err(|e| self.problem(e))?;
+        }
+        self.known = Some(value);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("the counter file {}", self.path.display())
+    }
+}
+
+type CounterMap = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], u64>>>;
+
+/// The counters [`FixedKey::new`]s share: one per vault ID, for the life of the process.
+fn process_counters() -> CounterMap {
+    static COUNTERS: std::sync::OnceLock<CounterMap> = std::sync::OnceLock::new();
+    std::sync::Arc::clone(COUNTERS.get_or_init(Default::default))
+}
+
+/// A counter held in memory: it catches a rollback within one process (a test's, or a host's
+/// that reopens a vault), and knows nothing of the vault before the process began, when it reads
+/// as 0.
+struct MemoryCounter {
+    values: CounterMap,
+    vault_id: [u8; 16],
+}
+
+impl MemoryCounter {
+    fn values(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 16], u64>> {
+        self.values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl RollbackCounter for MemoryCounter {
+    fn read(&self) -> Result<Option<u64>> {
+        Ok(Some(self.values().get(&self.vault_id).copied().unwrap_or(0)))
+    }
+
+    fn advance_to(&mut self, value: u64) -> Result<()> {
+        let mut values = self.values();
+        let slot = values.entry(self.vault_id).or_insert(value);
+        *slot = (*slot).max(value);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "the process's in-memory counter (FixedKey)".into()
+    }
 }
 
 /// A master key in a 32-byte file that only its owner may read (mode 0600).
@@ -83,6 +239,13 @@ impl KeyFile {
 impl KeyProvider for KeyFile {
     fn master_key(&self) -> Result<MasterKey> {
         Ok(MasterKey(read_secret_file(&self.path)?))
+    }
+
+    fn rollback_counter(&self, vault_id: &[u8; 16]) -> Result<Box<dyn RollbackCounter>> {
+        Ok(Box::new(CounterFile::new(
+            counter_path(&self.path, vault_id),
+            *vault_id,
+        )))
     }
 }
 
@@ -145,6 +308,11 @@ impl NewFile {
             File::open(directory)?.sync_all()?;
         }
         Ok(())
+    }
+
+    /// The open file, to write to.
+    pub(crate) fn file(&mut self) -> &mut File {
+        &mut self.file
     }
 
     /// Keeps the file: it is done.
@@ -238,13 +406,22 @@ fn read_exactly_32(file: &mut File, len: u64) -> Option<Result<Zeroizing<[u8; 32
     }
 }
 
-/// A fixed master key held in memory: for tests, and for hosts that fetch the key themselves.
-pub struct FixedKey(MasterKey);
+/// A fixed master key held in memory: for tests, and for hosts that fetch the key themselves. Its
+/// rollback counters live in the process's memory, so they catch a rollback only within one
+/// process: a host that uses it on a real device must keep its counters itself, in its own
+/// [`KeyProvider`] (a secure element's monotonic counter, say).
+pub struct FixedKey(MasterKey, CounterMap);
 
 impl FixedKey {
-    /// A provider that always returns `bytes`.
+    /// A provider that always returns `bytes`, with the process's shared counters.
     pub fn new(bytes: [u8; MASTER_KEY_LEN]) -> Self {
-        Self(MasterKey::from_bytes(bytes))
+        Self(MasterKey::from_bytes(bytes), process_counters())
+    }
+
+    /// A provider with counters of its own, which start at 0: for a test or a simulation that
+    /// opens several copies of one vault as if each were on a device of its own.
+    pub fn with_own_counters(bytes: [u8; MASTER_KEY_LEN]) -> Self {
+        Self(MasterKey::from_bytes(bytes), CounterMap::default())
     }
 }
 
@@ -257,6 +434,13 @@ impl std::fmt::Debug for FixedKey {
 impl KeyProvider for FixedKey {
     fn master_key(&self) -> Result<MasterKey> {
         Ok(MasterKey::from_bytes(*self.0.expose_secret()))
+    }
+
+    fn rollback_counter(&self, vault_id: &[u8; 16]) -> Result<Box<dyn RollbackCounter>> {
+        Ok(Box::new(MemoryCounter {
+            values: std::sync::Arc::clone(&self.1),
+            vault_id: *vault_id,
+        }))
     }
 }
 

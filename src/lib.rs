@@ -21,7 +21,10 @@ mod wiped;
 mod xorshift;
 
 pub use access::{Action, Password, Role, PASSWORD_ITERATIONS};
-pub use audit::{AuditRecord, Outcome};
+pub use audit::{
+    check_audit_export, AuditExportCheck, AuditRecord, AuditVerificationKey, EpochPolicy, Outcome,
+    EPOCH_CLOSE_ACTION,
+};
 pub use bundle::{
     open as open_bundle, BundleContents, BundleSubject, ConsentEvidence, RecipientPublicKey,
     RecipientSecretKey, MAX_BUNDLE_BYTES,
@@ -29,7 +32,9 @@ pub use bundle::{
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use error::{BundleProblem, Error, ErrorClass, KeyFileProblem, Result, StorageError, TemplateError};
 pub use gallery::ScanMode;
-pub use keys::{FixedKey, KeyFile, KeyProvider, MasterKey, MASTER_KEY_LEN};
+pub use keys::{
+    counter_path, CounterFile, FixedKey, KeyFile, KeyProvider, MasterKey, RollbackCounter, MASTER_KEY_LEN,
+};
 pub use policy::{
     parse_date, Destination, Enrolment, Guardian, Notice, Refusal, RetentionCeilings,
     MAX_RETENTION_CEILING_SECS,

@@ -1,7 +1,7 @@
-//! The SQLite store: schema, migrations and the queries the vault runs. It knows rows and bytes,
-//! never plaintext: everything secret arrives here already sealed. One key does reach it: the
-//! audit key, which [`append_audit`] needs to chain each record to the last (the chain head lives
-//! in `meta`, read and moved in the same transaction). No other key does.
+//! The SQLite store: the schema and the queries the vault runs. It knows rows and bytes, never
+//! plaintext and never a key: everything secret arrives here already sealed, audit records
+//! already chained and MACed by the vault's sealer. Migrations between schema versions are code
+//! (`vault/migrate.rs`), since they re-wrap and re-MAC; this file holds their SQL.
 //!
 //! One file in WAL mode with `synchronous=FULL` (an acknowledged operation survives power loss) and
 //! `secure_delete=ON` (deleted cells are overwritten). It is read with ordinary reads, not a memory
@@ -12,17 +12,20 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
-use crate::audit::{self, AuditRecord, ChainHead, Outcome, StoredRecord};
+use crate::audit::{AuditRecord, Outcome, SealedRecord};
 use crate::error::{Error, Result, StorageError};
 
 /// The newest schema this build writes and reads.
-pub(crate) const FORMAT_VERSION: i64 = 1;
+pub(crate) const FORMAT_VERSION: i64 = 2;
+
+/// The oldest schema this build migrates from.
+pub(crate) const OLDEST_FORMAT_VERSION: i64 = 1;
 
 /// The page size of a new vault's file, in bytes.
 pub(crate) const PAGE_SIZE: u32 = 16384;
 
-/// Numbered migrations; `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+/// The schema of format version 2, as a new vault is created with it.
+const SCHEMA_V2: &str = r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value ANY NOT NULL
@@ -80,7 +83,9 @@ CREATE TABLE principals (
     hash       BLOB NOT NULL,
     mac        BLOB NOT NULL,
     failures   INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    lockouts     INTEGER NOT NULL DEFAULT 0,
+    locked_until INTEGER
 ) STRICT;
 
 CREATE TABLE audit (
@@ -91,9 +96,30 @@ CREATE TABLE audit (
     subject TEXT,
     outcome TEXT NOT NULL,
     detail  TEXT NOT NULL,
-    mac     BLOB NOT NULL
+    epoch   INTEGER NOT NULL,
+    hash    BLOB NOT NULL CHECK (length(hash) = 32),
+    mac     BLOB NOT NULL CHECK (length(mac) = 32)
 ) STRICT;
-"#];
+"#;
+
+/// The table changes from version 1 to 2; the migration code fills the new audit table.
+pub(crate) const MIGRATE_V1_TO_V2: &str = r#"
+ALTER TABLE audit RENAME TO audit_v1;
+CREATE TABLE audit (
+    seq     INTEGER PRIMARY KEY NOT NULL,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    subject TEXT,
+    outcome TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    epoch   INTEGER NOT NULL,
+    hash    BLOB NOT NULL CHECK (length(hash) = 32),
+    mac     BLOB NOT NULL CHECK (length(mac) = 32)
+) STRICT;
+ALTER TABLE principals ADD COLUMN lockouts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE principals ADD COLUMN locked_until INTEGER;
+"#;
 
 /// An open database file.
 pub(crate) struct Store {
@@ -143,7 +169,10 @@ impl Store {
                 Ok(store)
             });
         let created = created.and_then(|mut store| {
-            store.migrate()?;
+            let tx = store.transaction()?;
+            tx.execute_batch(SCHEMA_V2)?;
+            tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
+            tx.commit()?;
             Ok(store)
         });
         if created.is_err() {
@@ -153,8 +182,8 @@ impl Store {
         created
     }
 
-    /// Opens an existing database without changing it. Call [`Store::migrate`] once the caller has
-    /// checked the key.
+    /// Opens an existing database without changing it. A version older than [`FORMAT_VERSION`] is
+    /// migrated by the vault once it has checked the key.
     pub(crate) fn open(path: &Path) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::NotAVault(format!(
@@ -176,7 +205,7 @@ impl Store {
                 |row| row.get::<_, i64>(0),
             )
             .map(|count| count == 1)?;
-        if version <= 0 || !has_meta {
+        if version < OLDEST_FORMAT_VERSION || !has_meta {
             return Err(Error::NotAVault(format!(
                 "{} has no facevault schema",
                 path.display()
@@ -234,21 +263,6 @@ impl Store {
             })
     }
 
-    /// Brings the schema up to [`FORMAT_VERSION`], one numbered step per transaction.
-    pub(crate) fn migrate(&mut self) -> Result<()> {
-        let mut version = self.format_version()?;
-        while version < FORMAT_VERSION {
-            let step =
-                usize::try_from(version).map_err(|_| Error::NotAVault("negative schema version".into()))?;
-            let tx = self.transaction()?;
-            tx.execute_batch(MIGRATIONS[step])?;
-            tx.pragma_update(None, "user_version", version + 1)?;
-            tx.commit()?;
-            version += 1;
-        }
-        Ok(())
-    }
-
     /// Starts a write transaction; it rolls back when dropped uncommitted. It takes the write
     /// lock at once (`BEGIN IMMEDIATE`), waiting under the busy timeout: a deferred transaction
     /// that read first and wrote later would fail at once, without waiting, whenever another
@@ -303,6 +317,29 @@ pub(crate) fn meta_get<T: rusqlite::types::FromSql>(conn: &Connection, key: &str
             other => Error::from(other),
         })?
         .ok_or_else(|| Error::NotAVault(format!("metadata {key:?} is missing")))
+}
+
+/// A metadata value, or `None` when the key is absent.
+pub(crate) fn meta_get_optional<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<T>> {
+    let present = conn
+        .prepare_cached("SELECT 1 FROM meta WHERE key = ?1")?
+        .query_row([key], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if present {
+        meta_get(conn, key).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+pub(crate) fn meta_delete(conn: &Connection, key: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM meta WHERE key = ?1")?
+        .execute([key])?;
+    Ok(())
 }
 
 /// Removes a database file and its WAL, shared-memory and journal files, if present.
@@ -560,6 +597,20 @@ pub(crate) fn for_each_template(
     Ok(())
 }
 
+/// Replaces a subject's wrapped data key and MAC (a migration re-wraps every key).
+pub(crate) fn update_subject_key(
+    conn: &Connection,
+    id: &[u8],
+    wrapped_key: Option<&[u8]>,
+    mac: &[u8],
+) -> Result<()> {
+    conn.execute(
+        "UPDATE subjects SET wrapped_key = ?1, mac = ?2 WHERE id = ?3",
+        params![wrapped_key, mac, id],
+    )?;
+    Ok(())
+}
+
 /// Erases a subject: the wrapped data key first (crypto-shredding), then its templates, then the
 /// subject row. Returns how many templates went.
 pub(crate) fn erase_subject(conn: &Connection, id: &[u8; 16]) -> Result<usize> {
@@ -614,6 +665,29 @@ pub(crate) fn notice_published(conn: &Connection, version: &str) -> Result<bool>
         .is_some())
 }
 
+/// Every notice, oldest first.
+pub(crate) fn all_notices(conn: &Connection) -> Result<Vec<NoticeRow>> {
+    let mut statement =
+        conn.prepare("SELECT seq, version, published_at, body, mac FROM notices ORDER BY seq")?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(NoticeRow {
+                seq: row.get(0)?,
+                version: row.get(1)?,
+                published_at: row.get(2)?,
+                body: row.get(3)?,
+                mac: row.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub(crate) fn update_notice_mac(conn: &Connection, seq: i64, mac: &[u8]) -> Result<()> {
+    conn.execute("UPDATE notices SET mac = ?1 WHERE seq = ?2", params![mac, seq])?;
+    Ok(())
+}
+
 /// A consent as stored.
 #[derive(Clone)]
 pub(crate) struct ConsentRow {
@@ -665,6 +739,15 @@ pub(crate) fn update_consent(conn: &Connection, row: &ConsentRow) -> Result<()> 
     Ok(())
 }
 
+/// The IDs of every subject that has consents, erased ones included.
+pub(crate) fn consent_subjects(conn: &Connection) -> Result<Vec<[u8; 16]>> {
+    let mut statement = conn.prepare("SELECT DISTINCT subject_id FROM consents ORDER BY subject_id")?;
+    let ids = statement
+        .query_map([], |row| row.get::<_, [u8; 16]>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
 /// A subject's consents, oldest first.
 pub(crate) fn consents_of(conn: &Connection, subject: &[u8; 16]) -> Result<Vec<ConsentRow>> {
     let mut statement = conn.prepare_cached(
@@ -714,7 +797,19 @@ pub(crate) struct PrincipalRow {
     pub salt: Vec<u8>,
     pub iterations: i64,
     pub hash: Vec<u8>,
+    pub lock: LockState,
     pub mac: Vec<u8>,
+}
+
+/// A principal's failed-login state, covered by the row's MAC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LockState {
+    /// Consecutive failed logins since the last success or lock.
+    pub failures: i64,
+    /// Locks so far; each lasts twice as long as the last.
+    pub lockouts: i64,
+    /// Until when it is locked (`i64::MAX`: until an admin unlocks it).
+    pub locked_until: Option<i64>,
 }
 
 pub(crate) fn insert_principal(
@@ -724,8 +819,8 @@ pub(crate) fn insert_principal(
     created_at: i64,
 ) -> Result<()> {
     conn.execute(
-        "INSERT INTO principals(name, role, salt, iterations, hash, mac, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO principals(name, role, salt, iterations, hash, mac, created_at, failures, lockouts, locked_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             name,
             row.role,
@@ -733,16 +828,42 @@ pub(crate) fn insert_principal(
             row.iterations,
             row.hash,
             row.mac,
-            created_at
+            created_at,
+            row.lock.failures,
+            row.lock.lockouts,
+            row.lock.locked_until
         ],
     )?;
     Ok(())
 }
 
+/// Rewrites a principal's failed-login state and its MAC.
+pub(crate) fn update_principal_lock(
+    conn: &Connection,
+    name: &str,
+    lock: &LockState,
+    mac: &[u8],
+) -> Result<()> {
+    conn.execute(
+        "UPDATE principals SET failures = ?1, lockouts = ?2, locked_until = ?3, mac = ?4 WHERE name = ?5",
+        params![lock.failures, lock.lockouts, lock.locked_until, mac, name],
+    )?;
+    Ok(())
+}
+
+/// Every principal's name, in order.
+pub(crate) fn principal_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut statement = conn.prepare("SELECT name FROM principals ORDER BY name")?;
+    let names = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(names)
+}
+
 pub(crate) fn find_principal(conn: &Connection, name: &str) -> Result<Option<PrincipalRow>> {
     Ok(conn
         .query_row(
-            "SELECT role, salt, iterations, hash, mac FROM principals WHERE name = ?1",
+            "SELECT role, salt, iterations, hash, mac, failures, lockouts, locked_until FROM principals WHERE name = ?1",
             [name],
             |row| {
                 Ok(PrincipalRow {
@@ -751,6 +872,11 @@ pub(crate) fn find_principal(conn: &Connection, name: &str) -> Result<Option<Pri
                     iterations: row.get(2)?,
                     hash: row.get(3)?,
                     mac: row.get(4)?,
+                    lock: LockState {
+                        failures: row.get(5)?,
+                        lockouts: row.get(6)?,
+                        locked_until: row.get(7)?,
+                    },
                 })
             },
         )
@@ -759,54 +885,43 @@ pub(crate) fn find_principal(conn: &Connection, name: &str) -> Result<Option<Pri
 
 // --- audit ------------------------------------------------------------------------------------
 
-const HEAD_SEQ: &str = "audit_head_seq";
-const HEAD_MAC: &str = "audit_head_mac";
-
-pub(crate) fn chain_head(conn: &Connection) -> Result<ChainHead> {
-    let seq: i64 = meta_get(conn, HEAD_SEQ)?;
-    let mac: Vec<u8> = meta_get(conn, HEAD_MAC)?;
-    let seq = u64::try_from(seq).map_err(|_| Error::AuditTampered { seq: 1 })?;
-    if mac.len() != audit::GENESIS_MAC.len() {
-        return Err(Error::AuditTampered { seq: seq.max(1) });
-    }
-    Ok(ChainHead { seq, mac })
-}
-
-pub(crate) fn init_chain_head(conn: &Connection) -> Result<()> {
-    meta_set(conn, HEAD_SEQ, 0i64)?;
-    meta_set(conn, HEAD_MAC, &audit::GENESIS_MAC[..])
-}
-
-/// Appends a record (its `seq` is assigned here) chained to the current head, and moves the head.
-pub(crate) fn append_audit(conn: &Connection, key: &ring::hmac::Key, mut record: AuditRecord) -> Result<u64> {
-    let head = chain_head(conn)?;
-    record.seq = head.seq + 1;
-    let mac = audit::chain_mac(key, &head.mac, &record);
+/// Inserts a record the sealer has numbered, chained and MACed.
+pub(crate) fn insert_audit(conn: &Connection, sealed: &SealedRecord) -> Result<()> {
+    let record = &sealed.record;
     conn.prepare_cached(
-        "INSERT INTO audit(seq, at, actor, action, subject, outcome, detail, mac)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit(seq, at, actor, action, subject, outcome, detail, epoch, hash, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
-        record.seq as i64,
+        to_i64(record.seq),
         record.at,
         record.actor,
         record.action,
         record.subject,
         record.outcome.as_str(),
         record.detail,
-        &mac[..]
+        to_i64(record.epoch),
+        sealed.hash,
+        sealed.mac
     ])?;
-    meta_set(conn, HEAD_SEQ, record.seq as i64)?;
-    meta_set(conn, HEAD_MAC, &mac[..])?;
-    Ok(record.seq)
+    Ok(())
 }
 
-/// The stored MAC of audit record `seq`, if there is one.
-pub(crate) fn audit_mac(conn: &Connection, seq: u64) -> Result<Option<Vec<u8>>> {
-    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-    Ok(conn
-        .query_row("SELECT mac FROM audit WHERE seq = ?1", [seq], |row| row.get(0))
-        .optional()?)
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The stored record `seq`, if there is one.
+pub(crate) fn audit_record(conn: &Connection, seq: u64) -> Result<Option<SealedRecord>> {
+    let mut found = None;
+    audit_records(conn, seq.saturating_sub(1), Some(1), |record| {
+        let record = record?;
+        if record.record.seq == seq {
+            found = Some(record);
+        }
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// Reads audit records in sequence order, starting after `after_seq`, at most `limit` of them.
@@ -814,35 +929,63 @@ pub(crate) fn audit_records(
     conn: &Connection,
     after_seq: u64,
     limit: Option<usize>,
-    mut visit: impl FnMut(Result<StoredRecord>) -> Result<()>,
+    mut visit: impl FnMut(Result<SealedRecord>) -> Result<()>,
 ) -> Result<()> {
-    let mut statement = conn.prepare(
-        "SELECT seq, at, actor, action, subject, outcome, detail, mac FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, at, actor, action, subject, outcome, detail, epoch, hash, mac FROM audit
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
     // SQLite reads a negative LIMIT as none.
     let limit = limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
-    let mut rows = statement.query([after, limit])?;
+    let mut rows = statement.query(params![to_i64(after_seq), limit])?;
     while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let outcome: String = row.get(5)?;
-        let seq_u64 = u64::try_from(seq).unwrap_or(0);
-        let record = match Outcome::parse(&outcome) {
-            Some(outcome) => Ok(StoredRecord {
+        let seq = u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0);
+        let epoch = u64::try_from(row.get::<_, i64>(7)?);
+        let outcome = Outcome::parse(&row.get::<_, String>(5)?);
+        let record = match (outcome, epoch) {
+            (Some(outcome), Ok(epoch)) => Ok(SealedRecord {
                 record: AuditRecord {
-                    seq: seq_u64,
+                    seq,
                     at: row.get(1)?,
+                    epoch,
                     actor: row.get(2)?,
                     action: row.get(3)?,
                     subject: row.get(4)?,
                     outcome,
                     detail: row.get(6)?,
                 },
-                mac: row.get(7)?,
+                hash: row.get(8)?,
+                mac: row.get(9)?,
             }),
-            None => Err(Error::AuditTampered { seq: seq_u64 }),
+            _ => Err(Error::AuditTampered { seq }),
         };
         visit(record)?;
     }
     Ok(())
+}
+
+/// Every record of a version-1 audit table (`audit_v1` during the migration), with its MAC.
+pub(crate) fn legacy_audit_records(conn: &Connection) -> Result<Vec<(AuditRecord, Vec<u8>)>> {
+    let mut statement = conn
+        .prepare("SELECT seq, at, actor, action, subject, outcome, detail, mac FROM audit_v1 ORDER BY seq")?;
+    let mut rows = statement.query([])?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        let seq = u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0);
+        let outcome = Outcome::parse(&row.get::<_, String>(5)?).ok_or(Error::AuditTampered { seq })?;
+        records.push((
+            AuditRecord {
+                seq,
+                at: row.get(1)?,
+                epoch: 0,
+                actor: row.get(2)?,
+                action: row.get(3)?,
+                subject: row.get(4)?,
+                outcome,
+                detail: row.get(6)?,
+            },
+            row.get(7)?,
+        ));
+    }
+    Ok(records)
 }

@@ -196,14 +196,14 @@ fn reordered_records_are_named() {
 }
 
 /// Firmware issue: an auditor reads the log by pages and verifies it from the point checked last
-/// time, not from record 1. A checkpoint that is not this chain's record with that MAC is refused,
+/// time, not from record 1. A checkpoint that is not this chain's record with that hash is refused,
 /// and an edit after the checkpoint is still found.
 #[test]
 fn the_log_reads_by_pages_and_verifies_from_a_checkpoint() {
     let cli = busy_vault();
     let first = cli.admin(&["audit", "verify"]).ok().clone();
     let head_seq = first["head"]["seq"].as_u64().unwrap();
-    let head_mac = first["head"]["mac"].as_str().unwrap().to_string();
+    let head_mac = first["head"]["hash"].as_str().unwrap().to_string();
     assert_eq!(first["entries"].as_u64().unwrap(), head_seq);
 
     // Pages: 4 at a time, in order, without gaps, up to the head verified above (each page read
@@ -227,7 +227,7 @@ fn the_log_reads_by_pages_and_verifies_from_a_checkpoint() {
 
     // From the checkpoint, only what came since: that verify and the page reads above.
     let verify_from =
-        |seq: u64, mac: &str| cli.admin(&["audit", "verify", "--from", &seq.to_string(), "--mac", mac]);
+        |seq: u64, mac: &str| cli.admin(&["audit", "verify", "--from", &seq.to_string(), "--hash", mac]);
     let since = verify_from(head_seq, &head_mac).ok().clone();
     assert_eq!(
         since["entries"].as_u64().unwrap(),
@@ -235,7 +235,7 @@ fn the_log_reads_by_pages_and_verifies_from_a_checkpoint() {
     );
     assert!(since["entries"].as_u64().unwrap() > 1);
 
-    // A checkpoint with another MAC, or past the end, is not this chain's.
+    // A checkpoint with another hash, or past the end, is not this chain's.
     let last_digit = if head_mac.ends_with('0') { "1" } else { "0" };
     let wrong = format!("{}{last_digit}", &head_mac[..63]);
     let run = verify_from(head_seq, &wrong);

@@ -40,8 +40,11 @@ fn tampered_copy(source: &Path, name: &str, edit: impl FnOnce(&rusqlite::Connect
     target
 }
 
+/// Each tampered copy is opened as if on a device of its own: copies of one vault share a
+/// rollback counter otherwise, and one that a failed opening wrote to would make the next look
+/// rolled back.
 fn open(path: &Path) -> Result<Vault, Error> {
-    Vault::open(path, &FixedKey::new(KEY))
+    Vault::open(path, &FixedKey::with_own_counters(KEY))
 }
 
 fn integrity_record(result: Result<Vault, Error>) -> (&'static str, String) {
@@ -536,7 +539,15 @@ fn every_metadata_key_is_checked_at_open() {
         ),
         (
             "audit head of the wrong length",
-            "UPDATE meta SET value = x'00' WHERE key = 'audit_head_mac'",
+            "UPDATE meta SET value = x'00' WHERE key = 'audit_head_hash'",
+        ),
+        (
+            "audit epoch key missing",
+            "DELETE FROM meta WHERE key = 'audit_epoch_key'",
+        ),
+        (
+            "change number missing",
+            "DELETE FROM meta WHERE key = 'change_number'",
         ),
     ];
     for (name, edit) in edits {
@@ -547,7 +558,7 @@ fn every_metadata_key_is_checked_at_open() {
         assert!(
             matches!(
                 refused,
-                Err(Error::NotAVault(_)) | Err(Error::AuditTampered { .. })
+                Err(Error::NotAVault(_)) | Err(Error::AuditTampered { .. }) | Err(Error::Integrity { .. })
             ),
             "{name}: {refused:?}"
         );

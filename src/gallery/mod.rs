@@ -109,23 +109,19 @@ impl std::str::FromStr for ScanMode {
 
 /// The CPU's model name as the OS reports it ("model name" in /proc/cpuinfo on Linux), for
 /// benchmarks and `stats`: a kernel's speed means little without the CPU it ran on. "unknown"
-/// where it cannot be read.
+/// where it cannot be read. Read on each call, not kept in a static: `stats` asks rarely, and a
+/// static allocation would outlive a C host's last call (valgrind counts it as in use at exit).
 fn cpu_model_name() -> String {
-    static MODEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            std::fs::read_to_string("/proc/cpuinfo")
-                .ok()
-                .and_then(|info| {
-                    info.lines()
-                        .filter_map(|line| line.split_once(':'))
-                        .find(|(key, _)| key.trim() == "model name")
-                        .map(|(_, value)| value.trim().to_owned())
-                })
-                .filter(|model| !model.is_empty())
-                .unwrap_or_else(|| "unknown".to_owned())
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(key, _)| key.trim() == "model name")
+                .map(|(_, value)| value.trim().to_owned())
         })
-        .clone()
+        .filter(|model| !model.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The compressed index beside the f32 rows, in the same row order.

@@ -104,7 +104,7 @@ pub(super) fn consent_mac_fields(row: &ConsentRow) -> Vec<Vec<u8>> {
     ]
 }
 
-fn notice_mac_fields(row: &NoticeRow) -> Vec<Vec<u8>> {
+pub(super) fn notice_mac_fields(row: &NoticeRow) -> Vec<Vec<u8>> {
     vec![
         row.seq.to_le_bytes().to_vec(),
         row.version.as_bytes().to_vec(),

@@ -14,13 +14,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ring::hmac;
-
+use super::ledger::Ledger;
 use crate::access::Action;
 use crate::audit::{AuditRecord, Outcome};
 use crate::clock::UnixMillis;
 use crate::error::{Error, Result};
-use crate::store::{self, Store};
 use crate::subject::SubjectId;
 
 /// The longest a queued match record waits before it is written.
@@ -189,13 +187,13 @@ impl FlushReply {
     }
 }
 
-/// The store, shared between the vault and the match-log writer.
-pub(super) type SharedStore = Arc<Mutex<Store>>;
+/// The ledger, shared between the vault and the match-log writer.
+pub(super) type SharedLedger = Arc<Mutex<Ledger>>;
 
-/// Locks the store. A panic while it was held cannot have left a transaction open (transactions
+/// Locks the ledger. A panic while it was held cannot have left a transaction open (transactions
 /// roll back when dropped), so a poisoned lock is still a consistent store.
-pub(super) fn lock(store: &SharedStore) -> MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+pub(super) fn lock(ledger: &SharedLedger) -> MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The queue and its writer thread.
@@ -206,12 +204,12 @@ pub(super) struct MatchLog {
 }
 
 impl MatchLog {
-    pub(super) fn start(store: SharedStore, audit_key: hmac::Key) -> Result<Self> {
+    pub(super) fn start(ledger: SharedLedger) -> Result<Self> {
         let shared = Arc::new(Shared::default());
         let for_worker = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
             .name("facevault-match-log".into())
-            .spawn(move || run(&store, &audit_key, &for_worker))?;
+            .spawn(move || run(&ledger, &for_worker))?;
         Ok(Self {
             shared,
             worker: Some(worker),
@@ -292,7 +290,7 @@ impl Drop for AnswerWhenGone<'_> {
     }
 }
 
-fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) -> Result<()> {
+fn run(ledger: &SharedLedger, shared: &Shared) -> Result<()> {
     let _answer_when_gone = AnswerWhenGone(shared);
     // Records taken from the queue but not yet committed: a failed write (a full disk, say) keeps
     // them and tries again one interval later, rather than spinning on the store lock.
@@ -336,14 +334,14 @@ fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) -> Result<()
         batch.extend(events.drain(..).map(LookupEvent::into_record));
         // The emptied queue goes back for the next batch, so lookups never grow a fresh one.
         spare = events;
-        let mut written = write(store, audit_key, &mut batch);
+        let mut written = write(ledger, &mut batch);
         if closed {
             for _ in 1..CLOSE_ATTEMPTS {
                 if written.is_ok() {
                     break;
                 }
                 std::thread::sleep(FLUSH_INTERVAL);
-                written = write(store, audit_key, &mut batch);
+                written = write(ledger, &mut batch);
             }
         }
         let failure = written.as_ref().err().map(ToString::to_string);
@@ -374,16 +372,20 @@ fn run(store: &SharedStore, audit_key: &hmac::Key, shared: &Shared) -> Result<()
 }
 
 /// Appends the batch to the chain in one transaction; the batch is emptied only once committed.
-fn write(store: &SharedStore, audit_key: &hmac::Key, batch: &mut Vec<AuditRecord>) -> Result<()> {
+fn write(ledger: &SharedLedger, batch: &mut Vec<AuditRecord>) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
-    let mut store = lock(store);
-    let tx = store.transaction()?;
-    for record in batch.iter() {
-        store::append_audit(&tx, audit_key, record.clone())?;
-    }
-    tx.commit()?;
+    let mut ledger = lock(ledger);
+    ledger.write(|writing| {
+        for record in batch.iter() {
+            writing.audit(record.clone())?;
+        }
+        Ok(())
+    })?;
+    // An epoch that closed inside this batch leaves its old key in the WAL until this runs; if
+    // it cannot run now, it stays due for the next write and for close.
+    let _ = ledger.truncate_wal_if_due();
     batch.clear();
     Ok(())
 }

@@ -10,8 +10,10 @@
 
 pub(crate) mod consent;
 mod export;
+mod ledger;
 mod load;
 mod match_log;
+mod migrate;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -24,21 +26,22 @@ use serde::Serialize;
 use crate::wiped::WipedVec;
 
 use crate::access::{self, Action, Credential, Password, Role};
-use crate::audit::{self, AuditRecord, Outcome};
+use crate::audit::{self, AuditRecord, EpochPolicy, MacCheck, Outcome};
 use crate::clock::{Clock, SystemClock, UnixMillis};
-use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
+use crate::crypto::{self, DataKey, RootKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, ErrorClass, Result};
 use crate::gallery::{Gallery, Lookup, ScanMode};
-use crate::keys::KeyProvider;
+use crate::keys::{KeyProvider, MasterKey};
 use crate::policy::{self, Refusal, RetentionCeilings, RetentionCheck};
-use crate::store::{self, NewTemplate, PrincipalRow, Store, SubjectFacts, SubjectRow};
+use crate::store::{self, LockState, NewTemplate, PrincipalRow, Store, SubjectFacts, SubjectRow};
 use crate::subject::SubjectId;
 use crate::template::{self, RowCount, TemplateInput};
 
 pub use export::{ExportRequest, ExportedBundle, ExportedFile};
 pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 
-use match_log::{lock, ActorName, LookupDetail, LookupEvent, MatchLog, SharedStore};
+use ledger::Ledger;
+use match_log::{lock, ActorName, LookupDetail, LookupEvent, MatchLog, SharedLedger};
 
 /// The match threshold used when `init` is given none: a cosine similarity that separates genuine
 /// pairs (typically 0.5–0.8 for ArcFace-style 512-d embeddings) from impostors (0.0–0.3).
@@ -86,6 +89,9 @@ pub struct VaultConfig {
     /// [`ScanMode::Exact`] and gives its answers unless a row's error bound is missed (a chance
     /// below about 7e-4 per row and lookup; see [`ScanMode::Fast`]).
     pub scan: ScanMode,
+    /// When the audit log's sealing key moves on (forward-secure sealing): whoever takes the
+    /// device can rewrite at most the current epoch.
+    pub audit_epochs: EpochPolicy,
 }
 
 impl VaultConfig {
@@ -100,6 +106,7 @@ impl VaultConfig {
             max_minor_retention_secs: policy::DEFAULT_MAX_MINOR_RETENTION_SECS,
             utc_offset_minutes: policy::DEFAULT_UTC_OFFSET_MINUTES,
             scan: ScanMode::default(),
+            audit_epochs: EpochPolicy::default(),
         }
     }
 
@@ -133,6 +140,12 @@ impl VaultConfig {
             return Err(invalid(
                 "minor retention ceiling",
                 "may not exceed the adult ceiling".into(),
+            ));
+        }
+        if self.audit_epochs.max_records < 2 || self.audit_epochs.max_millis < 1000 {
+            return Err(invalid(
+                "audit epoch",
+                "must last at least 2 records and at least one second".into(),
             ));
         }
         if !(-1440..=1440).contains(&self.utc_offset_minutes) {
@@ -249,8 +262,9 @@ pub struct SubjectEntry {
 pub struct AuditCheckpoint {
     /// The record's sequence number (0 for the chain's start).
     pub seq: u64,
-    /// The record's MAC (not secret: it proves nothing without the audit key).
-    pub mac: [u8; 32],
+    /// The record's chain hash (all zeros for the chain's start). Not secret: a head recorded
+    /// by an auditor, against which a later export is checked for a cut tail.
+    pub hash: [u8; 32],
 }
 
 /// What [`Vault::verify_audit_from`] checked.
@@ -396,7 +410,6 @@ fn check_metadata(conn: &rusqlite::Connection) -> Result<()> {
             record: "next_template_id".into(),
         });
     }
-    store::chain_head(conn)?;
     Ok(())
 }
 
@@ -404,13 +417,24 @@ fn as_slices(fields: &[Vec<u8>]) -> Vec<&[u8]> {
     fields.iter().map(Vec::as_slice).collect()
 }
 
-fn principal_mac_fields<'a>(name: &'a str, row: &'a PrincipalRow, iterations: &'a [u8; 8]) -> [&'a [u8]; 5] {
-    [
-        name.as_bytes(),
-        row.role.as_bytes(),
-        &row.salt,
-        iterations,
-        &row.hash,
+/// A principal row's MAC: its name, role and credential, and its failed-login state, so that
+/// neither a role nor a lock can be edited in the file.
+fn principal_mac(keys: &VaultKeys, name: &str, row: &PrincipalRow) -> Vec<u8> {
+    keys.record_mac("principal", &as_slices(&principal_mac_fields(name, row)))
+}
+
+fn principal_mac_fields(name: &str, row: &PrincipalRow) -> Vec<Vec<u8>> {
+    vec![
+        name.as_bytes().to_vec(),
+        row.role.as_bytes().to_vec(),
+        row.salt.clone(),
+        u64::try_from(row.iterations).unwrap_or(0).to_le_bytes().to_vec(),
+        row.hash.clone(),
+        row.lock.failures.to_le_bytes().to_vec(),
+        row.lock.lockouts.to_le_bytes().to_vec(),
+        row.lock
+            .locked_until
+            .map_or_else(Vec::new, |until| until.to_le_bytes().to_vec()),
     ]
 }
 
@@ -448,6 +472,11 @@ struct ChangesAfterCommit {
     new_row_owners: Vec<(SubjectId, UnixMillis, i64)>,
     erased: Vec<SubjectId>,
     threshold: Option<f32>,
+    /// A stored secret (a wrapped root key, an audit key) was replaced or deleted: its old
+    /// bytes must leave the WAL.
+    secret_replaced: bool,
+    /// Close the audit epoch after this operation's records.
+    close_epoch: bool,
 }
 
 /// What an operation's body may touch: the open transaction and read-only views of the rest.
@@ -657,17 +686,15 @@ impl Default for OpenOptions {
 /// This is an `RwLock` rather than a copy-on-write snapshot because a gallery is up to a few
 /// gigabytes: copying it per change is out of the question, and a change is small.
 pub struct Vault {
-    store: SharedStore,
+    /// The store, the keys, the audit sealer and the rollback counter: every write goes through it.
+    ledger: SharedLedger,
     /// The queue that audits lookups without waiting for the disk.
     match_log: MatchLog,
-    keys: VaultKeys,
     /// What lookups read, published by writers after they commit.
     state: RwLock<LookupState>,
     clock: Arc<dyn Clock>,
     /// Random per opening; sessions carry it, so a session cannot outlive or cross openings.
     opening: [u8; 16],
-    /// Set when a WAL truncation after an erasure could not run; retried after the next operation.
-    checkpoint_due: AtomicBool,
     /// Threads one identify may scan with; see [`Vault::set_lookup_threads`].
     lookup_threads: AtomicUsize,
     /// How long a session lasts, in milliseconds; `None` for the whole opening.
@@ -733,10 +760,14 @@ impl Vault {
         access::check_principal_name(admin)?;
         access::check_new_password(admin_password)?;
         let master = keys.master_key()?;
+        // Hashed before the file exists: nothing slow happens while it is half-made.
+        let admin_row = new_principal_row(Role::Admin, admin_password)?;
         let mut store = Store::create(path)?;
         let built = (|| {
             let vault_id: [u8; 16] = crypto::random_array()?;
-            let keys = VaultKeys::derive(master, &vault_id)?;
+            let root = RootKey::random()?;
+            let wrapped_root = root.wrap(&master, &vault_id)?;
+            let vault_keys = VaultKeys::from_root(root, &vault_id)?;
             let settings = Settings {
                 vault_id,
                 dim: config.dim,
@@ -751,54 +782,58 @@ impl Vault {
                 scan: config.scan,
             };
             let now = clock.now();
-            let tx = store.transaction()?;
-            store::meta_set(&tx, "vault_id", &vault_id[..])?;
-            store::meta_set(&tx, "created_at", now)?;
-            store::meta_set(&tx, "key_check", keys.key_check_value())?;
-            store::meta_set(&tx, "next_template_id", 1i64)?;
-            settings.write(&tx, &keys)?;
-            store::init_chain_head(&tx)?;
-            insert_principal(&tx, &keys, admin, Role::Admin, admin_password, now)?;
-            let detail = format!(
-                "dim={} model={} threshold={} max_retention_secs={} max_minor_retention_secs={} scan={}",
-                config.dim,
-                config.model,
-                config.threshold + 0.0,
-                config.max_retention_secs,
-                config.max_minor_retention_secs,
-                config.scan.as_str()
-            );
-            let init = record(now, admin, Action::Init, None, Outcome::Allowed, detail);
-            store::append_audit(&tx, keys.audit_key(), init)?;
-            tx.commit()?;
-            Ok::<_, Error>((keys, settings))
+            {
+                let tx = store.transaction()?;
+                store::meta_set(&tx, "vault_id", &vault_id[..])?;
+                store::meta_set(&tx, "root_key", wrapped_root)?;
+                tx.commit()?;
+            }
+            let counter = keys.rollback_counter(&vault_id)?;
+            let mut ledger = Ledger::create(store, vault_keys, vault_id, counter, config.audit_epochs)?;
+            ledger.write(|w| {
+                store::meta_set(w.tx, "created_at", now)?;
+                store::meta_set(w.tx, "next_template_id", 1i64)?;
+                settings.write(w.tx, w.keys)?;
+                insert_principal(w.tx, w.keys, admin, admin_row, now)?;
+                let detail = format!(
+                    "dim={} model={} threshold={} max_retention_secs={} max_minor_retention_secs={} scan={} audit_epoch_records={} audit_epoch_secs={}",
+                    config.dim,
+                    config.model,
+                    config.threshold + 0.0,
+                    config.max_retention_secs,
+                    config.max_minor_retention_secs,
+                    config.scan.as_str(),
+                    config.audit_epochs.max_records,
+                    config.audit_epochs.max_millis / 1000,
+                );
+                w.audit(record(now, admin, Action::Init, None, Outcome::Allowed, detail))?;
+                Ok(())
+            })?;
+            Ok::<_, Error>((ledger, settings))
         })();
         match built {
-            Ok((keys, settings)) => {
-                let store = Arc::new(Mutex::new(store));
+            Ok((ledger, settings)) => {
                 let gallery = Gallery::new(
                     settings.dim,
                     settings.scan,
                     u64::from_le_bytes(crypto::random_array()?),
                 );
+                let ledger = Arc::new(Mutex::new(ledger));
                 Ok(Vault {
-                    match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
-                    store,
-                    keys,
+                    match_log: MatchLog::start(ledger.clone())?,
+                    ledger,
                     state: RwLock::new(LookupState {
                         settings,
                         gallery: Some(gallery),
                     }),
                     clock,
                     opening: crypto::random_array()?,
-                    checkpoint_due: AtomicBool::new(false),
                     lookup_threads: AtomicUsize::new(1),
                     session_lifetime: None,
                     progress: RwLock::new(None),
                 })
             }
             Err(e) => {
-                drop(store);
                 store::remove_database_files(path);
                 Err(e)
             }
@@ -822,12 +857,14 @@ impl Vault {
         )
     }
 
-    /// Opens an existing vault. The key is checked before anything is read or written; every
-    /// template is then decrypted into the gallery, and any record that fails authentication
-    /// stops the opening with an [`Error::Integrity`] naming it. The decryption runs on one
-    /// helper thread beside the calling one, which reads the file; the helper is gone when this
-    /// returns. `options.threads` is the number of threads each identify may scan with
-    /// ([`Vault::set_lookup_threads`]).
+    /// Opens an existing vault. The key is checked before anything is read or written, and the
+    /// rollback counter before anything is written: an older copy of the file is refused
+    /// ([`Error::RolledBack`]). A vault of an older format version is then migrated, in one
+    /// transaction, audited. Every template is then decrypted into the gallery, and any record
+    /// that fails authentication stops the opening with an [`Error::Integrity`] naming it. The
+    /// decryption runs on one helper thread beside the calling one, which reads the file; the
+    /// helper is gone when this returns. `options.threads` is the number of threads each
+    /// identify may scan with ([`Vault::set_lookup_threads`]).
     pub fn open_with(path: &Path, keys: &dyn KeyProvider, options: OpenOptions) -> Result<Vault> {
         let OpenOptions {
             clock,
@@ -845,21 +882,39 @@ impl Vault {
         let vault_id: [u8; 16] = vault_id
             .try_into()
             .map_err(|_| Error::NotAVault("the vault ID is malformed".into()))?;
-        let keys = VaultKeys::derive(master, &vault_id)?;
-        let key_check: Vec<u8> = store::meta_get(store.conn(), "key_check")?;
-        if !keys.matches_key_check_value(&key_check) {
-            return Err(Error::WrongKey);
-        }
-        store.migrate()?;
-        let read = Settings::read(store.conn(), vault_id, &keys)
-            .and_then(|settings| check_metadata(store.conn()).map(|()| settings));
+        let counter = keys.rollback_counter(&vault_id)?;
+        let mut ledger = if store.format_version()? < store::FORMAT_VERSION {
+            let legacy = VaultKeys::derive_v1(MasterKey::from_bytes(*master.expose_secret()), &vault_id)?;
+            let key_check: Vec<u8> = store::meta_get(store.conn(), "key_check")?;
+            if !legacy.matches_key_check_value(&key_check) {
+                return Err(Error::WrongKey);
+            }
+            drop(legacy);
+            let vault_keys = migrate::v1_to_v2(
+                &mut store,
+                &master,
+                &vault_id,
+                EpochPolicy::default(),
+                clock.now(),
+            )?;
+            Ledger::after_migration(store, vault_keys, vault_id, counter)?
+        } else {
+            let wrapped: Vec<u8> = store::meta_get(store.conn(), "root_key")?;
+            let root = RootKey::unwrap(&master, &vault_id, &wrapped)?.ok_or(Error::WrongKey)?;
+            drop(master);
+            Ledger::open(store, VaultKeys::from_root(root, &vault_id)?, vault_id, counter)?
+        };
+        let read = Settings::read(ledger.store().conn(), vault_id, ledger.keys()).and_then(|settings| {
+            check_metadata(ledger.store().conn())?;
+            ledger::load_sealer_state(ledger.store().conn(), ledger.keys(), &vault_id)?;
+            Ok(settings)
+        });
         let settings = match read {
             Ok(settings) => settings,
             Err(e) => {
                 let detail = format!("{}: {e}", e.code());
                 write_attempt(
-                    &mut store,
-                    &keys,
+                    &mut ledger,
                     record(
                         clock.now(),
                         ANONYMOUS,
@@ -872,18 +927,16 @@ impl Vault {
                 return Err(e);
             }
         };
-        let store = Arc::new(Mutex::new(store));
+        let ledger = Arc::new(Mutex::new(ledger));
         let mut vault = Vault {
             state: RwLock::new(LookupState {
                 settings,
                 gallery: None,
             }),
-            match_log: MatchLog::start(store.clone(), keys.audit_key().clone())?,
-            store,
-            keys,
+            match_log: MatchLog::start(ledger.clone())?,
+            ledger,
             clock,
             opening: crypto::random_array()?,
-            checkpoint_due: AtomicBool::new(false),
             lookup_threads: AtomicUsize::new(threads),
             session_lifetime,
             progress: RwLock::new(None),
@@ -895,7 +948,10 @@ impl Vault {
             .state
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let loaded = load::gallery(&lock(&vault.store), &state.settings, &vault.keys);
+        let loaded = {
+            let ledger = lock(&vault.ledger);
+            load::gallery(ledger.store(), &state.settings, ledger.keys())
+        };
         match loaded {
             Ok(gallery) => state.gallery = Some(gallery),
             Err(e) => {
@@ -910,52 +966,170 @@ impl Vault {
 
     /// Authenticates a principal. Failures are audited and say nothing about why they failed.
     /// The password is hashed outside every lock: lookups and other operations go on meanwhile.
+    ///
+    /// After [`access::LOCKOUT_AFTER_FAILURES`] failures in a row the principal is locked, for
+    /// [`access::FIRST_LOCKOUT`] the first time and twice as long each time after; after
+    /// [`access::MAX_TIMED_LOCKOUTS`] timed locks, until an admin unlocks it
+    /// ([`Vault::unlock_user`]). A locked principal is refused ([`Error::LockedOut`]) even with
+    /// the right password, without hashing it. The count and the lock are in the principal's MACed
+    /// row, written in the same transaction as the failure's audit record: a restart, a reopen or
+    /// a crash keeps them.
     pub fn login(&self, name: &str, password: &Password) -> Result<Session> {
-        // The store's lock only to read the row: the password is hashed outside every lock.
-        let found = store::find_principal(lock(&self.store).conn(), name)?;
-        let Some(row) = found else {
-            access::burn_password_check(password);
-            // The name typed is not recorded: it may be a password typed into the wrong field.
-            let detail = "authentication_failed: unknown user";
-            self.audit_attempt_detail(UNKNOWN_USER, Action::Login, None, Outcome::Denied, detail);
-            return Err(Error::AuthenticationFailed);
+        // The ledger's lock only to read and check the row: the password is hashed outside it.
+        let found = {
+            let ledger = lock(&self.ledger);
+            let row = store::find_principal(ledger.store().conn(), name)?;
+            let intact = row.as_ref().map(|row| {
+                ledger.keys().record_mac_matches(
+                    "principal",
+                    &as_slices(&principal_mac_fields(name, row)),
+                    &row.mac,
+                )
+            });
+            (row, intact)
         };
-        let iterations = u32::try_from(row.iterations).unwrap_or(0);
-        let iteration_bytes = u64::from(iterations).to_le_bytes();
-        let fields = principal_mac_fields(name, &row, &iteration_bytes);
-        if !self.keys.record_mac_matches("principal", &fields, &row.mac) {
-            let e = Error::Integrity {
-                table: "principals",
-                record: name.to_string(),
+        let row = match found {
+            (None, _) => {
+                access::burn_password_check(password);
+                // The name typed is not recorded: it may be a password typed into the wrong field.
+                let detail = "authentication_failed: unknown user";
+                self.audit_attempt_detail(UNKNOWN_USER, Action::Login, None, Outcome::Denied, detail);
+                return Err(Error::AuthenticationFailed);
+            }
+            (Some(_), Some(false)) | (Some(_), None) => {
+                let e = Error::Integrity {
+                    table: "principals",
+                    record: name.to_string(),
+                };
+                self.audit_attempt(name, Action::Login, None, Outcome::Failed, &e);
+                return Err(e);
+            }
+            (Some(row), Some(true)) => row,
+        };
+        let now = self.clock.now();
+        if let Some(until) = row.lock.locked_until.filter(|until| now < *until) {
+            let e = Error::LockedOut {
+                until: (until != i64::MAX).then_some(until),
             };
-            self.audit_attempt(name, Action::Login, None, Outcome::Failed, &e);
+            self.audit_attempt(name, Action::Login, None, Outcome::Denied, &e);
             return Err(e);
         }
         let credential = Credential {
-            salt: row.salt,
-            iterations,
-            hash: row.hash,
+            salt: row.salt.clone(),
+            iterations: u32::try_from(row.iterations).unwrap_or(0),
+            hash: row.hash.clone(),
         };
-        if !access::password_matches(password, &credential) {
-            // A known name's failure writes exactly what an unknown name's does, the one audit
-            // record, so that the time a failure takes does not tell names apart.
-            let detail = "authentication_failed: wrong password";
-            self.audit_attempt_detail(name, Action::Login, None, Outcome::Denied, detail);
-            return Err(Error::AuthenticationFailed);
+        let matched = access::password_matches(password, &credential);
+        if !matched || row.lock.failures != 0 || row.lock.locked_until.is_some() {
+            // The state is read again under the lock: another login may have moved it while
+            // this one hashed.
+            let verdict = self.record_login(name, matched)?;
+            if let Some(e) = verdict {
+                return Err(e);
+            }
         }
         let role: Role = row.role.parse().map_err(|_| Error::Integrity {
             table: "principals",
             record: name.to_string(),
         })?;
-        let expires_at = self
-            .session_lifetime
-            .map(|lifetime| self.clock.now().saturating_add(lifetime));
+        let expires_at = self.session_lifetime.map(|lifetime| now.saturating_add(lifetime));
         Ok(Session {
             name: Arc::from(name),
             role,
             opening: self.opening,
             expires_at,
             ended: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a login's outcome in the principal's lock state, with its audit records, in one
+    /// transaction. Returns the refusal to give, if any.
+    fn record_login(&self, name: &str, matched: bool) -> Result<Option<Error>> {
+        let mut ledger = lock(&self.ledger);
+        let now = self.clock.now();
+        let written = ledger.write(|w| {
+            let mut row = store::find_principal(w.tx, name)?.ok_or(Error::AuthenticationFailed)?;
+            if !w.keys.record_mac_matches(
+                "principal",
+                &as_slices(&principal_mac_fields(name, &row)),
+                &row.mac,
+            ) {
+                return Err(Error::Integrity {
+                    table: "principals",
+                    record: name.to_string(),
+                });
+            }
+            if let Some(until) = row.lock.locked_until.filter(|until| now < *until) {
+                // Locked by a concurrent failure while this one hashed.
+                let e = Error::LockedOut {
+                    until: (until != i64::MAX).then_some(until),
+                };
+                let detail = format!("{}: {e}", e.code());
+                w.audit(record(now, name, Action::Login, None, Outcome::Denied, detail))?;
+                return Ok(Some(e));
+            }
+            let (lock_state, verdict) = if matched {
+                (LockState::default(), None)
+            } else {
+                let next = access::after_failed_login(row.lock, now);
+                let detail = format!("authentication_failed: wrong password failures={}", next.failures);
+                w.audit(record(now, name, Action::Login, None, Outcome::Denied, detail))?;
+                if let Some(until) = next
+                    .locked_until
+                    .filter(|_| row.lock.locked_until != next.locked_until)
+                {
+                    let detail = match until {
+                        i64::MAX => format!("locked until an admin unlocks it (lockout {})", next.lockouts),
+                        until => format!("locked until {until} (lockout {})", next.lockouts),
+                    };
+                    w.audit(record(now, name, Action::Lockout, None, Outcome::Allowed, detail))?;
+                }
+                (next, Some(Error::AuthenticationFailed))
+            };
+            row.lock = lock_state;
+            let mac = principal_mac(w.keys, name, &row);
+            store::update_principal_lock(w.tx, name, &row.lock, &mac)?;
+            Ok(verdict)
+        });
+        match written {
+            Ok(verdict) => Ok(verdict),
+            Err(e) => {
+                drop(ledger);
+                self.audit_attempt(name, Action::Login, None, outcome_of(&e), &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Lifts a principal's lock and clears its failure count. Admins only.
+    pub fn unlock_user(&self, session: &Session, name: &str) -> Result<()> {
+        self.authorised_operation(session, Action::UnlockUser, None, |act| {
+            let mut row = store::find_principal(act.tx, name)?
+                .ok_or_else(|| invalid("user", format!("there is no user named {name:?}")))?;
+            if !act.keys.record_mac_matches(
+                "principal",
+                &as_slices(&principal_mac_fields(name, &row)),
+                &row.mac,
+            ) {
+                return Err(Error::Integrity {
+                    table: "principals",
+                    record: name.to_string(),
+                });
+            }
+            let before = row.lock;
+            row.lock = LockState {
+                lockouts: 0,
+                ..LockState::default()
+            };
+            let mac = principal_mac(act.keys, name, &row);
+            store::update_principal_lock(act.tx, name, &row.lock, &mac)?;
+            let detail = format!(
+                "user={name} failures={} lockouts={} was_locked={}",
+                before.failures,
+                before.lockouts,
+                before.locked_until.is_some_and(|until| act.now < until)
+            );
+            Ok(((), vec![AuditEntry::new(None, detail)]))
         })
     }
 
@@ -980,13 +1154,21 @@ impl Vault {
 
     /// Adds a principal. Admins only.
     pub fn add_user(&self, session: &Session, name: &str, role: Role, password: &Password) -> Result<()> {
+        // Hashed outside every lock, and only for a caller the door will let in (it refuses the
+        // others before the body runs).
+        let row = if session.role.permits(Action::AddUser) {
+            access::check_principal_name(name)
+                .and_then(|()| access::check_new_password(password))
+                .and_then(|()| new_principal_row(role, password))
+        } else {
+            Err(Error::AuthenticationRequired)
+        };
         self.authorised_operation(session, Action::AddUser, None, |act| {
-            access::check_principal_name(name)?;
-            access::check_new_password(password)?;
+            let row = row?;
             if store::find_principal(act.tx, name)?.is_some() {
                 return Err(Error::PrincipalExists(name.to_string()));
             }
-            insert_principal(act.tx, act.keys, name, role, password, act.now)?;
+            insert_principal(act.tx, act.keys, name, row, act.now)?;
             Ok((
                 (),
                 vec![AuditEntry::new(None, format!("user={name} role={role}"))],
@@ -1177,9 +1359,12 @@ impl Vault {
     }
 
     /// Checks the audit chain from `from`, a point an auditor verified before (see
-    /// [`AuditVerification::head`]), or from record 1 when `None`: each later record's MAC, and
-    /// that they end at the recorded head. A checkpoint that is not a record of this chain, with
-    /// that MAC, is refused as tampering at its sequence number.
+    /// [`AuditVerification::head`]), or from record 1 when `None`: on the device, that every
+    /// later record chains from the last, is in the epoch the chain allows at its place, and ends
+    /// at the recorded head in the current epoch; and the MACs of the current epoch's records,
+    /// the only ones whose key the device still holds. Earlier epochs' MACs are checked by
+    /// [`check_audit_export`] with the verification key. A checkpoint that is not a record of
+    /// this chain, with that hash, is refused as tampering at its sequence number.
     pub fn verify_audit_from(
         &self,
         session: &Session,
@@ -1187,31 +1372,32 @@ impl Vault {
     ) -> Result<AuditVerification> {
         self.match_log.flush()?;
         self.authorised_operation(session, Action::AuditVerify, None, |act| {
-            let head = store::chain_head(act.tx)?;
+            let state = ledger::load_sealer_state(act.tx, act.keys, &act.settings.vault_id)?;
             let start = match from {
-                None => audit::ChainHead::genesis(),
-                Some(checkpoint) => {
-                    let stored = store::audit_mac(act.tx, checkpoint.seq)?;
-                    if stored.as_deref() != Some(&checkpoint.mac[..]) {
-                        return Err(Error::AuditTampered { seq: checkpoint.seq });
-                    }
-                    audit::ChainHead {
-                        seq: checkpoint.seq,
-                        mac: checkpoint.mac.to_vec(),
-                    }
+                None => audit::ChainPoint::genesis(),
+                Some(checkpoint) if checkpoint.seq == 0 && checkpoint.hash == audit::GENESIS_HASH => {
+                    audit::ChainPoint::genesis()
                 }
+                Some(checkpoint) => match store::audit_record(act.tx, checkpoint.seq)? {
+                    Some(stored) if stored.hash[..] == checkpoint.hash[..] => {
+                        audit::ChainPoint::at(&stored.record, checkpoint.hash)
+                    }
+                    _ => return Err(Error::AuditTampered { seq: checkpoint.seq }),
+                },
             };
             let mut records = Vec::new();
             store::audit_records(act.tx, start.seq, None, |record| {
                 records.push(record);
                 Ok(())
             })?;
-            let last = audit::verify_chain_from(act.keys.audit_key(), &start, records, &head)?;
-            let mut mac = [0u8; 32];
-            mac.copy_from_slice(&head.mac);
+            let head = (state.head.seq, &state.head.hash[..]);
+            let end = audit::verify_chain(MacCheck::Device(&state.key), &start, records, Some(head))?;
             let verification = AuditVerification {
-                entries: last - start.seq,
-                head: AuditCheckpoint { seq: last, mac },
+                entries: end.seq - start.seq,
+                head: AuditCheckpoint {
+                    seq: end.seq,
+                    hash: end.hash,
+                },
             };
             let detail = match start.seq {
                 0 => format!("entries={}", verification.entries),
@@ -1219,6 +1405,98 @@ impl Vault {
             };
             Ok((verification, vec![AuditEntry::new(None, detail)]))
         })
+    }
+
+    /// Hands the audit verification key (the key of epoch 0, from which every epoch's key is
+    /// derived) to an auditor, once. `deliver` receives it inside the transaction that deletes
+    /// the vault's sealed copy, so a delivery that fails (a file that cannot be written) leaves
+    /// the key in the vault; one that succeeds leaves the vault without it. The current epoch is
+    /// closed at the same time, so the device no longer holds any key the auditor's derives
+    /// before it. Admins only.
+    pub fn hand_over_audit_key(
+        &self,
+        session: &Session,
+        deliver: impl FnOnce(&audit::AuditVerificationKey) -> Result<()>,
+    ) -> Result<()> {
+        self.match_log.flush()?;
+        self.authorised_operation(session, Action::AuditHandover, None, |act| {
+            let key = ledger::stored_verification_key(act.tx, act.keys, &act.settings.vault_id)?.ok_or_else(
+                || {
+                    invalid(
+                        "audit hand-over",
+                        "the audit verification key was handed over already; the vault keeps no copy".into(),
+                    )
+                },
+            )?;
+            store::meta_delete(act.tx, "audit_verification_key")?;
+            deliver(&audit::AuditVerificationKey::from_secret(key))?;
+            act.pending.secret_replaced = true;
+            act.pending.close_epoch = true;
+            Ok((
+                (),
+                vec![AuditEntry::new(None, "the verification key left the vault")],
+            ))
+        })
+    }
+
+    /// Writes the whole audit log to `out` as JSON lines (format in `docs/format.md`): a header
+    /// with the vault's ID, one line per record with its epoch, hash and MAC, and the chain's
+    /// head. [`check_audit_export`] verifies it off the device. Admins and auditors.
+    pub fn export_audit(&self, session: &Session, out: &mut dyn std::io::Write) -> Result<AuditCheckpoint> {
+        self.match_log.flush()?;
+        self.authorised_operation(session, Action::AuditExport, None, |act| {
+            let head = write_audit_export(act, out)?;
+            let detail = format!("head_seq={} head={}", head.seq, hex(&head.hash));
+            Ok((head, vec![AuditEntry::new(None, detail)]))
+        })
+    }
+
+    /// [`Vault::export_audit`] into a new file (mode 0600), synced before the export's own
+    /// record commits; the file is removed if anything fails.
+    pub fn export_audit_to_file(&self, session: &Session, path: &Path) -> Result<AuditCheckpoint> {
+        self.match_log.flush()?;
+        let (file, head) = self.authorised_operation(session, Action::AuditExport, None, |act| {
+            let mut file = crate::keys::NewFile::create(path, 0o600)?;
+            let head = {
+                let mut out = std::io::BufWriter::new(file.file());
+                let head = write_audit_export(act, &mut out)?;
+                std::io::Write::flush(&mut out)?;
+                head
+            };
+            file.write_synced(&[])?;
+            let detail = format!("head_seq={} head={}", head.seq, hex(&head.hash));
+            Ok(((file, head), vec![AuditEntry::new(None, detail)]))
+        })?;
+        file.keep();
+        Ok(head)
+    }
+
+    /// Re-wraps the vault's root key under the master key of `new_keys`, and moves the rollback
+    /// counter to `new_keys`' counter. Nothing else changes: every data key, MAC and audit record
+    /// hangs from the root key, not the master key. From the commit on the old master key opens
+    /// nothing; before it, the new one opens nothing; a crash in between leaves exactly one of
+    /// them working. The old wrapped root key is overwritten in the file and truncated out of
+    /// the WAL. Admins only.
+    pub fn rekey(&self, session: &Session, new_keys: &dyn KeyProvider) -> Result<()> {
+        let new_master = new_keys.master_key()?;
+        let vault_id = self.read_state().settings.vault_id;
+        let mut new_counter = new_keys.rollback_counter(&vault_id)?;
+        let counter = self.authorised_operation(session, Action::Rekey, None, |act| {
+            let wrapped = act.keys.root().wrap(&new_master, &act.settings.vault_id)?;
+            store::meta_set(act.tx, "root_key", wrapped)?;
+            // The new counter starts where the database is, before the commit: a crash after
+            // the commit then finds the database one change ahead of it, which is accepted.
+            let committed: i64 = store::meta_get(act.tx, "change_number")?;
+            new_counter.advance_to(u64::try_from(committed).unwrap_or(0))?;
+            act.pending.secret_replaced = true;
+            let detail = format!(
+                "root key re-wrapped under a new master key; counter now {}",
+                new_counter.describe()
+            );
+            Ok((new_counter, vec![AuditEntry::new(None, detail)]))
+        })?;
+        lock(&self.ledger).replace_counter(counter);
+        Ok(())
     }
 
     /// Up to `limit` audit records after sequence number `after` (0 for the first), oldest
@@ -1288,15 +1566,8 @@ impl Vault {
         body: impl FnOnce(&LookupContext<'_>, &mut WipedVec<f32>) -> Result<(T, D)>,
     ) -> Result<T> {
         let now = self.clock.now();
-        let result = if session.opening != self.opening {
-            Err(Error::ForeignSession)
-        } else if !session.is_live(now) {
-            Err(Error::SessionEnded)
-        } else if !session.role.permits(action) {
-            Err(Error::Forbidden {
-                role: session.role,
-                action,
-            })
+        let result = if let Err(e) = self.authorise(session, action, now) {
+            Err(e)
         } else {
             let state = self.read_state();
             let answer = match &state.gallery {
@@ -1364,61 +1635,52 @@ impl Vault {
         subject: Option<SubjectId>,
         body: impl FnOnce(&mut OperationContext<'_>) -> Result<(T, Vec<AuditEntry>)>,
     ) -> Result<T> {
-        let refusal = if session.opening != self.opening {
-            Some(Error::ForeignSession)
-        } else if !session.is_live(self.clock.now()) {
-            Some(Error::SessionEnded)
-        } else if !session.role.permits(action) {
-            Some(Error::Forbidden {
-                role: session.role,
-                action,
-            })
-        } else {
-            None
-        };
-        if let Some(e) = refusal {
+        if let Err(e) = self.authorise(session, action, self.clock.now()) {
             self.audit_attempt(&session.name, action, subject, Outcome::Denied, &e);
             return Err(e);
         }
-        let mut store = lock(&self.store);
-        // Read under the store's lock, so that operations' times follow their commit order.
+        let mut ledger = lock(&self.ledger);
+        // Read under the ledger's lock, so that operations' times follow their commit order.
         let now = self.clock.now();
-        let outcome = (|| {
+        let progress = self
+            .progress
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let outcome = {
             let state = self.read_state();
-            let tx = store.transaction()?;
-            let mut act = OperationContext {
-                tx: &tx,
-                keys: &self.keys,
-                settings: &state.settings,
-                gallery: state.gallery.as_ref(),
-                now,
-                pending: ChangesAfterCommit::default(),
-                stored_templates: None,
-                progress: self
-                    .progress
-                    .read()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .clone(),
-            };
-            let (value, entries) = body(&mut act)?;
-            let pending = act.pending;
-            for entry in entries {
-                let allowed = record(
+            ledger.write(|w| {
+                let mut act = OperationContext {
+                    tx: w.tx,
+                    keys: w.keys,
+                    settings: &state.settings,
+                    gallery: state.gallery.as_ref(),
                     now,
-                    &session.name,
-                    action,
-                    entry.subject,
-                    Outcome::Allowed,
-                    entry.detail,
-                );
-                store::append_audit(&tx, self.keys.audit_key(), allowed)?;
-            }
-            tx.commit()?;
-            Ok::<_, Error>((value, pending))
-        })();
+                    pending: ChangesAfterCommit::default(),
+                    stored_templates: None,
+                    progress,
+                };
+                let (value, entries) = body(&mut act)?;
+                let pending = act.pending;
+                for entry in entries {
+                    w.audit(record(
+                        now,
+                        &session.name,
+                        action,
+                        entry.subject,
+                        Outcome::Allowed,
+                        entry.detail,
+                    ))?;
+                }
+                if pending.close_epoch {
+                    w.close_epoch(now)?;
+                }
+                Ok((value, pending))
+            })
+        };
         match outcome {
             Ok((value, pending)) => {
-                self.apply(&store, pending);
+                self.apply(&mut ledger, pending);
                 Ok(value)
             }
             Err(e) => {
@@ -1431,15 +1693,32 @@ impl Vault {
                     outcome_of(&e),
                     detail,
                 );
-                write_attempt(&mut store, &self.keys, attempt);
+                write_attempt(&mut ledger, attempt);
                 Err(e)
             }
         }
     }
 
+    /// The one authorisation check, for operations and lookups alike: the session belongs to
+    /// this opening and is live, and its role permits the action.
+    fn authorise(&self, session: &Session, action: Action, now: UnixMillis) -> Result<()> {
+        if session.opening != self.opening {
+            Err(Error::ForeignSession)
+        } else if !session.is_live(now) {
+            Err(Error::SessionEnded)
+        } else if !session.role.permits(action) {
+            Err(Error::Forbidden {
+                role: session.role,
+                action,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
     /// Brings the in-memory state in step with a committed transaction; the caller holds the
-    /// store's lock.
-    fn apply(&self, store: &Store, pending: ChangesAfterCommit) {
+    /// ledger's lock.
+    fn apply(&self, ledger: &mut Ledger, pending: ChangesAfterCommit) {
         let changes_gallery = !pending.new_row_owners.is_empty() || !pending.erased.is_empty();
         if changes_gallery || pending.threshold.is_some() {
             let mut state = self
@@ -1463,12 +1742,12 @@ impl Vault {
                 state.settings.threshold_decimal = shortest_f64(threshold);
             }
         }
-        if !pending.erased.is_empty() || self.checkpoint_due.load(Ordering::Relaxed) {
-            // The erasure is committed either way; a WAL that could not be truncated now is
-            // retried after the next operation and at close.
-            let failed = store.checkpoint_truncate().is_err();
-            self.checkpoint_due.store(failed, Ordering::Relaxed);
+        if !pending.erased.is_empty() || pending.secret_replaced {
+            ledger.require_truncation();
         }
+        // The change is committed either way; a WAL that could not be truncated now is retried
+        // after the next write and at close.
+        let _ = ledger.truncate_wal_if_due();
     }
 
     /// The lookup state for reading. A panic while it was written cannot have been inside the
@@ -1505,19 +1784,42 @@ impl Vault {
             outcome,
             detail.to_string(),
         );
-        write_attempt(&mut lock(&self.store), &self.keys, attempt);
+        write_attempt(&mut lock(&self.ledger), attempt);
     }
 
     /// Closes the vault: writes the queued lookup records, then truncates the WAL. Fails with
     /// [`Error::AuditNotWritten`] when lookup records could not be written (they are lost, and the
-    /// lookups they record must not be reported as done), and otherwise with the truncation's
-    /// error (the WAL is then truncated by a later opening's close).
+    /// lookups they record must not be reported as done); otherwise with
+    /// [`Error::RollbackCounter`] when the counter could not be brought up to the last change;
+    /// and otherwise with the truncation's error (the WAL is then truncated by a later opening's
+    /// close).
     pub fn close(self) -> Result<()> {
-        let Vault { store, match_log, .. } = self;
+        let Vault {
+            ledger, match_log, ..
+        } = self;
         let logged = match_log.close();
-        let checkpointed = lock(&store).checkpoint_truncate();
-        logged.and(checkpointed)
+        let mut ledger = lock(&ledger);
+        let counted = ledger.settle_counter();
+        let checkpointed = ledger.store().checkpoint_truncate();
+        logged.and(counted).and(checkpointed)
     }
+}
+
+/// Writes the audit export of the chain as it stands in `act`'s transaction; returns its head.
+fn write_audit_export(act: &OperationContext<'_>, out: &mut dyn std::io::Write) -> Result<AuditCheckpoint> {
+    let state = ledger::load_sealer_state(act.tx, act.keys, &act.settings.vault_id)?;
+    let head = AuditCheckpoint {
+        seq: state.head.seq,
+        hash: state.head.hash,
+    };
+    audit::write_export(
+        out,
+        &act.settings.vault_id,
+        act.now,
+        |visit| store::audit_records(act.tx, 0, None, |record| visit(record?)),
+        &head,
+    )?;
+    Ok(head)
 }
 
 /// How a failed attempt is recorded: refused (bad input, access, the law) or failed (damage, I/O).
@@ -1579,15 +1881,13 @@ impl LookupContext<'_> {
 
 /// Writes one audit record in a transaction of its own. If even that fails (the disk is full, say)
 /// the caller still has its original error to report; there is nothing better to do with this one.
-fn write_attempt(store: &mut Store, keys: &VaultKeys, attempt: AuditRecord) {
-    let written = store.transaction().and_then(|tx| {
-        store::append_audit(&tx, keys.audit_key(), attempt)?;
-        Ok(tx.commit()?)
-    });
+fn write_attempt(ledger: &mut Ledger, attempt: AuditRecord) {
+    let written = ledger.write(|w| w.audit(attempt).map(drop));
     drop(written);
+    let _ = ledger.truncate_wal_if_due();
 }
 
-fn record(
+pub(super) fn record(
     at: UnixMillis,
     actor: &str,
     action: Action,
@@ -1598,6 +1898,7 @@ fn record(
     AuditRecord {
         seq: 0,
         at,
+        epoch: 0,
         actor: actor.to_string(),
         action: action.as_str().to_string(),
         subject: subject.map(|s| s.to_string()),
@@ -1606,30 +1907,37 @@ fn record(
     }
 }
 
-fn insert_principal(
-    conn: &rusqlite::Connection,
-    keys: &VaultKeys,
-    name: &str,
-    role: Role,
-    password: &Password,
-    now: UnixMillis,
-) -> Result<()> {
+/// A new principal's row: its credential hashed (the slow part), not yet MACed.
+fn new_principal_row(role: Role, password: &Password) -> Result<PrincipalRow> {
     let credential = access::hash_password(password)?;
-    let mut row = PrincipalRow {
+    Ok(PrincipalRow {
         role: role.as_str().to_string(),
         salt: credential.salt,
         iterations: i64::from(credential.iterations),
         hash: credential.hash,
+        lock: LockState::default(),
         mac: Vec::new(),
-    };
-    let iteration_bytes = u64::from(credential.iterations).to_le_bytes();
-    row.mac = keys.record_mac("principal", &principal_mac_fields(name, &row, &iteration_bytes));
+    })
+}
+
+fn insert_principal(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    name: &str,
+    mut row: PrincipalRow,
+    now: UnixMillis,
+) -> Result<()> {
+    row.mac = principal_mac(keys, name, &row);
     store::insert_principal(conn, name, &row, now)
 }
 
 fn round_score(score: f32) -> f64 {
     let scale = 10f64.powi(SCORE_DECIMALS);
     (f64::from(score) * scale).round() / scale
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The f64 nearest to `value`'s shortest decimal form, so that a threshold typed as 0.4 is shown

@@ -11,9 +11,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use facevault::{
-    Action, AuditCheckpoint, Destination, Enrolment, Error, ErrorClass, ExportRequest, Guardian, KeyFile,
-    Notice, OpenOptions, Password, RecipientPublicKey, RecipientSecretKey, Role, Session, SubjectId,
-    TemplateInput, TransferConsent, Vault, VaultConfig,
+    Action, AuditCheckpoint, AuditVerificationKey, Destination, Enrolment, EpochPolicy, Error, ErrorClass,
+    ExportRequest, Guardian, KeyFile, Notice, OpenOptions, Password, RecipientPublicKey, RecipientSecretKey,
+    Role, Session, SubjectId, TemplateInput, TransferConsent, Vault, VaultConfig,
 };
 use serde_json::{json, Value};
 
@@ -29,6 +29,8 @@ const MAX_ROW_FILE: u64 = facevault::MAX_DIM as u64 * 4;
 const MAX_BATCH_FILE: u64 = 2 << 30;
 /// The largest notice file: eight items of at most 4 KiB, escaped.
 const MAX_NOTICE_FILE: u64 = 64 * 1024;
+/// The largest audit export `audit check` reads: about eight million records.
+const MAX_AUDIT_EXPORT: u64 = 4 << 30;
 
 /// An encrypted, law-enforcing face-template store.
 #[derive(Parser)]
@@ -233,6 +235,16 @@ enum Command {
         #[arg(allow_negative_numbers = true)]
         threshold: f32,
     },
+    /// Re-wrap the vault's keys under a new master key, created in FILE the way `init` creates
+    /// one (admins). The old key file opens nothing afterwards.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin rekey --new-key-file master-2027.key"
+    )]
+    Rekey {
+        /// The new key file to create (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
     /// Inspect the audit log.
     #[command(
         after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor audit verify"
@@ -270,6 +282,16 @@ struct InitArgs {
     /// The device's offset from UTC in minutes, for counting ages (default: China, +480).
     #[arg(long, default_value_t = 480, allow_negative_numbers = true)]
     utc_offset_minutes: i32,
+    /// Write the audit verification key here (mode 0600), for the auditor; the vault keeps no
+    /// copy. Without it the key waits in the vault for `audit handover`.
+    #[arg(long, value_name = "FILE")]
+    audit_key_out: Option<PathBuf>,
+    /// An audit epoch ends after this many records (the sealing key then moves on).
+    #[arg(long, value_name = "N", default_value_t = EpochPolicy::default().max_records)]
+    audit_epoch_records: u64,
+    /// An audit epoch ends after this many minutes.
+    #[arg(long, value_name = "M", default_value_t = EpochPolicy::default().max_millis / 60_000)]
+    audit_epoch_minutes: i64,
 }
 
 /// The consent a new subject's enrolment carries.
@@ -344,6 +366,14 @@ enum UserCommand {
         /// admin, enroller, operator, auditor or exporter.
         #[arg(long)]
         role: String,
+    },
+    /// Lift a user's lock after repeated failed logins (admins).
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin user unlock gate-01"
+    )]
+    Unlock {
+        /// The locked user's name.
+        name: String,
     },
 }
 
@@ -429,12 +459,48 @@ enum AuditCommand {
         after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor audit verify --from 1200 --mac 3f9a...(the 64 hex digits printed last time)"
     )]
     Verify {
-        /// Start after this record, which must carry the MAC given with --mac.
-        #[arg(long, value_name = "SEQ", requires = "mac")]
+        /// Start after this record, which must carry the hash given with --hash.
+        #[arg(long, value_name = "SEQ", requires = "hash")]
         from: Option<u64>,
-        /// The checkpoint record's MAC, as `audit verify` printed it (64 hex digits).
+        /// The checkpoint record's chain hash, as `audit verify` printed it (64 hex digits).
         #[arg(long, value_name = "HEX", requires = "from")]
-        mac: Option<String>,
+        hash: Option<String>,
+    },
+    /// Write the whole log as JSON lines, with each record's epoch, hash and MAC and the chain's
+    /// head, for `audit check` off the device (admins, auditors).
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor audit export --out audit-2026-12.jsonl"
+    )]
+    Export {
+        /// The file to write (new, mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify an exported log with the verification key, without the device: every record
+    /// against its own epoch's key, and, with --head, that the log still reaches a head recorded
+    /// earlier.
+    #[command(
+        after_help = "Example:\n  facevault audit check audit-2026-12.jsonl --verification-key auditor.key --head 3f9a...(the head_hash of the last check)"
+    )]
+    Check {
+        /// The exported log.
+        file: PathBuf,
+        /// The audit verification key file.
+        #[arg(long, value_name = "FILE")]
+        verification_key: PathBuf,
+        /// A head hash recorded earlier (64 hex digits).
+        #[arg(long, value_name = "HEX")]
+        head: Option<String>,
+    },
+    /// Hand the audit verification key to the auditor, once: written to a new file (mode 0600)
+    /// and deleted from the vault (admins).
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin audit handover --out auditor.key"
+    )]
+    Handover {
+        /// The key file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Print the records, oldest first: all of them, or a page.
     #[command(
@@ -491,6 +557,12 @@ impl Failure {
             exit: 2,
             extra: None,
         }
+    }
+
+    /// The same failure, its message followed by what it means for the command.
+    fn context(mut self, meaning: &str) -> Self {
+        self.message = format!("{}: {meaning}", self.message);
+        self
     }
 }
 
@@ -566,7 +638,12 @@ fn run(cli: Cli) -> Result<Value, Failure> {
     // The recipient's tools work on bundles and keys alone, with no vault.
     let acts_as_nobody = matches!(
         command,
-        Command::Init { .. } | Command::KeygenRecipient { .. } | Command::OpenBundle { .. }
+        Command::Init { .. }
+            | Command::KeygenRecipient { .. }
+            | Command::OpenBundle { .. }
+            | Command::Audit {
+                command: AuditCommand::Check { .. }
+            }
     );
     if acts_as_nobody && as_user.is_some() {
         return Err(Failure::usage("this command takes no --as"));
@@ -584,6 +661,22 @@ fn run(cli: Cli) -> Result<Value, Failure> {
             let bundle = read_input(&input, facevault::MAX_BUNDLE_BYTES as u64)?;
             let contents = facevault::open_bundle(&secret, &bundle)?;
             return serde_json::to_value(&contents).map_err(|e| Failure::usage(e.to_string()));
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Check {
+                    file,
+                    verification_key,
+                    head,
+                },
+        } => {
+            let key = AuditVerificationKey::read_from_file(&verification_key)?;
+            let head = head.as_deref().map(|hex| parse_hash(hex, "--head")).transpose()?;
+            let text = read_input(&file, MAX_AUDIT_EXPORT)?;
+            let text = std::str::from_utf8(&text)
+                .map_err(|_| Failure::bad_input("invalid_argument", "the audit export is not UTF-8 text"))?;
+            let checked = facevault::check_audit_export(text, &key, head.as_ref())?;
+            return Ok(json!({"ok": true, "check": checked}));
         }
         _ => {}
     }
@@ -660,9 +753,38 @@ fn job(
 fn prepare(command: Command) -> Result<(Action, Job), Failure> {
     let subject = |text: &str| -> Result<SubjectId, Failure> { Ok(text.parse()?) };
     match command {
-        Command::Init(_) | Command::KeygenRecipient { .. } | Command::OpenBundle { .. } => {
-            Err(Failure::usage("this command does not open a vault"))
-        }
+        Command::Init(_)
+        | Command::KeygenRecipient { .. }
+        | Command::OpenBundle { .. }
+        | Command::Audit {
+            command: AuditCommand::Check { .. },
+        } => Err(Failure::usage("this command does not open a vault")),
+        Command::User {
+            command: UserCommand::Unlock { name },
+        } => job(Action::UnlockUser, move |vault, session| {
+            vault.unlock_user(session, &name)?;
+            Ok(json!({"user": name, "unlocked": true}))
+        }),
+        Command::Rekey { new_key_file } => job(Action::Rekey, move |vault, session| {
+            let new_keys = KeyFile::create(&new_key_file)?;
+            vault.rekey(session, &new_keys).inspect_err(|_| {
+                // Not committed: the new key never protected the vault.
+                let _ = std::fs::remove_file(&new_key_file);
+            })?;
+            Ok(json!({"rekeyed": true, "key_file": new_key_file}))
+        }),
+        Command::Audit {
+            command: AuditCommand::Export { out },
+        } => job(Action::AuditExport, move |vault, session| {
+            let head = vault.export_audit_to_file(session, &out)?;
+            Ok(json!({"out": out, "head": {"seq": head.seq, "hash": hex(&head.hash)}}))
+        }),
+        Command::Audit {
+            command: AuditCommand::Handover { out },
+        } => job(Action::AuditHandover, move |vault, session| {
+            vault.hand_over_audit_key(session, |key| key.write_to_file(&out))?;
+            Ok(json!({"verification_key": out}))
+        }),
         Command::User {
             command: UserCommand::Add { name, role },
         } => {
@@ -840,20 +962,21 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
             Ok(json!({"threshold": vault.threshold()}))
         }),
         Command::Audit {
-            command: AuditCommand::Verify { from, mac },
+            command: AuditCommand::Verify { from, hash },
         } => {
-            let checkpoint = match (from, mac) {
-                (Some(seq), Some(mac)) => Some(AuditCheckpoint {
+            let checkpoint = match (from, hash) {
+                (Some(seq), Some(hash)) => Some(AuditCheckpoint {
                     seq,
-                    mac: parse_mac(&mac)?,
+                    hash: parse_hash(&hash, "--hash")?,
                 }),
                 _ => None,
             };
             job(Action::AuditVerify, move |vault, session| {
                 let verified = vault.verify_audit_from(session, checkpoint.as_ref())?;
                 let head = verified.head;
-                let mac: String = head.mac.iter().map(|b| format!("{b:02x}")).collect();
-                Ok(json!({"ok": true, "entries": verified.entries, "head": {"seq": head.seq, "mac": mac}}))
+                Ok(
+                    json!({"ok": true, "entries": verified.entries, "head": {"seq": head.seq, "hash": hex(&head.hash)}}),
+                )
             })
         }
         Command::Audit {
@@ -886,9 +1009,19 @@ impl InitArgs {
             max_minor_retention_secs: days(self.max_minor_retention_days)?,
             utc_offset_minutes: self.utc_offset_minutes,
             scan: self.scan.parse()?,
+            audit_epochs: EpochPolicy {
+                max_records: self.audit_epoch_records,
+                max_millis: self
+                    .audit_epoch_minutes
+                    .checked_mul(60_000)
+                    .ok_or_else(|| Failure::usage("--audit-epoch-minutes is too large"))?,
+            },
         };
         if db.exists() {
             return Err(Error::AlreadyExists(db.to_path_buf()).into());
+        }
+        if let Some(out) = self.audit_key_out.as_ref().filter(|out| out.exists()) {
+            return Err(Error::AlreadyExists(out.clone()).into());
         }
         let new_key = !key_file.exists();
         let keys = KeyFile::open_or_create(key_file)?;
@@ -899,6 +1032,15 @@ impl InitArgs {
             }
         })?;
         let threshold = vault.threshold();
+        if let Some(out) = &self.audit_key_out {
+            let handed_over = vault
+                .login(&self.admin, &password)
+                .and_then(|admin| vault.hand_over_audit_key(&admin, |key| key.write_to_file(out)));
+            if let Err(e) = handed_over {
+                let _ = vault.close();
+                return Err(Failure::from(e).context("the vault was created, but its audit verification key was not written; run `audit handover`"));
+            }
+        }
         // The vault is created and committed; a WAL that cannot be truncated now is truncated by
         // the next close, so this does not turn a success into a failure.
         let _ = vault.close();
@@ -910,6 +1052,7 @@ impl InitArgs {
             "max_minor_retention_days": self.max_minor_retention_days,
             "scan": self.scan,
             "admin": self.admin,
+            "audit_verification_key": self.audit_key_out,
         }))
     }
 }
@@ -946,9 +1089,17 @@ fn password_from(variable: &str) -> Result<Password, Failure> {
     }
 }
 
-/// A 32-byte audit MAC from its 64 hex digits.
-fn parse_mac(hex: &str) -> Result<[u8; 32], Failure> {
-    let bad = || Failure::usage("--mac takes the 64 hex digits `audit verify` printed");
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A 32-byte audit chain hash from its 64 hex digits.
+fn parse_hash(hex: &str, option: &str) -> Result<[u8; 32], Failure> {
+    let bad = || {
+        Failure::usage(format!(
+            "{option} takes the 64 hex digits of a head hash facevault printed"
+        ))
+    };
     if hex.len() != 64 || !hex.is_ascii() {
         return Err(bad());
     }

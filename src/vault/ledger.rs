@@ -1,0 +1,419 @@
+//! The one way a change reaches the disk. Every write transaction of the vault, an operation's,
+//! a refusal's record or a batch of lookup records, runs through [`Ledger::write`]: it opens the
+//! transaction, lends the body a [`Writing`] whose audit records are sealed by the audit sealer
+//! (the only place an epoch key is used), saves the sealer's state, advances the database's
+//! change number, commits, and then advances the rollback counter outside the database.
+//!
+//! The database's change number is MACed and may never be below the counter: an older copy of
+//! the file, put back, has a lower one, and the opening refuses it ([`Error::RolledBack`]). The
+//! counter is advanced after the commit, so a crash in between leaves the database one change
+//! ahead of the counter, which the next opening accepts and catches up; the reverse order would
+//! make such a crash look like a rollback.
+
+use rusqlite::Transaction;
+
+use crate::audit::{AuditRecord, ChainPoint, EpochKey, EpochPolicy, SealedRecord, Sealer, SealerState};
+use crate::crypto::VaultKeys;
+use crate::error::{Error, Result};
+use crate::keys::RollbackCounter;
+use crate::store::{self, Store};
+
+const EPOCH_KEY_LABEL: &str = "audit epoch key";
+const VERIFICATION_KEY_LABEL: &str = "audit verification key";
+
+/// The store with everything a write needs: the vault's keys, its audit sealer's state (in the
+/// store) and its rollback counter.
+pub(crate) struct Ledger {
+    store: Store,
+    keys: VaultKeys,
+    vault_id: [u8; 16],
+    counter: Box<dyn RollbackCounter>,
+    /// The change number of the last commit.
+    changes: u64,
+    /// Why the counter could not be advanced after a commit, if it could not; it is tried again
+    /// after the next commit and at close.
+    counter_failure: Option<String>,
+    /// An epoch key was replaced, or a secret erased: the WAL still holds the old bytes until a
+    /// truncating checkpoint.
+    truncate_due: bool,
+}
+
+/// What a write's body may use: its transaction and the audit.
+pub(crate) struct Writing<'t> {
+    pub tx: &'t Transaction<'t>,
+    pub keys: &'t VaultKeys,
+    sealer: Sealer,
+    sealed: Vec<SealedRecord>,
+    epoch_at_start: u64,
+    audited: bool,
+}
+
+impl Writing<'_> {
+    /// Seals `record` into the chain (closing the epoch first if it is due) and inserts it.
+    /// Returns its sequence number.
+    pub(crate) fn audit(&mut self, record: AuditRecord) -> Result<u64> {
+        self.sealed.clear();
+        self.sealer.seal(record, &mut self.sealed);
+        self.insert_sealed()
+    }
+
+    /// Closes the current audit epoch now, whatever its size: after the verification key is
+    /// handed over, so that the device no longer holds the key the auditor holds.
+    pub(crate) fn close_epoch(&mut self, at: i64) -> Result<u64> {
+        self.sealed.clear();
+        self.sealer.close_epoch(at, &mut self.sealed);
+        self.insert_sealed()
+    }
+
+    fn insert_sealed(&mut self) -> Result<u64> {
+        for sealed in &self.sealed {
+            store::insert_audit(self.tx, sealed)?;
+        }
+        self.audited = true;
+        Ok(self.sealed.last().map_or(0, |sealed| sealed.record.seq))
+    }
+}
+
+/// The sealer's state: epoch key, chain head and epoch bookkeeping, MACed together.
+const STATE_KEYS: [&str; 7] = [
+    "audit_epoch",
+    "audit_head_seq",
+    "audit_head_hash",
+    "audit_epoch_records",
+    "audit_epoch_started_at",
+    "audit_epoch_max_records",
+    "audit_epoch_max_millis",
+];
+
+impl Ledger {
+    /// A new vault's ledger: sets its change number to 0 and the counter to match, stores the
+    /// first epoch key, and the verification key (epoch 0's, the same) until it is handed over.
+    pub(crate) fn create(
+        mut store: Store,
+        keys: VaultKeys,
+        vault_id: [u8; 16],
+        mut counter: Box<dyn RollbackCounter>,
+        policy: EpochPolicy,
+    ) -> Result<Self> {
+        if counter.read()?.is_some_and(|seen| seen > 0) {
+            return Err(Error::RollbackCounter(format!(
+                "{} has already counted changes of this vault ID",
+                counter.describe()
+            )));
+        }
+        let first = EpochKey::new(0, crate::crypto::random_secret()?);
+        let tx = store.transaction()?;
+        store_verification_key(&tx, &keys, &vault_id, first.bytes())?;
+        let state = SealerState {
+            key: first,
+            head: ChainPoint::genesis(),
+            records_in_epoch: 0,
+            epoch_started_at: 0,
+            policy,
+        };
+        save_sealer_state(&tx, &keys, &vault_id, &state, true)?;
+        write_change_number(&tx, &keys, &vault_id, 0)?;
+        tx.commit()?;
+        counter.advance_to(0)?;
+        Ok(Self {
+            store,
+            keys,
+            vault_id,
+            counter,
+            changes: 0,
+            counter_failure: None,
+            truncate_due: false,
+        })
+    }
+
+    /// An existing vault's ledger: the database's change number must not be below the counter.
+    pub(crate) fn open(
+        store: Store,
+        keys: VaultKeys,
+        vault_id: [u8; 16],
+        mut counter: Box<dyn RollbackCounter>,
+    ) -> Result<Self> {
+        let changes = read_change_number(store.conn(), &keys, &vault_id)?;
+        match counter.read()? {
+            None => {
+                return Err(Error::RollbackCounter(format!(
+                    "{} is missing, so an older copy of this vault could not be told from the current one",
+                    counter.describe()
+                )))
+            }
+            Some(seen) if changes < seen => {
+                return Err(Error::RolledBack {
+                    database: changes,
+                    counter: seen,
+                })
+            }
+            Some(_) => counter.advance_to(changes)?,
+        }
+        Ok(Self {
+            store,
+            keys,
+            vault_id,
+            counter,
+            changes,
+            counter_failure: None,
+            truncate_due: false,
+        })
+    }
+
+    /// A vault just migrated to this format: its counter starts at the migrated change number.
+    pub(crate) fn after_migration(
+        store: Store,
+        keys: VaultKeys,
+        vault_id: [u8; 16],
+        mut counter: Box<dyn RollbackCounter>,
+    ) -> Result<Self> {
+        let changes = read_change_number(store.conn(), &keys, &vault_id)?;
+        counter.advance_to(changes)?;
+        Self::open(store, keys, vault_id, counter)
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn keys(&self) -> &VaultKeys {
+        &self.keys
+    }
+
+    /// Runs `body` in one write transaction and commits it with its audit records, the sealer's
+    /// new state and the next change number; then advances the rollback counter. Nothing is
+    /// written if `body` fails.
+    pub(crate) fn write<T>(&mut self, body: impl FnOnce(&mut Writing<'_>) -> Result<T>) -> Result<T> {
+        let Ledger {
+            store,
+            keys,
+            vault_id,
+            changes,
+            ..
+        } = self;
+        let tx = store.transaction()?;
+        let state = load_sealer_state(&tx, keys, vault_id)?;
+        let mut writing = Writing {
+            tx: &tx,
+            keys,
+            epoch_at_start: state.key.epoch(),
+            sealer: Sealer::new(state),
+            sealed: Vec::new(),
+            audited: false,
+        };
+        let value = body(&mut writing)?;
+        let Writing {
+            sealer,
+            epoch_at_start,
+            audited,
+            ..
+        } = writing;
+        let state = sealer.into_state();
+        let epoch_changed = state.key.epoch() != epoch_at_start;
+        if audited {
+            save_sealer_state(&tx, keys, vault_id, &state, epoch_changed)?;
+        }
+        drop(state);
+        let next = *changes + 1;
+        write_change_number(&tx, keys, vault_id, next)?;
+        tx.commit()?;
+        *changes = next;
+        self.truncate_due |= epoch_changed;
+        self.advance_counter();
+        Ok(value)
+    }
+
+    fn advance_counter(&mut self) {
+        self.counter_failure = self.counter.advance_to(self.changes).err().map(|e| e.to_string());
+    }
+
+    /// Asks for the WAL to be truncated after this write: an erasure's old bytes are in it.
+    pub(crate) fn require_truncation(&mut self) {
+        self.truncate_due = true;
+    }
+
+    /// Truncates the WAL if an erasure, an epoch's end or a replaced secret left old bytes in
+    /// it; a truncation that cannot run now (a reader holds the WAL) stays due.
+    pub(crate) fn truncate_wal_if_due(&mut self) -> Result<()> {
+        if self.truncate_due {
+            self.store.checkpoint_truncate()?;
+            self.truncate_due = false;
+        }
+        Ok(())
+    }
+
+    /// Tries once more to bring the counter up to the last commit; the error if it still cannot.
+    pub(crate) fn settle_counter(&mut self) -> Result<()> {
+        if self.counter_failure.is_some() {
+            self.advance_counter();
+        }
+        match &self.counter_failure {
+            Some(failure) => Err(Error::RollbackCounter(format!(
+                "{} could not be advanced to change {}: {failure}",
+                self.counter.describe(),
+                self.changes
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces the rollback counter (after a rekey, the new key's), bringing it up to date.
+    pub(crate) fn replace_counter(&mut self, counter: Box<dyn RollbackCounter>) {
+        self.counter = counter;
+        self.advance_counter();
+    }
+}
+
+/// Stores the verification key (epoch 0's) sealed, until it is handed over.
+pub(crate) fn store_verification_key(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    vault_id: &[u8; 16],
+    key: &[u8; 32],
+) -> Result<()> {
+    let sealed = keys.seal_secret(vault_id, VERIFICATION_KEY_LABEL, 0, key)?;
+    store::meta_set(conn, "audit_verification_key", sealed)
+}
+
+/// The verification key, if it has not been handed over yet.
+pub(crate) fn stored_verification_key(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    vault_id: &[u8; 16],
+) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>> {
+    let Some(sealed) = store::meta_get_optional::<Vec<u8>>(conn, "audit_verification_key")? else {
+        return Ok(None);
+    };
+    keys.open_secret(vault_id, VERIFICATION_KEY_LABEL, 0, &sealed)
+        .map(Some)
+        .ok_or_else(|| Error::Integrity {
+            table: "meta",
+            record: "audit_verification_key".into(),
+        })
+}
+
+fn state_fields(state: &SealerState) -> [Vec<u8>; 7] {
+    [
+        state.key.epoch().to_le_bytes().to_vec(),
+        state.head.seq.to_le_bytes().to_vec(),
+        state.head.hash.to_vec(),
+        state.records_in_epoch.to_le_bytes().to_vec(),
+        state.epoch_started_at.to_le_bytes().to_vec(),
+        state.policy.max_records.to_le_bytes().to_vec(),
+        state.policy.max_millis.to_le_bytes().to_vec(),
+    ]
+}
+
+fn damaged_state() -> Error {
+    Error::Integrity {
+        table: "meta",
+        record: "audit sealer state".into(),
+    }
+}
+
+pub(crate) fn save_sealer_state(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    vault_id: &[u8; 16],
+    state: &SealerState,
+    with_key: bool,
+) -> Result<()> {
+    let as_i64 = |value: u64| i64::try_from(value).map_err(|_| damaged_state());
+    if with_key {
+        let sealed = keys.seal_secret(vault_id, EPOCH_KEY_LABEL, state.key.epoch(), state.key.bytes())?;
+        store::meta_set(conn, "audit_epoch_key", sealed)?;
+    }
+    store::meta_set(conn, STATE_KEYS[0], as_i64(state.key.epoch())?)?;
+    store::meta_set(conn, STATE_KEYS[1], as_i64(state.head.seq)?)?;
+    store::meta_set(conn, STATE_KEYS[2], &state.head.hash[..])?;
+    store::meta_set(conn, STATE_KEYS[3], as_i64(state.records_in_epoch)?)?;
+    store::meta_set(conn, STATE_KEYS[4], state.epoch_started_at)?;
+    store::meta_set(conn, STATE_KEYS[5], as_i64(state.policy.max_records)?)?;
+    store::meta_set(conn, STATE_KEYS[6], state.policy.max_millis)?;
+    let fields = state_fields(state);
+    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let mut mac_fields = vec![&vault_id[..]];
+    mac_fields.extend(fields);
+    store::meta_set(
+        conn,
+        "audit_state_mac",
+        keys.record_mac("audit state", &mac_fields),
+    )
+}
+
+pub(crate) fn load_sealer_state(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    vault_id: &[u8; 16],
+) -> Result<SealerState> {
+    let as_u64 = |value: i64| u64::try_from(value).map_err(|_| damaged_state());
+    let epoch = as_u64(store::meta_get(conn, STATE_KEYS[0])?)?;
+    let head_hash: Vec<u8> = store::meta_get(conn, STATE_KEYS[2])?;
+    let sealed_key: Vec<u8> = store::meta_get(conn, "audit_epoch_key")?;
+    let key = keys
+        .open_secret(vault_id, EPOCH_KEY_LABEL, epoch, &sealed_key)
+        .ok_or_else(damaged_state)?;
+    let head_seq = as_u64(store::meta_get(conn, STATE_KEYS[1])?)?;
+    let state = SealerState {
+        key: EpochKey::new(epoch, key),
+        head: ChainPoint {
+            seq: head_seq,
+            hash: head_hash.as_slice().try_into().map_err(|_| damaged_state())?,
+            // The head's own epoch and whether it closed it are not needed to seal after it: the
+            // sealer puts each record in its key's epoch.
+            epoch,
+            closes_epoch: false,
+        },
+        records_in_epoch: as_u64(store::meta_get(conn, STATE_KEYS[3])?)?,
+        epoch_started_at: store::meta_get(conn, STATE_KEYS[4])?,
+        policy: EpochPolicy {
+            max_records: as_u64(store::meta_get(conn, STATE_KEYS[5])?)?,
+            max_millis: store::meta_get(conn, STATE_KEYS[6])?,
+        },
+    };
+    let fields = state_fields(&state);
+    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let mut mac_fields = vec![&vault_id[..]];
+    mac_fields.extend(fields);
+    let mac: Vec<u8> = store::meta_get(conn, "audit_state_mac")?;
+    if !keys.record_mac_matches("audit state", &mac_fields, &mac) {
+        return Err(damaged_state());
+    }
+    Ok(state)
+}
+
+fn change_number_mac_fields(vault_id: &[u8; 16], number: u64) -> [Vec<u8>; 2] {
+    [vault_id.to_vec(), number.to_le_bytes().to_vec()]
+}
+
+pub(crate) fn write_change_number(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    vault_id: &[u8; 16],
+    number: u64,
+) -> Result<()> {
+    let fields = change_number_mac_fields(vault_id, number);
+    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    store::meta_set(conn, "change_number", i64::try_from(number).unwrap_or(i64::MAX))?;
+    store::meta_set(
+        conn,
+        "change_number_mac",
+        keys.record_mac("change number", &fields),
+    )
+}
+
+fn read_change_number(conn: &rusqlite::Connection, keys: &VaultKeys, vault_id: &[u8; 16]) -> Result<u64> {
+    let damaged = || Error::Integrity {
+        table: "meta",
+        record: "change_number".into(),
+    };
+    let number: i64 = store::meta_get(conn, "change_number")?;
+    let number = u64::try_from(number).map_err(|_| damaged())?;
+    let mac: Vec<u8> = store::meta_get(conn, "change_number_mac")?;
+    let fields = change_number_mac_fields(vault_id, number);
+    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    if !keys.record_mac_matches("change number", &fields, &mac) {
+        return Err(damaged());
+    }
+    Ok(number)
+}

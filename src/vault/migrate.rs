@@ -1,0 +1,180 @@
+//! Migrations between format versions. Each is code, not only SQL: it checks every record under
+//! the old keys, then re-wraps and re-MACs under the new ones, inside one transaction at open,
+//! audited. A vault whose records do not verify under the old version is not migrated: the
+//! opening fails with the error that names the damage, and the file is left as it was.
+
+use rusqlite::Transaction;
+
+use super::consent::{consent_mac_fields, notice_mac_fields};
+use super::ledger;
+use super::{as_slices, record, subject_mac_fields, Settings, ANONYMOUS};
+use crate::access::Action;
+use crate::audit::{self, ChainPoint, EpochKey, EpochPolicy, Outcome, Sealer, SealerState};
+use crate::clock::UnixMillis;
+use crate::crypto::{RootKey, VaultKeys};
+use crate::error::{Error, Result};
+use crate::keys::MasterKey;
+use crate::store::{self, LockState, PrincipalRow, Store};
+
+/// Format version 1 to 2: a random root key (wrapped by the master key) replaces the master key
+/// as the source of every key; every data key is re-wrapped and every record re-MACed under
+/// it; principals gain their failed-login state; and the audit log, whose version-1 chain is
+/// checked first, is re-sealed as epoch 0 of the forward-secure chain. Returns the new keys.
+///
+/// The re-sealed records keep their numbers, times and contents. What vouches for them from now
+/// on is this migration, which checked their version-1 MACs: an auditor who exported the
+/// version-1 log before can compare it record by record.
+pub(super) fn v1_to_v2(
+    store: &mut Store,
+    master: &MasterKey,
+    vault_id: &[u8; 16],
+    policy: EpochPolicy,
+    now: UnixMillis,
+) -> Result<VaultKeys> {
+    let old = VaultKeys::derive_v1(MasterKey::from_bytes(*master.expose_secret()), vault_id)?;
+    let tx = store.transaction()?;
+    let settings = Settings::read(&tx, *vault_id, &old)?;
+    let legacy_head: (i64, Vec<u8>) = (
+        store::meta_get(&tx, "audit_head_seq")?,
+        store::meta_get(&tx, "audit_head_mac")?,
+    );
+    tx.execute_batch(store::MIGRATE_V1_TO_V2)?;
+    let legacy = store::legacy_audit_records(&tx)?;
+    let head_seq = u64::try_from(legacy_head.0).map_err(|_| Error::AuditTampered { seq: 1 })?;
+    audit::verify_legacy_chain(old.legacy_audit_key(), &legacy, (head_seq, &legacy_head.1))?;
+
+    let root = RootKey::random()?;
+    store::meta_set(&tx, "root_key", root.wrap(master, vault_id)?)?;
+    let new = VaultKeys::from_root(root, vault_id)?;
+    settings.write(&tx, &new)?;
+    let subjects = rewrap_subjects(&tx, &old, &new, vault_id)?;
+    remac_principals(&tx, &old, &new)?;
+    remac_consents_and_notices(&tx, &old, &new)?;
+    store::meta_delete(&tx, "key_check")?;
+    store::meta_delete(&tx, "audit_head_mac")?;
+
+    // Epoch 0 holds the version-1 records, numbered as they were; its key waits, sealed, for
+    // hand-over to an auditor (`audit handover`).
+    let first = EpochKey::new(0, crate::crypto::random_secret()?);
+    ledger::store_verification_key(&tx, &new, vault_id, first.bytes())?;
+    let mut sealer = Sealer::new(SealerState {
+        key: first,
+        head: ChainPoint::genesis(),
+        records_in_epoch: 0,
+        epoch_started_at: 0,
+        policy: EpochPolicy {
+            max_records: u64::MAX,
+            max_millis: i64::MAX,
+        },
+    });
+    let mut sealed = Vec::with_capacity(legacy.len() + 1);
+    let count = legacy.len();
+    for (record, _) in legacy {
+        sealer.seal(record, &mut sealed);
+    }
+    let detail = format!(
+        "format 1 -> 2: root key created; {subjects} data keys re-wrapped; {count} audit records re-sealed after their format-1 chain verified"
+    );
+    sealer.seal(
+        record(now, ANONYMOUS, Action::Migrate, None, Outcome::Allowed, detail),
+        &mut sealed,
+    );
+    for record in &sealed {
+        store::insert_audit(&tx, record)?;
+    }
+    let mut state = sealer.into_state();
+    state.policy = policy;
+    ledger::save_sealer_state(&tx, &new, vault_id, &state, true)?;
+    drop(state);
+    ledger::write_change_number(&tx, &new, vault_id, 1)?;
+    tx.execute_batch("DROP TABLE audit_v1;")?;
+    tx.pragma_update(None, "user_version", 2)?;
+    tx.commit()?;
+    Ok(new)
+}
+
+fn damaged(table: &'static str, record: impl Into<String>) -> Error {
+    Error::Integrity {
+        table,
+        record: record.into(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks each subject row under the old keys and re-wraps its data key under the new.
+fn rewrap_subjects(
+    tx: &Transaction<'_>,
+    old: &VaultKeys,
+    new: &VaultKeys,
+    vault_id: &[u8; 16],
+) -> Result<usize> {
+    let ids = store::subject_ids(tx)?;
+    for id in &ids {
+        let row = store::subject(tx, id)?.ok_or_else(|| damaged("subjects", hex(id)))?;
+        let fields = subject_mac_fields(id, &row.facts);
+        if !old.record_mac_matches("subject", &as_slices(&fields), &row.mac) {
+            return Err(damaged("subjects", hex(id)));
+        }
+        let wrapped = match &row.wrapped_key {
+            Some(wrapped) => {
+                let key = old
+                    .unwrap(vault_id, id, wrapped)
+                    .ok_or_else(|| damaged("subjects", hex(id)))?;
+                Some(new.wrap(vault_id, id, &key)?)
+            }
+            None => None,
+        };
+        let mac = new.record_mac("subject", &as_slices(&fields));
+        store::update_subject_key(tx, id, wrapped.as_deref(), &mac)?;
+    }
+    Ok(ids.len())
+}
+
+/// Format version 1's principal MAC covered the name, role, salt, iterations and hash.
+fn remac_principals(tx: &Transaction<'_>, old: &VaultKeys, new: &VaultKeys) -> Result<()> {
+    for name in store::principal_names(tx)? {
+        let row = store::find_principal(tx, &name)?.ok_or_else(|| damaged("principals", name.clone()))?;
+        let iterations = u64::try_from(row.iterations).unwrap_or(0).to_le_bytes();
+        let v1_fields: [&[u8]; 5] = [
+            name.as_bytes(),
+            row.role.as_bytes(),
+            &row.salt,
+            &iterations,
+            &row.hash,
+        ];
+        if !old.record_mac_matches("principal", &v1_fields, &row.mac) {
+            return Err(damaged("principals", name));
+        }
+        let row = PrincipalRow {
+            lock: LockState::default(),
+            ..row
+        };
+        let mac = super::principal_mac(new, &name, &row);
+        store::update_principal_lock(tx, &name, &row.lock, &mac)?;
+    }
+    Ok(())
+}
+
+fn remac_consents_and_notices(tx: &Transaction<'_>, old: &VaultKeys, new: &VaultKeys) -> Result<()> {
+    for subject in store::consent_subjects(tx)? {
+        for mut row in store::consents_of(tx, &subject)? {
+            let fields = consent_mac_fields(&row);
+            if !old.record_mac_matches("consent", &as_slices(&fields), &row.mac) {
+                return Err(damaged("consents", row.id.to_string()));
+            }
+            row.mac = new.record_mac("consent", &as_slices(&fields));
+            store::update_consent(tx, &row)?;
+        }
+    }
+    for row in store::all_notices(tx)? {
+        let fields = notice_mac_fields(&row);
+        if !old.record_mac_matches("notice", &as_slices(&fields), &row.mac) {
+            return Err(damaged("notices", row.version));
+        }
+        store::update_notice_mac(tx, row.seq, &new.record_mac("notice", &as_slices(&fields)))?;
+    }
+    Ok(())
+}
