@@ -75,16 +75,24 @@ fn main() -> Result<(), Box<dyn Error>> {
     step("verify (1:1): a new capture of subject 42, then a stranger claiming to be 42");
     let capture = faces.capture(&people[42]);
     let genuine = vault.verify(&gate, &alice, &capture)?;
-    println!("   genuine:  match={} score={}", genuine.matched, genuine.score);
+    println!(
+        "   genuine:  match={} score={}",
+        genuine.matched,
+        shown(genuine.score)
+    );
     let someone_else = faces.person();
     let stranger = faces.capture(&someone_else);
     let impostor = vault.verify(&gate, &alice, &stranger)?;
-    println!("   impostor: match={} score={}", impostor.matched, impostor.score);
+    println!(
+        "   impostor: match={} score={}",
+        impostor.matched,
+        shown(impostor.score)
+    );
 
     step("identify (1:N): who is this capture?");
     let found = vault.identify(&gate, &capture, 3)?;
     for candidate in &found {
-        println!("   {} score={}", candidate.subject, candidate.score);
+        println!("   {} score={}", candidate.subject, shown(candidate.score));
     }
     println!(
         "   stranger: {} candidates",
@@ -183,4 +191,13 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter_mut().for_each(|x| *x /= norm);
     v
+}
+
+/// A score as the caller sees it: the terminal's operator role is shown decisions, not scores
+/// (a score is an oracle for rebuilding a face), unless the vault is configured to show them.
+fn shown(score: Option<f64>) -> String {
+    score.map_or_else(
+        || "(withheld from this role)".to_string(),
+        |score| score.to_string(),
+    )
 }

@@ -32,6 +32,119 @@ pub const FIRST_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60
 /// 2, 4, 8 and 16 minutes, and the 30th failure locks the principal for good.
 pub const MAX_TIMED_LOCKOUTS: i64 = 5;
 
+/// How lookups are throttled (Art. 14; NIST SP 800-63B's limits on biometric attempts). Fixed at
+/// creation, MACed with the vault's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    /// Failed verifies of one subject in a row after which each further verify waits.
+    pub verify_failures_before_delay: u32,
+    /// Failed verifies of one subject in a row after which its face verification is off until
+    /// an admin resets it.
+    pub verify_failures_before_disable: u32,
+    /// The first wait; each further failure (or miss) doubles it.
+    pub first_delay: std::time::Duration,
+    /// Identify probes one principal may send in a minute.
+    pub identify_per_minute: u32,
+    /// Identify probes in a row that match nobody after which the principal waits, and an alert
+    /// is raised.
+    pub identify_misses_before_delay: u32,
+}
+
+impl Default for ThrottlePolicy {
+    /// NIST's 5 failures, 30 s doubling and a cap of 50 for verify; for identify, 1,200 probes a
+    /// minute (20 a second: more than a camera at a door sends) and 200 misses in a row (a door
+    /// where most faces are visitors may need more).
+    fn default() -> Self {
+        Self {
+            verify_failures_before_delay: 5,
+            verify_failures_before_disable: 50,
+            first_delay: std::time::Duration::from_secs(30),
+            identify_per_minute: 1_200,
+            identify_misses_before_delay: 200,
+        }
+    }
+}
+
+impl ThrottlePolicy {
+    pub(crate) fn check(&self) -> Result<()> {
+        let ok = self.verify_failures_before_delay >= 1
+            && self.verify_failures_before_disable > self.verify_failures_before_delay
+            && self.first_delay >= std::time::Duration::from_secs(1)
+            && self.identify_per_minute >= 1
+            && self.identify_misses_before_delay >= 1;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument {
+                what: "throttle policy",
+                reason: "every limit must be at least 1, the disabling cap above the delay's, and the delay at least a second".into(),
+            })
+        }
+    }
+
+    pub(crate) fn mac_fields(&self) -> Vec<Vec<u8>> {
+        vec![
+            self.verify_failures_before_delay.to_le_bytes().to_vec(),
+            self.verify_failures_before_disable.to_le_bytes().to_vec(),
+            u64::try_from(self.first_delay.as_millis())
+                .unwrap_or(u64::MAX)
+                .to_le_bytes()
+                .to_vec(),
+            self.identify_per_minute.to_le_bytes().to_vec(),
+            self.identify_misses_before_delay.to_le_bytes().to_vec(),
+        ]
+    }
+}
+
+/// The roles a vault shows match scores to; the others get the decision and the subject IDs only
+/// (a score is an oracle for rebuilding a face by hill-climbing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoleSet(u8);
+
+impl RoleSet {
+    /// No role.
+    pub const NONE: RoleSet = RoleSet(0);
+    /// Admins only.
+    pub const ADMIN: RoleSet = RoleSet(1);
+
+    /// The set holding `roles`.
+    pub fn of(roles: &[Role]) -> Self {
+        Self(roles.iter().fold(0, |bits, role| bits | role.bit()))
+    }
+
+    /// Whether `role` is in the set.
+    pub fn contains(self, role: Role) -> bool {
+        self.0 & role.bit() != 0
+    }
+
+    pub(crate) fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub(crate) fn from_bits(bits: u8) -> Self {
+        Self(bits & 0x1f)
+    }
+
+    /// The roles' names, comma-separated.
+    pub fn names(self) -> String {
+        ALL_ROLES
+            .iter()
+            .filter(|role| self.contains(**role))
+            .map(|role| role.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Every role, in a fixed order.
+pub const ALL_ROLES: [Role; 5] = [
+    Role::Admin,
+    Role::Enroller,
+    Role::Operator,
+    Role::Auditor,
+    Role::Exporter,
+];
+
 /// A principal's failed-login state after one more failure at `now`: the failure counted, and
 /// a lock when it is the [`LOCKOUT_AFTER_FAILURES`]th in a row. A lock that has run out has
 /// served its purpose: the count starts again from zero, the number of locks does not.
@@ -85,6 +198,16 @@ impl Role {
         }
     }
 
+    fn bit(self) -> u8 {
+        match self {
+            Role::Admin => 1,
+            Role::Enroller => 2,
+            Role::Operator => 4,
+            Role::Auditor => 8,
+            Role::Exporter => 16,
+        }
+    }
+
     /// Whether this role may perform `action`.
     pub fn permits(self, action: Action) -> bool {
         use Action::*;
@@ -109,6 +232,8 @@ impl Role {
                         action,
                         AddUser
                             | UnlockUser
+                            | ResetThrottle
+                            | ListAlerts
                             | AuditHandover
                             | AuditExport
                             | Rekey
@@ -124,7 +249,7 @@ impl Role {
             Role::Operator => matches!(action, Verify | Identify | Stats),
             Role::Auditor => matches!(
                 action,
-                AuditVerify | AuditShow | AuditExport | RenoticeDue | Stats | ListSubjects
+                AuditVerify | AuditShow | AuditExport | ListAlerts | RenoticeDue | Stats | ListSubjects
             ),
             Role::Exporter => matches!(action, Export | Stats),
         }
@@ -219,6 +344,12 @@ pub enum Action {
     AuditExport,
     /// Re-wrapping the vault's root key under a new master key.
     Rekey,
+    /// An intrusion alert raised by throttling (recorded by the lookup that raised it).
+    Alert,
+    /// Clearing a subject's verify throttle.
+    ResetThrottle,
+    /// Listing the alerts.
+    ListAlerts,
 }
 
 impl Action {
@@ -254,6 +385,9 @@ impl Action {
             Action::AuditHandover => "audit_handover",
             Action::AuditExport => "audit_export",
             Action::Rekey => "rekey",
+            Action::Alert => "alert",
+            Action::ResetThrottle => "throttle_reset",
+            Action::ListAlerts => "alerts_list",
         }
     }
 }

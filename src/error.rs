@@ -117,6 +117,20 @@ pub enum Error {
         until: Option<i64>,
     },
 
+    /// Throttled: too many failed verifies of one subject, or too many identifies (or misses) by
+    /// one principal. `retry_after_ms` is how long to wait; `None` when an admin must reset it
+    /// (the terminal falls back to its other method).
+    #[error("{}", match retry_after_ms {
+        Some(ms) => format!("throttled ({}): try again in {} s", scope.as_str(), (ms + 999) / 1000),
+        None => format!("throttled ({}): face verification is off until an admin resets it; use the other method", scope.as_str()),
+    })]
+    Throttled {
+        /// What is throttled.
+        scope: ThrottleScope,
+        /// Milliseconds to wait.
+        retry_after_ms: Option<i64>,
+    },
+
     /// The key file is unusable.
     #[error("key file {path}: {problem}")]
     KeyFile {
@@ -237,6 +251,26 @@ impl StorageError {
 impl From<rusqlite::Error> for Error {
     fn from(error: rusqlite::Error) -> Self {
         Error::Storage(StorageError::from_sqlite(&error))
+    }
+}
+
+/// What a throttle applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ThrottleScope {
+    /// Verifies of one subject.
+    Subject,
+    /// Identifies by one principal.
+    Principal,
+}
+
+impl ThrottleScope {
+    /// Its name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThrottleScope::Subject => "this subject's verifies",
+            ThrottleScope::Principal => "this user's identifies",
+        }
     }
 }
 
@@ -392,6 +426,7 @@ impl Error {
             Error::RolledBack { .. } => "rolled_back",
             Error::RollbackCounter(_) => "rollback_counter",
             Error::LockedOut { .. } => "locked_out",
+            Error::Throttled { .. } => "throttled",
             Error::AlreadyExists(_) => "already_exists",
             Error::Busy(_) => "busy",
             Error::NotAVault(_) => "not_a_vault",
@@ -423,7 +458,8 @@ impl Error {
             | Error::Forbidden { .. }
             | Error::ForeignSession
             | Error::SessionEnded
-            | Error::LockedOut { .. } => ErrorClass::Refused,
+            | Error::LockedOut { .. }
+            | Error::Throttled { .. } => ErrorClass::Refused,
             Error::WrongKey
             | Error::Integrity { .. }
             | Error::AuditTampered { .. }

@@ -108,7 +108,8 @@ pub struct fv_notice {
 pub struct fv_candidate {
     /// The subject's 16-byte ID.
     pub subject: [u8; 16],
-    /// Its score, rounded to three decimals.
+    /// Its score, rounded to the vault's score decimals; NaN when the vault does not show scores
+    /// to the caller's role.
     pub score: f64,
 }
 
@@ -477,7 +478,8 @@ pub unsafe extern "C" fn fv_enrol(
 }
 
 /// 1:1: compares the probe (`len` values) with `subject`'s templates. `*matched` and `*score`
-/// receive the decision and the rounded score. Operators.
+/// receive the decision and the rounded score (NaN when the vault does not show scores to the
+/// caller's role). Operators.
 ///
 /// # Safety
 /// As [`fv_login`]; `subject` 16 readable bytes; `values` `len` floats; the outputs writable.
@@ -495,7 +497,7 @@ pub unsafe extern "C" fn fv_verify(
         let subject = subject_of(subject)?;
         let answer = self::vault(vault)?.verify(self::session(session)?, &subject, floats(values, len)?)?;
         put(matched, "matched", answer.matched)?;
-        put(score, "score", answer.score)
+        put(score, "score", answer.score.unwrap_or(f64::NAN))
     })
 }
 
@@ -532,7 +534,7 @@ pub unsafe extern "C" fn fv_identify(
         for (slot, candidate) in room.iter_mut().zip(&candidates) {
             *slot = fv_candidate {
                 subject: *candidate.subject.as_bytes(),
-                score: candidate.score,
+                score: candidate.score.unwrap_or(f64::NAN),
             };
         }
         put(found, "found", candidates.len())

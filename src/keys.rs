@@ -250,11 +250,43 @@ impl KeyProvider for KeyFile {
 }
 
 /// Writes `bytes` to a new file with the given Unix mode, synced to disk. Refuses to overwrite,
-/// and to write through a symbolic link.
+/// and to write through a symbolic link. The file appears whole or not at all: the bytes go to a
+/// temporary file beside it, which is then linked under the name (a link, unlike a rename, fails
+/// if the name exists). A process killed part-way leaves at most the temporary file, never a
+/// short key file under the real name.
 pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut file = NewFile::create(path, mode)?;
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Err(Error::AlreadyExists(path.to_path_buf()));
+    }
+    let suffix: [u8; 8] = crypto::random_array()?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", hex(&suffix)));
+    let temporary = PathBuf::from(temporary);
+    let mut file = NewFile::create(&temporary, mode)?;
     file.write_synced(bytes)?;
-    file.keep();
+    let linked = std::fs::hard_link(&temporary, path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
+        _ => Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot create {}: {e}", path.display()),
+        )),
+    });
+    // Dropping the unkept temporary file removes its name; the linked name keeps the file.
+    drop(file);
+    linked?;
+    sync_directory(path)
+}
+
+fn sync_directory(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    if let Some(directory) = path.parent() {
+        let directory = if directory.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            directory
+        };
+        File::open(directory)?.sync_all()?;
+    }
     Ok(())
 }
 
@@ -298,16 +330,7 @@ impl NewFile {
     pub(crate) fn write_synced(&mut self, bytes: &[u8]) -> Result<()> {
         self.file.write_all(bytes)?;
         self.file.sync_all()?;
-        #[cfg(unix)]
-        if let Some(directory) = self.path.parent() {
-            let directory = if directory.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                directory
-            };
-            File::open(directory)?.sync_all()?;
-        }
-        Ok(())
+        sync_directory(&self.path)
     }
 
     /// The open file, to write to.

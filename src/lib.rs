@@ -20,7 +20,10 @@ mod vault;
 mod wiped;
 mod xorshift;
 
-pub use access::{Action, Password, Role, PASSWORD_ITERATIONS};
+pub use access::{
+    Action, Password, Role, RoleSet, ThrottlePolicy, ALL_ROLES, FIRST_LOCKOUT, LOCKOUT_AFTER_FAILURES,
+    MAX_TIMED_LOCKOUTS, PASSWORD_ITERATIONS,
+};
 pub use audit::{
     check_audit_export, AuditExportCheck, AuditRecord, AuditVerificationKey, EpochPolicy, Outcome,
     EPOCH_CLOSE_ACTION,
@@ -30,7 +33,9 @@ pub use bundle::{
     RecipientSecretKey, MAX_BUNDLE_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
-pub use error::{BundleProblem, Error, ErrorClass, KeyFileProblem, Result, StorageError, TemplateError};
+pub use error::{
+    BundleProblem, Error, ErrorClass, KeyFileProblem, Result, StorageError, TemplateError, ThrottleScope,
+};
 pub use gallery::ScanMode;
 pub use keys::{
     counter_path, CounterFile, FixedKey, KeyFile, KeyProvider, MasterKey, RollbackCounter, MASTER_KEY_LEN,
@@ -44,6 +49,7 @@ pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
 pub use vault::consent::{PublishedNotice, RenoticeDue, TransferConsent};
 pub use vault::{
     AuditCheckpoint, AuditVerification, Candidate, ExportRequest, ExportedBundle, ExportedFile, OpenOptions,
-    Progress, Session, Stats, SubjectEntry, Vault, VaultConfig, Verification, DEFAULT_THRESHOLD, FLUSH_BATCH,
-    FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS, MAX_TEMPLATES_PER_SUBJECT, SCORE_DECIMALS,
+    Progress, Session, Stats, SubjectEntry, Vault, VaultConfig, Verification, DEFAULT_SCORE_DECIMALS,
+    DEFAULT_SCORE_ROLES, DEFAULT_THRESHOLD, FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS,
+    MAX_SCORE_DECIMALS, MAX_TEMPLATES_PER_SUBJECT,
 };

@@ -100,6 +100,18 @@ CREATE TABLE audit (
     hash    BLOB NOT NULL CHECK (length(hash) = 32),
     mac     BLOB NOT NULL CHECK (length(mac) = 32)
 ) STRICT;
+
+CREATE TABLE throttles (
+    kind            TEXT NOT NULL CHECK (kind IN ('subject', 'principal')),
+    key             BLOB NOT NULL,
+    failures        INTEGER NOT NULL,
+    next_allowed_at INTEGER NOT NULL,
+    disabled        INTEGER NOT NULL CHECK (disabled IN (0, 1)),
+    window_start    INTEGER NOT NULL,
+    window_count    INTEGER NOT NULL,
+    mac             BLOB NOT NULL,
+    PRIMARY KEY (kind, key)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// The table changes from version 1 to 2; the migration code fills the new audit table.
@@ -119,6 +131,18 @@ CREATE TABLE audit (
 ) STRICT;
 ALTER TABLE principals ADD COLUMN lockouts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE principals ADD COLUMN locked_until INTEGER;
+
+CREATE TABLE throttles (
+    kind            TEXT NOT NULL CHECK (kind IN ('subject', 'principal')),
+    key             BLOB NOT NULL,
+    failures        INTEGER NOT NULL,
+    next_allowed_at INTEGER NOT NULL,
+    disabled        INTEGER NOT NULL CHECK (disabled IN (0, 1)),
+    window_start    INTEGER NOT NULL,
+    window_count    INTEGER NOT NULL,
+    mac             BLOB NOT NULL,
+    PRIMARY KEY (kind, key)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// An open database file.
@@ -881,6 +905,83 @@ pub(crate) fn find_principal(conn: &Connection, name: &str) -> Result<Option<Pri
             },
         )
         .optional()?)
+}
+
+// --- throttles --------------------------------------------------------------------------------
+
+/// A stored throttle row: its kind (`subject` or `principal`), key, state and MAC.
+pub(crate) struct ThrottleRow {
+    pub kind: String,
+    pub key: Vec<u8>,
+    pub failures: i64,
+    pub next_allowed_at: i64,
+    pub disabled: bool,
+    pub window_start: i64,
+    pub window_count: i64,
+    pub mac: Vec<u8>,
+}
+
+pub(crate) fn upsert_throttle(conn: &Connection, row: &ThrottleRow) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO throttles(kind, key, failures, next_allowed_at, disabled, window_start, window_count, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT(kind, key) DO UPDATE SET failures = excluded.failures,
+             next_allowed_at = excluded.next_allowed_at, disabled = excluded.disabled,
+             window_start = excluded.window_start, window_count = excluded.window_count, mac = excluded.mac",
+    )?
+    .execute(params![
+        row.kind,
+        row.key,
+        row.failures,
+        row.next_allowed_at,
+        row.disabled,
+        row.window_start,
+        row.window_count,
+        row.mac
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn delete_throttle(conn: &Connection, kind: &str, key: &[u8]) -> Result<()> {
+    conn.prepare_cached("DELETE FROM throttles WHERE kind = ?1 AND key = ?2")?
+        .execute(params![kind, key])?;
+    Ok(())
+}
+
+pub(crate) fn throttles(conn: &Connection) -> Result<Vec<ThrottleRow>> {
+    let mut statement = conn.prepare(
+        "SELECT kind, key, failures, next_allowed_at, disabled, window_start, window_count, mac FROM throttles",
+    )?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(ThrottleRow {
+                kind: row.get(0)?,
+                key: row.get(1)?,
+                failures: row.get(2)?,
+                next_allowed_at: row.get(3)?,
+                disabled: row.get(4)?,
+                window_start: row.get(5)?,
+                window_count: row.get(6)?,
+                mac: row.get(7)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// The audit records of one action (the alerts), oldest first.
+pub(crate) fn audit_records_of_action(conn: &Connection, action: &str) -> Result<Vec<AuditRecord>> {
+    let mut records = Vec::new();
+    let mut statement = conn.prepare("SELECT seq FROM audit WHERE action = ?1 ORDER BY seq")?;
+    let seqs: Vec<i64> = statement
+        .query_map([action], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for seq in seqs {
+        if let Some(sealed) = audit_record(conn, u64::try_from(seq).unwrap_or(0))? {
+            records.push(sealed.record);
+        }
+    }
+    Ok(records)
 }
 
 // --- audit ------------------------------------------------------------------------------------

@@ -432,17 +432,21 @@ fn a_rekey_killed_at_random_moments_leaves_a_vault_that_opens_with_exactly_one_k
         std::thread::sleep(std::time::Duration::from_millis(60 + rng.next_u64() % 120));
         let _ = child.kill();
         let _ = child.wait();
-        let opens = |key: &Path| Vault::open_with(&cli.db, &KeyFile::new(key), OpenOptions::default());
+        // Each opening is closed before the next: one opening of a file at a time.
+        let opens = |key: &Path| -> Result<(), Error> {
+            Vault::open_with(&cli.db, &KeyFile::new(key), OpenOptions::default())?.close()
+        };
         let with_current = opens(&current);
         let with_next = next.exists().then(|| opens(&next));
-        let (vault, key) = match (with_current, with_next) {
-            (Ok(vault), None | Some(Err(Error::WrongKey))) => (vault, current.clone()),
-            (Err(Error::WrongKey), Some(Ok(vault))) => {
+        let key = match (with_current, with_next) {
+            (Ok(()), None | Some(Err(Error::WrongKey))) => current.clone(),
+            (Err(Error::WrongKey), Some(Ok(()))) => {
                 moved += 1;
-                (vault, next.clone())
+                next.clone()
             }
             (a, b) => panic!("round {round}: old key {a:?}, new key {b:?}"),
         };
+        let vault = Vault::open_with(&cli.db, &KeyFile::new(&key), OpenOptions::default()).unwrap();
         let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
         vault.verify_audit(&admin).unwrap();
         assert_eq!(vault.subjects(&admin).unwrap().len(), 1);
@@ -564,4 +568,278 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     // It opens again as version 2, with the counter the migration started.
     let vault = Vault::open_with(&db, &KeyFile::new(&key), options()).unwrap();
     vault.close().unwrap();
+}
+
+/// A vault with one enrolled subject, a second operator, and the given configuration.
+fn throttled_vault(
+    config: facevault::VaultConfig,
+) -> (TestVault, facevault::SubjectId, Vec<f32>, facevault::Session) {
+    let mut tv = TestVault::new(64);
+    let dir_path = tv.dir.path().join("throttled.db");
+    let vault = Vault::create_with_clock(
+        &dir_path,
+        &FixedKey::new(KEY),
+        &config,
+        ADMIN,
+        &Password::new(ADMIN_PASSWORD),
+        tv.clock.clone(),
+    )
+    .unwrap();
+    let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+    for name in [OPERATOR, "gate-2"] {
+        vault
+            .add_user(
+                &admin,
+                name,
+                facevault::Role::Operator,
+                &Password::new(OPERATOR_PASSWORD),
+            )
+            .unwrap();
+    }
+    vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+    let person = Rng::new(11).gaussian_vec(64);
+    let subject = vault.enrol(&admin, &consent(), &person).unwrap();
+    let second = vault.login("gate-2", &Password::new(OPERATOR_PASSWORD)).unwrap();
+    tv.operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+    tv.admin = admin;
+    let old = std::mem::replace(&mut tv.vault, vault);
+    old.close().unwrap();
+    tv.path = dir_path;
+    (tv, subject, person, second)
+}
+
+fn retry_after(result: Result<facevault::Verification, Error>) -> Option<i64> {
+    match result {
+        Err(Error::Throttled { retry_after_ms, .. }) => retry_after_ms,
+        other => panic!("expected a throttle, got {other:?}"),
+    }
+}
+
+/// Five failed verifies of one subject throttle its verify; the settable clock shows the waits
+/// doubling; at fifty it is disabled until an admin resets it; another subject, and a match,
+/// are unaffected; the throttle outlives a reopening; each step raises an alert.
+#[test]
+fn failed_verifies_of_a_subject_throttle_it_with_doubling_waits_then_disable_it() {
+    // The default cap of 50 lies 30 s × 2^44 away along the doubling waits: the cap is tested at
+    // 12, the waits as they are.
+    let config = facevault::VaultConfig {
+        throttle: facevault::ThrottlePolicy {
+            verify_failures_before_disable: 12,
+            ..facevault::ThrottlePolicy::default()
+        },
+        ..common::test_config(64)
+    };
+    let (tv, subject, person, second) = throttled_vault(config);
+    let (vault, clock, gate) = (&tv.vault, &tv.clock, &tv.operator);
+    let stranger = Rng::new(99).gaussian_vec(64);
+    for _ in 0..5 {
+        assert!(!vault.verify(gate, &subject, &stranger).unwrap().matched);
+    }
+    // Throttled for everyone, the genuine person too: the subject is under attack.
+    assert_eq!(
+        retry_after(vault.verify(&second, &subject, &person)),
+        Some(30_000)
+    );
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let wait = retry_after(vault.verify(gate, &subject, &stranger)).unwrap();
+        waits.push(wait / 1000);
+        clock.advance(wait);
+        assert!(!vault.verify(gate, &subject, &stranger).unwrap().matched);
+    }
+    assert_eq!(waits, vec![30, 60, 120, 240]);
+    // Another subject is served meanwhile.
+    let other = Rng::new(12).gaussian_vec(64);
+    let other_subject = vault.enrol(&tv.admin, &consent(), &other).unwrap();
+    assert!(vault.verify(gate, &other_subject, &other).unwrap().matched);
+
+    // On to the cap: disabled, whatever the clock says.
+    for _ in 9..12 {
+        let wait = retry_after(vault.verify(gate, &subject, &stranger)).unwrap();
+        clock.advance(wait);
+        assert!(!vault.verify(gate, &subject, &stranger).unwrap().matched);
+    }
+    clock.advance(86_400_000);
+    let TestVault {
+        vault,
+        admin,
+        dir,
+        clock,
+        ..
+    } = tv;
+    let path = dir.path().join("throttled.db");
+    vault.flush_audit().unwrap();
+    vault.close().unwrap();
+    let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
+    let gate = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+    assert_eq!(retry_after(vault.verify(&gate, &subject, &person)), None);
+    let admin = {
+        drop(admin);
+        vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap()
+    };
+    let alerts = vault.alerts(&admin).unwrap();
+    assert!(
+        alerts.iter().any(|a| a.detail.contains("5 failed verifies")),
+        "{alerts:#?}"
+    );
+    assert!(
+        alerts.iter().any(|a| a.detail.contains("disabled after 12")),
+        "{alerts:#?}"
+    );
+    assert!(alerts.iter().all(|a| a.subject == Some(subject.to_string())));
+    vault.reset_throttle(&admin, &subject).unwrap();
+    assert!(vault.verify(&gate, &subject, &person).unwrap().matched);
+}
+
+/// A scripted enumeration (hundreds of random probes matching nobody) raises an alert and is
+/// throttled, while another operator's traffic is served; a rate beyond the limit is refused
+/// with a retry-after until the minute is over.
+#[test]
+fn an_enumeration_is_throttled_and_alerted_while_another_operator_is_served() {
+    let config = facevault::VaultConfig {
+        throttle: facevault::ThrottlePolicy {
+            identify_per_minute: 10_000,
+            ..facevault::ThrottlePolicy::default()
+        },
+        ..common::test_config(64)
+    };
+    let (tv, subject, person, second) = throttled_vault(config);
+    let (vault, clock, gate) = (&tv.vault, &tv.clock, &tv.operator);
+    let mut rng = Rng::new(77);
+    let mut answered = 0;
+    let refused = loop {
+        match vault.identify(gate, &rng.gaussian_vec(64), 1) {
+            Ok(found) => {
+                assert!(found.is_empty());
+                answered += 1;
+            }
+            Err(e) => break e,
+        }
+        // The other operator's genuine traffic goes on.
+        assert_eq!(vault.identify(&second, &person, 1).unwrap()[0].subject, subject);
+        assert!(answered <= 200, "never throttled");
+    };
+    assert_eq!(answered, 200);
+    assert!(
+        matches!(
+            refused,
+            Error::Throttled {
+                retry_after_ms: Some(30_000),
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    clock.advance(30_000);
+    // The next miss doubles the wait.
+    assert!(vault.identify(gate, &rng.gaussian_vec(64), 1).unwrap().is_empty());
+    assert!(matches!(
+        vault.identify(gate, &rng.gaussian_vec(64), 1),
+        Err(Error::Throttled {
+            retry_after_ms: Some(60_000),
+            ..
+        })
+    ));
+    let alerts = vault.alerts(&tv.admin).unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].actor, OPERATOR);
+    assert!(
+        alerts[0].detail.contains("matched nobody"),
+        "{}",
+        alerts[0].detail
+    );
+
+    // The rate: the second operator sends more than the minute allows.
+    let limited = facevault::VaultConfig {
+        throttle: facevault::ThrottlePolicy {
+            identify_per_minute: 30,
+            ..facevault::ThrottlePolicy::default()
+        },
+        ..common::test_config(64)
+    };
+    let (tv, _, person, second) = throttled_vault(limited);
+    for _ in 0..30 {
+        tv.vault.identify(&second, &person, 1).unwrap();
+    }
+    let refused = tv.vault.identify(&second, &person, 1);
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Throttled {
+                retry_after_ms: Some(60_000),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    tv.vault.identify(&tv.operator, &person, 1).unwrap();
+    tv.clock.advance(60_000);
+    tv.vault.identify(&second, &person, 1).unwrap();
+    assert!(tv.vault.alerts(&tv.admin).unwrap()[0]
+        .detail
+        .contains("rate exceeded"));
+}
+
+/// By default the terminal's operator gets decisions and subject IDs, not scores; an admin gets
+/// scores rounded to two decimals; the CLI's JSON has no score for the operator.
+#[test]
+fn scores_go_only_to_roles_that_may_see_them_rounded_to_two_decimals() {
+    let (tv, subject, person, second) = throttled_vault(facevault::VaultConfig::new(64, "test-model"));
+    let as_operator = tv.vault.verify(&second, &subject, &person).unwrap();
+    assert!(as_operator.matched && as_operator.score.is_none());
+    let found = tv.vault.identify(&second, &person, 1).unwrap();
+    assert_eq!((found[0].subject, found[0].score), (subject, None));
+    let as_admin = tv.vault.verify(&tv.admin, &subject, &person);
+    // Admins do not run lookups; the score policy is about who may see scores at all.
+    assert!(matches!(as_admin, Err(Error::Forbidden { .. })));
+
+    let cli = CliVault::init(DIM);
+    let probe = cli.file("p.f32", &le_bytes(&Rng::new(1).gaussian_vec(DIM)));
+    let subject = cli.enrol_file(&probe, &[]);
+    let answer = cli
+        .operator(&["verify", "--subject", &subject, "--probe", &probe])
+        .ok()
+        .clone();
+    assert_eq!(answer["match"], true);
+    assert!(answer.get("score").is_none(), "{answer}");
+    let shown_dir = tempfile::tempdir().unwrap();
+    let shown = CliVault {
+        db: shown_dir.path().join("vault.db"),
+        key: shown_dir.path().join("master.key"),
+        dir: shown_dir,
+    };
+    shown
+        .run(
+            None,
+            &[
+                "init",
+                "--dim",
+                "8",
+                "--admin",
+                ADMIN,
+                "--score-roles",
+                "operator",
+            ],
+        )
+        .ok();
+    shown.add_user(OPERATOR, "operator");
+    shown
+        .admin(&[
+            "notice",
+            "publish",
+            "--file",
+            &shown.file("n.json", notice_json(NOTICE_VERSION).as_bytes()),
+        ])
+        .ok();
+    let probe = shown.file("p.f32", &le_bytes(&[0.6, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]));
+    let subject = shown.enrol_file(
+        &shown.file("t.f32", &le_bytes(&[0.8, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])),
+        &[],
+    );
+    let answer = shown
+        .as_user(OPERATOR, &["verify", "--subject", &subject, "--probe", &probe])
+        .ok()
+        .clone();
+    // cos = 0.96 exactly; two decimals.
+    assert_eq!(answer["score"], 0.96);
 }

@@ -10,6 +10,7 @@
  *   ./a.out DIR
  */
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,8 +132,10 @@ int main(int argc, char **argv) {
     double score = 0.0;
     face(0, 99, template_);
     check(fv_verify(vault, gate, &cameras[0].subjects[0], template_, DIM, &matched, &score), "fv_verify");
-    expect(matched && score > 0.9, "person 0 verifies as themselves");
-    printf("verify: match=%d score=%.3f\n", (int)matched, score);
+    /* The terminal's operator role gets the decision; the score is withheld (NaN) unless the
+       vault is configured to show it: a score is an oracle for rebuilding a face. */
+    expect(matched && isnan(score), "person 0 verifies as themselves, and the score is withheld");
+    printf("verify: match=%d (score withheld from the operator)\n", (int)matched);
 
     /* Two camera threads identify while the desk enrols nobody new but reads the stats. */
     pthread_t threads[2];

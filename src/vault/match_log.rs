@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ledger::Ledger;
+use super::throttle::{self, ThrottleChange, ThrottleKey};
 use crate::access::Action;
 use crate::audit::{AuditRecord, Outcome};
 use crate::clock::UnixMillis;
@@ -72,28 +73,65 @@ impl ActorName {
     }
 }
 
-/// What a lookup found, or why it was refused.
+/// What a lookup found, or why it was refused, or a throttle it moved.
 pub(super) enum LookupDetail {
-    Verified { matched: bool, score: f64 },
-    Identified { k: usize, candidates: Vec<SubjectId> },
+    Verified {
+        matched: bool,
+        score: f64,
+    },
+    Identified {
+        k: usize,
+        candidates: Vec<SubjectId>,
+    },
     Refused(String),
+    /// A throttle's new state, to store; with an alert, also an `alert` record.
+    Throttle(ThrottleChange),
+}
+
+/// What the writer does for one queued event: a record to append, a throttle row to store.
+struct Pending {
+    record: Option<AuditRecord>,
+    throttle: Option<ThrottleChange>,
 }
 
 impl LookupEvent {
-    fn into_record(self) -> AuditRecord {
+    fn into_pending(self) -> Pending {
         let detail = match self.detail {
-            LookupDetail::Verified { matched, score } => format!("match={matched} score={score:.3}"),
+            LookupDetail::Verified { matched, score } => format!("match={matched} score={score}"),
             LookupDetail::Identified { k, candidates } => identified_detail(k, &candidates),
             LookupDetail::Refused(detail) => detail,
+            LookupDetail::Throttle(change) => {
+                let subject = match &change.key {
+                    ThrottleKey::Subject(subject) => Some(*subject),
+                    ThrottleKey::Principal(_) => None,
+                };
+                let record = change.alert.clone().map(|alert| {
+                    super::record(
+                        self.at,
+                        self.actor.as_str(),
+                        Action::Alert,
+                        subject,
+                        Outcome::Denied,
+                        alert,
+                    )
+                });
+                return Pending {
+                    record,
+                    throttle: Some(change),
+                };
+            }
         };
-        super::record(
-            self.at,
-            self.actor.as_str(),
-            self.action,
-            self.subject,
-            self.outcome,
-            detail,
-        )
+        Pending {
+            record: Some(super::record(
+                self.at,
+                self.actor.as_str(),
+                self.action,
+                self.subject,
+                self.outcome,
+                detail,
+            )),
+            throttle: None,
+        }
     }
 }
 
@@ -216,6 +254,18 @@ impl MatchLog {
         })
     }
 
+    /// Queues a throttle's change (and its alert); returns at once.
+    pub(super) fn push_throttle(&self, at: UnixMillis, actor: &str, change: ThrottleChange) {
+        self.push(LookupEvent {
+            at,
+            actor: ActorName::new(actor),
+            action: Action::Alert,
+            subject: None,
+            outcome: Outcome::Denied,
+            detail: LookupDetail::Throttle(change),
+        });
+    }
+
     /// Queues a record; returns at once.
     pub(super) fn push(&self, record: LookupEvent) {
         let mut queue = self.shared.lock();
@@ -294,7 +344,7 @@ fn run(ledger: &SharedLedger, shared: &Shared) -> Result<()> {
     let _answer_when_gone = AnswerWhenGone(shared);
     // Records taken from the queue but not yet committed: a failed write (a full disk, say) keeps
     // them and tries again one interval later, rather than spinning on the store lock.
-    let mut batch: Vec<AuditRecord> = Vec::new();
+    let mut batch: Vec<Pending> = Vec::new();
     let mut retry_at: Option<Instant> = None;
     let mut spare: Vec<LookupEvent> = Vec::with_capacity(FLUSH_BATCH);
     let mut queue = shared.lock();
@@ -331,7 +381,7 @@ fn run(ledger: &SharedLedger, shared: &Shared) -> Result<()> {
         queue.oldest = None;
         drop(queue);
         // Formatting is the writer's work, off the lookup path.
-        batch.extend(events.drain(..).map(LookupEvent::into_record));
+        batch.extend(events.drain(..).map(LookupEvent::into_pending));
         // The emptied queue goes back for the next batch, so lookups never grow a fresh one.
         spare = events;
         let mut written = write(ledger, &mut batch);
@@ -361,7 +411,7 @@ fn run(ledger: &SharedLedger, shared: &Shared) -> Result<()> {
         if closed {
             return match failure {
                 Some(cause) => Err(Error::AuditNotWritten {
-                    lost: batch.len(),
+                    lost: batch.iter().filter(|pending| pending.record.is_some()).count(),
                     cause,
                 }),
                 None => Ok(()),
@@ -372,14 +422,19 @@ fn run(ledger: &SharedLedger, shared: &Shared) -> Result<()> {
 }
 
 /// Appends the batch to the chain in one transaction; the batch is emptied only once committed.
-fn write(ledger: &SharedLedger, batch: &mut Vec<AuditRecord>) -> Result<()> {
+fn write(ledger: &SharedLedger, batch: &mut Vec<Pending>) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
     let mut ledger = lock(ledger);
     ledger.write(|writing| {
-        for record in batch.iter() {
-            writing.audit(record.clone())?;
+        for pending in batch.iter() {
+            if let Some(change) = &pending.throttle {
+                throttle::store_change(writing.tx, writing.keys, change)?;
+            }
+            if let Some(record) = &pending.record {
+                writing.audit(record.clone())?;
+            }
         }
         Ok(())
     })?;

@@ -33,7 +33,7 @@ pub(super) fn v1_to_v2(
 ) -> Result<VaultKeys> {
     let old = VaultKeys::derive_v1(MasterKey::from_bytes(*master.expose_secret()), vault_id)?;
     let tx = store.transaction()?;
-    let settings = Settings::read(&tx, *vault_id, &old)?;
+    let settings = Settings::read_format(&tx, *vault_id, &old, 1)?;
     let legacy_head: (i64, Vec<u8>) = (
         store::meta_get(&tx, "audit_head_seq")?,
         store::meta_get(&tx, "audit_head_mac")?,

@@ -14,6 +14,7 @@ mod ledger;
 mod load;
 mod match_log;
 mod migrate;
+mod throttle;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -25,7 +26,7 @@ use serde::Serialize;
 
 use crate::wiped::WipedVec;
 
-use crate::access::{self, Action, Credential, Password, Role};
+use crate::access::{self, Action, Credential, Password, Role, RoleSet, ThrottlePolicy};
 use crate::audit::{self, AuditRecord, EpochPolicy, MacCheck, Outcome};
 use crate::clock::{Clock, SystemClock, UnixMillis};
 use crate::crypto::{self, DataKey, RootKey, TemplateBinding, VaultKeys};
@@ -42,6 +43,7 @@ pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 
 use ledger::Ledger;
 use match_log::{lock, ActorName, LookupDetail, LookupEvent, MatchLog, SharedLedger};
+use throttle::Throttles;
 
 /// The match threshold used when `init` is given none: a cosine similarity that separates genuine
 /// pairs (typically 0.5–0.8 for ArcFace-style 512-d embeddings) from impostors (0.0–0.3).
@@ -58,13 +60,16 @@ pub const MAX_CANDIDATES_PER_CALL: usize = 100_000;
 pub const MAX_LOOKUP_THREADS: usize = 64;
 /// The most templates one subject may hold.
 pub const MAX_TEMPLATES_PER_SUBJECT: usize = 32;
-/// Scores leave the vault rounded to this many decimals: an exact score is an oracle for
-/// template-reconstruction (hill-climbing) attacks.
-pub const SCORE_DECIMALS: i32 = 3;
+/// Scores leave the vault rounded to this many decimals unless configured otherwise
+/// ([`VaultConfig::score_decimals`]): an exact score is an oracle for template-reconstruction
+/// (hill-climbing) attacks.
+pub const DEFAULT_SCORE_DECIMALS: u8 = 2;
+/// The most decimals a vault may show.
+pub const MAX_SCORE_DECIMALS: u8 = 4;
+/// The roles that see scores unless configured otherwise: admins, who tune the threshold. The
+/// terminal's operator gets the decision and the subject IDs.
+pub const DEFAULT_SCORE_ROLES: RoleSet = RoleSet::ADMIN;
 const MAX_MODEL_NAME_LEN: usize = 64;
-/// Half a unit of the last reported decimal: raw scores this far below the threshold may round up
-/// to it, and are decided on their rounded value like every other.
-const ROUNDING_MARGIN: f32 = 0.0005;
 /// The actor recorded for an attempt made without an authenticated principal.
 const ANONYMOUS: &str = "-";
 /// The actor recorded for a login attempt under a name that is not a principal.
@@ -92,6 +97,13 @@ pub struct VaultConfig {
     /// When the audit log's sealing key moves on (forward-secure sealing): whoever takes the
     /// device can rewrite at most the current epoch.
     pub audit_epochs: EpochPolicy,
+    /// How verifies of a subject and identifies of a principal are throttled.
+    pub throttle: ThrottlePolicy,
+    /// The roles that see match scores; the others get decisions and subject IDs only.
+    pub score_roles: RoleSet,
+    /// Decimals a shown score is rounded to (0 to [`MAX_SCORE_DECIMALS`]); decisions are taken
+    /// on the rounded score.
+    pub score_decimals: u8,
 }
 
 impl VaultConfig {
@@ -107,6 +119,9 @@ impl VaultConfig {
             utc_offset_minutes: policy::DEFAULT_UTC_OFFSET_MINUTES,
             scan: ScanMode::default(),
             audit_epochs: EpochPolicy::default(),
+            throttle: ThrottlePolicy::default(),
+            score_roles: DEFAULT_SCORE_ROLES,
+            score_decimals: DEFAULT_SCORE_DECIMALS,
         }
     }
 
@@ -140,6 +155,13 @@ impl VaultConfig {
             return Err(invalid(
                 "minor retention ceiling",
                 "may not exceed the adult ceiling".into(),
+            ));
+        }
+        self.throttle.check()?;
+        if self.score_decimals > MAX_SCORE_DECIMALS {
+            return Err(invalid(
+                "score decimals",
+                format!("must be 0 to {MAX_SCORE_DECIMALS}"),
             ));
         }
         if self.audit_epochs.max_records < 2 || self.audit_epochs.max_millis < 1000 {
@@ -228,8 +250,10 @@ pub struct Verification {
     /// Whether the best score reached the vault's threshold.
     #[serde(rename = "match")]
     pub matched: bool,
-    /// The best score over the subject's templates, rounded to [`SCORE_DECIMALS`].
-    pub score: f64,
+    /// The best score over the subject's templates, rounded to the vault's score decimals;
+    /// `None` for a role the vault does not show scores to ([`VaultConfig::score_roles`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 /// One answer of a 1:N identification.
@@ -237,8 +261,10 @@ pub struct Verification {
 pub struct Candidate {
     /// The subject.
     pub subject: SubjectId,
-    /// Its best score, rounded to [`SCORE_DECIMALS`].
-    pub score: f64,
+    /// Its best score, rounded to the vault's score decimals; `None` for a role the vault does
+    /// not show scores to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 /// An enrolled subject as [`Vault::subjects`] lists it.
@@ -327,6 +353,11 @@ struct Settings {
     ceilings: RetentionCeilings,
     utc_offset_minutes: i32,
     scan: ScanMode,
+    /// How lookups are throttled (format version 2).
+    throttle: ThrottlePolicy,
+    /// Who sees match scores, and to how many decimals (format version 2).
+    score_roles: RoleSet,
+    score_decimals: u8,
 }
 
 impl Settings {
@@ -335,8 +366,9 @@ impl Settings {
         Ok(template::normalise_rows(input, self.dim, &self.model, count)?)
     }
 
-    fn mac_fields(&self) -> Vec<Vec<u8>> {
-        vec![
+    /// The fields the settings MAC covers: format version 1's eight, then version 2's.
+    fn mac_fields(&self, format: i64) -> Vec<Vec<u8>> {
+        let mut fields = vec![
             self.vault_id.to_vec(),
             (self.dim as u64).to_le_bytes().to_vec(),
             self.model.as_bytes().to_vec(),
@@ -345,7 +377,24 @@ impl Settings {
             self.ceilings.minor_secs.to_le_bytes().to_vec(),
             i64::from(self.utc_offset_minutes).to_le_bytes().to_vec(),
             self.scan.as_str().as_bytes().to_vec(),
-        ]
+        ];
+        if format >= 2 {
+            fields.extend(self.throttle.mac_fields());
+            fields.push(vec![self.score_roles.bits(), self.score_decimals]);
+        }
+        fields
+    }
+
+    /// Scores rounded to the configured decimals.
+    fn round_score(&self, score: f32) -> f64 {
+        let scale = 10f64.powi(i32::from(self.score_decimals));
+        (f64::from(score) * scale).round() / scale
+    }
+
+    /// Half a unit of the last reported decimal: raw scores this far below the threshold may
+    /// round up to it, and are decided on their rounded value like every other.
+    fn rounding_margin(&self) -> f32 {
+        (0.5 * 10f64.powi(-i32::from(self.score_decimals))) as f32
     }
 
     fn write(&self, conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<()> {
@@ -356,14 +405,82 @@ impl Settings {
         store::meta_set(conn, "max_minor_retention_secs", self.ceilings.minor_secs)?;
         store::meta_set(conn, "utc_offset_minutes", i64::from(self.utc_offset_minutes))?;
         store::meta_set(conn, "scan_mode", self.scan.as_str())?;
+        let throttle = &self.throttle;
+        store::meta_set(
+            conn,
+            "throttle_verify_delay_after",
+            i64::from(throttle.verify_failures_before_delay),
+        )?;
+        store::meta_set(
+            conn,
+            "throttle_verify_disable_after",
+            i64::from(throttle.verify_failures_before_disable),
+        )?;
+        store::meta_set(
+            conn,
+            "throttle_first_delay_ms",
+            i64::try_from(throttle.first_delay.as_millis()).unwrap_or(i64::MAX),
+        )?;
+        store::meta_set(
+            conn,
+            "throttle_identify_per_minute",
+            i64::from(throttle.identify_per_minute),
+        )?;
+        store::meta_set(
+            conn,
+            "throttle_identify_misses",
+            i64::from(throttle.identify_misses_before_delay),
+        )?;
+        store::meta_set(conn, "score_roles", i64::from(self.score_roles.bits()))?;
+        store::meta_set(conn, "score_decimals", i64::from(self.score_decimals))?;
         store::meta_set(
             conn,
             "settings_mac",
-            keys.record_mac("settings", &as_slices(&self.mac_fields())),
+            keys.record_mac("settings", &as_slices(&self.mac_fields(store::FORMAT_VERSION))),
         )
     }
 
     fn read(conn: &rusqlite::Connection, vault_id: [u8; 16], keys: &VaultKeys) -> Result<Self> {
+        Self::read_format(conn, vault_id, keys, store::FORMAT_VERSION)
+    }
+
+    /// The settings as a vault of `format` stores them (version 1 has no throttle or score
+    /// policy: the defaults stand in).
+    fn read_format(
+        conn: &rusqlite::Connection,
+        vault_id: [u8; 16],
+        keys: &VaultKeys,
+        format: i64,
+    ) -> Result<Self> {
+        let damaged = || Error::Integrity {
+            table: "meta",
+            record: "settings".into(),
+        };
+        let small = |key: &str| -> Result<u32> {
+            let value: i64 = store::meta_get(conn, key)?;
+            u32::try_from(value).map_err(|_| damaged())
+        };
+        let (throttle, score_roles, score_decimals) = if format >= 2 {
+            let first_delay_ms: i64 = store::meta_get(conn, "throttle_first_delay_ms")?;
+            let throttle = ThrottlePolicy {
+                verify_failures_before_delay: small("throttle_verify_delay_after")?,
+                verify_failures_before_disable: small("throttle_verify_disable_after")?,
+                first_delay: std::time::Duration::from_millis(
+                    u64::try_from(first_delay_ms).map_err(|_| damaged())?,
+                ),
+                identify_per_minute: small("throttle_identify_per_minute")?,
+                identify_misses_before_delay: small("throttle_identify_misses")?,
+            };
+            let roles = u8::try_from(small("score_roles")?).map_err(|_| damaged())?;
+            let decimals = u8::try_from(small("score_decimals")?).map_err(|_| damaged())?;
+            (throttle, RoleSet::from_bits(roles), decimals)
+        } else {
+            (
+                ThrottlePolicy::default(),
+                DEFAULT_SCORE_ROLES,
+                DEFAULT_SCORE_DECIMALS,
+            )
+        };
         let dim: i64 = store::meta_get(conn, "dim")?;
         let threshold: f64 = store::meta_get(conn, "threshold")?;
         let offset: i64 = store::meta_get(conn, "utc_offset_minutes")?;
@@ -380,14 +497,14 @@ impl Settings {
             utc_offset_minutes: i32::try_from(offset).unwrap_or(i32::MAX),
             scan: store::meta_get::<String>(conn, "scan_mode")?
                 .parse()
-                .map_err(|_| Error::Integrity {
-                    table: "meta",
-                    record: "settings".into(),
-                })?,
+                .map_err(|_| damaged())?,
+            throttle,
+            score_roles,
+            score_decimals,
         };
         let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
-        let intact = keys.record_mac_matches("settings", &as_slices(&settings.mac_fields()), &mac);
-        if !intact || !(1..=MAX_DIM).contains(&settings.dim) {
+        let intact = keys.record_mac_matches("settings", &as_slices(&settings.mac_fields(format)), &mac);
+        if !intact || !(1..=MAX_DIM).contains(&settings.dim) || settings.score_decimals > MAX_SCORE_DECIMALS {
             return Err(Error::Integrity {
                 table: "meta",
                 record: "settings".into(),
@@ -477,6 +594,8 @@ struct ChangesAfterCommit {
     secret_replaced: bool,
     /// Close the audit epoch after this operation's records.
     close_epoch: bool,
+    /// Subjects whose verify throttle an admin cleared.
+    throttles_reset: Vec<SubjectId>,
 }
 
 /// What an operation's body may touch: the open transaction and read-only views of the rest.
@@ -690,6 +809,8 @@ pub struct Vault {
     ledger: SharedLedger,
     /// The queue that audits lookups without waiting for the disk.
     match_log: MatchLog,
+    /// Verify and identify throttles, checked by every lookup.
+    throttles: Throttles,
     /// What lookups read, published by writers after they commit.
     state: RwLock<LookupState>,
     clock: Arc<dyn Clock>,
@@ -780,6 +901,9 @@ impl Vault {
                 },
                 utc_offset_minutes: config.utc_offset_minutes,
                 scan: config.scan,
+                throttle: config.throttle,
+                score_roles: config.score_roles,
+                score_decimals: config.score_decimals,
             };
             let now = clock.now();
             {
@@ -820,6 +944,7 @@ impl Vault {
                 );
                 let ledger = Arc::new(Mutex::new(ledger));
                 Ok(Vault {
+                    throttles: Throttles::new(settings.throttle, Vec::new()),
                     match_log: MatchLog::start(ledger.clone())?,
                     ledger,
                     state: RwLock::new(LookupState {
@@ -907,10 +1032,11 @@ impl Vault {
         let read = Settings::read(ledger.store().conn(), vault_id, ledger.keys()).and_then(|settings| {
             check_metadata(ledger.store().conn())?;
             ledger::load_sealer_state(ledger.store().conn(), ledger.keys(), &vault_id)?;
-            Ok(settings)
+            let throttles = throttle::load(ledger.store().conn(), ledger.keys())?;
+            Ok((settings, throttles))
         });
-        let settings = match read {
-            Ok(settings) => settings,
+        let (settings, throttles) = match read {
+            Ok(read) => read,
             Err(e) => {
                 let detail = format!("{}: {e}", e.code());
                 write_attempt(
@@ -929,6 +1055,7 @@ impl Vault {
         };
         let ledger = Arc::new(Mutex::new(ledger));
         let mut vault = Vault {
+            throttles: Throttles::new(settings.throttle, throttles),
             state: RwLock::new(LookupState {
                 settings,
                 gallery: None,
@@ -1101,6 +1228,30 @@ impl Vault {
         }
     }
 
+    /// Clears a subject's verify throttle: its face verification works again (after the person
+    /// was checked by other means, say). Admins only.
+    pub fn reset_throttle(&self, session: &Session, subject: &SubjectId) -> Result<()> {
+        self.authorised_operation(session, Action::ResetThrottle, Some(*subject), |act| {
+            act.subject_row(subject)?;
+            store::delete_throttle(act.tx, "subject", subject.as_bytes())?;
+            act.pending.throttles_reset.push(*subject);
+            Ok((
+                (),
+                vec![AuditEntry::new(Some(*subject), "verify throttle cleared")],
+            ))
+        })
+    }
+
+    /// The intrusion alerts throttling raised, oldest first. Admins and auditors.
+    pub fn alerts(&self, session: &Session) -> Result<Vec<AuditRecord>> {
+        self.match_log.flush()?;
+        self.authorised_operation(session, Action::ListAlerts, None, |act| {
+            let alerts = store::audit_records_of_action(act.tx, Action::Alert.as_str())?;
+            let detail = format!("alerts={}", alerts.len());
+            Ok((alerts, vec![AuditEntry::new(None, detail)]))
+        })
+    }
+
     /// Lifts a principal's lock and clears its failure count. Admins only.
     pub fn unlock_user(&self, session: &Session, name: &str) -> Result<()> {
         self.authorised_operation(session, Action::UnlockUser, None, |act| {
@@ -1219,6 +1370,7 @@ impl Vault {
     ) -> Result<Verification> {
         let probe = probe.into();
         self.lookup(session, Action::Verify, Some(*subject), |act, buffer| {
+            act.throttles.admit_verify(subject, act.now)?;
             probe.prefetch();
             act.gallery.prefetch_subject(subject);
             let probe = act.normalise_probe(probe, buffer)?;
@@ -1231,13 +1383,13 @@ impl Vault {
             };
             // The decision is taken on the score as reported, so that a caller never sees
             // "score 0.4, no match" at a threshold of 0.4.
-            let score = round_score(score);
+            let score = act.settings.round_score(score);
             let matched = score >= act.settings.threshold_decimal;
             let detail = LookupDetail::Verified { matched, score };
             let verification = Verification {
                 subject: *subject,
                 matched,
-                score,
+                score: act.show_scores.then_some(score),
             };
             Ok((verification, detail))
         })
@@ -1255,10 +1407,11 @@ impl Vault {
         self.lookup(session, Action::Identify, None, |act, buffer| {
             check_k(k)?;
             let probe = act.normalise_probe(probe, buffer)?;
+            act.admit_identify(1)?;
             let found = act.gallery.identify_with_threads(
                 probe,
                 k,
-                act.settings.threshold - ROUNDING_MARGIN,
+                act.settings.threshold - act.settings.rounding_margin(),
                 act.retention(),
                 act.threads,
             );
@@ -1289,9 +1442,9 @@ impl Vault {
                     ),
                 ));
             }
-            let found =
-                act.gallery
-                    .identify_batch(&probes, k, act.settings.threshold - ROUNDING_MARGIN, act.retention());
+            act.admit_identify(rows)?;
+            let floor = act.settings.threshold - act.settings.rounding_margin();
+            let found = act.gallery.identify_batch(&probes, k, floor, act.retention());
             Ok(found
                 .into_iter()
                 .map(|found| act.candidates(k, found))
@@ -1577,6 +1730,10 @@ impl Vault {
                         gallery,
                         threads: self.lookup_threads.load(Ordering::Relaxed),
                         now,
+                        show_scores: state.settings.score_roles.contains(session.role),
+                        throttles: &self.throttles,
+                        principal: &session.name,
+                        match_log: &self.match_log,
                     };
                     PROBE.with(|probe| {
                         let mut probe = probe.borrow_mut();
@@ -1605,6 +1762,7 @@ impl Vault {
         match result {
             Ok((value, details)) => {
                 for detail in details {
+                    self.settle_throttles(session, subject, &detail, now);
                     self.match_log.push(record(Outcome::Allowed, detail));
                 }
                 Ok(value)
@@ -1614,6 +1772,28 @@ impl Vault {
                 self.match_log.push(record(outcome_of(&e), detail));
                 Err(e)
             }
+        }
+    }
+
+    /// Counts an answered lookup in its throttles: a verify's failure or match, an identify's
+    /// miss or hit. Changes (and alerts) go to the match-log writer with the lookups' records.
+    fn settle_throttles(
+        &self,
+        session: &Session,
+        subject: Option<SubjectId>,
+        detail: &LookupDetail,
+        now: UnixMillis,
+    ) {
+        let emit = |change| self.match_log.push_throttle(now, &session.name, change);
+        match (detail, subject) {
+            (LookupDetail::Verified { matched, .. }, Some(subject)) => {
+                self.throttles.settle_verify(&subject, *matched, now, emit);
+            }
+            (LookupDetail::Identified { candidates, .. }, _) => {
+                self.throttles
+                    .settle_identify(&session.name, [candidates.is_empty()], now, emit);
+            }
+            _ => {}
         }
     }
 
@@ -1662,6 +1842,9 @@ impl Vault {
                 };
                 let (value, entries) = body(&mut act)?;
                 let pending = act.pending;
+                for subject in &pending.erased {
+                    store::delete_throttle(w.tx, "subject", subject.as_bytes())?;
+                }
                 for entry in entries {
                     w.audit(record(
                         now,
@@ -1742,6 +1925,8 @@ impl Vault {
                 state.settings.threshold_decimal = shortest_f64(threshold);
             }
         }
+        self.throttles.forget_subjects(&pending.erased);
+        self.throttles.forget_subjects(&pending.throttles_reset);
         if !pending.erased.is_empty() || pending.secret_replaced {
             ledger.require_truncation();
         }
@@ -1830,13 +2015,19 @@ fn outcome_of(error: &Error) -> Outcome {
     }
 }
 
-/// What a lookup may read: no transaction, nothing to write.
+/// What a lookup may read: no transaction, nothing to write (throttle changes go to the
+/// match-log writer).
 struct LookupContext<'a> {
     settings: &'a Settings,
     gallery: &'a Gallery,
     /// Threads a single identify may use.
     threads: usize,
     now: UnixMillis,
+    /// Whether the caller's role sees scores.
+    show_scores: bool,
+    throttles: &'a Throttles,
+    principal: &'a str,
+    match_log: &'a MatchLog,
 }
 
 impl LookupContext<'_> {
@@ -1860,16 +2051,26 @@ impl LookupContext<'_> {
         Ok(buffer.as_slice())
     }
 
+    /// Counts `probes` identifies against the principal's throttle; refused while it waits.
+    fn admit_identify(&self, probes: usize) -> Result<()> {
+        self.throttles
+            .admit_identify(self.principal, probes, self.now, |change| {
+                self.match_log.push_throttle(self.now, self.principal, change)
+            })
+    }
+
     /// The candidates to report from a gallery answer, with their scores rounded and those that
-    /// round below the threshold left out, and the audit detail that names them.
+    /// round below the threshold left out (scores shown only to a role that may see them), and
+    /// the audit detail that names them.
     fn candidates(&self, k: usize, found: Vec<(SubjectId, f32)>) -> (Vec<Candidate>, LookupDetail) {
         let candidates: Vec<Candidate> = found
             .into_iter()
+            .map(|(subject, score)| (subject, self.settings.round_score(score)))
+            .filter(|(_, score)| *score >= self.settings.threshold_decimal)
             .map(|(subject, score)| Candidate {
                 subject,
-                score: round_score(score),
+                score: self.show_scores.then_some(score),
             })
-            .filter(|candidate| candidate.score >= self.settings.threshold_decimal)
             .collect();
         let detail = LookupDetail::Identified {
             k,
@@ -1929,11 +2130,6 @@ fn insert_principal(
 ) -> Result<()> {
     row.mac = principal_mac(keys, name, &row);
     store::insert_principal(conn, name, &row, now)
-}
-
-fn round_score(score: f32) -> f64 {
-    let scale = 10f64.powi(SCORE_DECIMALS);
-    (f64::from(score) * scale).round() / scale
 }
 
 fn hex(bytes: &[u8]) -> String {

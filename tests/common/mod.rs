@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use facevault::{Enrolment, FixedKey, ManualClock, Notice, Password, Role, Session, Vault, VaultConfig};
+use facevault::{
+    Enrolment, FixedKey, ManualClock, Notice, Password, Role, RoleSet, Session, Vault, VaultConfig,
+};
 use serde_json::Value;
 
 pub const ADMIN: &str = "admin";
@@ -126,6 +128,16 @@ pub struct TestVault {
     pub operator: Session,
 }
 
+/// The test vaults' configuration: the default, except that the operator sees scores, to three
+/// decimals, for the matching tests to check them (the default shows them to admins, to two).
+pub fn test_config(dim: usize) -> VaultConfig {
+    VaultConfig {
+        score_roles: RoleSet::of(&[Role::Admin, Role::Operator]),
+        score_decimals: 3,
+        ..VaultConfig::new(dim, "test-model")
+    }
+}
+
 impl TestVault {
     pub fn new(dim: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -134,7 +146,7 @@ impl TestVault {
         let vault = Vault::create_with_clock(
             &path,
             &FixedKey::new(KEY),
-            &VaultConfig::new(dim, "test-model"),
+            &test_config(dim),
             ADMIN,
             &Password::new(ADMIN_PASSWORD),
             clock.clone(),

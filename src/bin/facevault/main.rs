@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use facevault::{
     Action, AuditCheckpoint, AuditVerificationKey, Destination, Enrolment, EpochPolicy, Error, ErrorClass,
     ExportRequest, Guardian, KeyFile, Notice, OpenOptions, Password, RecipientPublicKey, RecipientSecretKey,
-    Role, Session, SubjectId, TemplateInput, TransferConsent, Vault, VaultConfig,
+    Role, RoleSet, Session, SubjectId, TemplateInput, ThrottlePolicy, TransferConsent, Vault, VaultConfig,
 };
 use serde_json::{json, Value};
 
@@ -235,6 +235,17 @@ enum Command {
         #[arg(allow_negative_numbers = true)]
         threshold: f32,
     },
+    /// A subject's throttle: `subject reset-throttle --subject ID` (admins).
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin subject reset-throttle --subject 5cf7976a0054ab5af3f38c207848cefa"
+    )]
+    Subject {
+        #[command(subcommand)]
+        command: SubjectCommand,
+    },
+    /// The intrusion alerts throttling raised (admins, auditors).
+    #[command(after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor alerts")]
+    Alerts,
     /// Re-wrap the vault's keys under a new master key, created in FILE the way `init` creates
     /// one (admins). The old key file opens nothing afterwards.
     #[command(
@@ -292,6 +303,20 @@ struct InitArgs {
     /// An audit epoch ends after this many minutes.
     #[arg(long, value_name = "M", default_value_t = EpochPolicy::default().max_millis / 60_000)]
     audit_epoch_minutes: i64,
+    /// The roles shown match scores, comma-separated (`none` for none); the others get
+    /// decisions and subject IDs.
+    #[arg(long, value_name = "ROLES", default_value = "admin")]
+    score_roles: String,
+    /// Decimals a shown score is rounded to.
+    #[arg(long, value_name = "N", default_value_t = facevault::DEFAULT_SCORE_DECIMALS)]
+    score_decimals: u8,
+    /// Identify probes one user may send in a minute.
+    #[arg(long, value_name = "N", default_value_t = ThrottlePolicy::default().identify_per_minute)]
+    identify_per_minute: u32,
+    /// Identify probes in a row matching nobody after which the user is throttled (and an
+    /// alert raised).
+    #[arg(long, value_name = "N", default_value_t = ThrottlePolicy::default().identify_misses_before_delay)]
+    identify_misses: u32,
 }
 
 /// The consent a new subject's enrolment carries.
@@ -374,6 +399,19 @@ enum UserCommand {
     Unlock {
         /// The locked user's name.
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubjectCommand {
+    /// Turn face verification of a throttled or disabled subject back on.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin subject reset-throttle --subject ID"
+    )]
+    ResetThrottle {
+        /// The subject.
+        #[arg(long, value_name = "ID")]
+        subject: String,
     },
 }
 
@@ -534,6 +572,7 @@ impl From<Error> for Failure {
         };
         let extra = match &error {
             Error::AuditTampered { seq } => Some(("seq", json!(seq))),
+            Error::Throttled { retry_after_ms, .. } => Some(("retry_after_ms", json!(retry_after_ms))),
             _ => None,
         };
         Failure {
@@ -764,6 +803,18 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
         } => job(Action::UnlockUser, move |vault, session| {
             vault.unlock_user(session, &name)?;
             Ok(json!({"user": name, "unlocked": true}))
+        }),
+        Command::Subject {
+            command: SubjectCommand::ResetThrottle { subject: id },
+        } => {
+            let id = subject(&id)?;
+            job(Action::ResetThrottle, move |vault, session| {
+                vault.reset_throttle(session, &id)?;
+                Ok(json!({"subject": id, "throttle": "cleared"}))
+            })
+        }
+        Command::Alerts => job(Action::ListAlerts, |vault, session| {
+            Ok(json!({"alerts": vault.alerts(session)?}))
         }),
         Command::Rekey { new_key_file } => job(Action::Rekey, move |vault, session| {
             let new_keys = KeyFile::create(&new_key_file)?;
@@ -1009,6 +1060,13 @@ impl InitArgs {
             max_minor_retention_secs: days(self.max_minor_retention_days)?,
             utc_offset_minutes: self.utc_offset_minutes,
             scan: self.scan.parse()?,
+            throttle: ThrottlePolicy {
+                identify_per_minute: self.identify_per_minute,
+                identify_misses_before_delay: self.identify_misses,
+                ..ThrottlePolicy::default()
+            },
+            score_roles: parse_roles(&self.score_roles)?,
+            score_decimals: self.score_decimals,
             audit_epochs: EpochPolicy {
                 max_records: self.audit_epoch_records,
                 max_millis: self
@@ -1087,6 +1145,18 @@ fn password_from(variable: &str) -> Result<Password, Failure> {
             "set {variable} to the password (it is never read from argv)"
         ))),
     }
+}
+
+/// `admin,auditor`, or `none`.
+fn parse_roles(text: &str) -> Result<RoleSet, Failure> {
+    if text == "none" {
+        return Ok(RoleSet::NONE);
+    }
+    let roles = text
+        .split(',')
+        .map(|role| role.trim().parse::<Role>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RoleSet::of(&roles))
 }
 
 fn hex(bytes: &[u8]) -> String {
