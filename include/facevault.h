@@ -145,7 +145,8 @@ typedef struct fv_candidate {
    */
   uint8_t subject[16];
   /*
-   Its score, rounded to three decimals.
+   Its score, rounded to the vault's score decimals; NaN when the vault does not show scores
+   to the caller's role.
    */
   double score;
 } fv_candidate;
@@ -303,7 +304,8 @@ enum fv_status fv_enrol(const struct fv_vault *vault,
 
 /*
  1:1: compares the probe (`len` values) with `subject`'s templates. `*matched` and `*score`
- receive the decision and the rounded score. Operators.
+ receive the decision and the rounded score (NaN when the vault does not show scores to the
+ caller's role). Operators.
 
  # Safety
  As [`fv_login`]; `subject` 16 readable bytes; `values` `len` floats; the outputs writable.
