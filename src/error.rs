@@ -101,6 +101,12 @@ pub enum Error {
         counter: u64,
     },
 
+    /// Rows of the vault's state (subjects, consents, notices, principals, throttles) do not add
+    /// up to the digest the last commit recorded: a row was deleted from the file, or put back
+    /// from an older copy of the vault.
+    #[error("rolled back: rows of the vault were deleted or put back from an older copy (the state digest does not match)")]
+    RowsRolledBack,
+
     /// The rollback counter outside the database is missing or unreadable, so a rolled-back copy
     /// could not be told from the current one.
     #[error("rollback counter: {0}")]
@@ -423,7 +429,7 @@ impl Error {
             Error::Integrity { .. } => "integrity",
             Error::AuditTampered { .. } => "audit_tampered",
             Error::KeyFile { .. } => "key_file",
-            Error::RolledBack { .. } => "rolled_back",
+            Error::RolledBack { .. } | Error::RowsRolledBack => "rolled_back",
             Error::RollbackCounter(_) => "rollback_counter",
             Error::LockedOut { .. } => "locked_out",
             Error::Throttled { .. } => "throttled",
@@ -464,6 +470,7 @@ impl Error {
             | Error::Integrity { .. }
             | Error::AuditTampered { .. }
             | Error::RolledBack { .. }
+            | Error::RowsRolledBack
             | Error::RollbackCounter(_)
             | Error::Bundle(_)
             | Error::NotAVault(_)

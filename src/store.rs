@@ -316,6 +316,59 @@ impl Store {
     }
 }
 
+// --- row MACs: the state digest ---------------------------------------------------------------
+
+/// The tables whose rows carry a MAC and together make the vault's state: the state digest covers
+/// every row of them, so a row deleted from the file, or put back from an older copy, is caught.
+pub(crate) const STATE_TABLES: [&str; 5] = ["subjects", "consents", "notices", "principals", "throttles"];
+
+/// Records, for this connection only, the MAC of every row inserted into, deleted from or updated
+/// in the state tables (the old and the new MAC of an update), so that the ledger can bring the
+/// state digest up to date in the same transaction. Temporary triggers: nothing of them is in
+/// the file.
+pub(crate) fn watch_row_macs(conn: &Connection) -> Result<()> {
+    let mut sql =
+        String::from("CREATE TEMP TABLE IF NOT EXISTS changed_macs(tbl TEXT NOT NULL, mac BLOB NOT NULL);");
+    for table in STATE_TABLES {
+        sql.push_str(&format!(
+            "CREATE TEMP TRIGGER IF NOT EXISTS {table}_inserted AFTER INSERT ON main.{table}
+                 BEGIN INSERT INTO changed_macs VALUES ('{table}', NEW.mac); END;
+             CREATE TEMP TRIGGER IF NOT EXISTS {table}_deleted AFTER DELETE ON main.{table}
+                 BEGIN INSERT INTO changed_macs VALUES ('{table}', OLD.mac); END;
+             CREATE TEMP TRIGGER IF NOT EXISTS {table}_updated AFTER UPDATE OF mac ON main.{table}
+                 BEGIN INSERT INTO changed_macs VALUES ('{table}', OLD.mac), ('{table}', NEW.mac); END;"
+        ));
+    }
+    conn.execute_batch(&sql)?;
+    Ok(())
+}
+
+/// The MACs the triggers recorded since the last call, which it clears.
+pub(crate) fn take_changed_macs(conn: &Connection) -> Result<Vec<(String, Vec<u8>)>> {
+    let changed = conn
+        .prepare_cached("SELECT tbl, mac FROM temp.changed_macs")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if !changed.is_empty() {
+        conn.prepare_cached("DELETE FROM temp.changed_macs")?
+            .execute([])?;
+    }
+    Ok(changed)
+}
+
+/// Visits the MAC of every row of the state tables.
+pub(crate) fn for_each_row_mac(conn: &Connection, mut visit: impl FnMut(&str, &[u8])) -> Result<()> {
+    for table in STATE_TABLES {
+        let mut statement = conn.prepare(&format!("SELECT mac FROM {table}"))?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let mac = row.get_ref(0)?;
+            visit(table, mac.as_blob().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
 // --- meta -------------------------------------------------------------------------------------
 
 // The statements run per record (meta, audit, consents) are cached: a batch enrolment runs each

@@ -241,7 +241,8 @@ fn rows_besides_the_audit(cli: &CliVault) -> Vec<String> {
     }
     let mut statement = conn
         .prepare(
-            "SELECT key, value FROM meta WHERE key NOT LIKE 'audit_%' AND key NOT LIKE 'change_number%' ORDER BY key",
+            "SELECT key, value FROM meta WHERE key NOT LIKE 'audit_%' AND key NOT LIKE 'change_number%' \
+             AND key NOT LIKE 'state_digest%' ORDER BY key",
         )
         .unwrap();
     let meta: Vec<String> = statement

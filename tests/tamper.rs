@@ -432,7 +432,19 @@ fn deleting_one_of_several_templates_or_a_subject_row_is_caught() {
         )
         .unwrap();
     });
-    assert_eq!(integrity_record(open(&copy)), ("templates", "12".to_string()));
+    // The state digest (issue 14) no longer adds up: refused before any template is read.
+    assert!(matches!(open(&copy), Err(Error::RowsRolledBack)));
+    // A whole subject gone, templates and all, is caught the same way (limitation 5).
+    let copy = tampered_copy(&path, "whole-subject.db", |conn| {
+        conn.execute_batch(
+            "CREATE TEMP TABLE gone AS SELECT subject_id AS id FROM templates WHERE id = 12;
+             DELETE FROM templates WHERE subject_id IN (SELECT id FROM gone);
+             DELETE FROM consents WHERE subject_id IN (SELECT id FROM gone);
+             DELETE FROM subjects WHERE id IN (SELECT id FROM gone);",
+        )
+        .unwrap();
+    });
+    assert!(matches!(open(&copy), Err(Error::RowsRolledBack)));
 }
 
 #[test]

@@ -113,7 +113,9 @@ impl Ledger {
         };
         save_sealer_state(&tx, &keys, &vault_id, &state, true)?;
         write_change_number(&tx, &keys, &vault_id, 0)?;
+        write_state_digest(&tx, &keys, &vault_id, 0, &[0; 32])?;
         tx.commit()?;
+        store::watch_row_macs(store.conn())?;
         counter.advance_to(0)?;
         Ok(Self {
             store,
@@ -149,6 +151,8 @@ impl Ledger {
             }
             Some(_) => counter.advance_to(changes)?,
         }
+        check_state_digest(store.conn(), &keys, &vault_id, changes)?;
+        store::watch_row_macs(store.conn())?;
         Ok(Self {
             store,
             keys,
@@ -215,6 +219,12 @@ impl Ledger {
         }
         drop(state);
         let next = *changes + 1;
+        let changed = store::take_changed_macs(&tx)?;
+        let mut digest = read_state_digest(&tx)?;
+        for (table, mac) in &changed {
+            xor_into(&mut digest, &row_hash(keys, table, mac));
+        }
+        write_state_digest(&tx, keys, vault_id, next, &digest)?;
         write_change_number(&tx, keys, vault_id, next)?;
         tx.commit()?;
         *changes = next;
@@ -380,6 +390,80 @@ pub(crate) fn load_sealer_state(
         return Err(damaged_state());
     }
     Ok(state)
+}
+
+/// One row's share of the state digest: a MAC (under the record key) of its table and its own
+/// MAC. Keyed, so that no one without the key can pick rows whose shares cancel.
+fn row_hash(keys: &VaultKeys, table: &str, mac: &[u8]) -> [u8; 32] {
+    let share = keys.record_mac("state row", &[table.as_bytes(), mac]);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&share[..32]);
+    hash
+}
+
+fn xor_into(digest: &mut [u8; 32], share: &[u8; 32]) {
+    digest.iter_mut().zip(share).for_each(|(d, s)| *d ^= s);
+}
+
+/// The state digest recomputed from every row of the state tables.
+pub(crate) fn compute_state_digest(conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<[u8; 32]> {
+    let mut digest = [0u8; 32];
+    store::for_each_row_mac(conn, |table, mac| {
+        xor_into(&mut digest, &row_hash(keys, table, mac))
+    })?;
+    Ok(digest)
+}
+
+fn read_state_digest(conn: &rusqlite::Connection) -> Result<[u8; 32]> {
+    let stored: Vec<u8> = store::meta_get(conn, "state_digest")?;
+    stored.as_slice().try_into().map_err(|_| Error::Integrity {
+        table: "meta",
+        record: "state_digest".into(),
+    })
+}
+
+fn state_digest_fields(vault_id: &[u8; 16], changes: u64, digest: &[u8; 32]) -> [Vec<u8>; 3] {
+    [vault_id.to_vec(), changes.to_le_bytes().to_vec(), digest.to_vec()]
+}
+
+/// Stores the state digest, MACed together with the change number it belongs to: an older
+/// digest cannot be put back without the older change number, which the counter refuses.
+pub(crate) fn write_state_digest(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    vault_id: &[u8; 16],
+    changes: u64,
+    digest: &[u8; 32],
+) -> Result<()> {
+    let fields = state_digest_fields(vault_id, changes, digest);
+    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    store::meta_set(conn, "state_digest", &digest[..])?;
+    store::meta_set(conn, "state_digest_mac", keys.record_mac("state digest", &fields))
+}
+
+/// Recomputes the digest over every row and compares it with the stored one: a row deleted
+/// from the file, or put back from an older copy of the vault (with its then-valid MAC), is
+/// refused as [`Error::RowsRolledBack`].
+fn check_state_digest(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    vault_id: &[u8; 16],
+    changes: u64,
+) -> Result<()> {
+    let stored = read_state_digest(conn)?;
+    let fields = state_digest_fields(vault_id, changes, &stored);
+    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let mac: Vec<u8> = store::meta_get(conn, "state_digest_mac")?;
+    if !keys.record_mac_matches("state digest", &fields, &mac) {
+        return Err(Error::Integrity {
+            table: "meta",
+            record: "state_digest".into(),
+        });
+    }
+    if compute_state_digest(conn, keys)? != stored {
+        return Err(Error::RowsRolledBack);
+    }
+    Ok(())
 }
 
 fn change_number_mac_fields(vault_id: &[u8; 16], number: u64) -> [Vec<u8>; 2] {

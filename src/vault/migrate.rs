@@ -87,6 +87,8 @@ pub(super) fn v1_to_v2(
     ledger::save_sealer_state(&tx, &new, vault_id, &state, true)?;
     drop(state);
     ledger::write_change_number(&tx, &new, vault_id, 1)?;
+    let digest = ledger::compute_state_digest(&tx, &new)?;
+    ledger::write_state_digest(&tx, &new, vault_id, 1, &digest)?;
     tx.execute_batch("DROP TABLE audit_v1;")?;
     tx.pragma_update(None, "user_version", 2)?;
     tx.commit()?;
