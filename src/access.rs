@@ -231,6 +231,7 @@ impl Role {
                     || matches!(
                         action,
                         AddUser
+                            | SetRole
                             | UnlockUser
                             | ResetThrottle
                             | ListAlerts
@@ -350,6 +351,8 @@ pub enum Action {
     ResetThrottle,
     /// Listing the alerts.
     ListAlerts,
+    /// Changing a principal's role.
+    SetRole,
 }
 
 impl Action {
@@ -388,6 +391,7 @@ impl Action {
             Action::Alert => "alert",
             Action::ResetThrottle => "throttle_reset",
             Action::ListAlerts => "alerts_list",
+            Action::SetRole => "user_set_role",
         }
     }
 }

@@ -570,16 +570,6 @@ pub(crate) fn counts(conn: &Connection) -> Result<(usize, usize)> {
     ))
 }
 
-/// How many subjects' stored expiry is at or before `now` (read without the rows' MACs).
-pub(crate) fn count_expiring_by(conn: &Connection, now: i64) -> Result<usize> {
-    let count: i64 = conn.query_row(
-        "SELECT count(*) FROM subjects WHERE expires_at <= ?1",
-        [now],
-        |row| row.get(0),
-    )?;
-    Ok(usize::try_from(count).unwrap_or(0))
-}
-
 /// Every enrolled subject's ID, in key order.
 pub(crate) fn subject_ids(conn: &Connection) -> Result<Vec<[u8; 16]>> {
     let mut statement = conn.prepare("SELECT id FROM subjects ORDER BY id")?;
@@ -735,6 +725,25 @@ pub(crate) fn current_notice(conn: &Connection) -> Result<Option<NoticeRow>> {
         .optional()?)
 }
 
+/// The notice published as `version`, if any.
+pub(crate) fn notice_by_version(conn: &Connection, version: &str) -> Result<Option<NoticeRow>> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, version, published_at, body, mac FROM notices WHERE version = ?1",
+            [version],
+            |row| {
+                Ok(NoticeRow {
+                    seq: row.get(0)?,
+                    version: row.get(1)?,
+                    published_at: row.get(2)?,
+                    body: row.get(3)?,
+                    mac: row.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
 pub(crate) fn notice_published(conn: &Connection, version: &str) -> Result<bool> {
     Ok(conn
         .query_row("SELECT 1 FROM notices WHERE version = ?1", [version], |_| Ok(()))
@@ -850,22 +859,6 @@ pub(crate) fn consents_of(conn: &Connection, subject: &[u8; 16]) -> Result<Vec<C
     Ok(rows)
 }
 
-/// Enrolled subjects whose latest active processing consent was given under a notice other than
-/// `current`: they are due to be told about the new notice.
-pub(crate) fn renotice_due(conn: &Connection, current: &str) -> Result<Vec<Vec<u8>>> {
-    let mut statement = conn.prepare(
-        "SELECT s.id FROM subjects s JOIN consents c ON c.subject_id = s.id
-         WHERE c.id = (SELECT max(id) FROM consents c2
-                       WHERE c2.subject_id = s.id AND c2.kind = 'processing' AND c2.withdrawn_at IS NULL)
-           AND c.notice_version != ?1
-         ORDER BY s.id",
-    )?;
-    let ids = statement
-        .query_map([current], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(ids)
-}
-
 // --- principals -------------------------------------------------------------------------------
 
 /// A principal row as stored.
@@ -924,6 +917,15 @@ pub(crate) fn update_principal_lock(
     conn.execute(
         "UPDATE principals SET failures = ?1, lockouts = ?2, locked_until = ?3, mac = ?4 WHERE name = ?5",
         params![lock.failures, lock.lockouts, lock.locked_until, mac, name],
+    )?;
+    Ok(())
+}
+
+/// Rewrites a principal's role and its MAC.
+pub(crate) fn update_principal_role(conn: &Connection, name: &str, role: &str, mac: &[u8]) -> Result<()> {
+    conn.execute(
+        "UPDATE principals SET role = ?1, mac = ?2 WHERE name = ?3",
+        params![role, mac, name],
     )?;
     Ok(())
 }

@@ -892,3 +892,36 @@ fn a_row_put_back_from_an_older_copy_or_deleted_is_refused_as_rolled_back() {
     copy_db(&current, &path);
     Vault::open(&path, &FixedKey::new(KEY)).unwrap().close().unwrap();
 }
+
+/// Issue 14, item 9: `stats`, the re-notice list and the notice and consent reads behind them
+/// check every row's MAC, with or without the gallery: an edited consent's notice version, or an
+/// edited subject expiry, is an integrity error, not a wrong count.
+#[test]
+fn stats_and_the_renotice_list_check_what_they_read() {
+    let cli = CliVault::init(DIM);
+    cli.enrol("a.f32", &Rng::new(41).gaussian_vec(DIM), &[]);
+    cli.admin(&["stats"]).ok();
+    cli.admin(&["notice", "due"]).ok();
+    let conn = raw_db(&cli.db);
+    let consent_mac: Vec<u8> = conn
+        .query_row("SELECT mac FROM consents LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    // The notice version edited, the MAC left: the digest (over MACs) still adds up, the row
+    // does not.
+    conn.execute("UPDATE consents SET notice_version = 'other'", [])
+        .unwrap();
+    drop(conn);
+    cli.admin(&["stats"]).fails(4, "integrity");
+    cli.admin(&["notice", "due"]).fails(4, "integrity");
+    let conn = raw_db(&cli.db);
+    conn.execute(
+        "UPDATE consents SET notice_version = ?1, mac = ?2",
+        rusqlite::params![NOTICE_VERSION, consent_mac],
+    )
+    .unwrap();
+    conn.execute("UPDATE subjects SET expires_at = expires_at + 1", [])
+        .unwrap();
+    drop(conn);
+    let message = cli.admin(&["stats"]).fails(4, "integrity");
+    assert!(message.contains("subjects"), "{message}");
+}

@@ -131,6 +131,42 @@ impl OperationContext<'_> {
         Ok(Some(row))
     }
 
+    /// Whether a notice was published as `version`; the row found is MAC-checked.
+    pub(super) fn notice_published(&self, version: &str) -> Result<bool> {
+        let Some(row) = store::notice_by_version(self.tx, version)? else {
+            return Ok(false);
+        };
+        if !self
+            .keys
+            .record_mac_matches("notice", &as_slices(&notice_mac_fields(&row)), &row.mac)
+        {
+            return Err(Error::Integrity {
+                table: "notices",
+                record: row.version,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Enrolled subjects whose latest active processing consent names a notice other than
+    /// `current`: due to be told of it. Every subject row and consent read is MAC-checked.
+    pub(super) fn renotice_due_subjects(&self, current: &str) -> Result<Vec<SubjectId>> {
+        let mut subjects = Vec::new();
+        self.for_each_subject(|subject, _| subjects.push(subject))?;
+        let mut due = Vec::new();
+        for subject in subjects {
+            let consents = self.consents(&subject)?;
+            let latest = consents
+                .iter()
+                .filter(|consent| consent.kind == PROCESSING && consent.withdrawn_at.is_none())
+                .max_by_key(|consent| consent.id);
+            if latest.is_some_and(|consent| consent.notice_version != current) {
+                due.push(subject);
+            }
+        }
+        Ok(due)
+    }
+
     /// A subject's consents, oldest first, each MAC checked.
     pub(super) fn consents(&self, subject: &SubjectId) -> Result<Vec<ConsentRow>> {
         let rows = store::consents_of(self.tx, subject.as_bytes())?;
@@ -267,11 +303,10 @@ impl OperationContext<'_> {
     /// The law's verdict on an enrolment, against the current notice.
     fn enrolment_terms(&self, enrolment: &Enrolment) -> Result<EnrolmentTerms> {
         let current = self.current_notice()?.map(|n| n.version);
-        let tx = self.tx;
         policy::may_enrol(
             enrolment,
             current.as_deref(),
-            |version| store::notice_published(tx, version),
+            |version| self.notice_published(version),
             self.settings.ceilings,
             self.settings.utc_offset_minutes,
             self.now,
@@ -360,7 +395,7 @@ impl Vault {
                 .keys
                 .record_mac("notice", &as_slices(&notice_mac_fields(&row)));
             store::insert_notice(act.tx, &row)?;
-            let renotice_due = store::renotice_due(act.tx, &notice.version)?.len();
+            let renotice_due = act.renotice_due_subjects(&notice.version)?.len();
             let detail = format!("version={} renotice_due={renotice_due}", notice.version);
             let published = PublishedNotice {
                 version: notice.version.clone(),
@@ -375,10 +410,7 @@ impl Vault {
         self.authorised_operation(session, Action::RenoticeDue, None, |act| {
             let version = act.current_notice()?.map(|n| n.version);
             let subjects = match &version {
-                Some(version) => store::renotice_due(act.tx, version)?
-                    .iter()
-                    .filter_map(|id| SubjectId::from_bytes(id))
-                    .collect(),
+                Some(version) => act.renotice_due_subjects(version)?,
                 None => Vec::new(),
             };
             let detail = format!("renotice_due={}", subjects.len());
@@ -487,11 +519,10 @@ impl Vault {
             act.live_subject(subject)?;
             let minor = act.subject_row(subject)?.facts.minor;
             let current = act.current_notice()?.map(|n| n.version);
-            let tx = act.tx;
             policy::may_renew(
                 renewal,
                 current.as_deref(),
-                |version| store::notice_published(tx, version),
+                |version| act.notice_published(version),
                 minor,
             )?;
             let key = act.subject_key(subject)?;

@@ -18,7 +18,7 @@ mod throttle;
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use rusqlite::Transaction;
@@ -216,7 +216,10 @@ fn check_threshold(threshold: f32) -> Result<f32> {
 #[derive(Debug)]
 pub struct Session {
     name: Arc<str>,
+    /// The role at login; [`Vault::set_role`] can change it for live sessions (see `authorise`).
     role: Role,
+    /// The vault's role generation at login: while it is unchanged, `role` is current.
+    role_generation: u64,
     opening: [u8; 16],
     /// When it expires, if the vault gives sessions a lifetime.
     expires_at: Option<UnixMillis>,
@@ -324,7 +327,7 @@ pub struct Stats {
     /// Bytes of memory the decrypted gallery holds (0 when it was not loaded).
     pub memory_bytes: usize,
     /// Whether this opening loaded the gallery ([`OpenOptions::load_gallery`]). Without it the
-    /// counts are the stored rows', and `expired` is read from the stored expiry without its MAC.
+    /// counts are the stored rows', each subject row's MAC checked.
     pub gallery_loaded: bool,
     /// The f32 kernel this CPU runs (`avx512f`, `avx2+fma` or `portable`): the exact scan, verify
     /// and the fast scan's re-rank.
@@ -596,6 +599,8 @@ struct ChangesAfterCommit {
     close_epoch: bool,
     /// Subjects whose verify throttle an admin cleared.
     throttles_reset: Vec<SubjectId>,
+    /// A principal's new role.
+    role_change: Option<(String, Role)>,
 }
 
 /// What an operation's body may touch: the open transaction and read-only views of the rest.
@@ -811,6 +816,11 @@ pub struct Vault {
     match_log: MatchLog,
     /// Verify and identify throttles, checked by every lookup.
     throttles: Throttles,
+    /// Moves on each role change; a session from an earlier generation looks its role up in
+    /// `changed_roles`, so a change applies to sessions already open, at the cost of one atomic
+    /// load per call while nothing changes.
+    role_generation: AtomicU64,
+    changed_roles: RwLock<std::collections::HashMap<String, Role>>,
     /// What lookups read, published by writers after they commit.
     state: RwLock<LookupState>,
     clock: Arc<dyn Clock>,
@@ -945,6 +955,8 @@ impl Vault {
                 let ledger = Arc::new(Mutex::new(ledger));
                 Ok(Vault {
                     throttles: Throttles::new(settings.throttle, Vec::new()),
+                    role_generation: AtomicU64::new(0),
+                    changed_roles: RwLock::default(),
                     match_log: MatchLog::start(ledger.clone())?,
                     ledger,
                     state: RwLock::new(LookupState {
@@ -1056,6 +1068,8 @@ impl Vault {
         let ledger = Arc::new(Mutex::new(ledger));
         let mut vault = Vault {
             throttles: Throttles::new(settings.throttle, throttles),
+            role_generation: AtomicU64::new(0),
+            changed_roles: RwLock::default(),
             state: RwLock::new(LookupState {
                 settings,
                 gallery: None,
@@ -1163,6 +1177,7 @@ impl Vault {
         Ok(Session {
             name: Arc::from(name),
             role,
+            role_generation: self.role_generation.load(Ordering::Acquire),
             opening: self.opening,
             expires_at,
             ended: AtomicBool::new(false),
@@ -1307,7 +1322,7 @@ impl Vault {
     pub fn add_user(&self, session: &Session, name: &str, role: Role, password: &Password) -> Result<()> {
         // Hashed outside every lock, and only for a caller the door will let in (it refuses the
         // others before the body runs).
-        let row = if session.role.permits(Action::AddUser) {
+        let row = if self.current_role(session).permits(Action::AddUser) {
             access::check_principal_name(name)
                 .and_then(|()| access::check_new_password(password))
                 .and_then(|()| new_principal_row(role, password))
@@ -1464,9 +1479,10 @@ impl Vault {
     /// Counts and settings.
     pub fn stats(&self, session: &Session) -> Result<Stats> {
         self.authorised_operation(session, Action::Stats, None, |act| {
-            let notice = store::current_notice(act.tx)?.map(|n| n.version);
+            // Every row read here is MAC-checked, as on the paths that change data.
+            let notice = act.current_notice()?.map(|n| n.version);
             let renotice_due = match &notice {
-                Some(version) => store::renotice_due(act.tx, version)?.len(),
+                Some(version) => act.renotice_due_subjects(version)?.len(),
                 None => 0,
             };
             let (subjects, templates, expired, memory_bytes) = match act.gallery {
@@ -1480,8 +1496,12 @@ impl Vault {
                     (counts.0, counts.1, expired, gallery.memory_bytes())
                 }
                 None => {
-                    let (subjects, templates) = store::counts(act.tx)?;
-                    let expired = store::count_expiring_by(act.tx, act.now)?;
+                    let (mut subjects, mut templates, mut expired) = (0, 0, 0);
+                    act.for_each_subject(|_, facts| {
+                        subjects += 1;
+                        templates += usize::try_from(facts.templates).unwrap_or(0);
+                        expired += usize::from(!policy::is_within_retention(facts.expires_at, act.now));
+                    })?;
                     (subjects, templates, expired, 0)
                 }
             };
@@ -1883,20 +1903,65 @@ impl Vault {
     }
 
     /// The one authorisation check, for operations and lookups alike: the session belongs to
-    /// this opening and is live, and its role permits the action.
+    /// this opening and is live, and its principal's current role permits the action
+    /// ([`Role::permits`], the table in the README).
     fn authorise(&self, session: &Session, action: Action, now: UnixMillis) -> Result<()> {
+        let role = self.current_role(session);
         if session.opening != self.opening {
             Err(Error::ForeignSession)
         } else if !session.is_live(now) {
             Err(Error::SessionEnded)
-        } else if !session.role.permits(action) {
-            Err(Error::Forbidden {
-                role: session.role,
-                action,
-            })
+        } else if !role.permits(action) {
+            Err(Error::Forbidden { role, action })
         } else {
             Ok(())
         }
+    }
+
+    /// The session's principal's role now: the one at login unless an admin changed it since.
+    fn current_role(&self, session: &Session) -> Role {
+        if session.role_generation == self.role_generation.load(Ordering::Acquire) {
+            return session.role;
+        }
+        self.changed_roles
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&*session.name)
+            .copied()
+            .unwrap_or(session.role)
+    }
+
+    /// Changes a principal's role; sessions it already has take the new role at their next call.
+    /// Admins only; an admin cannot change their own role (a vault keeps an admin).
+    pub fn set_role(&self, session: &Session, name: &str, role: Role) -> Result<()> {
+        self.authorised_operation(session, Action::SetRole, None, |act| {
+            if name == session.name() {
+                return Err(invalid("user", "an admin cannot change their own role".into()));
+            }
+            let mut row = store::find_principal(act.tx, name)?
+                .ok_or_else(|| invalid("user", format!("there is no user named {name:?}")))?;
+            if !act.keys.record_mac_matches(
+                "principal",
+                &as_slices(&principal_mac_fields(name, &row)),
+                &row.mac,
+            ) {
+                return Err(Error::Integrity {
+                    table: "principals",
+                    record: name.to_string(),
+                });
+            }
+            let before = std::mem::replace(&mut row.role, role.as_str().to_string());
+            let mac = principal_mac(act.keys, name, &row);
+            store::update_principal_role(act.tx, name, &row.role, &mac)?;
+            act.pending.role_change = Some((name.to_string(), role));
+            Ok((
+                (),
+                vec![AuditEntry::new(
+                    None,
+                    format!("user={name} role {before} -> {role}"),
+                )],
+            ))
+        })
     }
 
     /// Brings the in-memory state in step with a committed transaction; the caller holds the
@@ -1924,6 +1989,13 @@ impl Vault {
                 state.settings.threshold = threshold;
                 state.settings.threshold_decimal = shortest_f64(threshold);
             }
+        }
+        if let Some((name, role)) = pending.role_change {
+            self.changed_roles
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(name, role);
+            self.role_generation.fetch_add(1, Ordering::AcqRel);
         }
         self.throttles.forget_subjects(&pending.erased);
         self.throttles.forget_subjects(&pending.throttles_reset);

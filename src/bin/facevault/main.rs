@@ -392,6 +392,17 @@ enum UserCommand {
         #[arg(long)]
         role: String,
     },
+    /// Change a user's role; the user's open sessions take it at their next call (admins).
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin user set-role gate-01 --role auditor"
+    )]
+    SetRole {
+        /// The user's name.
+        name: String,
+        /// admin, enroller, operator, auditor or exporter.
+        #[arg(long)]
+        role: String,
+    },
     /// Lift a user's lock after repeated failed logins (admins).
     #[command(
         after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin user unlock gate-01"
@@ -798,6 +809,15 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
         | Command::Audit {
             command: AuditCommand::Check { .. },
         } => Err(Failure::usage("this command does not open a vault")),
+        Command::User {
+            command: UserCommand::SetRole { name, role },
+        } => {
+            let role: Role = role.parse()?;
+            job(Action::SetRole, move |vault, session| {
+                vault.set_role(session, &name, role)?;
+                Ok(json!({"user": name, "role": role.as_str()}))
+            })
+        }
         Command::User {
             command: UserCommand::Unlock { name },
         } => job(Action::UnlockUser, move |vault, session| {
