@@ -2,7 +2,7 @@
 //! `Forbidden` exactly when the table in the README says the role may not, and is never refused
 //! as `Forbidden` when it says the role may. A role changed by an admin applies to a session
 //! that is already open.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
