@@ -369,6 +369,15 @@ enum fv_status fv_purge(const struct fv_vault *vault,
                         size_t *purged);
 
 /*
+ Erases every subject past its retention as the vault's own duty, with no session (the
+ firmware's timer calls it; audited as `system`). `*purged` receives how many.
+
+ # Safety
+ `vault` as [`fv_login`]; `purged` writable.
+ */
+enum fv_status fv_purge_expired(const struct fv_vault *vault, size_t *purged);
+
+/*
  Exports into a new bundle file at `out_path`, sealed to the 32-byte X25519 public key at
  `recipient`: every subject the law lets go. `network` chooses a destination off the device
  (transfer consent needed) over a local backup. Exporters.

@@ -597,6 +597,19 @@ pub unsafe extern "C" fn fv_purge(
     })
 }
 
+/// Erases every subject past its retention as the vault's own duty, with no session (the
+/// firmware's timer calls it; audited as `system`). `*purged` receives how many.
+///
+/// # Safety
+/// `vault` as [`fv_login`]; `purged` writable.
+#[no_mangle]
+pub unsafe extern "C" fn fv_purge_expired(vault: *const fv_vault, purged: *mut usize) -> fv_status {
+    boundary(|| {
+        let erased = self::vault(vault)?.purge_expired()?;
+        put(purged, "purged", erased.len())
+    })
+}
+
 /// Exports into a new bundle file at `out_path`, sealed to the 32-byte X25519 public key at
 /// `recipient`: every subject the law lets go. `network` chooses a destination off the device
 /// (transfer consent needed) over a local backup. Exporters.

@@ -569,6 +569,14 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     // It opens again as version 2, with the counter the migration started.
     let vault = Vault::open_with(&db, &KeyFile::new(&key), options()).unwrap();
     vault.close().unwrap();
+    // The version-1 file put back is a rollback: refused before the migration touches it.
+    std::fs::copy(fixture.join("vault.db"), &db).unwrap();
+    let before = std::fs::read(&db).unwrap();
+    assert!(matches!(
+        Vault::open_with(&db, &KeyFile::new(&key), options()),
+        Err(Error::RolledBack { database: 0, .. })
+    ));
+    assert_eq!(std::fs::read(&db).unwrap(), before);
 }
 
 /// A vault with one enrolled subject, a second operator, and the given configuration.
@@ -924,4 +932,101 @@ fn stats_and_the_renotice_list_check_what_they_read() {
     drop(conn);
     let message = cli.admin(&["stats"]).fails(4, "integrity");
     assert!(message.contains("subjects"), "{message}");
+}
+
+/// Issue 14, item 7: after a withdrawal and a purge (the erase and the rekey are above and in
+/// tests/erase.rs), none of the erased subjects' wrapped keys or ciphertexts survive in the file,
+/// its WAL or free pages; and the vault purges by itself: at an opening that loads the gallery,
+/// and when the host's timer calls `purge_expired`, audited as `system`.
+#[test]
+fn withdrawn_and_purged_subjects_leave_no_byte_and_the_vault_purges_by_itself() {
+    let tv = TestVault::new(64);
+    let mut rng = Rng::new(51);
+    let short = facevault::Enrolment {
+        retention_secs: Some(3600),
+        ..consent()
+    };
+    let withdrawn = tv
+        .vault
+        .enrol(&tv.admin, &consent(), &rng.gaussian_vec(64))
+        .unwrap();
+    let expiring = tv.vault.enrol(&tv.admin, &short, &rng.gaussian_vec(64)).unwrap();
+    let expiring_later = tv.vault.enrol(&tv.admin, &short, &rng.gaussian_vec(64)).unwrap();
+    let kept = tv
+        .vault
+        .enrol(&tv.admin, &consent(), &rng.gaussian_vec(64))
+        .unwrap();
+    let tv = tv.reopen();
+    let secrets = |subject: &facevault::SubjectId| -> Vec<Vec<u8>> {
+        let conn = raw_db(&tv.path);
+        let mut blobs: Vec<Vec<u8>> = vec![conn
+            .query_row(
+                "SELECT wrapped_key FROM subjects WHERE id = ?1",
+                [&subject.as_bytes()[..]],
+                |r| r.get(0),
+            )
+            .unwrap()];
+        let mut statement = conn
+            .prepare("SELECT ciphertext FROM templates WHERE subject_id = ?1")
+            .unwrap();
+        blobs.extend(
+            statement
+                .query_map([&subject.as_bytes()[..]], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap),
+        );
+        blobs
+    };
+    let needles =
+        windows::<16>(&[secrets(&withdrawn), secrets(&expiring), secrets(&expiring_later)].concat());
+    tv.vault.withdraw_consent(&tv.admin, &withdrawn).unwrap();
+    tv.clock.advance(3_600_001);
+    // The host's timer: no session, audited as the vault's own.
+    let purged = tv.vault.purge_expired().unwrap();
+    assert_eq!(purged.len(), 2, "{purged:?}");
+    assert!(purged.contains(&expiring) && purged.contains(&expiring_later));
+    assert!(tv.vault.purge_expired().unwrap().is_empty());
+    for file in [read_or_empty(&tv.path), read_or_empty(&tv.wal_path())] {
+        assert!(
+            find_any(&file, &needles).is_none(),
+            "an erased subject's bytes survived"
+        );
+    }
+    let audit = tv.vault.audit_log(&tv.admin).unwrap();
+    assert!(audit
+        .iter()
+        .any(|r| r.actor == "system" && r.action == "purge" && r.detail == "purged=2"));
+
+    // At open: a subject that expired while the vault was closed is erased before any lookup.
+    let late = tv
+        .vault
+        .enrol(
+            &tv.admin,
+            &facevault::Enrolment {
+                retention_secs: Some(60),
+                ..consent()
+            },
+            &rng.gaussian_vec(64),
+        )
+        .unwrap();
+    let TestVault {
+        vault,
+        path,
+        clock,
+        dir,
+        ..
+    } = tv;
+    vault.close().unwrap();
+    clock.advance(61_000);
+    let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
+    let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+    let listed: Vec<_> = vault
+        .subjects(&admin)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.subject)
+        .collect();
+    assert_eq!(listed, vec![kept]);
+    assert!(!listed.contains(&late));
+    drop(dir);
 }

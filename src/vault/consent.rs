@@ -8,6 +8,7 @@ use crate::wiped::{self, WipedVec};
 
 use super::{
     as_slices, invalid, subject_mac_fields, AuditEntry, OperationContext, Vault, MAX_TEMPLATES_PER_SUBJECT,
+    SYSTEM,
 };
 use crate::access::Action;
 use crate::crypto::{self, DataKey, PersonalBinding};
@@ -573,20 +574,28 @@ impl Vault {
     /// Returns the subjects erased, in ID order, so that the device's own records (a badge map,
     /// say) can follow without reading the audit log.
     pub fn purge(&self, session: &Session) -> Result<Vec<SubjectId>> {
-        self.authorised_operation(session, Action::Purge, None, |act| {
-            let expired = act.expired_subjects()?;
-            let mut entries = Vec::with_capacity(expired.len() + 1);
-            for (done, (subject, expires_at)) in expired.iter().enumerate() {
-                act.report_progress("purge", done, expired.len());
-                let templates = act.shred_subject(subject, false)?;
-                let detail = format!("expired_at={expires_at} templates={templates}");
-                entries.push(AuditEntry::new(Some(*subject), detail));
+        self.authorised_operation(session, Action::Purge, None, purge_expired)
+    }
+
+    /// Erases every subject past its retention as the vault's own duty (Art. 8), with no
+    /// session: audited with the actor `system`. The vault runs it at an opening that loads the
+    /// gallery when a subject has expired; a host calls it from its timer (the C ABI's
+    /// `fv_purge_expired`). Returns the subjects erased; when none has expired it writes nothing.
+    pub fn purge_expired(&self) -> Result<Vec<SubjectId>> {
+        let due = match &self.read_state().gallery {
+            Some(gallery) => {
+                let now = self.clock.now();
+                gallery
+                    .subjects()
+                    .iter()
+                    .any(|(_, expires_at)| !policy::is_within_retention(*expires_at, now))
             }
-            act.report_progress("purge", expired.len(), expired.len());
-            entries.push(AuditEntry::new(None, format!("purged={}", expired.len())));
-            let purged = expired.into_iter().map(|(subject, _)| subject).collect();
-            Ok((purged, entries))
-        })
+            None => true,
+        };
+        if !due {
+            return Ok(Vec::new());
+        }
+        self.operation(SYSTEM, Action::Purge, None, purge_expired)
     }
 
     /// Records a subject's separate consent to transfer its face data off the device (Art. 8);
@@ -635,4 +644,20 @@ impl Vault {
             ))
         })
     }
+}
+
+/// A purge's body: every subject past its retention shredded, each audited.
+fn purge_expired(act: &mut OperationContext<'_>) -> Result<(Vec<SubjectId>, Vec<AuditEntry>)> {
+    let expired = act.expired_subjects()?;
+    let mut entries = Vec::with_capacity(expired.len() + 1);
+    for (done, (subject, expires_at)) in expired.iter().enumerate() {
+        act.report_progress("purge", done, expired.len());
+        let templates = act.shred_subject(subject, false)?;
+        let detail = format!("expired_at={expires_at} templates={templates}");
+        entries.push(AuditEntry::new(Some(*subject), detail));
+    }
+    act.report_progress("purge", expired.len(), expired.len());
+    entries.push(AuditEntry::new(None, format!("purged={}", expired.len())));
+    let purged = expired.into_iter().map(|(subject, _)| subject).collect();
+    Ok((purged, entries))
 }

@@ -72,6 +72,8 @@ pub const DEFAULT_SCORE_ROLES: RoleSet = RoleSet::ADMIN;
 const MAX_MODEL_NAME_LEN: usize = 64;
 /// The actor recorded for an attempt made without an authenticated principal.
 const ANONYMOUS: &str = "-";
+/// The actor recorded for what the vault does as its own duty (a purge at open or on a timer).
+const SYSTEM: &str = "system";
 /// The actor recorded for a login attempt under a name that is not a principal.
 const UNKNOWN_USER: &str = "<unknown user>";
 
@@ -1021,6 +1023,14 @@ impl Vault {
             .map_err(|_| Error::NotAVault("the vault ID is malformed".into()))?;
         let counter = keys.rollback_counter(&vault_id)?;
         let mut ledger = if store.format_version()? < store::FORMAT_VERSION {
+            // A counter that has counted changes saw this vault in format 2 already: an older
+            // format is a copy put back. Refused before the migration touches the file.
+            if let Some(seen) = counter.read()?.filter(|seen| *seen > 0) {
+                return Err(Error::RolledBack {
+                    database: 0,
+                    counter: seen,
+                });
+            }
             let legacy = VaultKeys::derive_v1(MasterKey::from_bytes(*master.expose_secret()), &vault_id)?;
             let key_check: Vec<u8> = store::meta_get(store.conn(), "key_check")?;
             if !legacy.matches_key_check_value(&key_check) {
@@ -1102,6 +1112,9 @@ impl Vault {
                 return Err(e);
             }
         }
+        // Art. 8 by itself: subjects that expired while the vault was closed are erased now, not
+        // when someone next runs a purge.
+        vault.purge_expired()?;
         Ok(vault)
     }
 
@@ -1839,6 +1852,18 @@ impl Vault {
             self.audit_attempt(&session.name, action, subject, Outcome::Denied, &e);
             return Err(e);
         }
+        self.operation(&session.name, action, subject, body)
+    }
+
+    /// The operation and its audit records (as `actor`) in one transaction, then the in-memory
+    /// state; a refusal audited on its own. Callers authorise first, or act as the vault itself.
+    fn operation<T>(
+        &self,
+        actor: &str,
+        action: Action,
+        subject: Option<SubjectId>,
+        body: impl FnOnce(&mut OperationContext<'_>) -> Result<(T, Vec<AuditEntry>)>,
+    ) -> Result<T> {
         let mut ledger = lock(&self.ledger);
         // Read under the ledger's lock, so that operations' times follow their commit order.
         let now = self.clock.now();
@@ -1868,7 +1893,7 @@ impl Vault {
                 for entry in entries {
                     w.audit(record(
                         now,
-                        &session.name,
+                        actor,
                         action,
                         entry.subject,
                         Outcome::Allowed,
@@ -1888,14 +1913,7 @@ impl Vault {
             }
             Err(e) => {
                 let detail = format!("{}: {e}", e.code());
-                let attempt = record(
-                    self.clock.now(),
-                    &session.name,
-                    action,
-                    subject,
-                    outcome_of(&e),
-                    detail,
-                );
+                let attempt = record(self.clock.now(), actor, action, subject, outcome_of(&e), detail);
                 write_attempt(&mut ledger, attempt);
                 Err(e)
             }

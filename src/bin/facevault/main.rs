@@ -759,8 +759,10 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         bar.finish_and_clear();
     }
     match vault.close() {
-        // A lookup whose audit record was lost is not reported as answered.
+        // A lookup whose audit record was lost is not reported as answered; a change the
+        // rollback counter could not count is reported too (the change itself is committed).
         Err(lost @ Error::AuditNotWritten { .. }) => Err(lost.into()),
+        Err(counter @ Error::RollbackCounter(_)) => Err(counter.into()),
         // A WAL that cannot be truncated now (another process is reading the vault) is truncated
         // by a later close: the operation itself is done.
         _ => Ok(answer?),
