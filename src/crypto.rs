@@ -32,6 +32,7 @@ const AUDIT_MAC_INFO: &[u8] = b"facevault v1 audit mac";
 const RECORD_MAC_INFO: &[u8] = b"facevault v1 record mac";
 const KEY_WRAPPING_INFO: &[u8] = b"facevault v1 key wrapping";
 const SECRET_WRAPPING_INFO: &[u8] = b"facevault v2 secret wrapping";
+const BUNDLE_SIGNING_INFO: &[u8] = b"facevault v2 bundle signing";
 const ROOT_WRAPPING_INFO: &[u8] = b"facevault v2 root key wrapping";
 const ROOT_AAD_LABEL: &[u8] = b"facevault v2 root key";
 const SECRET_AAD_LABEL: &[u8] = b"facevault v2 sealed secret";
@@ -178,6 +179,8 @@ pub(crate) struct VaultKeys {
     secrets: Zeroizing<[u8; 32]>,
     /// Format version 1's audit MAC key: read only to check a version-1 chain before migrating it.
     legacy_audit: hmac::Key,
+    /// Signs export bundles (Ed25519); its public key identifies the vault to a recipient.
+    bundle_signing: ring::signature::Ed25519KeyPair,
     check: hmac::Key,
     records: hmac::Key,
 }
@@ -207,7 +210,11 @@ impl VaultKeys {
                 .map_err(|_| Error::Crypto)?;
             Ok(key)
         };
+        let signing_seed = fill(BUNDLE_SIGNING_INFO)?;
+        let bundle_signing = ring::signature::Ed25519KeyPair::from_seed_unchecked(signing_seed.as_slice())
+            .map_err(|_| Error::Crypto)?;
         Ok(Self {
+            bundle_signing,
             wrapping: fill(KEY_WRAPPING_INFO)?,
             secrets: fill(SECRET_WRAPPING_INFO)?,
             legacy_audit: expand(AUDIT_MAC_INFO)?,
@@ -215,6 +222,14 @@ impl VaultKeys {
             records: expand(RECORD_MAC_INFO)?,
             root,
         })
+    }
+
+    /// The vault's bundle-signing public key (Ed25519).
+    pub(crate) fn signing_public_key(&self) -> [u8; 32] {
+        use ring::signature::KeyPair;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(self.bundle_signing.public_key().as_ref());
+        key
     }
 
     pub(crate) fn root(&self) -> &RootKey {
@@ -308,6 +323,18 @@ impl VaultKeys {
     /// The key-wrapping cipher set up once, for unwrapping many data keys (at open).
     pub(crate) fn unwrapper(&self) -> Unwrapper {
         Unwrapper(self.wrapping_cipher())
+    }
+}
+
+impl crate::bundle::BundleSigner for VaultKeys {
+    fn public_key(&self) -> [u8; 32] {
+        self.signing_public_key()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64]> {
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(self.bundle_signing.sign(message).as_ref());
+        Ok(signature)
     }
 }
 

@@ -321,6 +321,18 @@ pub enum BundleProblem {
     /// It decrypted but its contents are not a valid bundle.
     #[error("its contents are malformed")]
     Malformed,
+    /// Its signature does not verify: it was altered or forged.
+    #[error("its signature does not verify: it was altered or forged")]
+    BadSignature,
+    /// A vault was expected, and the bundle is unsigned (format version 1).
+    #[error("it is unsigned (format version 1), so where it comes from cannot be checked")]
+    Unsigned,
+    /// It is signed by another vault than the one expected.
+    #[error("it is signed by another vault than the one expected")]
+    WrongSigner,
+    /// It is older than allowed, or dated in the future.
+    #[error("it is older than allowed, or dated in the future")]
+    Stale,
 }
 
 /// What is wrong with a template or probe.

@@ -29,8 +29,8 @@ pub use audit::{
     EPOCH_CLOSE_ACTION,
 };
 pub use bundle::{
-    open as open_bundle, BundleContents, BundleSubject, ConsentEvidence, RecipientPublicKey,
-    RecipientSecretKey, MAX_BUNDLE_BYTES,
+    open as open_bundle, open_checked as open_bundle_checked, BundleContents, BundleExpectations,
+    BundleOrigin, BundleSubject, ConsentEvidence, RecipientPublicKey, RecipientSecretKey, MAX_BUNDLE_BYTES,
 };
 pub use clock::{Clock, ManualClock, SystemClock, UnixMillis};
 pub use error::{

@@ -1030,3 +1030,54 @@ fn withdrawn_and_purged_subjects_leave_no_byte_and_the_vault_purges_by_itself() 
     assert!(!listed.contains(&late));
     drop(dir);
 }
+
+/// Issue 14, item 10: a bundle carries its vault's signature and creation time; the recipient
+/// checks both against the signing key the vault's `stats` shows.
+#[test]
+fn a_bundle_opens_only_as_the_signed_work_of_the_expected_vault() {
+    let (cli, secret, public) = CliVault::with_exporter(DIM);
+    cli.enrol("a.f32", &Rng::new(61).gaussian_vec(DIM), &["--transfer-consent"]);
+    let out = cli.dir.path().join("out.fvb");
+    cli.export(&out, "network", &public, &[]).ok();
+    let signing_key = cli.stats()["signing_key"].as_str().unwrap().to_string();
+    assert_eq!(signing_key.len(), 64);
+    let open = |extra: &[&str]| {
+        let mut args = vec![
+            "open-bundle",
+            "--in",
+            out.to_str().unwrap(),
+            "--recipient-secret",
+            &secret,
+        ];
+        args.extend(extra);
+        cli.run(None, &args)
+    };
+    let opened = open(&["--expect-vault", &signing_key, "--max-age-days", "1"])
+        .ok()
+        .clone();
+    assert_eq!(opened["signed_by"], signing_key.as_str());
+    assert_eq!(opened["subjects"].as_array().unwrap().len(), 1);
+    let other = "00".repeat(32);
+    assert!(open(&["--expect-vault", &other])
+        .fails(4, "bundle_rejected")
+        .contains("another vault"));
+    // Another vault's bundle is refused against this vault's key.
+    let (elsewhere, _, other_public) = CliVault::with_exporter(DIM);
+    elsewhere.enrol("b.f32", &Rng::new(62).gaussian_vec(DIM), &["--transfer-consent"]);
+    let foreign = cli.dir.path().join("foreign.fvb");
+    let _ = other_public;
+    elsewhere.export(&foreign, "network", &public, &[]).ok();
+    let run = cli.run(
+        None,
+        &[
+            "open-bundle",
+            "--in",
+            foreign.to_str().unwrap(),
+            "--recipient-secret",
+            &secret,
+            "--expect-vault",
+            &signing_key,
+        ],
+    );
+    run.fails(4, "bundle_rejected");
+}

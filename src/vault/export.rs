@@ -227,7 +227,7 @@ fn bundle_of(
                     too_large.0
                 ),
             })?;
-        let bytes = bundle::seal(&request.recipient, &plain)?;
+        let bytes = bundle::seal(&request.recipient, &plain, act.keys, act.now)?;
 
         let destination = request.destination.as_str();
         let mut entries: Vec<AuditEntry> = chosen

@@ -342,6 +342,9 @@ pub struct Stats {
     pub cpu: String,
     /// How identify scans.
     pub scan: ScanMode,
+    /// The vault's bundle-signing public key (Ed25519), hex: a recipient checks bundles against
+    /// it (`open-bundle --expect-vault`).
+    pub signing_key: String,
 }
 
 /// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
@@ -1533,6 +1536,7 @@ impl Vault {
                 code_kernel: Gallery::code_kernel_name(),
                 cpu: Gallery::cpu_model(),
                 scan: act.settings.scan,
+                signing_key: hex(&act.keys.signing_public_key()),
             };
             Ok((stats, vec![AuditEntry::new(None, "")]))
         })

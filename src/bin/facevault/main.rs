@@ -217,6 +217,13 @@ enum Command {
         /// The recipient's secret key file.
         #[arg(long, value_name = "FILE")]
         recipient_secret: PathBuf,
+        /// Refuse the bundle unless the vault with this signing key (64 hex digits, as its
+        /// `stats` shows `signing_key`) made and signed it.
+        #[arg(long, value_name = "HEX")]
+        expect_vault: Option<String>,
+        /// Refuse a bundle made more than this many days ago (by this machine's clock).
+        #[arg(long, value_name = "N")]
+        max_age_days: Option<u32>,
     },
     /// Counts and settings.
     #[command(
@@ -706,11 +713,26 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         Command::OpenBundle {
             input,
             recipient_secret,
+            expect_vault,
+            max_age_days,
         } => {
+            use facevault::Clock;
+            let expect = facevault::BundleExpectations {
+                vault_key: expect_vault
+                    .as_deref()
+                    .map(|hex| parse_hash(hex, "--expect-vault"))
+                    .transpose()?,
+                fresh_at: max_age_days
+                    .map(|days| (facevault::SystemClock.now(), i64::from(days) * 86_400_000)),
+            };
             let secret = RecipientSecretKey::from_file(&recipient_secret)?;
             let bundle = read_input(&input, facevault::MAX_BUNDLE_BYTES as u64)?;
-            let contents = facevault::open_bundle(&secret, &bundle)?;
-            return serde_json::to_value(&contents).map_err(|e| Failure::usage(e.to_string()));
+            let (contents, origin) = facevault::open_bundle_checked(&secret, &bundle, &expect)?;
+            let mut value = serde_json::to_value(&contents).map_err(|e| Failure::usage(e.to_string()))?;
+            if let Some(map) = value.as_object_mut() {
+                map.insert("signed_by".into(), json!(origin.vault_key.map(|key| hex(&key))));
+            }
+            return Ok(value);
         }
         Command::Audit {
             command:

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Opens a facevault export bundle, format version 1, and prints what it holds as JSON.
+"""Opens a facevault export bundle, format version 1 or 2, and prints what it holds as JSON.
+A version-2 bundle's Ed25519 signature is checked before anything is decrypted, and the signing
+key is printed as "signed_by" (null for version 1).
 
     open_bundle.py BUNDLE SECRET_HEX_FILE
 
@@ -26,15 +28,19 @@ import sys
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 MAGIC = b"FVBUNDLE"              # offset 0, 8 bytes
-VERSION = 1                      # offset 8, 1 byte
-HEADER_LEN = 8 + 1 + 32 + 12     # magic, version, ephemeral public key, nonce: 53 bytes
+HEADER_LEN_V1 = 8 + 1 + 32 + 12  # magic, version, ephemeral public key, nonce: 53 bytes
+HEADER_LEN_V2 = HEADER_LEN_V1 + 32 + 8  # then the vault's Ed25519 key and the creation time: 93
 TAG_LEN = 16
+SIGNATURE_LEN = 64
+SIGNATURE_LABEL = b"facevault v2 bundle signature"
 KDF_INFO = b"facevault v1 bundle key"
 
 
@@ -54,19 +60,31 @@ def bundle_key(shared, ephemeral_public, recipient_public):
 
 
 def decrypt(bundle, secret):
-    """Checks the header and returns the decrypted plaintext (the contents' JSON, as bytes)."""
+    """Checks the header (and a version-2 signature) and returns the decrypted plaintext (the
+    contents' JSON, as bytes), the version, and the signer's key and signed time (version 2)."""
     if len(bundle) < len(MAGIC) + 1:
         raise Rejected("truncated" if MAGIC.startswith(bundle) else "not a facevault bundle")
     if bundle[:8] != MAGIC:
         raise Rejected("not a facevault bundle")
-    if bundle[8] != VERSION:
-        raise Rejected(f"unsupported bundle version {bundle[8]}")
-    if len(bundle) < HEADER_LEN + TAG_LEN:
+    version = bundle[8]
+    if version not in (1, 2):
+        raise Rejected(f"unsupported bundle version {version}")
+    header_len, trailer_len = (HEADER_LEN_V1, 0) if version == 1 else (HEADER_LEN_V2, SIGNATURE_LEN)
+    if len(bundle) < header_len + TAG_LEN + trailer_len:
         raise Rejected("truncated")
-    header = bundle[:HEADER_LEN]
+    sealed = bundle[:len(bundle) - trailer_len]
+    signer, signed_at = None, None
+    if version == 2:
+        signer = sealed[53:85]
+        signed_at = struct.unpack("<q", sealed[85:93])[0]
+        try:
+            Ed25519PublicKey.from_public_bytes(signer).verify(bundle[len(sealed):], SIGNATURE_LABEL + sealed)
+        except (InvalidSignature, ValueError):
+            raise Rejected("its signature does not verify: it was altered or forged") from None
+    header = sealed[:header_len]
     ephemeral_public = header[9:41]
     nonce = header[41:53]
-    ciphertext_and_tag = bundle[HEADER_LEN:]
+    ciphertext_and_tag = sealed[header_len:]
 
     own = X25519PrivateKey.from_private_bytes(secret)
     recipient_public = own.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -77,8 +95,8 @@ def decrypt(bundle, secret):
         raise Rejected("decryption failed") from None
     key = bundle_key(shared, ephemeral_public, recipient_public)
     try:
-        # The associated data is the whole 53-byte header.
-        return AESGCM(key).decrypt(nonce, ciphertext_and_tag, header)
+        # The associated data is the whole header: 53 bytes in version 1, 93 in version 2.
+        return AESGCM(key).decrypt(nonce, ciphertext_and_tag, header), version, signer, signed_at
     except InvalidTag:
         raise Rejected("decryption failed: wrong recipient key, or the bundle was altered") from None
 
@@ -108,12 +126,13 @@ def _exact_keys(obj, required, optional, where):
     _expect(keys <= required | optional, f"{where} has unknown keys {sorted(keys - required - optional)}")
 
 
-def check_contents(contents):
+def check_contents(contents, version, signed_at):
     """The JSON inside, as docs/format.md specifies it."""
     _exact_keys(contents, {"format", "version", "vault_id", "created_at", "destination", "model",
                            "dim", "subjects"}, set(), "the bundle")
     _expect(contents["format"] == "facevault-bundle", "format")
-    _expect(contents["version"] == 1 and _is_int(contents["version"]), "version")
+    _expect(contents["version"] == version and _is_int(contents["version"]), "version")
+    _expect(signed_at is None or contents["created_at"] == signed_at, "created_at differs from the signed time")
     _expect(_is_hex(contents["vault_id"], 32), "vault_id")
     _expect(_is_int(contents["created_at"]), "created_at")
     _expect(contents["destination"] in ("local", "network"), "destination")
@@ -159,12 +178,13 @@ def check_contents(contents):
 
 
 def open_bundle(bundle, secret):
-    plaintext = decrypt(bundle, secret)
+    plaintext, version, signer, signed_at = decrypt(bundle, secret)
     try:
         contents = json.loads(plaintext.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise Rejected("malformed contents: not UTF-8 JSON") from None
-    check_contents(contents)
+    check_contents(contents, version, signed_at)
+    contents["signed_by"] = signer.hex() if signer is not None else None
     return contents
 
 
