@@ -322,6 +322,12 @@ impl Store {
 /// every row of them, so a row deleted from the file, or put back from an older copy, is caught.
 pub(crate) const STATE_TABLES: [&str; 5] = ["subjects", "consents", "notices", "principals", "throttles"];
 
+/// The `meta` values the state digest covers too, as if each were a row of a table of its own
+/// (`meta:<key>`): the settings' MAC, the audit sealer's state MAC and the verification key waiting
+/// for hand-over. An older copy of any of them, put back with its then-valid MAC, or one deleted,
+/// no longer adds up.
+pub(crate) const STATE_META_KEYS: [&str; 3] = ["settings_mac", "audit_state_mac", "audit_verification_key"];
+
 /// Records, for this connection only, the MAC of every row inserted into, deleted from or updated
 /// in the state tables (the old and the new MAC of an update), so that the ledger can bring the
 /// state digest up to date in the same transaction. Temporary triggers: nothing of them is in
@@ -339,6 +345,15 @@ pub(crate) fn watch_row_macs(conn: &Connection) -> Result<()> {
                  BEGIN INSERT INTO changed_macs VALUES ('{table}', OLD.mac), ('{table}', NEW.mac); END;"
         ));
     }
+    let watched = STATE_META_KEYS.map(|key| format!("'{key}'")).join(", ");
+    sql.push_str(&format!(
+        "CREATE TEMP TRIGGER IF NOT EXISTS meta_inserted AFTER INSERT ON main.meta WHEN NEW.key IN ({watched})
+             BEGIN INSERT INTO changed_macs VALUES ('meta:' || NEW.key, NEW.value); END;
+         CREATE TEMP TRIGGER IF NOT EXISTS meta_deleted AFTER DELETE ON main.meta WHEN OLD.key IN ({watched})
+             BEGIN INSERT INTO changed_macs VALUES ('meta:' || OLD.key, OLD.value); END;
+         CREATE TEMP TRIGGER IF NOT EXISTS meta_updated AFTER UPDATE OF value ON main.meta WHEN NEW.key IN ({watched})
+             BEGIN INSERT INTO changed_macs VALUES ('meta:' || OLD.key, OLD.value), ('meta:' || NEW.key, NEW.value); END;"
+    ));
     conn.execute_batch(&sql)?;
     Ok(())
 }
@@ -356,7 +371,7 @@ pub(crate) fn take_changed_macs(conn: &Connection) -> Result<Vec<(String, Vec<u8
     Ok(changed)
 }
 
-/// Visits the MAC of every row of the state tables.
+/// Visits the MAC of every row of the state tables, and the state `meta` values.
 pub(crate) fn for_each_row_mac(conn: &Connection, mut visit: impl FnMut(&str, &[u8])) -> Result<()> {
     for table in STATE_TABLES {
         let mut statement = conn.prepare(&format!("SELECT mac FROM {table}"))?;
@@ -364,6 +379,11 @@ pub(crate) fn for_each_row_mac(conn: &Connection, mut visit: impl FnMut(&str, &[
         while let Some(row) = rows.next()? {
             let mac = row.get_ref(0)?;
             visit(table, mac.as_blob().unwrap_or_default());
+        }
+    }
+    for key in STATE_META_KEYS {
+        if let Some(value) = meta_get_optional::<Vec<u8>>(conn, key)? {
+            visit(&format!("meta:{key}"), &value);
         }
     }
     Ok(())

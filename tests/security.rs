@@ -1081,3 +1081,44 @@ fn a_bundle_opens_only_as_the_signed_work_of_the_expected_vault() {
     );
     run.fails(4, "bundle_rejected");
 }
+
+/// The settings (an older threshold with its then-valid MAC) and the audit sealer's state (an
+/// older head, to cut the log back to it) are bound to the state digest too: put back from an
+/// older copy, each is refused as rolled back; so is the verification key deleted before hand-over.
+#[test]
+fn older_settings_or_an_older_audit_head_put_back_are_refused() {
+    let tv = TestVault::new(DIM);
+    let tv = tv.reopen();
+    let older = tv.dir.path().join("older.db");
+    copy_db(&tv.path, &older);
+    tv.vault.set_threshold(&tv.admin, 0.9).unwrap();
+    for _ in 0..3 {
+        tv.vault.stats(&tv.admin).unwrap();
+    }
+    let TestVault { vault, path, dir, .. } = tv;
+    vault.close().unwrap();
+    let current = dir.path().join("current.db");
+    copy_db(&path, &current);
+    let restore = |statement: &str| {
+        copy_db(&current, &path);
+        let conn = raw_db(&path);
+        conn.execute_batch(&format!("ATTACH '{}' AS old; {statement}", older.display()))
+            .unwrap();
+        drop(conn);
+        let opened = Vault::open(&path, &FixedKey::new(KEY));
+        assert!(
+            matches!(opened, Err(Error::RowsRolledBack)),
+            "{statement}: {opened:?}"
+        );
+    };
+    restore(
+        "UPDATE main.meta SET value = (SELECT value FROM old.meta WHERE key = 'threshold') WHERE key = 'threshold';
+         UPDATE main.meta SET value = (SELECT value FROM old.meta WHERE key = 'settings_mac') WHERE key = 'settings_mac';",
+    );
+    restore(
+        "DELETE FROM main.audit WHERE seq > (SELECT value FROM old.meta WHERE key = 'audit_head_seq');
+         DELETE FROM main.meta WHERE key LIKE 'audit_%';
+         INSERT INTO main.meta SELECT * FROM old.meta WHERE key LIKE 'audit_%';",
+    );
+    restore("DELETE FROM main.meta WHERE key = 'audit_verification_key'");
+}

@@ -113,7 +113,8 @@ impl Ledger {
         };
         save_sealer_state(&tx, &keys, &vault_id, &state, true)?;
         write_change_number(&tx, &keys, &vault_id, 0)?;
-        write_state_digest(&tx, &keys, &vault_id, 0, &[0; 32])?;
+        let digest = compute_state_digest(&tx, &keys)?;
+        write_state_digest(&tx, &keys, &vault_id, 0, &digest)?;
         tx.commit()?;
         store::watch_row_macs(store.conn())?;
         counter.advance_to(0)?;
