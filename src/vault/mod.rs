@@ -1404,7 +1404,6 @@ impl Vault {
     ) -> Result<Verification> {
         let probe = probe.into();
         self.lookup(session, Action::Verify, Some(*subject), |act, buffer| {
-            act.throttles.admit_verify(subject, act.now)?;
             probe.prefetch();
             act.gallery.prefetch_subject(subject);
             let probe = act.normalise_probe(probe, buffer)?;
@@ -1419,6 +1418,11 @@ impl Vault {
             // "score 0.4, no match" at a threshold of 0.4.
             let score = act.settings.round_score(score);
             let matched = score >= act.settings.threshold_decimal;
+            // Throttled subjects are refused here, after the scoring, so that the work and the
+            // one critical section are the same for a match, a failure and a refusal.
+            act.throttles.gate_verify(subject, matched, act.now, |change| {
+                act.match_log.push_throttle(act.now, act.principal, change)
+            })?;
             let detail = LookupDetail::Verified { matched, score };
             let verification = Verification {
                 subject: *subject,
@@ -1802,7 +1806,7 @@ impl Vault {
         match result {
             Ok((value, details)) => {
                 for detail in details {
-                    self.settle_throttles(session, subject, &detail, now);
+                    self.settle_identify_throttle(session, &detail, now);
                     self.match_log.push(record(Outcome::Allowed, detail));
                 }
                 Ok(value)
@@ -1815,25 +1819,14 @@ impl Vault {
         }
     }
 
-    /// Counts an answered lookup in its throttles: a verify's failure or match, an identify's
-    /// miss or hit. Changes (and alerts) go to the match-log writer with the lookups' records.
-    fn settle_throttles(
-        &self,
-        session: &Session,
-        subject: Option<SubjectId>,
-        detail: &LookupDetail,
-        now: UnixMillis,
-    ) {
+    /// Counts an answered identify in its principal's throttle: a miss or a hit. Changes (and
+    /// alerts) go to the match-log writer with the lookups' records. (A verify settles its
+    /// subject's throttle inside the lookup, `Throttles::gate_verify`.)
+    fn settle_identify_throttle(&self, session: &Session, detail: &LookupDetail, now: UnixMillis) {
         let emit = |change| self.match_log.push_throttle(now, &session.name, change);
-        match (detail, subject) {
-            (LookupDetail::Verified { matched, .. }, Some(subject)) => {
-                self.throttles.settle_verify(&subject, *matched, now, emit);
-            }
-            (LookupDetail::Identified { candidates, .. }, _) => {
-                self.throttles
-                    .settle_identify(&session.name, [candidates.is_empty()], now, emit);
-            }
-            _ => {}
+        if let LookupDetail::Identified { candidates, .. } = detail {
+            self.throttles
+                .settle_identify(&session.name, [candidates.is_empty()], now, emit);
         }
     }
 

@@ -146,9 +146,31 @@ pub(crate) struct ThrottleChange {
     pub alert: Option<String>,
 }
 
+/// Hashes a subject ID by its first eight bytes: IDs are random and made by the vault, so no
+/// caller can choose colliding ones, and a verify pays for no SipHash under the lock.
+#[derive(Default)]
+struct SubjectIdHasher(u64);
+
+impl std::hash::Hasher for SubjectIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let take = bytes.len().min(8);
+        word[..take].copy_from_slice(&bytes[..take]);
+        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+    }
+
+    fn write_usize(&mut self, _length: usize) {}
+}
+
+type SubjectMap = HashMap<SubjectId, ThrottleState, std::hash::BuildHasherDefault<SubjectIdHasher>>;
+
 #[derive(Default)]
 struct Maps {
-    subjects: HashMap<SubjectId, ThrottleState>,
+    subjects: SubjectMap,
     principals: HashMap<String, ThrottleState>,
 }
 
@@ -199,36 +221,42 @@ impl Throttles {
         self.maps.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Before a verify of `subject`: refused while the subject is throttled or disabled.
-    pub(crate) fn admit_verify(&self, subject: &SubjectId, now: UnixMillis) -> Result<()> {
-        match self.maps().subjects.get(subject) {
-            Some(state) => throttled(ThrottleScope::Subject, state, now).map_or(Ok(()), Err),
-            None => Ok(()),
-        }
-    }
-
-    /// After a verify answered: a match clears the subject's count, a failure adds to it.
-    /// `emit` receives the change, under the lock, so that changes reach the writer in order.
-    pub(crate) fn settle_verify(
+    /// After a verify of `subject` was scored: refused while the subject is throttled or
+    /// disabled (the score is then not given out, nor counted); otherwise a match clears the
+    /// subject's count and a failure adds to it. One short critical section, and the same one
+    /// whether the probe matched or not. `emit` receives a change, under the lock, so that
+    /// changes reach the writer in order.
+    pub(crate) fn gate_verify(
         &self,
         subject: &SubjectId,
         matched: bool,
         now: UnixMillis,
         emit: impl FnOnce(ThrottleChange),
-    ) {
+    ) -> Result<()> {
         let policy = &self.policy;
         let mut maps = self.maps();
+        let entry = maps.subjects.get_mut(subject);
+        if let Some(refusal) = entry
+            .as_deref()
+            .and_then(|state| throttled(ThrottleScope::Subject, state, now))
+        {
+            return Err(refusal);
+        }
         if matched {
-            if maps.subjects.remove(subject).is_some() {
+            if entry.is_some() {
+                maps.subjects.remove(subject);
                 emit(ThrottleChange {
                     key: ThrottleKey::Subject(*subject),
                     state: None,
                     alert: None,
                 });
             }
-            return;
+            return Ok(());
         }
-        let state = maps.subjects.entry(*subject).or_default();
+        let state = match entry {
+            Some(state) => state,
+            None => maps.subjects.entry(*subject).or_default(),
+        };
         state.failures = state.failures.saturating_add(1);
         let mut alert = None;
         if state.failures >= policy.verify_failures_before_disable {
@@ -256,6 +284,7 @@ impl Throttles {
             state: Some(*state),
             alert,
         });
+        Ok(())
     }
 
     /// Before `probes` identifies by `principal`: refused while it waits after a run of misses,
