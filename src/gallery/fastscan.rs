@@ -658,13 +658,15 @@ fn portable_weights(tables: &[u8]) -> WipedVec<u8> {
     let (pair_tables, _) = tables.as_chunks::<32>();
     let mut weights = WipedVec::new(vec![0u8; pair_tables.len() * PORTABLE_VECTORS * 32]);
     let (pair_weights, _) = weights.as_chunks_mut::<{ PORTABLE_VECTORS * 32 }>();
-    for (table, out) in pair_tables.iter().zip(pair_weights) {
-        for lane in 0..32 {
-            let first = (lane / 16) * 16;
-            let entry0 = table[first];
-            out[lane] = entry0;
+    for (tables, out) in pair_tables.iter().zip(pair_weights) {
+        // Each group's values fill its 16 lanes of each vector: a few stores a pair, as every
+        // lookup, whatever the kernel, pays for this.
+        let (group_tables, _) = tables.as_chunks::<16>();
+        for (half, table) in group_tables.iter().enumerate() {
+            let entry0 = table[0];
+            out[16 * half..][..16].fill(entry0);
             for bit in 0..4 {
-                out[32 * (bit + 1) + lane] = table[first + (1 << bit)].wrapping_sub(entry0);
+                out[32 * (bit + 1) + 16 * half..][..16].fill(table[1 << bit].wrapping_sub(entry0));
             }
         }
     }
