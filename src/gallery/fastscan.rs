@@ -11,6 +11,8 @@
 //! The probe is quantised to 4 bits a dimension, symmetrically (q'_i ≈ −R + step·v_i), so that a
 //! cleared bit can look up L − v_i for −q'_i and no per-row popcount is needed; four dimensions are
 //! summed at a time through 16-entry tables, which is what SIMD byte shuffles do 32 rows at once.
+//! Plain Rust has no byte shuffle, so the portable kernel uses that each table is linear in the
+//! bits of its nibble and adds one masked weight a bit instead ([`block_sums_portable`]).
 //!
 //! Layout, per block of 32 rows and per pair `p` of 4-dimension groups (2p, 2p+1), 32 bytes:
 //! byte `j` (j < 16) holds group 2p of row `j` (low nibble) and of row `j + 16` (high nibble);
