@@ -2,6 +2,7 @@
 //!
 //!     cargo run --release --example identify_bench -- DIR [--scan fast|exact]
 //!     FACEVAULT_BENCH_SCAN=exact ../shared/bench/compare.sh N    (the exact mode beside FAISS)
+//!     FACEVAULT_BENCH_KEEP=DIR ...   (keep the enrolled vault in DIR and reuse it next time)
 //!
 //! Reads a gallery written by `gen_gallery.py`, enrols `gallery.f32` into a fresh vault (one
 //! subject per row, in row order), reopens it (timing the open), runs every probe of `queries.f32`
@@ -69,6 +70,49 @@ fn exact_top1(gallery: &[f32], dim: usize, query: &[f32]) -> usize {
     best.1
 }
 
+/// A fresh vault at `path` with one subject per row of `gallery`, in row order, closed: the
+/// subjects and the seconds the enrolment took.
+fn enrol_all(
+    path: &Path,
+    key: &FixedKey,
+    password: &Password,
+    scan: ScanMode,
+    dim: usize,
+    gallery: &[f32],
+) -> Result<(Vec<SubjectId>, f64), Box<dyn Error>> {
+    let n = gallery.len() / dim;
+    let config = VaultConfig {
+        threshold: 0.0,
+        scan,
+        ..VaultConfig::new(dim, "bench-model")
+    };
+    let vault = Vault::create(path, key, &config, "admin", password)?;
+    let admin = vault.login("admin", password)?;
+    vault.add_user(&admin, "gate", Role::Operator, &Password::new("benchmark gate"))?;
+    vault.publish_notice(
+        &admin,
+        &Notice {
+            version: "bench".into(),
+            processor_name: "benchmark".into(),
+            processor_contact: "-".into(),
+            purpose: "benchmark".into(),
+            method: "1:N".into(),
+            retention: "one run".into(),
+            necessity_and_impact: "synthetic data".into(),
+            rights: "-".into(),
+        },
+    )?;
+    let consent = Enrolment::with_consent("bench", "synthetic");
+    let started = Instant::now();
+    let mut subjects: Vec<SubjectId> = Vec::with_capacity(n);
+    for chunk in gallery.chunks(50_000 * dim) {
+        subjects.extend(vault.enrol_batch(&admin, &consent, chunk)?);
+    }
+    let enrol_s = started.elapsed().as_secs_f64();
+    vault.close()?;
+    Ok((subjects, enrol_s))
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = args
@@ -93,39 +137,40 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let n = gallery.len() / dim;
 
+    // FACEVAULT_BENCH_KEEP=DIR keeps the vault (and its subjects, in row order) in DIR and reuses
+    // it on the next run instead of enrolling again: for repeated runs at 1M, where enrolment
+    // takes minutes. The JSON then has no enrol_per_s, and the vault keeps the scan mode it was made with.
+    let kept = std::env::var_os("FACEVAULT_BENCH_KEEP").map(std::path::PathBuf::from);
     let work = tempfile::tempdir()?;
-    let path = work.path().join("bench.db");
+    let home = kept.clone().unwrap_or_else(|| work.path().to_path_buf());
+    let path = home.join("bench.db");
+    let subjects_path = home.join("subjects.txt");
     let key = FixedKey::new([0x42; 32]);
     let password = Password::new("benchmark admin");
-    let config = VaultConfig {
-        threshold: 0.0,
-        scan,
-        ..VaultConfig::new(dim, "bench-model")
+    let reused = kept.is_some() && path.exists() && subjects_path.exists();
+    let (subjects, enrol_s) = if reused {
+        let listed = std::fs::read_to_string(&subjects_path)?;
+        let subjects = listed
+            .lines()
+            .map(str::parse)
+            .collect::<Result<Vec<SubjectId>, _>>()?;
+        if subjects.len() != n {
+            return Err(format!(
+                "{} lists {} subjects, not {n}",
+                subjects_path.display(),
+                subjects.len()
+            )
+            .into());
+        }
+        (subjects, None)
+    } else {
+        let (subjects, enrol_s) = enrol_all(&path, &key, &password, scan, dim, &gallery)?;
+        if kept.is_some() {
+            let listed: String = subjects.iter().map(|subject| format!("{subject}\n")).collect();
+            std::fs::write(&subjects_path, listed)?;
+        }
+        (subjects, Some(enrol_s))
     };
-    let vault = Vault::create(&path, &key, &config, "admin", &password)?;
-    let admin = vault.login("admin", &password)?;
-    vault.add_user(&admin, "gate", Role::Operator, &Password::new("benchmark gate"))?;
-    vault.publish_notice(
-        &admin,
-        &Notice {
-            version: "bench".into(),
-            processor_name: "benchmark".into(),
-            processor_contact: "-".into(),
-            purpose: "benchmark".into(),
-            method: "1:N".into(),
-            retention: "one run".into(),
-            necessity_and_impact: "synthetic data".into(),
-            rights: "-".into(),
-        },
-    )?;
-    let consent = Enrolment::with_consent("bench", "synthetic");
-    let started = Instant::now();
-    let mut subjects: Vec<SubjectId> = Vec::with_capacity(n);
-    for chunk in gallery.chunks(50_000 * dim) {
-        subjects.extend(vault.enrol_batch(&admin, &consent, chunk)?);
-    }
-    let enrol_s = started.elapsed().as_secs_f64();
-    vault.close()?;
 
     let started = Instant::now();
     let vault = Vault::open(&path, &key)?;
@@ -192,7 +237,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "top1_agrees_with_exact": agree as f64 / count,
         "identification_rate": right as f64 / count,
         "open_s": round(open_s, 3),
-        "enrol_per_s": round(n as f64 / enrol_s, 0),
+        "enrol_per_s": enrol_s.map(|seconds| round(n as f64 / seconds, 0)),
         "bytes_per_template": round(stats.memory_bytes as f64 / n as f64, 1),
     });
     println!("{out}");

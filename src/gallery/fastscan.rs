@@ -11,6 +11,8 @@
 //! The probe is quantised to 4 bits a dimension, symmetrically (q'_i ≈ −R + step·v_i), so that a
 //! cleared bit can look up L − v_i for −q'_i and no per-row popcount is needed; four dimensions are
 //! summed at a time through 16-entry tables, which is what SIMD byte shuffles do 32 rows at once.
+//! Plain Rust has no byte shuffle, so the portable kernel uses that each table is linear in the
+//! bits of its nibble and adds one masked weight a bit instead ([`block_sums_portable`]).
 //!
 //! Layout, per block of 32 rows and per pair `p` of 4-dimension groups (2p, 2p+1), 32 bytes:
 //! byte `j` (j < 16) holds group 2p of row `j` (low nibble) and of row `j + 16` (high nibble);
@@ -314,6 +316,12 @@ impl Codes {
         (row / BLOCK) * self.block_bytes() + (self.pairs - 1) * BLOCK + row % BLOCK
     }
 
+    /// The alignment codes of `block`'s 32 rows: its last pair.
+    fn alignment_codes(&self, block: usize) -> &[u8; BLOCK] {
+        let (pairs, _) = self.block(block).as_chunks::<BLOCK>();
+        &pairs[self.pairs - 1]
+    }
+
     fn block(&self, block: usize) -> &[u8] {
         let bytes = self.block_bytes();
         &self.blocks[block * bytes..(block + 1) * bytes]
@@ -338,6 +346,10 @@ pub(crate) struct Query {
     /// Entry `n` is Σ over the group's four dimensions of v_i where bit i of n is set, L − v_i
     /// where it is clear.
     tables: WipedVec<u8>,
+    /// The same tables as the portable kernel reads them, [`PORTABLE_VECTORS`] of 32 bytes a
+    /// pair (see [`portable_weights`]): every entry is its table's entry 0 plus one weight per
+    /// set bit, so the kernel adds masked weights instead of looking entries up.
+    weights: WipedVec<u8>,
     /// x̂ = alpha·S + beta for a table sum S.
     alpha: f32,
     beta: f32,
@@ -412,6 +424,7 @@ impl Query {
             + FACTOR_STEP / 2.0
             + ROUNDING_SLACK;
         Self {
+            weights: portable_weights(&tables),
             tables,
             alpha,
             beta,
@@ -443,7 +456,9 @@ impl Query {
         self.bounds_portable(codes, block, floor, lower_floor)
     }
 
-    /// The reference: the same arithmetic one row at a time.
+    /// The reference: the same arithmetic, a row a lane. Every one of the 32 rows is computed
+    /// (rows past the end of the gallery, then masked, cost less than a branch per row), so the
+    /// loops have a constant length and vectorise.
     pub(crate) fn bounds_portable(
         &self,
         codes: &Codes,
@@ -453,7 +468,7 @@ impl Query {
     ) -> BlockBounds {
         let mut sums = [0u16; BLOCK];
         block_sums_portable(codes, self, block, &mut sums);
-        let alignment = &codes.block(block)[(codes.pairs - 1) * BLOCK..];
+        let alignment = codes.alignment_codes(block);
         let live = codes.rows.saturating_sub(block * BLOCK).min(BLOCK);
         let mut out = BlockBounds {
             uppers: [f32::NEG_INFINITY; BLOCK],
@@ -462,20 +477,27 @@ impl Query {
             above_lower_floor: 0,
             max_upper: f32::NEG_INFINITY,
         };
-        for row in 0..live {
+        for row in 0..BLOCK {
             let code = alignment[row];
+            let (estimate, bound) = self.estimate(sums[row], code);
             let (upper, lower) = if code >= UNBOUNDED {
                 (f32::INFINITY, f32::NEG_INFINITY)
             } else {
-                let (estimate, bound) = self.estimate(sums[row], code);
                 (estimate + bound, estimate - bound)
             };
-            out.uppers[row] = upper;
-            out.lowers[row] = lower;
-            out.candidates |= u32::from(upper >= floor) << row;
-            out.above_lower_floor |= u32::from(lower > lower_floor) << row;
-            out.max_upper = out.max_upper.max(upper);
+            // Rows past the end keep -∞.
+            let in_gallery = row < live;
+            out.uppers[row] = if in_gallery { upper } else { f32::NEG_INFINITY };
+            out.lowers[row] = if in_gallery { lower } else { f32::NEG_INFINITY };
         }
+        let live_rows = u32::MAX.checked_shr((BLOCK - live) as u32).unwrap_or(0);
+        for row in 0..BLOCK {
+            out.candidates |= u32::from(out.uppers[row] >= floor) << row;
+            out.above_lower_floor |= u32::from(out.lowers[row] > lower_floor) << row;
+            out.max_upper = out.max_upper.max(out.uppers[row]);
+        }
+        out.candidates &= live_rows;
+        out.above_lower_floor &= live_rows;
         out
     }
 
@@ -625,9 +647,98 @@ fn scan_with(
     }
 }
 
-/// The reference kernel: one lookup per nibble.
+/// 32-byte vectors a pair of the portable kernel's weights: entry 0, then the weights of bits
+/// 0 to 3, each with group 2p's value in bytes 0-15 and group 2p+1's in bytes 16-31, as the
+/// codes are laid out.
+const PORTABLE_VECTORS: usize = 5;
+
+/// The tables as the portable kernel reads them. A table's entries are linear in the bits of
+/// the nibble (entry n is the sum over the group's four dimensions of v_i or L − v_i, as bit i
+/// is set or clear): entry n = entry 0 + Σ over n's set bits i of (entry 2^i − entry 0), a sum
+/// that is exact in wrapping bytes because every entry fits one.
+fn portable_weights(tables: &[u8]) -> WipedVec<u8> {
+    let (pair_tables, _) = tables.as_chunks::<32>();
+    let mut weights = WipedVec::new(vec![0u8; pair_tables.len() * PORTABLE_VECTORS * 32]);
+    let (pair_weights, _) = weights.as_chunks_mut::<{ PORTABLE_VECTORS * 32 }>();
+    for (tables, out) in pair_tables.iter().zip(pair_weights) {
+        // Each group's values fill its 16 lanes of each vector: a few stores a pair, as every
+        // lookup, whatever the kernel, pays for this.
+        let (group_tables, _) = tables.as_chunks::<16>();
+        for (half, table) in group_tables.iter().enumerate() {
+            let entry0 = table[0];
+            out[16 * half..][..16].fill(entry0);
+            for bit in 0..4 {
+                out[32 * (bit + 1) + 16 * half..][..16].fill(table[1 << bit].wrapping_sub(entry0));
+            }
+        }
+    }
+    weights
+}
+
+/// Pairs whose sums the portable kernel adds in bytes before it widens them: each pair adds at
+/// most 60 to a byte (one table entry), so four add at most 240.
+const PORTABLE_ROUND: usize = 4;
+
+/// The portable kernel, which every machine runs and the SIMD kernels are held to: the table
+/// lookups done as arithmetic that compilers vectorise for any target. Each of the 32 byte lanes
+/// of a pair (group 2p's rows in lanes 0-15, group 2p+1's in 16-31, low nibbles for rows 0-15,
+/// high for 16-31) adds entry 0 and the weight of every set bit of its nibble; four pairs are
+/// added in wrapping bytes, whose result is exact (at most 240), then widened into 16-bit sums.
+/// Fixed-length arrays and constant trip counts leave no bounds check in the loop; the sums are
+/// the lookups' to the bit.
 pub(crate) fn block_sums_portable(codes: &Codes, query: &Query, block: usize, out: &mut [u16; BLOCK]) {
-    out.fill(0);
+    let (code_pairs, _) = codes.block(block).as_chunks::<32>();
+    let (weight_pairs, _) = query.weights.as_chunks::<{ PORTABLE_VECTORS * 32 }>();
+    let mut low = [0u16; 32];
+    let mut high = [0u16; 32];
+    for (code_round, weight_round) in code_pairs
+        .chunks(PORTABLE_ROUND)
+        .zip(weight_pairs.chunks(PORTABLE_ROUND))
+    {
+        let mut low_bytes = [0u8; 32];
+        let mut high_bytes = [0u8; 32];
+        for (code, weights) in code_round.iter().zip(weight_round) {
+            pair_sums(code, weights, &mut low_bytes, &mut high_bytes);
+        }
+        for lane in 0..32 {
+            low[lane] += u16::from(low_bytes[lane]);
+            high[lane] += u16::from(high_bytes[lane]);
+        }
+    }
+    // Row j's two groups sit in lanes j and 16 + j; rows 16-31 are the high nibbles.
+    for j in 0..16 {
+        out[j] = low[j] + low[16 + j];
+        out[16 + j] = high[j] + high[16 + j];
+    }
+}
+
+/// One pair's table entries, added into the low- and high-nibble byte lanes.
+#[inline(always)]
+fn pair_sums(
+    code: &[u8; 32],
+    weights: &[u8; PORTABLE_VECTORS * 32],
+    low: &mut [u8; 32],
+    high: &mut [u8; 32],
+) {
+    for lane in 0..32 {
+        let byte = code[lane];
+        let mut low_entry = weights[lane];
+        let mut high_entry = weights[lane];
+        for bit in 0..4 {
+            let weight = weights[32 * (bit + 1) + lane];
+            low_entry = low_entry.wrapping_add(if byte & (1 << bit) != 0 { weight } else { 0 });
+            high_entry = high_entry.wrapping_add(if byte & (16 << bit) != 0 { weight } else { 0 });
+        }
+        low[lane] = low[lane].wrapping_add(low_entry);
+        high[lane] = high[lane].wrapping_add(high_entry);
+    }
+}
+
+/// The kernel the portable one replaced, one table lookup a nibble: the tests' reference for
+/// what a lookup gives.
+#[cfg(test)]
+fn block_sums_by_lookup(codes: &Codes, query: &Query, block: usize) -> [u16; BLOCK] {
+    let mut out = [0u16; BLOCK];
     let bytes = codes.block(block);
     for (pair, table) in query.tables.chunks_exact(32).enumerate() {
         let pair_bytes = &bytes[pair * BLOCK..(pair + 1) * BLOCK];
@@ -639,6 +750,7 @@ pub(crate) fn block_sums_portable(codes: &Codes, query: &Query, block: usize, ou
             }
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -857,8 +969,10 @@ mod tests {
         let mut query = Query::new(&codes, &rotated);
         let coded_bytes = (codes.pairs - 1) * 32;
         query.tables[..coded_bytes].fill(60);
+        query.weights = portable_weights(&query.tables);
         let mut sums = [0u16; BLOCK];
         block_sums_portable(&codes, &query, 0, &mut sums);
+        assert_eq!(sums, block_sums_by_lookup(&codes, &query, 0), "lookups");
         assert!(sums
             .iter()
             .all(|sum| usize::from(*sum) == 120 * (codes.pairs - 1)));
@@ -867,6 +981,92 @@ mod tests {
         }
         if let Some(cpu) = Avx512Bw::detect() {
             assert_eq!(sums, x86::block_sums_512(cpu, &codes, &query, 0), "avx512");
+        }
+    }
+
+    /// The portable kernel's premise: every table entry is entry 0 plus the weights of the
+    /// nibble's set bits, in wrapping bytes.
+    #[test]
+    fn the_tables_are_linear_in_the_bits() {
+        let mut generator = XorShift64::new(12);
+        for dim in [16, 20, 100, 512, 4096] {
+            let (rotation, codes, _) = gallery(dim, 1, dim as u64);
+            let mut rotated = vec![0.0; rotation.padded()];
+            rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
+            let query = Query::new(&codes, &rotated);
+            let weights = portable_weights(&query.tables);
+            for (pair, table) in query.tables.chunks_exact(32).enumerate() {
+                let pair_weights = &weights[pair * PORTABLE_VECTORS * 32..][..PORTABLE_VECTORS * 32];
+                for lane in 0..32 {
+                    let entries = &table[(lane / 16) * 16..][..16];
+                    for (nibble, entry) in entries.iter().enumerate() {
+                        let sum = (0..4)
+                            .filter(|bit| nibble & (1 << bit) != 0)
+                            .fold(pair_weights[lane], |sum, bit| {
+                                sum.wrapping_add(pair_weights[32 * (bit + 1) + lane])
+                            });
+                        assert_eq!(sum, *entry, "dim {dim} pair {pair} lane {lane} nibble {nibble}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The portable kernel on random galleries of many sizes (every pair count from 2 to 512,
+    /// and always a partial last block) and random probes: the sums of one table lookup a
+    /// nibble, to the bit, and, where this CPU runs them, the SIMD kernels' sums and the rows
+    /// that pass each floor.
+    #[test]
+    fn the_portable_kernel_gives_the_lookups_sums_on_random_data() {
+        let mut generator = XorShift64::new(2024);
+        for (case, dim) in [16, 20, 64, 100, 128, 256, 512, 700, 1024, 2048, 4096]
+            .into_iter()
+            .enumerate()
+        {
+            // 1 to 4 blocks, the last one partial.
+            let whole = (generator.next_u64() % 4) as usize;
+            let rows = whole * BLOCK + 1 + (generator.next_u64() % (BLOCK as u64 - 1)) as usize;
+            let (rotation, codes, _) = gallery(dim, rows, 1000 + case as u64);
+            let mut rotated = vec![0.0; rotation.padded()];
+            for _ in 0..3 {
+                rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
+                let query = Query::new(&codes, &rotated);
+                for block in 0..codes.blocks() {
+                    let mut sums = [0u16; BLOCK];
+                    block_sums_portable(&codes, &query, block, &mut sums);
+                    let what = format!("dim {dim} rows {rows} block {block}");
+                    assert_eq!(sums, block_sums_by_lookup(&codes, &query, block), "{what}");
+                    let portable = query.bounds_portable(&codes, block, 0.05, -0.02);
+                    #[cfg(target_arch = "x86_64")]
+                    {
+                        let mut compared = Vec::new();
+                        if let Some(cpu) = Avx2Fma::detect() {
+                            assert_eq!(sums, x86::block_sums(cpu, &codes, &query, block), "avx2 {what}");
+                            let avx2 = x86::bounds(cpu, &query, &codes, block, 0.05, -0.02);
+                            compared.push(avx2);
+                        }
+                        if let Some(cpu) = Avx512Bw::detect() {
+                            assert_eq!(
+                                sums,
+                                x86::block_sums_512(cpu, &codes, &query, block),
+                                "avx512 {what}"
+                            );
+                            compared.push(x86::bounds_512(cpu, &query, &codes, block, 0.05, -0.02));
+                        }
+                        if compared.is_empty() && case == 0 && block == 0 {
+                            eprintln!("skipped: this CPU lacks AVX2, so only the lookups were compared");
+                        }
+                        for simd in compared {
+                            assert_eq!(portable.candidates, simd.candidates, "{what}");
+                            assert_eq!(portable.above_lower_floor, simd.above_lower_floor, "{what}");
+                        }
+                    }
+                    let live = rows.saturating_sub(block * BLOCK).min(BLOCK);
+                    let past_the_end = portable.candidates.checked_shr(live as u32).unwrap_or(0);
+                    assert_eq!(past_the_end, 0, "{what}");
+                    assert!(portable.uppers[live..].iter().all(|u| *u == f32::NEG_INFINITY));
+                }
+            }
         }
     }
 
