@@ -1133,3 +1133,39 @@ fn older_settings_or_an_older_audit_head_put_back_are_refused() {
     );
     restore("DELETE FROM main.meta WHERE key = 'audit_verification_key'");
 }
+
+/// A change the rollback counter could not count is committed all the same: the CLI exits 4 with
+/// `rollback_counter`, and carries the command's answer (as `output_failed` does), so that a
+/// harness does not make the change twice. The counter file is made immutable (`chattr +i`) to
+/// make its writes fail; where the file system cannot, the test says so and stops.
+#[test]
+fn a_change_the_counter_could_not_count_reports_its_answer() {
+    let cli = CliVault::init(DIM);
+    let counter = std::fs::read_dir(cli.dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().ends_with(".counter"))
+        .unwrap();
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&counter)
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !chattr("+i") {
+        eprintln!("skipped: chattr +i is not available on this file system");
+        return;
+    }
+    let file = cli.file("face.f32", &le_bytes(&Rng::new(71).gaussian_vec(DIM)));
+    let run = cli.admin(&CliVault::consented("enrol", &file));
+    assert!(chattr("-i"), "could not make the counter file writable again");
+    run.fails(4, "rollback_counter");
+    let subject = run.stderr["answer"]["subject"].as_str().unwrap().to_string();
+    let listed = cli.admin(&["subjects"]).ok()["subjects"].clone();
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["subject"] == subject.as_str()));
+}

@@ -784,7 +784,15 @@ fn run(cli: Cli) -> Result<Value, Failure> {
         // A lookup whose audit record was lost is not reported as answered; a change the
         // rollback counter could not count is reported too (the change itself is committed).
         Err(lost @ Error::AuditNotWritten { .. }) => Err(lost.into()),
-        Err(counter @ Error::RollbackCounter(_)) => Err(counter.into()),
+        // Its answer goes with it, as `output_failed`'s does: a harness must not retry a change
+        // that was made.
+        Err(counter @ Error::RollbackCounter(_)) => {
+            let mut failure = Failure::from(counter);
+            if let Ok(answer) = answer {
+                failure.extra = Some(("answer", answer));
+            }
+            Err(failure)
+        }
         // A WAL that cannot be truncated now (another process is reading the vault) is truncated
         // by a later close: the operation itself is done.
         _ => Ok(answer?),
