@@ -162,15 +162,9 @@ impl std::fmt::Debug for EpochKey {
     }
 }
 
-/// The chain hash of `record` after `previous`. Every field is length-prefixed so that no two
-/// different records encode to the same bytes.
-pub(crate) fn link(previous: &[u8], record: &AuditRecord) -> [u8; HASH_LEN] {
-    let mut context = digest::Context::new(&digest::SHA256);
-    context.update(LINK_LABEL);
-    context.update(previous);
-    context.update(&record.seq.to_le_bytes());
-    context.update(&record.at.to_le_bytes());
-    context.update(&record.epoch.to_le_bytes());
+/// Feeds `record`'s text fields to `update`, each present one as `0x01 ‖ u64le(len) ‖ bytes` and
+/// an absent subject as `0x00`, in the order of formats 1 and 2 alike.
+fn encode_fields(record: &AuditRecord, mut update: impl FnMut(&[u8])) {
     for field in [
         Some(record.actor.as_str()),
         Some(record.action.as_str()),
@@ -180,13 +174,25 @@ pub(crate) fn link(previous: &[u8], record: &AuditRecord) -> [u8; HASH_LEN] {
     ] {
         match field {
             Some(text) => {
-                context.update(&[1]);
-                context.update(&(text.len() as u64).to_le_bytes());
-                context.update(text.as_bytes());
+                update(&[1]);
+                update(&(text.len() as u64).to_le_bytes());
+                update(text.as_bytes());
             }
-            None => context.update(&[0]),
+            None => update(&[0]),
         }
     }
+}
+
+/// The chain hash of `record` after `previous`. Every field is length-prefixed so that no two
+/// different records encode to the same bytes.
+pub(crate) fn link(previous: &[u8], record: &AuditRecord) -> [u8; HASH_LEN] {
+    let mut context = digest::Context::new(&digest::SHA256);
+    context.update(LINK_LABEL);
+    context.update(previous);
+    context.update(&record.seq.to_le_bytes());
+    context.update(&record.at.to_le_bytes());
+    context.update(&record.epoch.to_le_bytes());
+    encode_fields(record, |bytes| context.update(bytes));
     let mut hash = [0u8; HASH_LEN];
     hash.copy_from_slice(context.finish().as_ref());
     hash
@@ -416,22 +422,7 @@ pub(crate) fn legacy_chain_mac(key: &hmac::Key, previous_mac: &[u8], record: &Au
     context.update(previous_mac);
     context.update(&record.seq.to_le_bytes());
     context.update(&record.at.to_le_bytes());
-    for field in [
-        Some(record.actor.as_str()),
-        Some(record.action.as_str()),
-        record.subject.as_deref(),
-        Some(record.outcome.as_str()),
-        Some(record.detail.as_str()),
-    ] {
-        match field {
-            Some(text) => {
-                context.update(&[1]);
-                context.update(&(text.len() as u64).to_le_bytes());
-                context.update(text.as_bytes());
-            }
-            None => context.update(&[0]),
-        }
-    }
+    encode_fields(record, |bytes| context.update(bytes));
     let mut mac = [0u8; HASH_LEN];
     mac.copy_from_slice(context.sign().as_ref());
     mac
@@ -501,10 +492,6 @@ impl std::fmt::Debug for AuditVerificationKey {
 const EXPORT_FORMAT: &str = "facevault-audit-export";
 const EXPORT_VERSION: u64 = 1;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
@@ -558,7 +545,7 @@ pub(crate) fn write_export(
     let header = ExportHeader {
         format: EXPORT_FORMAT.into(),
         version: EXPORT_VERSION,
-        vault_id: hex(vault_id),
+        vault_id: crate::crypto::hex(vault_id),
         exported_at: now,
     };
     write_line(out, &header)?;
@@ -576,8 +563,8 @@ pub(crate) fn write_export(
                 subject: record.subject,
                 outcome: record.outcome.as_str().into(),
                 detail: record.detail,
-                hash: hex(&sealed.hash),
-                mac: hex(&sealed.mac),
+                hash: crate::crypto::hex(&sealed.hash),
+                mac: crate::crypto::hex(&sealed.mac),
             },
         )?;
         count += 1;
@@ -587,7 +574,7 @@ pub(crate) fn write_export(
         out,
         &ExportHead {
             head_seq: head.seq,
-            head_hash: hex(&head.hash),
+            head_hash: crate::crypto::hex(&head.hash),
         },
     )?;
     out.flush()?;
@@ -696,7 +683,7 @@ pub fn check_audit_export(
         records: end.seq,
         epochs: end.next_epoch() + 1,
         head_seq: end.seq,
-        head_hash: hex(&end.hash),
+        head_hash: crate::crypto::hex(&end.hash),
     })
 }
 

@@ -47,6 +47,12 @@ pub(crate) fn random_array<const N: usize>() -> Result<[u8; N]> {
     Ok(bytes)
 }
 
+/// Bytes as lowercase hexadecimal: IDs, hashes and public keys in messages and metadata (never a
+/// secret).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// 32 random bytes for a secret, zeroed when dropped.
 pub(crate) fn random_secret() -> Result<Zeroizing<[u8; 32]>> {
     let mut bytes = Zeroizing::new([0u8; 32]);

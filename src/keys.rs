@@ -67,13 +67,9 @@ pub trait RollbackCounter: Send {
 pub fn counter_path(key_path: &Path, vault_id: &[u8; 16]) -> PathBuf {
     let mut name = key_path.as_os_str().to_owned();
     name.push(".");
-    name.push(hex(vault_id));
+    name.push(crate::crypto::hex(vault_id));
     name.push(".counter");
     PathBuf::from(name)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A counter file: 32 bytes, `"fvcount1"` ‖ vault ID (16) ‖ u64le(value), rewritten in place and
@@ -260,7 +256,7 @@ pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()>
     }
     let suffix: [u8; 8] = crypto::random_array()?;
     let mut temporary = path.as_os_str().to_owned();
-    temporary.push(format!(".{}.tmp", hex(&suffix)));
+    temporary.push(format!(".{}.tmp", crate::crypto::hex(&suffix)));
     let temporary = PathBuf::from(temporary);
     let mut file = NewFile::create(&temporary, mode)?;
     file.write_synced(bytes)?;

@@ -718,6 +718,17 @@ pub(crate) struct NoticeRow {
     pub mac: Vec<u8>,
 }
 
+/// A notice row from `SELECT seq, version, published_at, body, mac`.
+fn notice_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<NoticeRow> {
+    Ok(NoticeRow {
+        seq: row.get(0)?,
+        version: row.get(1)?,
+        published_at: row.get(2)?,
+        body: row.get(3)?,
+        mac: row.get(4)?,
+    })
+}
+
 pub(crate) fn insert_notice(conn: &Connection, row: &NoticeRow) -> Result<()> {
     conn.execute(
         "INSERT INTO notices(seq, version, published_at, body, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -732,15 +743,7 @@ pub(crate) fn current_notice(conn: &Connection) -> Result<Option<NoticeRow>> {
         .query_row(
             "SELECT seq, version, published_at, body, mac FROM notices ORDER BY seq DESC LIMIT 1",
             [],
-            |row| {
-                Ok(NoticeRow {
-                    seq: row.get(0)?,
-                    version: row.get(1)?,
-                    published_at: row.get(2)?,
-                    body: row.get(3)?,
-                    mac: row.get(4)?,
-                })
-            },
+            notice_row,
         )
         .optional()?)
 }
@@ -751,15 +754,7 @@ pub(crate) fn notice_by_version(conn: &Connection, version: &str) -> Result<Opti
         .query_row(
             "SELECT seq, version, published_at, body, mac FROM notices WHERE version = ?1",
             [version],
-            |row| {
-                Ok(NoticeRow {
-                    seq: row.get(0)?,
-                    version: row.get(1)?,
-                    published_at: row.get(2)?,
-                    body: row.get(3)?,
-                    mac: row.get(4)?,
-                })
-            },
+            notice_row,
         )
         .optional()?)
 }
@@ -775,17 +770,7 @@ pub(crate) fn notice_published(conn: &Connection, version: &str) -> Result<bool>
 pub(crate) fn all_notices(conn: &Connection) -> Result<Vec<NoticeRow>> {
     let mut statement =
         conn.prepare("SELECT seq, version, published_at, body, mac FROM notices ORDER BY seq")?;
-    let rows = statement
-        .query_map([], |row| {
-            Ok(NoticeRow {
-                seq: row.get(0)?,
-                version: row.get(1)?,
-                published_at: row.get(2)?,
-                body: row.get(3)?,
-                mac: row.get(4)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows = statement.query_map([], notice_row)?.collect::<Result<_, _>>()?;
     Ok(rows)
 }
 

@@ -8,29 +8,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use facevault::{Error, SubjectId};
-
-/// The subject's wrapped key and its templates' ciphertexts, as stored.
-fn stored_secrets(path: &std::path::Path, subject: &SubjectId) -> Vec<Vec<u8>> {
-    let conn = raw_db(path);
-    let mut blobs: Vec<Vec<u8>> = vec![conn
-        .query_row(
-            "SELECT wrapped_key FROM subjects WHERE id = ?1",
-            [&subject.as_bytes()[..]],
-            |r| r.get(0),
-        )
-        .unwrap()];
-    let mut statement = conn
-        .prepare("SELECT ciphertext FROM templates WHERE subject_id = ?1")
-        .unwrap();
-    blobs.extend(
-        statement
-            .query_map([&subject.as_bytes()[..]], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap),
-    );
-    blobs
-}
+use facevault::Error;
 
 #[test]
 fn an_erased_subject_is_gone_from_matching_the_file_and_the_wal() {

@@ -968,26 +968,7 @@ fn withdrawn_and_purged_subjects_leave_no_byte_and_the_vault_purges_by_itself() 
         .enrol(&tv.admin, &consent(), &rng.gaussian_vec(64))
         .unwrap();
     let tv = tv.reopen();
-    let secrets = |subject: &facevault::SubjectId| -> Vec<Vec<u8>> {
-        let conn = raw_db(&tv.path);
-        let mut blobs: Vec<Vec<u8>> = vec![conn
-            .query_row(
-                "SELECT wrapped_key FROM subjects WHERE id = ?1",
-                [&subject.as_bytes()[..]],
-                |r| r.get(0),
-            )
-            .unwrap()];
-        let mut statement = conn
-            .prepare("SELECT ciphertext FROM templates WHERE subject_id = ?1")
-            .unwrap();
-        blobs.extend(
-            statement
-                .query_map([&subject.as_bytes()[..]], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap),
-        );
-        blobs
-    };
+    let secrets = |subject: &facevault::SubjectId| stored_secrets(&tv.path, subject);
     let needles =
         windows::<16>(&[secrets(&withdrawn), secrets(&expiring), secrets(&expiring_later)].concat());
     tv.vault.withdraw_consent(&tv.admin, &withdrawn).unwrap();

@@ -54,10 +54,6 @@ impl std::fmt::Debug for ExportedBundle {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Vault {
     /// Exports face data in a bundle sealed to `request.recipient`. Naming a subject the law does
     /// not let go refuses the whole export and produces no bytes; naming none exports those that
@@ -210,7 +206,7 @@ fn bundle_of(
         let contents = BundleContents {
             format: "facevault-bundle".into(),
             version: BUNDLE_VERSION,
-            vault_id: hex(&act.settings.vault_id),
+            vault_id: crate::crypto::hex(&act.settings.vault_id),
             created_at: act.now,
             destination: request.destination.as_str().into(),
             model: act.settings.model.clone(),

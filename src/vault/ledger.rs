@@ -342,7 +342,7 @@ pub(crate) fn save_sealer_state(
     store::meta_set(conn, STATE_KEYS[5], as_i64(state.policy.max_records)?)?;
     store::meta_set(conn, STATE_KEYS[6], state.policy.max_millis)?;
     let fields = state_fields(state);
-    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let fields = super::as_slices(&fields);
     let mut mac_fields = vec![&vault_id[..]];
     mac_fields.extend(fields);
     store::meta_set(
@@ -383,7 +383,7 @@ pub(crate) fn load_sealer_state(
         },
     };
     let fields = state_fields(&state);
-    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let fields = super::as_slices(&fields);
     let mut mac_fields = vec![&vault_id[..]];
     mac_fields.extend(fields);
     let mac: Vec<u8> = store::meta_get(conn, "audit_state_mac")?;
@@ -437,7 +437,7 @@ pub(crate) fn write_state_digest(
     digest: &[u8; 32],
 ) -> Result<()> {
     let fields = state_digest_fields(vault_id, changes, digest);
-    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let fields = super::as_slices(&fields);
     store::meta_set(conn, "state_digest", &digest[..])?;
     store::meta_set(conn, "state_digest_mac", keys.record_mac("state digest", &fields))
 }
@@ -453,7 +453,7 @@ fn check_state_digest(
 ) -> Result<()> {
     let stored = read_state_digest(conn)?;
     let fields = state_digest_fields(vault_id, changes, &stored);
-    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let fields = super::as_slices(&fields);
     let mac: Vec<u8> = store::meta_get(conn, "state_digest_mac")?;
     if !keys.record_mac_matches("state digest", &fields, &mac) {
         return Err(Error::Integrity {
@@ -478,7 +478,7 @@ pub(crate) fn write_change_number(
     number: u64,
 ) -> Result<()> {
     let fields = change_number_mac_fields(vault_id, number);
-    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let fields = super::as_slices(&fields);
     store::meta_set(conn, "change_number", i64::try_from(number).unwrap_or(i64::MAX))?;
     store::meta_set(
         conn,
@@ -496,7 +496,7 @@ fn read_change_number(conn: &rusqlite::Connection, keys: &VaultKeys, vault_id: &
     let number = u64::try_from(number).map_err(|_| damaged())?;
     let mac: Vec<u8> = store::meta_get(conn, "change_number_mac")?;
     let fields = change_number_mac_fields(vault_id, number);
-    let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let fields = super::as_slices(&fields);
     if !keys.record_mac_matches("change number", &fields, &mac) {
         return Err(damaged());
     }

@@ -102,10 +102,6 @@ fn damaged(table: &'static str, record: impl Into<String>) -> Error {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Checks each subject row under the old keys and re-wraps its data key under the new.
 fn rewrap_subjects(
     tx: &Transaction<'_>,
@@ -115,16 +111,16 @@ fn rewrap_subjects(
 ) -> Result<usize> {
     let ids = store::subject_ids(tx)?;
     for id in &ids {
-        let row = store::subject(tx, id)?.ok_or_else(|| damaged("subjects", hex(id)))?;
+        let row = store::subject(tx, id)?.ok_or_else(|| damaged("subjects", crate::crypto::hex(id)))?;
         let fields = subject_mac_fields(id, &row.facts);
         if !old.record_mac_matches("subject", &as_slices(&fields), &row.mac) {
-            return Err(damaged("subjects", hex(id)));
+            return Err(damaged("subjects", crate::crypto::hex(id)));
         }
         let wrapped = match &row.wrapped_key {
             Some(wrapped) => {
                 let key = old
                     .unwrap(vault_id, id, wrapped)
-                    .ok_or_else(|| damaged("subjects", hex(id)))?;
+                    .ok_or_else(|| damaged("subjects", crate::crypto::hex(id)))?;
                 Some(new.wrap(vault_id, id, &key)?)
             }
             None => None,

@@ -1138,33 +1138,22 @@ impl Vault {
         // The ledger's lock only to read and check the row: the password is hashed outside it.
         let found = {
             let ledger = lock(&self.ledger);
-            let row = store::find_principal(ledger.store().conn(), name)?;
-            let intact = row.as_ref().map(|row| {
-                ledger.keys().record_mac_matches(
-                    "principal",
-                    &as_slices(&principal_mac_fields(name, row)),
-                    &row.mac,
-                )
-            });
-            (row, intact)
+            checked_principal(ledger.store().conn(), ledger.keys(), name)
         };
         let row = match found {
-            (None, _) => {
+            Ok(None) => {
                 access::burn_password_check(password);
                 // The name typed is not recorded: it may be a password typed into the wrong field.
                 let detail = "authentication_failed: unknown user";
                 self.audit_attempt_detail(UNKNOWN_USER, Action::Login, None, Outcome::Denied, detail);
                 return Err(Error::AuthenticationFailed);
             }
-            (Some(_), Some(false)) | (Some(_), None) => {
-                let e = Error::Integrity {
-                    table: "principals",
-                    record: name.to_string(),
-                };
+            Err(e @ Error::Integrity { .. }) => {
                 self.audit_attempt(name, Action::Login, None, Outcome::Failed, &e);
                 return Err(e);
             }
-            (Some(row), Some(true)) => row,
+            Err(e) => return Err(e),
+            Ok(Some(row)) => row,
         };
         let now = self.clock.now();
         if let Some(until) = row.lock.locked_until.filter(|until| now < *until) {
@@ -1209,17 +1198,7 @@ impl Vault {
         let mut ledger = lock(&self.ledger);
         let now = self.clock.now();
         let written = ledger.write(|w| {
-            let mut row = store::find_principal(w.tx, name)?.ok_or(Error::AuthenticationFailed)?;
-            if !w.keys.record_mac_matches(
-                "principal",
-                &as_slices(&principal_mac_fields(name, &row)),
-                &row.mac,
-            ) {
-                return Err(Error::Integrity {
-                    table: "principals",
-                    record: name.to_string(),
-                });
-            }
+            let mut row = checked_principal(w.tx, w.keys, name)?.ok_or(Error::AuthenticationFailed)?;
             if let Some(until) = row.lock.locked_until.filter(|until| now < *until) {
                 // Locked by a concurrent failure while this one hashed.
                 let e = Error::LockedOut {
@@ -1289,23 +1268,10 @@ impl Vault {
     /// Lifts a principal's lock and clears its failure count. Admins only.
     pub fn unlock_user(&self, session: &Session, name: &str) -> Result<()> {
         self.authorised_operation(session, Action::UnlockUser, None, |act| {
-            let mut row = store::find_principal(act.tx, name)?
+            let mut row = checked_principal(act.tx, act.keys, name)?
                 .ok_or_else(|| invalid("user", format!("there is no user named {name:?}")))?;
-            if !act.keys.record_mac_matches(
-                "principal",
-                &as_slices(&principal_mac_fields(name, &row)),
-                &row.mac,
-            ) {
-                return Err(Error::Integrity {
-                    table: "principals",
-                    record: name.to_string(),
-                });
-            }
             let before = row.lock;
-            row.lock = LockState {
-                lockouts: 0,
-                ..LockState::default()
-            };
+            row.lock = LockState::default();
             let mac = principal_mac(act.keys, name, &row);
             store::update_principal_lock(act.tx, name, &row.lock, &mac)?;
             let detail = format!(
@@ -1543,7 +1509,7 @@ impl Vault {
                 code_kernel: Gallery::code_kernel_name(),
                 cpu: Gallery::cpu_model(),
                 scan: act.settings.scan,
-                signing_key: hex(&act.keys.signing_public_key()),
+                signing_key: crate::crypto::hex(&act.keys.signing_public_key()),
             };
             Ok((stats, vec![AuditEntry::new(None, "")]))
         })
@@ -1643,7 +1609,7 @@ impl Vault {
         self.match_log.flush()?;
         self.authorised_operation(session, Action::AuditExport, None, |act| {
             let head = write_audit_export(act, out)?;
-            let detail = format!("head_seq={} head={}", head.seq, hex(&head.hash));
+            let detail = format!("head_seq={} head={}", head.seq, crate::crypto::hex(&head.hash));
             Ok((head, vec![AuditEntry::new(None, detail)]))
         })
     }
@@ -1661,7 +1627,7 @@ impl Vault {
                 head
             };
             file.write_synced(&[])?;
-            let detail = format!("head_seq={} head={}", head.seq, hex(&head.hash));
+            let detail = format!("head_seq={} head={}", head.seq, crate::crypto::hex(&head.hash));
             Ok(((file, head), vec![AuditEntry::new(None, detail)]))
         })?;
         file.keep();
@@ -1956,18 +1922,8 @@ impl Vault {
             if name == session.name() {
                 return Err(invalid("user", "an admin cannot change their own role".into()));
             }
-            let mut row = store::find_principal(act.tx, name)?
+            let mut row = checked_principal(act.tx, act.keys, name)?
                 .ok_or_else(|| invalid("user", format!("there is no user named {name:?}")))?;
-            if !act.keys.record_mac_matches(
-                "principal",
-                &as_slices(&principal_mac_fields(name, &row)),
-                &row.mac,
-            ) {
-                return Err(Error::Integrity {
-                    table: "principals",
-                    record: name.to_string(),
-                });
-            }
             let before = std::mem::replace(&mut row.role, role.as_str().to_string());
             let mac = principal_mac(act.keys, name, &row);
             store::update_principal_role(act.tx, name, &row.role, &mac)?;
@@ -2198,6 +2154,29 @@ pub(super) fn record(
     }
 }
 
+/// A principal's row, its MAC checked (`Integrity` if it fails); `None` when there is no such
+/// principal.
+fn checked_principal(
+    conn: &rusqlite::Connection,
+    keys: &VaultKeys,
+    name: &str,
+) -> Result<Option<PrincipalRow>> {
+    let Some(row) = store::find_principal(conn, name)? else {
+        return Ok(None);
+    };
+    if !keys.record_mac_matches(
+        "principal",
+        &as_slices(&principal_mac_fields(name, &row)),
+        &row.mac,
+    ) {
+        return Err(Error::Integrity {
+            table: "principals",
+            record: name.to_string(),
+        });
+    }
+    Ok(Some(row))
+}
+
 /// A new principal's row: its credential hashed (the slow part), not yet MACed.
 fn new_principal_row(role: Role, password: &Password) -> Result<PrincipalRow> {
     let credential = access::hash_password(password)?;
@@ -2220,10 +2199,6 @@ fn insert_principal(
 ) -> Result<()> {
     row.mac = principal_mac(keys, name, &row);
     store::insert_principal(conn, name, &row, now)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The f64 nearest to `value`'s shortest decimal form, so that a threshold typed as 0.4 is shown

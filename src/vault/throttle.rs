@@ -84,7 +84,7 @@ pub(crate) fn store_change(
         None => store::delete_throttle(conn, kind, &key),
         Some(state) => {
             let fields = mac_fields(kind, &key, state);
-            let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+            let fields = super::as_slices(&fields);
             store::upsert_throttle(
                 conn,
                 &ThrottleRow {
@@ -125,7 +125,7 @@ pub(crate) fn load(
             window_count: u32::try_from(row.window_count).map_err(|_| damaged())?,
         };
         let fields = mac_fields(&row.kind, &row.key, &state);
-        let fields: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        let fields = super::as_slices(&fields);
         if !keys.record_mac_matches("throttle", &fields, &row.mac) {
             return Err(damaged());
         }

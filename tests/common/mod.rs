@@ -482,3 +482,25 @@ pub fn normalised(values: &[f32]) -> Vec<f32> {
     let inverse = 1.0 / (lanes.iter().sum::<f64>() + tail).sqrt();
     values.iter().map(|v| (f64::from(*v) * inverse) as f32).collect()
 }
+
+/// The subject's wrapped key and its templates' ciphertexts, as stored.
+pub fn stored_secrets(path: &std::path::Path, subject: &facevault::SubjectId) -> Vec<Vec<u8>> {
+    let conn = raw_db(path);
+    let mut blobs: Vec<Vec<u8>> = vec![conn
+        .query_row(
+            "SELECT wrapped_key FROM subjects WHERE id = ?1",
+            [&subject.as_bytes()[..]],
+            |r| r.get(0),
+        )
+        .unwrap()];
+    let mut statement = conn
+        .prepare("SELECT ciphertext FROM templates WHERE subject_id = ?1")
+        .unwrap();
+    blobs.extend(
+        statement
+            .query_map([&subject.as_bytes()[..]], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap),
+    );
+    blobs
+}
