@@ -156,12 +156,26 @@ pub(crate) struct Store {
     _exclusive: std::fs::File,
 }
 
-/// Takes the exclusive lock on `file`, or fails at once with [`Error::Busy`].
+/// How long an opening tries for the exclusive lock before it is refused as [`Error::Busy`].
+/// Another process that has the vault open holds the lock for as long as it runs, and is
+/// refused after this wait. But a vault this process has just closed can be held for a moment
+/// longer: a child process that another thread forks (a firmware's `system()`, a test
+/// harness's CLI run) shares the lock's open file until it execs, and only then lets it go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Takes the exclusive lock on `file`, trying for [`LOCK_WAIT`] before it fails with
+/// [`Error::Busy`].
 fn lock_exclusively(file: std::fs::File, path: &Path) -> Result<std::fs::File> {
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy(path.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::Io(e)),
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Busy(path.to_path_buf())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::Io(e)),
+        }
     }
 }
 

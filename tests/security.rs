@@ -100,8 +100,7 @@ impl ReopenLocked for TestVault {
             ..
         } = self;
         vault.close().unwrap();
-        let vault =
-            open_when_free(|| Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone())).unwrap();
+        let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
         assert!(matches!(
             vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)),
             Err(Error::LockedOut { until: None })
@@ -433,17 +432,7 @@ fn a_rekey_killed_at_random_moments_leaves_a_vault_that_opens_with_exactly_one_k
         std::thread::sleep(std::time::Duration::from_millis(60 + rng.next_u64() % 120));
         let _ = child.kill();
         let _ = child.wait();
-        // Each opening is closed before the next: one opening of a file at a time. Another test
-        // thread of this binary may be between fork and exec of a CLI child at that moment; the
-        // child then holds a copy of the file's descriptor, and its lock, until it execs. A busy
-        // file is tried again for that.
         let open = |key: &Path| -> Result<Vault, Error> {
-            for _ in 0..50 {
-                match Vault::open_with(&cli.db, &KeyFile::new(key), OpenOptions::default()) {
-                    Err(Error::Busy(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                    other => return other,
-                }
-            }
             Vault::open_with(&cli.db, &KeyFile::new(key), OpenOptions::default())
         };
         let opens = |key: &Path| -> Result<(), Error> { open(key)?.close() };
@@ -690,7 +679,7 @@ fn failed_verifies_of_a_subject_throttle_it_with_doubling_waits_then_disable_it(
     let path = dir.path().join("throttled.db");
     vault.flush_audit().unwrap();
     vault.close().unwrap();
-    let vault = open_when_free(|| Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone())).unwrap();
+    let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
     let gate = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
     assert_eq!(retry_after(vault.verify(&gate, &subject, &person)), None);
     let admin = {
@@ -1010,7 +999,7 @@ fn withdrawn_and_purged_subjects_leave_no_byte_and_the_vault_purges_by_itself() 
     } = tv;
     vault.close().unwrap();
     clock.advance(61_000);
-    let vault = open_when_free(|| Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone())).unwrap();
+    let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
     let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
     let listed: Vec<_> = vault
         .subjects(&admin)

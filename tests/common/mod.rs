@@ -183,8 +183,7 @@ impl TestVault {
             ..
         } = self;
         vault.close().unwrap();
-        let vault =
-            open_when_free(|| Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone())).unwrap();
+        let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
         let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
         let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
         Self {
@@ -200,19 +199,6 @@ impl TestVault {
     pub fn wal_path(&self) -> PathBuf {
         with_suffix(&self.path, "-wal")
     }
-}
-
-/// Opens a vault just closed in this process, trying again while it is busy: another test thread
-/// of the same binary may be between fork and exec of a CLI child, which then holds a copy of the
-/// closed file's descriptor, and its lock, until it execs.
-pub fn open_when_free(open: impl Fn() -> facevault::Result<Vault>) -> facevault::Result<Vault> {
-    for _ in 0..50 {
-        match open() {
-            Err(facevault::Error::Busy(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
-            other => return other,
-        }
-    }
-    open()
 }
 
 pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
