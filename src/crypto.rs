@@ -151,6 +151,44 @@ impl RootKey {
     }
 }
 
+/// The key of the whole-file layer (feature `sqlcipher`): SQLCipher's raw key for the database
+/// file. It comes from the master key alone, since the vault ID is inside the file it opens;
+/// SQLCipher's own random salt in the file's first 16 bytes keeps two files' page keys apart.
+#[cfg(feature = "sqlcipher")]
+pub(crate) struct FileKey(Zeroizing<[u8; 32]>);
+
+#[cfg(feature = "sqlcipher")]
+impl FileKey {
+    pub(crate) fn derive(master: &MasterKey) -> Result<Self> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, FILE_KEY_SALT).extract(master.expose_secret());
+        let mut key = Zeroizing::new([0u8; 32]);
+        prk.expand(&[FILE_KEY_INFO], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(key.as_mut_slice()))
+            .map_err(|_| Error::Crypto)?;
+        Ok(Self(key))
+    }
+
+    /// SQLCipher's raw-key form, `x'<64 hex digits>'`: used as the page key's input as it is,
+    /// without SQLCipher's PBKDF2, which a random 256-bit key does not need.
+    pub(crate) fn sqlcipher_literal(&self) -> Zeroizing<String> {
+        let mut literal = Zeroizing::new(String::with_capacity(67));
+        literal.push_str("x'");
+        for byte in self.0.iter() {
+            literal.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            literal.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+        }
+        literal.push('\'');
+        literal
+    }
+}
+
+#[cfg(feature = "sqlcipher")]
+const FILE_KEY_SALT: &[u8] = b"facevault v2 whole-file layer";
+#[cfg(feature = "sqlcipher")]
+const FILE_KEY_INFO: &[u8] = b"facevault v2 sqlcipher file key";
+#[cfg(feature = "sqlcipher")]
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// A 32-byte secret sealed under `cipher`: nonce ‖ ciphertext ‖ tag.
 fn seal_secret_with(cipher: &Aes256Gcm, aad: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>> {
     let nonce: [u8; NONCE_LEN] = random_array()?;

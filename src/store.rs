@@ -1,6 +1,7 @@
 //! The SQLite store: the schema and the queries the vault runs. It knows rows and bytes, never
-//! plaintext and never a key: everything secret arrives here already sealed, audit records
-//! already chained and MACed by the vault's sealer. Migrations between schema versions are code
+//! plaintext and never a vault key: everything secret arrives here already sealed, audit records
+//! already chained and MACed by the vault's sealer. The one key it handles is the whole-file
+//! layer's (feature `sqlcipher`), which SQLCipher needs before it reads a page. Migrations between schema versions are code
 //! (`vault/migrate.rs`), since they re-wrap and re-MAC; this file holds their SQL.
 //!
 //! One file in WAL mode with `synchronous=FULL` (an acknowledged operation survives power loss) and
@@ -14,6 +15,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 
 use crate::audit::{AuditRecord, Outcome, SealedRecord};
 use crate::error::{Error, Result, StorageError};
+use crate::keys::MasterKey;
 
 /// The newest schema this build writes and reads.
 pub(crate) const FORMAT_VERSION: i64 = 2;
@@ -154,6 +156,8 @@ pub(crate) struct Store {
     /// copies that drift apart. Declared after `conn` so that it is closed after it: closing
     /// a descriptor of the file drops the process's POSIX locks on it, which SQLite's are.
     _exclusive: std::fs::File,
+    /// A plain file opened by a build with the whole-file layer, not yet encrypted.
+    plain: bool,
 }
 
 /// How long an opening tries for the exclusive lock before it is refused as [`Error::Busy`].
@@ -180,8 +184,9 @@ fn lock_exclusively(file: std::fs::File, path: &Path) -> Result<std::fs::File> {
 }
 
 impl Store {
-    /// Creates a new, empty database at `path` (owner-only permissions) with the current schema.
-    pub(crate) fn create(path: &Path) -> Result<Self> {
+    /// Creates a new, empty database at `path` (owner-only permissions) with the current schema,
+    /// encrypted as a whole under `master` in a build with the `sqlcipher` feature.
+    pub(crate) fn create(path: &Path, master: &MasterKey) -> Result<Self> {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -195,7 +200,7 @@ impl Store {
             _ => Error::Io(e),
         })?;
         let created = lock_exclusively(file, path)
-            .and_then(|file| Self::connect(path, file))
+            .and_then(|file| Self::connect(path, file, master))
             .and_then(|store| {
                 // Before the first table, the only moment SQLite takes it: a template row (about
                 // 2.1 KB at d=512) fills half a 4 KB page, so 16 KB pages hold seven rows at 92%
@@ -222,7 +227,7 @@ impl Store {
 
     /// Opens an existing database without changing it. A version older than [`FORMAT_VERSION`] is
     /// migrated by the vault once it has checked the key.
-    pub(crate) fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path, master: &MasterKey) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::NotAVault(format!(
                 "{} does not exist or is not a file",
@@ -230,12 +235,34 @@ impl Store {
             )));
         }
         // Locked before SQLite reads a byte: a vault open elsewhere is refused untouched.
-        let file = std::fs::File::open(path)?;
-        let store = Self::connect(path, lock_exclusively(file, path)?)?;
-        // The version is read before any pragma that could write (journal_mode), so that a file
-        // that is not a vault is refused untouched.
-        let version = store.format_version()?;
-        let has_meta: bool = store
+        let file = lock_exclusively(std::fs::File::open(path)?, path)?;
+        #[cfg(feature = "sqlcipher")]
+        if whole_file::is_plain(&file)? {
+            // A plain vault, from a build without the layer: opened as it is, and encrypted as a
+            // whole once the vault has checked it (Store::encrypt_as_a_whole).
+            let mut store = Self::connect_unkeyed(path, file)?;
+            store.check_schema()?;
+            store.configure()?;
+            store.plain = true;
+            return Ok(store);
+        }
+        let store = Self::connect(path, file, master)?;
+        // With the whole-file layer a wrong key and a file that is not a database look alike: no
+        // page decrypts.
+        if cfg!(feature = "sqlcipher") && matches!(store.format_version(), Err(Error::NotAVault(_))) {
+            return Err(Error::WrongKey);
+        }
+        store.check_schema()?;
+        store.configure()?;
+        Ok(store)
+    }
+
+    /// The file's format version, once it is known to be a facevault schema this build reads. It
+    /// is read before any pragma that could write (journal_mode), so that a file that is not a
+    /// vault is refused untouched.
+    fn check_schema(&self) -> Result<i64> {
+        let version = self.format_version()?;
+        let has_meta: bool = self
             .conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
@@ -246,7 +273,7 @@ impl Store {
         if version < OLDEST_FORMAT_VERSION || !has_meta {
             return Err(Error::NotAVault(format!(
                 "{} has no facevault schema",
-                path.display()
+                self.path.display()
             )));
         }
         if version > FORMAT_VERSION {
@@ -255,11 +282,20 @@ impl Store {
                 supported: FORMAT_VERSION,
             });
         }
-        store.configure()?;
+        Ok(version)
+    }
+
+    /// A connection to `path`, keyed for the whole-file layer when the build has it.
+    fn connect(path: &Path, exclusive: std::fs::File, master: &MasterKey) -> Result<Self> {
+        let store = Self::connect_unkeyed(path, exclusive)?;
+        #[cfg(feature = "sqlcipher")]
+        whole_file::key(&store.conn, master)?;
+        #[cfg(not(feature = "sqlcipher"))]
+        let _ = master;
         Ok(store)
     }
 
-    fn connect(path: &Path, exclusive: std::fs::File) -> Result<Self> {
+    fn connect_unkeyed(path: &Path, exclusive: std::fs::File) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -267,7 +303,49 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             _exclusive: exclusive,
+            plain: false,
         })
+    }
+
+    /// Whether this is a plain file that a build with the whole-file layer (feature `sqlcipher`)
+    /// opened, for the vault to encrypt once it has checked it.
+    #[cfg_attr(not(feature = "sqlcipher"), allow(dead_code))]
+    pub(crate) fn is_plain(&self) -> bool {
+        self.plain
+    }
+
+    /// Encrypts a plain vault as a whole, under `master`'s file key: SQLCipher copies it into a
+    /// new keyed file beside it, which is synced and then renamed over it. A crash before the
+    /// rename leaves the plain vault as it was (and a stale copy, removed by the next try);
+    /// after it, the encrypted one. The lock is held on both files throughout, so no other
+    /// opening sees either half-made. The plain file's blocks are freed, not overwritten: a
+    /// file system or flash that keeps them keeps them (SECURITY.md).
+    #[cfg(feature = "sqlcipher")]
+    pub(crate) fn encrypt_as_a_whole(&mut self, master: &MasterKey) -> Result<()> {
+        let version = self.format_version()?;
+        let copy = with_suffix(&self.path, ".encrypting");
+        let copy_lock = whole_file::export_encrypted_copy(&self.conn, &copy, master, version)?;
+        let plain = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        plain.close().map_err(|(_, e)| Error::from(e))?;
+        for leftover in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(with_suffix(&self.path, leftover));
+        }
+        std::fs::rename(&copy, &self.path)?;
+        if let Some(parent) = self.path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        let encrypted = Self::connect(&self.path, copy_lock, master)?;
+        encrypted.check_schema()?;
+        encrypted.configure()?;
+        *self = encrypted;
+        Ok(())
+    }
+
+    /// Re-encrypts every page of the file under `new_master`'s file key, in one transaction:
+    /// after a crash the file opens under the old key or the new one, never both or neither.
+    #[cfg(feature = "sqlcipher")]
+    pub(crate) fn rekey_file(&self, new_master: &MasterKey) -> Result<()> {
+        whole_file::rekey(&self.conn, new_master)
     }
 
     fn configure(&self) -> Result<()> {
@@ -294,9 +372,10 @@ impl Store {
         self.conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(|e| match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::NotADatabase) => {
-                    Error::NotAVault(format!("{} is not a SQLite database", self.path.display()))
-                }
+                Some(rusqlite::ErrorCode::NotADatabase) => Error::NotAVault(format!(
+                    "{} is not a SQLite database, or is one encrypted as a whole, which only a build with the sqlcipher feature opens",
+                    self.path.display()
+                )),
                 _ => Error::from(e),
             })
     }
@@ -453,13 +532,119 @@ pub(crate) fn meta_delete(conn: &Connection, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// The whole-file layer (feature `sqlcipher`): SQLCipher encrypts every page of the database, the
+/// WAL's included, under a key from the master key (`crypto::FileKey`), so that what the
+/// per-subject envelope leaves readable (counts, expiry times, the audit, the schema) is not.
+#[cfg(feature = "sqlcipher")]
+mod whole_file {
+    use std::path::Path;
+
+    use rusqlite::Connection;
+    use zeroize::Zeroizing;
+
+    use super::{lock_exclusively, remove_database_files, PAGE_SIZE};
+    use crate::crypto::FileKey;
+    use crate::error::{Error, Result};
+    use crate::keys::MasterKey;
+
+    /// The first 16 bytes of a plain SQLite file; SQLCipher's file starts with its random salt.
+    const PLAIN_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+    /// Whether the file is a plain (unencrypted) SQLite database.
+    pub(super) fn is_plain(file: &std::fs::File) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let mut header = [0u8; 16];
+        match file.read_exact_at(&mut header, 0) {
+            Ok(()) => Ok(&header == PLAIN_HEADER),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    /// `PRAGMA <name> = "<key>"` in a buffer that is zeroed when dropped.
+    fn keyed_statement(prefix: &str, master: &MasterKey, suffix: &str) -> Result<Zeroizing<String>> {
+        let key = FileKey::derive(master)?;
+        let literal = key.sqlcipher_literal();
+        let mut statement = Zeroizing::new(String::with_capacity(
+            prefix.len() + literal.len() + suffix.len() + 2,
+        ));
+        statement.push_str(prefix);
+        statement.push('"');
+        statement.push_str(&literal);
+        statement.push('"');
+        statement.push_str(suffix);
+        Ok(statement)
+    }
+
+    /// Keys a new connection. SQLCipher must know the page size before it reads the first page;
+    /// it is the plain file's 16 KB.
+    pub(super) fn key(conn: &Connection, master: &MasterKey) -> Result<()> {
+        let suffix = format!("; PRAGMA cipher_page_size = {PAGE_SIZE};");
+        conn.execute_batch(&keyed_statement("PRAGMA key = ", master, &suffix)?)?;
+        Ok(())
+    }
+
+    pub(super) fn rekey(conn: &Connection, new_master: &MasterKey) -> Result<()> {
+        conn.execute_batch(&keyed_statement("PRAGMA rekey = ", new_master, ";")?)?;
+        Ok(())
+    }
+
+    /// Copies the open plain database into a new file at `copy`, encrypted under `master`'s
+    /// file key, synced; returns the copy, locked. A stale copy from an earlier try is replaced.
+    pub(super) fn export_encrypted_copy(
+        conn: &Connection,
+        copy: &Path,
+        master: &MasterKey,
+        version: i64,
+    ) -> Result<std::fs::File> {
+        remove_database_files(copy);
+        let copy_lock = {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(copy)?;
+            lock_exclusively(file, copy)?
+        };
+        let copied = (|| -> Result<()> {
+            let copy_name = copy
+                .to_str()
+                .ok_or_else(|| Error::NotAVault(format!("{} is not a UTF-8 path", copy.display())))?;
+            let attach = keyed_statement("ATTACH DATABASE ?1 AS encrypted KEY ", master, "")?;
+            conn.execute(&attach, [copy_name])?;
+            conn.execute_batch(&format!(
+                "PRAGMA encrypted.cipher_page_size = {PAGE_SIZE};
+                 SELECT sqlcipher_export('encrypted');
+                 PRAGMA encrypted.user_version = {version};
+                 DETACH DATABASE encrypted;"
+            ))?;
+            copy_lock.sync_all()?;
+            Ok(())
+        })();
+        match copied {
+            Ok(()) => Ok(copy_lock),
+            Err(e) => {
+                let _ = conn.execute_batch("DETACH DATABASE encrypted;");
+                remove_database_files(copy);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Removes a database file and its WAL, shared-memory and journal files, if present.
 pub(crate) fn remove_database_files(path: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(Path::new(&name));
+        let _ = std::fs::remove_file(with_suffix(path, suffix));
     }
+}
+
+/// `path` with `suffix` appended to its file name: SQLite's companion files, a copy beside it.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 // --- subjects and templates -------------------------------------------------------------------

@@ -181,6 +181,14 @@ impl Ledger {
         &self.store
     }
 
+    /// Swaps a plain file for one encrypted as a whole (feature `sqlcipher`), which changes no
+    /// row. The new connection watches row MACs as the old one did.
+    #[cfg(feature = "sqlcipher")]
+    pub(crate) fn encrypt_store_as_a_whole(&mut self, master: &crate::keys::MasterKey) -> Result<()> {
+        self.store.encrypt_as_a_whole(master)?;
+        store::watch_row_macs(self.store.conn())
+    }
+
     pub(crate) fn keys(&self) -> &VaultKeys {
         &self.keys
     }

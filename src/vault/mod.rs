@@ -899,7 +899,7 @@ impl Vault {
         let master = keys.master_key()?;
         // Hashed before the file exists: nothing slow happens while it is half-made.
         let admin_row = new_principal_row(Role::Admin, admin_password)?;
-        let mut store = Store::create(path)?;
+        let mut store = Store::create(path, &master)?;
         let built = (|| {
             let vault_id: [u8; 16] = crypto::random_array()?;
             let root = RootKey::random()?;
@@ -1020,7 +1020,7 @@ impl Vault {
         check_lookup_threads(threads)?;
         Gallery::check_code_kernel()?;
         let master = keys.master_key()?;
-        let mut store = Store::open(path)?;
+        let mut store = Store::open(path, &master)?;
         let vault_id: Vec<u8> = store::meta_get(store.conn(), "vault_id")?;
         let vault_id: [u8; 16] = vault_id
             .try_into()
@@ -1050,11 +1050,25 @@ impl Vault {
             )?;
             Ledger::after_migration(store, vault_keys, vault_id, counter)?
         } else {
-            let wrapped: Vec<u8> = store::meta_get(store.conn(), "root_key")?;
-            let root = RootKey::unwrap(&master, &vault_id, &wrapped)?.ok_or(Error::WrongKey)?;
-            drop(master);
-            Ledger::open(store, VaultKeys::from_root(root, &vault_id)?, vault_id, counter)?
+            let (root, rekey) = unwrap_root_key(store.conn(), &master, &vault_id)?;
+            let mut ledger = Ledger::open(store, VaultKeys::from_root(root, &vault_id)?, vault_id, counter)?;
+            if let Some(rekey) = rekey {
+                ledger.write(|w| {
+                    store::meta_set(w.tx, "root_key", rekey.root_key)?;
+                    store::meta_delete(w.tx, "root_key_next")?;
+                    w.audit(record(
+                        clock.now(),
+                        SYSTEM,
+                        Action::Rekey,
+                        None,
+                        Outcome::Allowed,
+                        rekey.detail,
+                    ))
+                })?;
+            }
+            ledger
         };
+
         let read = Settings::read(ledger.store().conn(), vault_id, ledger.keys()).and_then(|settings| {
             check_metadata(ledger.store().conn())?;
             ledger::load_sealer_state(ledger.store().conn(), ledger.keys(), &vault_id)?;
@@ -1079,6 +1093,22 @@ impl Vault {
                 return Err(e);
             }
         };
+        #[cfg(feature = "sqlcipher")]
+        if ledger.store().is_plain() {
+            ledger.encrypt_store_as_a_whole(&master)?;
+            let detail = "the plain file was encrypted as a whole (sqlcipher)".to_string();
+            ledger.write(|w| {
+                w.audit(record(
+                    clock.now(),
+                    SYSTEM,
+                    Action::Migrate,
+                    None,
+                    Outcome::Allowed,
+                    detail,
+                ))
+            })?;
+        }
+        drop(master);
         let ledger = Arc::new(Mutex::new(ledger));
         let mut vault = Vault {
             throttles: Throttles::new(settings.throttle, throttles),
@@ -1640,26 +1670,80 @@ impl Vault {
     /// nothing; before it, the new one opens nothing; a crash in between leaves exactly one of
     /// them working. The old wrapped root key is overwritten in the file and truncated out of
     /// the WAL. Admins only.
+    ///
+    /// With the whole-file layer (feature `sqlcipher`) the file's key changes too, in three
+    /// steps that each leave exactly one master key working: the root key is wrapped under the
+    /// new master beside the old wrap; SQLCipher re-encrypts every page under the new file key
+    /// in one transaction; the old wrap is removed. An opening after a crash keeps whichever
+    /// wrap the key that opened the file holds ([`Vault::open_with`]).
     pub fn rekey(&self, session: &Session, new_keys: &dyn KeyProvider) -> Result<()> {
         let new_master = new_keys.master_key()?;
         let vault_id = self.read_state().settings.vault_id;
         let mut new_counter = new_keys.rollback_counter(&vault_id)?;
+        let whole_file = cfg!(feature = "sqlcipher");
         let counter = self.authorised_operation(session, Action::Rekey, None, |act| {
             let wrapped = act.keys.root().wrap(&new_master, &act.settings.vault_id)?;
-            store::meta_set(act.tx, "root_key", wrapped)?;
+            store::meta_set(
+                act.tx,
+                if whole_file { "root_key_next" } else { "root_key" },
+                wrapped,
+            )?;
             // The new counter starts where the database is, before the commit: a crash after
             // the commit then finds the database one change ahead of it, which is accepted.
             let committed: i64 = store::meta_get(act.tx, "change_number")?;
             new_counter.advance_to(u64::try_from(committed).unwrap_or(0))?;
-            act.pending.secret_replaced = true;
-            let detail = format!(
-                "root key re-wrapped under a new master key; counter now {}",
-                new_counter.describe()
-            );
+            act.pending.secret_replaced = !whole_file;
+            let detail = match whole_file {
+                false => format!(
+                    "root key re-wrapped under a new master key; counter now {}",
+                    new_counter.describe()
+                ),
+                true => {
+                    "root key wrapped under a new master key beside the old; the file is re-encrypted next"
+                        .into()
+                }
+            };
             Ok((new_counter, vec![AuditEntry::new(None, detail)]))
         })?;
-        lock(&self.ledger).replace_counter(counter);
-        Ok(())
+        #[cfg(feature = "sqlcipher")]
+        {
+            let finished = {
+                let mut ledger = lock(&self.ledger);
+                self.rekey_whole_file(&mut ledger, &session.name, &new_master, counter)
+            };
+            if let Err(e) = &finished {
+                self.audit_attempt(&session.name, Action::Rekey, None, Outcome::Failed, e);
+            }
+            finished
+        }
+        #[cfg(not(feature = "sqlcipher"))]
+        {
+            lock(&self.ledger).replace_counter(counter);
+            Ok(())
+        }
+    }
+
+    /// Steps two and three of a rekey with the whole-file layer, under the ledger's lock.
+    #[cfg(feature = "sqlcipher")]
+    fn rekey_whole_file(
+        &self,
+        ledger: &mut Ledger,
+        actor: &str,
+        new_master: &MasterKey,
+        counter: Box<dyn crate::keys::RollbackCounter>,
+    ) -> Result<()> {
+        ledger.store().rekey_file(new_master)?;
+        ledger.replace_counter(counter);
+        let now = self.clock.now();
+        ledger.write(|w| {
+            let next: Vec<u8> = store::meta_get(w.tx, "root_key_next")?;
+            store::meta_set(w.tx, "root_key", next)?;
+            store::meta_delete(w.tx, "root_key_next")?;
+            let detail = "the file re-encrypted under the new master key; the old wrap removed".to_string();
+            w.audit(record(now, actor, Action::Rekey, None, Outcome::Allowed, detail))
+        })?;
+        ledger.require_truncation();
+        ledger.truncate_wal_if_due()
     }
 
     /// Up to `limit` audit records after sequence number `after` (0 for the first), oldest
@@ -2128,6 +2212,46 @@ impl LookupContext<'_> {
 
 /// Writes one audit record in a transaction of its own. If even that fails (the disk is full, say)
 /// the caller still has its original error to report; there is nothing better to do with this one.
+/// What an opening must do to finish or abandon a rekey that a crash cut short.
+struct UnfinishedRekey {
+    /// The wrapped root key to keep.
+    root_key: Vec<u8>,
+    detail: String,
+}
+
+/// The root key, unwrapped by `master`. A rekey of a file encrypted as a whole (feature
+/// `sqlcipher`) keeps two wraps while it re-encrypts the file: `root_key` under the old master
+/// and `root_key_next` under the new. Whichever master the file opened with is the one that
+/// holds; the other wrap goes, in the opening's first write.
+fn unwrap_root_key(
+    conn: &rusqlite::Connection,
+    master: &MasterKey,
+    vault_id: &[u8; 16],
+) -> Result<(RootKey, Option<UnfinishedRekey>)> {
+    let wrapped: Vec<u8> = store::meta_get(conn, "root_key")?;
+    let next: Option<Vec<u8>> = store::meta_get_optional(conn, "root_key_next")?;
+    if let Some(root) = RootKey::unwrap(master, vault_id, &wrapped)? {
+        let abandoned = next.map(|_| UnfinishedRekey {
+            root_key: wrapped,
+            detail: "a rekey cut short before the file was re-encrypted was abandoned: the old master key still holds".into(),
+        });
+        return Ok((root, abandoned));
+    }
+    match next {
+        Some(next) => match RootKey::unwrap(master, vault_id, &next)? {
+            Some(root) => Ok((
+                root,
+                Some(UnfinishedRekey {
+                    root_key: next,
+                    detail: "a rekey cut short after the file was re-encrypted was finished: the new master key holds".into(),
+                }),
+            )),
+            None => Err(Error::WrongKey),
+        },
+        None => Err(Error::WrongKey),
+    }
+}
+
 fn write_attempt(ledger: &mut Ledger, attempt: AuditRecord) {
     let written = ledger.write(|w| w.audit(attempt).map(drop));
     drop(written);

@@ -212,9 +212,60 @@ pub fn read_or_empty(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
 }
 
-/// Opens the database file directly, as an attacker with the file would.
+/// Opens the database file directly, as an attacker with the file would. With the whole-file
+/// layer (feature `sqlcipher`), as one with the file and its master key (the CLI's `master.key`
+/// beside it, or the tests' [`KEY`]), keyed as docs/format.md says, independently of the
+/// library's code: the tests of the layers under it still run. A plain file is opened as it is.
 pub fn raw_db(path: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(path).unwrap()
+    let conn = rusqlite::Connection::open(path).unwrap();
+    #[cfg(feature = "sqlcipher")]
+    if !std::fs::read(path)
+        .unwrap_or_default()
+        .starts_with(b"SQLite format 3\0")
+    {
+        let key_file = path.with_file_name("master.key");
+        let master = std::fs::read(&key_file).unwrap_or_else(|_| KEY.to_vec());
+        key_whole_file(&conn, &master);
+    }
+    conn
+}
+
+/// SQL that attaches the database at `path` as `alias` to a connection from [`raw_db`]: with the
+/// whole-file layer, under the main file's key (SQLCipher's default for an attachment) and its
+/// page size, which SQLCipher needs before ATTACH reads the first page and takes only as its
+/// process-wide default (the library sets its own connections' explicitly).
+pub fn attach_sql(path: &Path, alias: &str) -> String {
+    let attach = format!("ATTACH '{}' AS {alias}", path.display());
+    if cfg!(feature = "sqlcipher") {
+        format!("PRAGMA cipher_default_page_size = 16384; {attach}")
+    } else {
+        attach
+    }
+}
+
+/// Keys a raw connection for the whole-file layer: SQLCipher's raw key is
+/// HKDF-SHA256(salt "facevault v2 whole-file layer", master, info "facevault v2 sqlcipher file
+/// key"), with 16 KB pages.
+#[cfg(feature = "sqlcipher")]
+pub fn key_whole_file(conn: &rusqlite::Connection, master: &[u8]) {
+    let hex = file_key_hex(master);
+    conn.execute_batch(&format!(
+        "PRAGMA key = \"x'{hex}'\"; PRAGMA cipher_page_size = 16384;"
+    ))
+    .unwrap();
+}
+
+/// The whole-file layer's key for `master`, in hex.
+#[cfg(feature = "sqlcipher")]
+pub fn file_key_hex(master: &[u8]) -> String {
+    use ring::hkdf;
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"facevault v2 whole-file layer").extract(master);
+    let mut key = [0u8; 32];
+    prk.expand(&[b"facevault v2 sqlcipher file key"], hkdf::HKDF_SHA256)
+        .unwrap()
+        .fill(&mut key)
+        .unwrap();
+    key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The result of one run of the `facevault` binary.
