@@ -369,8 +369,9 @@ enum fv_status fv_purge(const struct fv_vault *vault,
                         size_t *purged);
 
 /*
- Erases every subject past its retention as the vault's own duty, with no session (the
- firmware's timer calls it; audited as `system`). `*purged` receives how many.
+ Erases every subject past its retention as the vault's own duty, with no session (audited as
+ `system`). An open vault also does so hourly on a thread of its own; firmware calls this to
+ purge at a moment of its choosing. `*purged` receives how many.
 
  # Safety
  `vault` as [`fv_login`]; `purged` writable.

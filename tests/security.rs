@@ -1027,6 +1027,93 @@ fn withdrawn_and_purged_subjects_leave_no_byte_and_the_vault_purges_by_itself() 
     drop(dir);
 }
 
+/// Issue 14, item 7: while open, the vault purges by itself at its purge interval, as `system`;
+/// with no interval it does not. (The clock is the test's; the interval is real time.)
+#[test]
+fn an_open_vault_purges_expired_subjects_at_its_interval() {
+    use std::collections::BTreeSet;
+    let tv = TestVault::new(16);
+    let mut rng = Rng::new(52);
+    let lasting = |secs| facevault::Enrolment {
+        retention_secs: Some(secs),
+        ..consent()
+    };
+    let first = tv
+        .vault
+        .enrol(&tv.admin, &lasting(60), &rng.gaussian_vec(16))
+        .unwrap();
+    let second = tv
+        .vault
+        .enrol(&tv.admin, &lasting(120), &rng.gaussian_vec(16))
+        .unwrap();
+    let kept = tv
+        .vault
+        .enrol(&tv.admin, &consent(), &rng.gaussian_vec(16))
+        .unwrap();
+    let TestVault {
+        vault,
+        path,
+        clock,
+        dir,
+        ..
+    } = tv;
+    vault.close().unwrap();
+    let open = |interval: Option<std::time::Duration>| {
+        Vault::open_with(
+            &path,
+            &FixedKey::new(KEY),
+            OpenOptions {
+                clock: clock.clone(),
+                purge_interval: interval,
+                ..OpenOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let listed = |vault: &Vault| -> BTreeSet<facevault::SubjectId> {
+        let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+        vault
+            .subjects(&admin)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.subject)
+            .collect()
+    };
+    let system_purges = |vault: &Vault| -> Vec<String> {
+        let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+        vault
+            .audit_log(&admin)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.actor == "system" && r.action == "purge")
+            .filter_map(|r| r.subject)
+            .collect()
+    };
+
+    // No interval: a subject that expires while the vault is open stays until a purge.
+    let vault = open(None);
+    clock.advance(61_000);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(listed(&vault), BTreeSet::from([first, second, kept]));
+    vault.close().unwrap();
+
+    // A 20 ms interval: the opening purges the first; the timer, the second once it expires.
+    // The wait is bounded only so that a broken timer fails the test instead of hanging it.
+    let vault = open(Some(std::time::Duration::from_millis(20)));
+    assert_eq!(listed(&vault), BTreeSet::from([second, kept]));
+    clock.advance(60_000);
+    let mut waits = 0;
+    while listed(&vault).len() == 2 {
+        assert!(waits < 3000, "no purge after {waits} waits of 10 ms");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waits += 1;
+    }
+    assert_eq!(listed(&vault), BTreeSet::from([kept]));
+    assert_eq!(system_purges(&vault), vec![first.to_string(), second.to_string()]);
+    vault.close().unwrap();
+    drop(dir);
+}
+
 /// Issue 14, item 10: a bundle carries its vault's signature and creation time; the recipient
 /// checks both against the signing key the vault's `stats` shows.
 #[test]

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::wiped::{self, WipedVec};
 
 use super::{
-    as_slices, invalid, subject_mac_fields, AuditEntry, OperationContext, Vault, MAX_TEMPLATES_PER_SUBJECT,
-    SYSTEM,
+    as_slices, invalid, subject_mac_fields, AuditEntry, Core, OperationContext, Vault,
+    MAX_TEMPLATES_PER_SUBJECT, SYSTEM,
 };
 use crate::access::Action;
 use crate::crypto::{self, DataKey, PersonalBinding};
@@ -579,23 +579,11 @@ impl Vault {
 
     /// Erases every subject past its retention as the vault's own duty (Art. 8), with no
     /// session: audited with the actor `system`. The vault runs it at an opening that loads the
-    /// gallery when a subject has expired; a host calls it from its timer (the C ABI's
-    /// `fv_purge_expired`). Returns the subjects erased; when none has expired it writes nothing.
+    /// gallery when a subject has expired, and every [`OpenOptions::purge_interval`](super::OpenOptions::purge_interval) while open;
+    /// a host may call it too (the C ABI's `fv_purge_expired`). Returns the subjects erased; when
+    /// none has expired it writes nothing.
     pub fn purge_expired(&self) -> Result<Vec<SubjectId>> {
-        let due = match &self.read_state().gallery {
-            Some(gallery) => {
-                let now = self.clock.now();
-                gallery
-                    .subjects()
-                    .iter()
-                    .any(|(_, expires_at)| !policy::is_within_retention(*expires_at, now))
-            }
-            None => true,
-        };
-        if !due {
-            return Ok(Vec::new());
-        }
-        self.operation(SYSTEM, Action::Purge, None, purge_expired)
+        self.core.purge_expired()
     }
 
     /// Records a subject's separate consent to transfer its face data off the device (Art. 8);
@@ -643,6 +631,26 @@ impl Vault {
                 vec![AuditEntry::new(Some(*subject), format!("withdrawn={withdrawn}"))],
             ))
         })
+    }
+}
+
+impl Core {
+    /// [`Vault::purge_expired`], for the vault and its purge timer.
+    pub(super) fn purge_expired(&self) -> Result<Vec<SubjectId>> {
+        let due = match &self.read_state().gallery {
+            Some(gallery) => {
+                let now = self.clock.now();
+                gallery
+                    .subjects()
+                    .iter()
+                    .any(|(_, expires_at)| !policy::is_within_retention(*expires_at, now))
+            }
+            None => true,
+        };
+        if !due {
+            return Ok(Vec::new());
+        }
+        self.operation(SYSTEM, Action::Purge, None, purge_expired)
     }
 }
 

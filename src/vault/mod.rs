@@ -14,6 +14,7 @@ mod ledger;
 mod load;
 mod match_log;
 mod migrate;
+mod purge_timer;
 mod throttle;
 
 use std::cell::RefCell;
@@ -43,6 +44,7 @@ pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 
 use ledger::Ledger;
 use match_log::{lock, ActorName, LookupDetail, LookupEvent, MatchLog, SharedLedger};
+use purge_timer::PurgeTimer;
 use throttle::Throttles;
 
 /// The match threshold used when `init` is given none: a cosine similarity that separates genuine
@@ -779,7 +781,16 @@ pub struct OpenOptions {
     /// identify, which are refused: for a tool that enrols, erases, purges, exports or reads the
     /// audit, and then closes.
     pub load_gallery: bool,
+    /// How often the vault erases expired subjects by itself, on a thread of its own, while it
+    /// is open (Art. 8); `None` for only at the opening and when the host calls
+    /// [`Vault::purge_expired`]. The default is [`DEFAULT_PURGE_INTERVAL`]. A purge takes the
+    /// store's lock like any write; lookups go on.
+    pub purge_interval: Option<std::time::Duration>,
 }
+
+/// How often an open vault purges expired subjects by itself unless told otherwise
+/// ([`OpenOptions::purge_interval`]): hourly, so that data leaves within an hour of its expiry.
+pub const DEFAULT_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Default for OpenOptions {
     fn default() -> Self {
@@ -788,6 +799,7 @@ impl Default for OpenOptions {
             threads: 1,
             session_lifetime: None,
             load_gallery: true,
+            purge_interval: Some(DEFAULT_PURGE_INTERVAL),
         }
     }
 }
@@ -797,8 +809,9 @@ impl Default for OpenOptions {
 /// # Threads
 ///
 /// A `Vault` is `Send + Sync`: share it (`Arc<Vault>`, or a scoped borrow) between a camera
-/// thread that verifies and identifies, a desk thread that logs in and enrols, and a timer that
-/// purges. Every method takes `&self`.
+/// thread that verifies and identifies and a desk thread that logs in and enrols; its own purge
+/// timer thread erases expired subjects ([`OpenOptions::purge_interval`]). Every method takes
+/// `&self`.
 ///
 /// - Lookups (verify, identify, identify_batch) run concurrently with each other and with
 ///   everything else. Each holds a shared read lock on the gallery for its scan, and its scratch
@@ -816,10 +829,25 @@ impl Default for OpenOptions {
 /// This is an `RwLock` rather than a copy-on-write snapshot because a gallery is up to a few
 /// gigabytes: copying it per change is out of the question, and a change is small.
 pub struct Vault {
-    /// The store, the keys, the audit sealer and the rollback counter: every write goes through it.
-    ledger: SharedLedger,
+    /// What writes need, shared with the purge timer's thread.
+    core: Arc<Core>,
     /// The queue that audits lookups without waiting for the disk.
     match_log: MatchLog,
+    /// Random per opening; sessions carry it, so a session cannot outlive or cross openings.
+    opening: [u8; 16],
+    /// Threads one identify may scan with; see [`Vault::set_lookup_threads`].
+    lookup_threads: AtomicUsize,
+    /// How long a session lasts, in milliseconds; `None` for the whole opening.
+    session_lifetime: Option<i64>,
+    /// Purges expired subjects every [`OpenOptions::purge_interval`]; stopped before the close.
+    purge_timer: Option<PurgeTimer>,
+}
+
+/// The part of an open vault that writes: the ledger and the state it publishes to lookups. The
+/// vault and its purge timer share it.
+struct Core {
+    /// The store, the keys, the audit sealer and the rollback counter: every write goes through it.
+    ledger: SharedLedger,
     /// Verify and identify throttles, checked by every lookup.
     throttles: Throttles,
     /// Moves on each role change; a session from an earlier generation looks its role up in
@@ -830,14 +858,136 @@ pub struct Vault {
     /// What lookups read, published by writers after they commit.
     state: RwLock<LookupState>,
     clock: Arc<dyn Clock>,
-    /// Random per opening; sessions carry it, so a session cannot outlive or cross openings.
-    opening: [u8; 16],
-    /// Threads one identify may scan with; see [`Vault::set_lookup_threads`].
-    lookup_threads: AtomicUsize,
-    /// How long a session lasts, in milliseconds; `None` for the whole opening.
-    session_lifetime: Option<i64>,
     /// Told how far a bulk operation has got; see [`Vault::set_progress`].
     progress: RwLock<Option<Progress>>,
+}
+
+impl Core {
+    fn new(ledger: SharedLedger, clock: Arc<dyn Clock>, throttles: Throttles, state: LookupState) -> Self {
+        Self {
+            ledger,
+            throttles,
+            role_generation: AtomicU64::new(0),
+            changed_roles: RwLock::default(),
+            state: RwLock::new(state),
+            clock,
+            progress: RwLock::new(None),
+        }
+    }
+
+    /// The operation and its audit records (as `actor`) in one transaction, then the in-memory
+    /// state; a refusal audited on its own. Callers authorise first, or act as the vault itself.
+    fn operation<T>(
+        &self,
+        actor: &str,
+        action: Action,
+        subject: Option<SubjectId>,
+        body: impl FnOnce(&mut OperationContext<'_>) -> Result<(T, Vec<AuditEntry>)>,
+    ) -> Result<T> {
+        let mut ledger = lock(&self.ledger);
+        // Read under the ledger's lock, so that operations' times follow their commit order.
+        let now = self.clock.now();
+        let progress = self
+            .progress
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let outcome = {
+            let state = self.read_state();
+            ledger.write(|w| {
+                let mut act = OperationContext {
+                    tx: w.tx,
+                    keys: w.keys,
+                    settings: &state.settings,
+                    gallery: state.gallery.as_ref(),
+                    now,
+                    pending: ChangesAfterCommit::default(),
+                    stored_templates: None,
+                    progress,
+                };
+                let (value, entries) = body(&mut act)?;
+                let pending = act.pending;
+                for subject in &pending.erased {
+                    store::delete_throttle(w.tx, "subject", subject.as_bytes())?;
+                }
+                for entry in entries {
+                    w.audit(record(
+                        now,
+                        actor,
+                        action,
+                        entry.subject,
+                        Outcome::Allowed,
+                        entry.detail,
+                    ))?;
+                }
+                if pending.close_epoch {
+                    w.close_epoch(now)?;
+                }
+                Ok((value, pending))
+            })
+        };
+        match outcome {
+            Ok((value, pending)) => {
+                self.apply(&mut ledger, pending);
+                Ok(value)
+            }
+            Err(e) => {
+                let detail = format!("{}: {e}", e.code());
+                let attempt = record(self.clock.now(), actor, action, subject, outcome_of(&e), detail);
+                write_attempt(&mut ledger, attempt);
+                Err(e)
+            }
+        }
+    }
+
+    /// Brings the in-memory state in step with a committed transaction; the caller holds the
+    /// ledger's lock.
+    fn apply(&self, ledger: &mut Ledger, pending: ChangesAfterCommit) {
+        let changes_gallery = !pending.new_row_owners.is_empty() || !pending.erased.is_empty();
+        if changes_gallery || pending.threshold.is_some() {
+            let mut state = self
+                .state
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let dim = state.settings.dim;
+            if let Some(gallery) = &mut state.gallery {
+                gallery.reserve(pending.new_row_owners.len());
+                let rows = pending.new_rows.chunks_exact(dim);
+                for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
+                    let pushed = gallery.push(subject, expires_at, template_id, row);
+                    debug_assert!(pushed, "store_template keeps the gallery below Gallery::MAX_ROWS");
+                }
+                for subject in &pending.erased {
+                    gallery.remove_subject(subject);
+                }
+            }
+            if let Some(threshold) = pending.threshold {
+                state.settings.threshold = threshold;
+                state.settings.threshold_decimal = shortest_f64(threshold);
+            }
+        }
+        if let Some((name, role)) = pending.role_change {
+            self.changed_roles
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(name, role);
+            self.role_generation.fetch_add(1, Ordering::AcqRel);
+        }
+        self.throttles.forget_subjects(&pending.erased);
+        self.throttles.forget_subjects(&pending.throttles_reset);
+        if !pending.erased.is_empty() || pending.secret_replaced {
+            ledger.require_truncation();
+        }
+        // The change is committed either way; a WAL that could not be truncated now is retried
+        // after the next write and at close.
+        let _ = ledger.truncate_wal_if_due();
+    }
+
+    /// The lookup state for reading. A panic while it was written cannot have been inside the
+    /// gallery's update halfway (those updates do not panic), so a poisoned lock is still whole.
+    fn read_state(&self) -> RwLockReadGuard<'_, LookupState> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// An observer of bulk operations' progress: called with the operation's name (`enrol_batch`,
@@ -959,22 +1109,21 @@ impl Vault {
                     u64::from_le_bytes(crypto::random_array()?),
                 );
                 let ledger = Arc::new(Mutex::new(ledger));
-                Ok(Vault {
-                    throttles: Throttles::new(settings.throttle, Vec::new()),
-                    role_generation: AtomicU64::new(0),
-                    changed_roles: RwLock::default(),
+                let throttles = Throttles::new(settings.throttle, Vec::new());
+                let state = LookupState {
+                    settings,
+                    gallery: Some(gallery),
+                };
+                let mut vault = Vault {
                     match_log: MatchLog::start(ledger.clone())?,
-                    ledger,
-                    state: RwLock::new(LookupState {
-                        settings,
-                        gallery: Some(gallery),
-                    }),
-                    clock,
+                    core: Arc::new(Core::new(ledger, clock, throttles, state)),
                     opening: crypto::random_array()?,
                     lookup_threads: AtomicUsize::new(1),
                     session_lifetime: None,
-                    progress: RwLock::new(None),
-                })
+                    purge_timer: None,
+                };
+                vault.start_purge_timer(Some(DEFAULT_PURGE_INTERVAL))?;
+                Ok(vault)
             }
             Err(e) => {
                 store::remove_database_files(path);
@@ -1014,6 +1163,7 @@ impl Vault {
             threads,
             session_lifetime,
             load_gallery,
+            purge_interval,
         } = options;
         let session_lifetime =
             session_lifetime.map(|lifetime| i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX).max(1));
@@ -1109,49 +1259,55 @@ impl Vault {
             })?;
         }
         drop(master);
+        let gallery = if load_gallery {
+            match load::gallery(ledger.store(), &settings, ledger.keys()) {
+                Ok(gallery) => Some(gallery),
+                Err(e) => {
+                    if e.class() == ErrorClass::Integrity {
+                        let detail = format!("{}: {e}", e.code());
+                        let attempt = record(
+                            clock.now(),
+                            ANONYMOUS,
+                            Action::Open,
+                            None,
+                            Outcome::Failed,
+                            detail,
+                        );
+                        write_attempt(&mut ledger, attempt);
+                    }
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let ledger = Arc::new(Mutex::new(ledger));
+        let throttles = Throttles::new(settings.throttle, throttles);
+        let state = LookupState { settings, gallery };
         let mut vault = Vault {
-            throttles: Throttles::new(settings.throttle, throttles),
-            role_generation: AtomicU64::new(0),
-            changed_roles: RwLock::default(),
-            state: RwLock::new(LookupState {
-                settings,
-                gallery: None,
-            }),
             match_log: MatchLog::start(ledger.clone())?,
-            ledger,
-            clock,
+            core: Arc::new(Core::new(ledger, clock, throttles, state)),
             opening: crypto::random_array()?,
             lookup_threads: AtomicUsize::new(threads),
             session_lifetime,
-            progress: RwLock::new(None),
+            purge_timer: None,
         };
-        if !load_gallery {
-            return Ok(vault);
+        if load_gallery {
+            // Art. 8 by itself: subjects that expired while the vault was closed are erased now,
+            // not when someone next runs a purge. A purge that fails (a damaged consent of an
+            // expired subject, a store held by another process) is audited and does not stop the
+            // opening: the expired never match in any case, and the next purge tries again.
+            let _ = vault.purge_expired();
         }
-        let state = vault
-            .state
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let loaded = {
-            let ledger = lock(&vault.ledger);
-            load::gallery(ledger.store(), &state.settings, ledger.keys())
-        };
-        match loaded {
-            Ok(gallery) => state.gallery = Some(gallery),
-            Err(e) => {
-                if e.class() == ErrorClass::Integrity {
-                    vault.audit_attempt(ANONYMOUS, Action::Open, None, Outcome::Failed, &e);
-                }
-                return Err(e);
-            }
-        }
-        // Art. 8 by itself: subjects that expired while the vault was closed are erased now, not
-        // when someone next runs a purge. A purge that fails (a damaged consent of an expired
-        // subject, a store held by another process) is audited and does not stop the opening:
-        // the expired never match in any case, and the next purge tries again.
-        let _ = vault.purge_expired();
+        vault.start_purge_timer(purge_interval)?;
         Ok(vault)
+    }
+
+    fn start_purge_timer(&mut self, interval: Option<std::time::Duration>) -> Result<()> {
+        if let Some(interval) = interval {
+            self.purge_timer = Some(PurgeTimer::start(self.core.clone(), interval)?);
+        }
+        Ok(())
     }
 
     /// Authenticates a principal. Failures are audited and say nothing about why they failed.
@@ -1167,7 +1323,7 @@ impl Vault {
     pub fn login(&self, name: &str, password: &Password) -> Result<Session> {
         // The ledger's lock only to read and check the row: the password is hashed outside it.
         let found = {
-            let ledger = lock(&self.ledger);
+            let ledger = lock(&self.core.ledger);
             checked_principal(ledger.store().conn(), ledger.keys(), name)
         };
         let row = match found {
@@ -1185,7 +1341,7 @@ impl Vault {
             Err(e) => return Err(e),
             Ok(Some(row)) => row,
         };
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         if let Some(until) = row.lock.locked_until.filter(|until| now < *until) {
             let e = Error::LockedOut {
                 until: (until != i64::MAX).then_some(until),
@@ -1215,7 +1371,7 @@ impl Vault {
         Ok(Session {
             name: Arc::from(name),
             role,
-            role_generation: self.role_generation.load(Ordering::Acquire),
+            role_generation: self.core.role_generation.load(Ordering::Acquire),
             opening: self.opening,
             expires_at,
             ended: AtomicBool::new(false),
@@ -1225,8 +1381,8 @@ impl Vault {
     /// Records a login's outcome in the principal's lock state, with its audit records, in one
     /// transaction. Returns the refusal to give, if any.
     fn record_login(&self, name: &str, matched: bool) -> Result<Option<Error>> {
-        let mut ledger = lock(&self.ledger);
-        let now = self.clock.now();
+        let mut ledger = lock(&self.core.ledger);
+        let now = self.core.clock.now();
         let written = ledger.write(|w| {
             let mut row = checked_principal(w.tx, w.keys, name)?.ok_or(Error::AuthenticationFailed)?;
             if let Some(until) = row.lock.locked_until.filter(|until| now < *until) {
@@ -1367,6 +1523,7 @@ impl Vault {
     /// transaction, so it should be quick.
     pub fn set_progress(&self, observer: Option<Progress>) {
         *self
+            .core
             .progress
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = observer;
@@ -1708,7 +1865,7 @@ impl Vault {
         #[cfg(feature = "sqlcipher")]
         {
             let finished = {
-                let mut ledger = lock(&self.ledger);
+                let mut ledger = lock(&self.core.ledger);
                 self.rekey_whole_file(&mut ledger, &session.name, &new_master, counter)
             };
             if let Err(e) = &finished {
@@ -1718,7 +1875,7 @@ impl Vault {
         }
         #[cfg(not(feature = "sqlcipher"))]
         {
-            lock(&self.ledger).replace_counter(counter);
+            lock(&self.core.ledger).replace_counter(counter);
             Ok(())
         }
     }
@@ -1734,7 +1891,7 @@ impl Vault {
     ) -> Result<()> {
         ledger.store().rekey_file(new_master)?;
         ledger.replace_counter(counter);
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         ledger.write(|w| {
             let next: Vec<u8> = store::meta_get(w.tx, "root_key_next")?;
             store::meta_set(w.tx, "root_key", next)?;
@@ -1812,7 +1969,7 @@ impl Vault {
         subject: Option<SubjectId>,
         body: impl FnOnce(&LookupContext<'_>, &mut WipedVec<f32>) -> Result<(T, D)>,
     ) -> Result<T> {
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let result = if let Err(e) = self.authorise(session, action, now) {
             Err(e)
         } else {
@@ -1825,7 +1982,7 @@ impl Vault {
                         threads: self.lookup_threads.load(Ordering::Relaxed),
                         now,
                         show_scores: state.settings.score_roles.contains(session.role),
-                        throttles: &self.throttles,
+                        throttles: &self.core.throttles,
                         principal: &session.name,
                         match_log: &self.match_log,
                     };
@@ -1875,7 +2032,8 @@ impl Vault {
     fn settle_identify_throttle(&self, session: &Session, detail: &LookupDetail, now: UnixMillis) {
         let emit = |change| self.match_log.push_throttle(now, &session.name, change);
         if let LookupDetail::Identified { candidates, .. } = detail {
-            self.throttles
+            self.core
+                .throttles
                 .settle_identify(&session.name, [candidates.is_empty()], now, emit);
         }
     }
@@ -1898,76 +2056,11 @@ impl Vault {
         subject: Option<SubjectId>,
         body: impl FnOnce(&mut OperationContext<'_>) -> Result<(T, Vec<AuditEntry>)>,
     ) -> Result<T> {
-        if let Err(e) = self.authorise(session, action, self.clock.now()) {
+        if let Err(e) = self.authorise(session, action, self.core.clock.now()) {
             self.audit_attempt(&session.name, action, subject, Outcome::Denied, &e);
             return Err(e);
         }
-        self.operation(&session.name, action, subject, body)
-    }
-
-    /// The operation and its audit records (as `actor`) in one transaction, then the in-memory
-    /// state; a refusal audited on its own. Callers authorise first, or act as the vault itself.
-    fn operation<T>(
-        &self,
-        actor: &str,
-        action: Action,
-        subject: Option<SubjectId>,
-        body: impl FnOnce(&mut OperationContext<'_>) -> Result<(T, Vec<AuditEntry>)>,
-    ) -> Result<T> {
-        let mut ledger = lock(&self.ledger);
-        // Read under the ledger's lock, so that operations' times follow their commit order.
-        let now = self.clock.now();
-        let progress = self
-            .progress
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        let outcome = {
-            let state = self.read_state();
-            ledger.write(|w| {
-                let mut act = OperationContext {
-                    tx: w.tx,
-                    keys: w.keys,
-                    settings: &state.settings,
-                    gallery: state.gallery.as_ref(),
-                    now,
-                    pending: ChangesAfterCommit::default(),
-                    stored_templates: None,
-                    progress,
-                };
-                let (value, entries) = body(&mut act)?;
-                let pending = act.pending;
-                for subject in &pending.erased {
-                    store::delete_throttle(w.tx, "subject", subject.as_bytes())?;
-                }
-                for entry in entries {
-                    w.audit(record(
-                        now,
-                        actor,
-                        action,
-                        entry.subject,
-                        Outcome::Allowed,
-                        entry.detail,
-                    ))?;
-                }
-                if pending.close_epoch {
-                    w.close_epoch(now)?;
-                }
-                Ok((value, pending))
-            })
-        };
-        match outcome {
-            Ok((value, pending)) => {
-                self.apply(&mut ledger, pending);
-                Ok(value)
-            }
-            Err(e) => {
-                let detail = format!("{}: {e}", e.code());
-                let attempt = record(self.clock.now(), actor, action, subject, outcome_of(&e), detail);
-                write_attempt(&mut ledger, attempt);
-                Err(e)
-            }
-        }
+        self.core.operation(&session.name, action, subject, body)
     }
 
     /// The one authorisation check, for operations and lookups alike: the session belongs to
@@ -1988,10 +2081,11 @@ impl Vault {
 
     /// The session's principal's role now: the one at login unless an admin changed it since.
     fn current_role(&self, session: &Session) -> Role {
-        if session.role_generation == self.role_generation.load(Ordering::Acquire) {
+        if session.role_generation == self.core.role_generation.load(Ordering::Acquire) {
             return session.role;
         }
-        self.changed_roles
+        self.core
+            .changed_roles
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(&*session.name)
@@ -2022,53 +2116,9 @@ impl Vault {
         })
     }
 
-    /// Brings the in-memory state in step with a committed transaction; the caller holds the
-    /// ledger's lock.
-    fn apply(&self, ledger: &mut Ledger, pending: ChangesAfterCommit) {
-        let changes_gallery = !pending.new_row_owners.is_empty() || !pending.erased.is_empty();
-        if changes_gallery || pending.threshold.is_some() {
-            let mut state = self
-                .state
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let dim = state.settings.dim;
-            if let Some(gallery) = &mut state.gallery {
-                gallery.reserve(pending.new_row_owners.len());
-                let rows = pending.new_rows.chunks_exact(dim);
-                for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
-                    let pushed = gallery.push(subject, expires_at, template_id, row);
-                    debug_assert!(pushed, "store_template keeps the gallery below Gallery::MAX_ROWS");
-                }
-                for subject in &pending.erased {
-                    gallery.remove_subject(subject);
-                }
-            }
-            if let Some(threshold) = pending.threshold {
-                state.settings.threshold = threshold;
-                state.settings.threshold_decimal = shortest_f64(threshold);
-            }
-        }
-        if let Some((name, role)) = pending.role_change {
-            self.changed_roles
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(name, role);
-            self.role_generation.fetch_add(1, Ordering::AcqRel);
-        }
-        self.throttles.forget_subjects(&pending.erased);
-        self.throttles.forget_subjects(&pending.throttles_reset);
-        if !pending.erased.is_empty() || pending.secret_replaced {
-            ledger.require_truncation();
-        }
-        // The change is committed either way; a WAL that could not be truncated now is retried
-        // after the next write and at close.
-        let _ = ledger.truncate_wal_if_due();
-    }
-
-    /// The lookup state for reading. A panic while it was written cannot have been inside the
-    /// gallery's update halfway (those updates do not panic), so a poisoned lock is still whole.
+    /// The lookup state for reading ([`Core::read_state`]).
     fn read_state(&self) -> RwLockReadGuard<'_, LookupState> {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.core.read_state()
     }
 
     fn audit_attempt(
@@ -2092,14 +2142,14 @@ impl Vault {
         detail: &str,
     ) {
         let attempt = record(
-            self.clock.now(),
+            self.core.clock.now(),
             actor,
             action,
             subject,
             outcome,
             detail.to_string(),
         );
-        write_attempt(&mut lock(&self.ledger), attempt);
+        write_attempt(&mut lock(&self.core.ledger), attempt);
     }
 
     /// Closes the vault: writes the queued lookup records, then truncates the WAL. Fails with
@@ -2110,10 +2160,15 @@ impl Vault {
     /// close).
     pub fn close(self) -> Result<()> {
         let Vault {
-            ledger, match_log, ..
+            core,
+            match_log,
+            purge_timer,
+            ..
         } = self;
+        // The timer first: a purge under way finishes and is logged before the log closes.
+        drop(purge_timer);
         let logged = match_log.close();
-        let mut ledger = lock(&ledger);
+        let mut ledger = lock(&core.ledger);
         let counted = ledger.settle_counter();
         let checkpointed = ledger.store().checkpoint_truncate();
         logged.and(counted).and(checkpointed)
