@@ -457,12 +457,8 @@ fn a_rekey_killed_at_random_moments_leaves_a_vault_that_opens_with_exactly_one_k
     // With the whole-file layer a rekey has three steps; a kill between the first and the last
     // is finished or abandoned by the next opening, as `system`.
     let vault = Vault::open_with(&cli.db, &KeyFile::new(&current), OpenOptions::default()).unwrap();
-    let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
-    let settled: Vec<String> = vault
-        .audit_log(&admin)
-        .unwrap()
+    let settled: Vec<String> = audited(&vault, "system", "rekey")
         .into_iter()
-        .filter(|r| r.action == "rekey" && r.actor == "system")
         .map(|r| r.detail)
         .collect();
     vault.close().unwrap();
@@ -1080,12 +1076,8 @@ fn an_open_vault_purges_expired_subjects_at_its_interval() {
             .collect()
     };
     let system_purges = |vault: &Vault| -> Vec<String> {
-        let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
-        vault
-            .audit_log(&admin)
-            .unwrap()
+        audited(vault, "system", "purge")
             .into_iter()
-            .filter(|r| r.actor == "system" && r.action == "purge")
             .filter_map(|r| r.subject)
             .collect()
     };

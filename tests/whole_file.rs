@@ -193,12 +193,8 @@ fn a_rekey_cut_between_its_steps_is_settled_by_the_key_that_opens_the_file() {
         ));
         let keys = FixedKey::with_own_counters(holds);
         let vault = Vault::open(file, &keys).unwrap();
-        let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
-        let settled: Vec<_> = vault
-            .audit_log(&admin)
-            .unwrap()
+        let settled: Vec<_> = audited(&vault, "system", "rekey")
             .into_iter()
-            .filter(|r| r.action == "rekey" && r.actor == "system")
             .map(|r| r.detail)
             .collect();
         assert_eq!(settled.len(), 1, "{settled:?}");

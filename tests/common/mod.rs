@@ -201,6 +201,17 @@ impl TestVault {
     }
 }
 
+/// The audit records of `actor` doing `action`, oldest first, read as an admin.
+pub fn audited(vault: &Vault, actor: &str, action: &str) -> Vec<facevault::AuditRecord> {
+    let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
+    vault
+        .audit_log(&admin)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.actor == actor && r.action == action)
+        .collect()
+}
+
 pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
