@@ -238,6 +238,8 @@ impl Role {
                             | AuditHandover
                             | AuditExport
                             | Rekey
+                            | Backup
+                            | Restore
                             | SetThreshold
                             | PublishNotice
                             | Stats
@@ -353,6 +355,10 @@ pub enum Action {
     ListAlerts,
     /// Changing a principal's role.
     SetRole,
+    /// Writing a sealed backup of the vault.
+    Backup,
+    /// Replacing the vault with a backup (recorded in the restored vault).
+    Restore,
 }
 
 impl Action {
@@ -392,6 +398,8 @@ impl Action {
             Action::ResetThrottle => "throttle_reset",
             Action::ListAlerts => "alerts_list",
             Action::SetRole => "user_set_role",
+            Action::Backup => "backup",
+            Action::Restore => "restore",
         }
     }
 }

@@ -32,6 +32,7 @@ const AUDIT_MAC_INFO: &[u8] = b"facevault v1 audit mac";
 const RECORD_MAC_INFO: &[u8] = b"facevault v1 record mac";
 const KEY_WRAPPING_INFO: &[u8] = b"facevault v1 key wrapping";
 const SECRET_WRAPPING_INFO: &[u8] = b"facevault v2 secret wrapping";
+const BACKUP_INFO: &[u8] = b"facevault v2 backup";
 const BUNDLE_SIGNING_INFO: &[u8] = b"facevault v2 bundle signing";
 const ROOT_WRAPPING_INFO: &[u8] = b"facevault v2 root key wrapping";
 const ROOT_AAD_LABEL: &[u8] = b"facevault v2 root key";
@@ -225,6 +226,8 @@ pub(crate) struct VaultKeys {
     legacy_audit: hmac::Key,
     /// Signs export bundles (Ed25519); its public key identifies the vault to a recipient.
     bundle_signing: ring::signature::Ed25519KeyPair,
+    /// Seals backups (AES-256-GCM).
+    backup: Zeroizing<[u8; 32]>,
     check: hmac::Key,
     records: hmac::Key,
 }
@@ -261,11 +264,17 @@ impl VaultKeys {
             bundle_signing,
             wrapping: fill(KEY_WRAPPING_INFO)?,
             secrets: fill(SECRET_WRAPPING_INFO)?,
+            backup: fill(BACKUP_INFO)?,
             legacy_audit: expand(AUDIT_MAC_INFO)?,
             check: expand(KEY_CHECK_INFO)?,
             records: expand(RECORD_MAC_INFO)?,
             root,
         })
+    }
+
+    /// The cipher that seals the vault's backups.
+    pub(crate) fn backup_cipher(&self) -> Aes256Gcm {
+        cipher(&self.backup)
     }
 
     /// The vault's bundle-signing public key (Ed25519).

@@ -112,6 +112,16 @@ pub enum Error {
     #[error("rollback counter: {0}")]
     RollbackCounter(String),
 
+    /// The erasure ledger outside the database is unreadable, another vault's, or fails its MAC
+    /// chain, or could not be written: an erasure that cannot be recorded there is not made.
+    #[error("erasure ledger: {0}")]
+    ErasureLedger(String),
+
+    /// A backup that is not one, is another vault's, was made under another master key's root
+    /// wrap, or fails authentication or its digest: nothing of it is restored.
+    #[error("backup rejected: {0}")]
+    BackupRejected(String),
+
     /// The principal is locked after repeated failed logins: the right password is refused too.
     /// `until` is when the lock lifts by itself; `None` when only an admin can lift it.
     #[error("{}", match until {
@@ -442,6 +452,8 @@ impl Error {
             Error::AuditTampered { .. } => "audit_tampered",
             Error::KeyFile { .. } => "key_file",
             Error::RolledBack { .. } | Error::RowsRolledBack => "rolled_back",
+            Error::ErasureLedger(_) => "erasure_ledger",
+            Error::BackupRejected(_) => "backup_rejected",
             Error::RollbackCounter(_) => "rollback_counter",
             Error::LockedOut { .. } => "locked_out",
             Error::Throttled { .. } => "throttled",
@@ -484,6 +496,8 @@ impl Error {
             | Error::RolledBack { .. }
             | Error::RowsRolledBack
             | Error::RollbackCounter(_)
+            | Error::ErasureLedger(_)
+            | Error::BackupRejected(_)
             | Error::Bundle(_)
             | Error::NotAVault(_)
             | Error::Storage(StorageError::Corrupt { .. }) => ErrorClass::Integrity,

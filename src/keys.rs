@@ -45,6 +45,132 @@ pub trait KeyProvider {
     /// grows, which the database's own change number may not fall behind. A secure element's or
     /// TPM's monotonic counter is the strong form; [`KeyFile`] keeps a file beside the key.
     fn rollback_counter(&self, vault_id: &[u8; 16]) -> Result<Box<dyn RollbackCounter>>;
+
+    /// Where the vault `vault_id` keeps its erasure ledger: the record of every subject erased,
+    /// withdrawn or purged, outside the database, so that a restored backup erases again what
+    /// was erased after the backup was taken. [`KeyFile`] keeps a file beside the key.
+    fn erasure_storage(&self, vault_id: &[u8; 16]) -> Result<Box<dyn ErasureStorage>>;
+}
+
+/// The bytes of a vault's erasure ledger, kept outside the database. The vault writes and checks
+/// the records (a MAC chain under its own keys; `docs/format.md`, section 3.4); this only keeps
+/// them.
+pub trait ErasureStorage: Send {
+    /// Every byte appended so far; empty for a ledger never written.
+    fn read_all(&self) -> Result<Vec<u8>>;
+
+    /// Writes `bytes` at `offset`, the end of what the vault read as whole (anything after it, a
+    /// record torn by a power cut, is cut off), durably before it returns.
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()>;
+
+    /// Where it lives, for messages.
+    fn describe(&self) -> String;
+}
+
+/// The erasure ledger file for vault `vault_id` beside the key file at `key_path`:
+/// `<key file>.<vault id in hex>.erasures`.
+pub fn erasure_path(key_path: &Path, vault_id: &[u8; 16]) -> PathBuf {
+    let mut name = key_path.as_os_str().to_owned();
+    name.push(".");
+    name.push(crate::crypto::hex(vault_id));
+    name.push(".erasures");
+    PathBuf::from(name)
+}
+
+/// An erasure ledger in a file (mode 0600), written at its end and synced on every write.
+pub struct ErasureFile {
+    path: PathBuf,
+}
+
+impl ErasureFile {
+    /// The ledger at `path` (the file may not exist yet).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    fn problem(&self, what: impl std::fmt::Display) -> Error {
+        Error::ErasureLedger(format!("{}: {what}", self.path.display()))
+    }
+}
+
+impl ErasureStorage for ErasureFile {
+    fn read_all(&self) -> Result<Vec<u8>> {
+        let (mut file, _) = match open_regular_file(&self.path) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(self.problem("is not a regular file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.problem(e)),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| self.problem(e))?;
+        Ok(bytes)
+    }
+
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let mut options = OpenOptions::new();
+        options.write(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        let mut file = options.open(&self.path).map_err(|e| self.problem(e))?;
+        file.set_len(offset).map_err(|e| self.problem(e))?;
+        file.seek(SeekFrom::Start(offset)).map_err(|e| self.problem(e))?;
+        file.write_all(bytes).map_err(|e| self.problem(e))?;
+        file.sync_data().map_err(|e| self.problem(e))?;
+        if offset == 0 {
+            sync_parent(&self.path).map_err(|e| self.problem(e))?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("the erasure ledger {}", self.path.display())
+    }
+}
+
+/// Syncs the directory holding `path`, so that a file just created there survives a power cut.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        Some(parent) => File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+type ErasureMap = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 16], Vec<u8>>>>;
+
+/// An erasure ledger held in memory ([`FixedKey`]'s), shared like its counters.
+struct MemoryErasures {
+    ledgers: ErasureMap,
+    vault_id: [u8; 16],
+}
+
+impl MemoryErasures {
+    fn ledgers(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 16], Vec<u8>>> {
+        self.ledgers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl ErasureStorage for MemoryErasures {
+    fn read_all(&self) -> Result<Vec<u8>> {
+        Ok(self.ledgers().get(&self.vault_id).cloned().unwrap_or_default())
+    }
+
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let mut ledgers = self.ledgers();
+        let ledger = ledgers.entry(self.vault_id).or_default();
+        ledger.truncate(usize::try_from(offset).unwrap_or(usize::MAX));
+        ledger.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "the process's in-memory erasure ledger (FixedKey)".into()
+    }
 }
 
 /// A monotonic counter kept outside the database (SQLCipher's point: an older copy of a file still
@@ -161,6 +287,12 @@ fn process_counters() -> CounterMap {
     std::sync::Arc::clone(COUNTERS.get_or_init(Default::default))
 }
 
+/// The erasure ledgers [`FixedKey::new`]s share: one per vault ID, for the life of the process.
+fn process_erasures() -> ErasureMap {
+    static ERASURES: std::sync::OnceLock<ErasureMap> = std::sync::OnceLock::new();
+    std::sync::Arc::clone(ERASURES.get_or_init(Default::default))
+}
+
 /// A counter held in memory: it catches a rollback within one process (a test's, or a host's
 /// that reopens a vault), and knows nothing of the vault before the process began, when it reads
 /// as 0.
@@ -242,6 +374,10 @@ impl KeyProvider for KeyFile {
             counter_path(&self.path, vault_id),
             *vault_id,
         )))
+    }
+
+    fn erasure_storage(&self, vault_id: &[u8; 16]) -> Result<Box<dyn ErasureStorage>> {
+        Ok(Box::new(ErasureFile::new(erasure_path(&self.path, vault_id))))
     }
 }
 
@@ -429,18 +565,26 @@ fn read_exactly_32(file: &mut File, len: u64) -> Option<Result<Zeroizing<[u8; 32
 /// rollback counters live in the process's memory, so they catch a rollback only within one
 /// process: a host that uses it on a real device must keep its counters itself, in its own
 /// [`KeyProvider`] (a secure element's monotonic counter, say).
-pub struct FixedKey(MasterKey, CounterMap);
+pub struct FixedKey(MasterKey, CounterMap, ErasureMap);
 
 impl FixedKey {
     /// A provider that always returns `bytes`, with the process's shared counters.
     pub fn new(bytes: [u8; MASTER_KEY_LEN]) -> Self {
-        Self(MasterKey::from_bytes(bytes), process_counters())
+        Self(
+            MasterKey::from_bytes(bytes),
+            process_counters(),
+            process_erasures(),
+        )
     }
 
     /// A provider with counters of its own, which start at 0: for a test or a simulation that
     /// opens several copies of one vault as if each were on a device of its own.
     pub fn with_own_counters(bytes: [u8; MASTER_KEY_LEN]) -> Self {
-        Self(MasterKey::from_bytes(bytes), CounterMap::default())
+        Self(
+            MasterKey::from_bytes(bytes),
+            CounterMap::default(),
+            ErasureMap::default(),
+        )
     }
 }
 
@@ -458,6 +602,13 @@ impl KeyProvider for FixedKey {
     fn rollback_counter(&self, vault_id: &[u8; 16]) -> Result<Box<dyn RollbackCounter>> {
         Ok(Box::new(MemoryCounter {
             values: std::sync::Arc::clone(&self.1),
+            vault_id: *vault_id,
+        }))
+    }
+
+    fn erasure_storage(&self, vault_id: &[u8; 16]) -> Result<Box<dyn ErasureStorage>> {
+        Ok(Box::new(MemoryErasures {
+            ledgers: std::sync::Arc::clone(&self.2),
             vault_id: *vault_id,
         }))
     }

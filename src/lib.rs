@@ -38,7 +38,8 @@ pub use error::{
 };
 pub use gallery::ScanMode;
 pub use keys::{
-    counter_path, CounterFile, FixedKey, KeyFile, KeyProvider, MasterKey, RollbackCounter, MASTER_KEY_LEN,
+    counter_path, erasure_path, CounterFile, ErasureFile, ErasureStorage, FixedKey, KeyFile, KeyProvider,
+    MasterKey, RollbackCounter, MASTER_KEY_LEN,
 };
 pub use policy::{
     parse_date, Destination, Enrolment, Guardian, Notice, Refusal, RetentionCeilings,
@@ -48,8 +49,9 @@ pub use subject::SubjectId;
 pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
 pub use vault::consent::{PublishedNotice, RenoticeDue, TransferConsent};
 pub use vault::{
-    AuditCheckpoint, AuditVerification, Candidate, ExportRequest, ExportedBundle, ExportedFile, OpenOptions,
-    Progress, Session, Stats, SubjectEntry, Vault, VaultConfig, Verification, DEFAULT_SCORE_DECIMALS,
-    DEFAULT_SCORE_ROLES, DEFAULT_THRESHOLD, FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS,
-    MAX_SCORE_DECIMALS, MAX_TEMPLATES_PER_SUBJECT,
+    AuditCheckpoint, AuditVerification, BackupInfo, Candidate, ExportRequest, ExportedBundle, ExportedFile,
+    OpenOptions, Progress, RestoreOptions, Restored, Session, Stats, SubjectEntry, Vault, VaultConfig,
+    Verification, DEFAULT_PURGE_INTERVAL, DEFAULT_SCORE_DECIMALS, DEFAULT_SCORE_ROLES, DEFAULT_THRESHOLD,
+    FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS, MAX_SCORE_DECIMALS,
+    MAX_TEMPLATES_PER_SUBJECT,
 };

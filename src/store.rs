@@ -341,6 +341,41 @@ impl Store {
         Ok(())
     }
 
+    /// The whole database as one plain SQLite image in memory, consistent: SQLite's online backup
+    /// into an in-memory database. With the whole-file layer, SQLCipher's export into an unkeyed
+    /// one instead, since its backup API does not cross keys. The caller seals the bytes.
+    pub(crate) fn snapshot(&self) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        #[cfg(not(feature = "sqlcipher"))]
+        {
+            let mut memory = Connection::open_in_memory()?;
+            rusqlite::backup::Backup::new(&self.conn, &mut memory)?.run_to_completion(
+                256,
+                std::time::Duration::ZERO,
+                None,
+            )?;
+            let image = memory.serialize(rusqlite::DatabaseName::Main)?;
+            Ok(zeroize::Zeroizing::new(image.to_vec()))
+        }
+        #[cfg(feature = "sqlcipher")]
+        {
+            let version = self.format_version()?;
+            self.conn
+                .execute_batch("ATTACH DATABASE ':memory:' AS snapshot KEY '';")?;
+            let image = (|| -> Result<zeroize::Zeroizing<Vec<u8>>> {
+                self.conn
+                    .query_row("SELECT sqlcipher_export('snapshot')", [], |_| Ok(()))?;
+                self.conn
+                    .execute_batch(&format!("PRAGMA snapshot.user_version = {version};"))?;
+                let image = self
+                    .conn
+                    .serialize(rusqlite::DatabaseName::Attached("snapshot"))?;
+                Ok(zeroize::Zeroizing::new(image.to_vec()))
+            })();
+            let _ = self.conn.execute_batch("DETACH DATABASE snapshot;");
+            image
+        }
+    }
+
     /// Re-encrypts every page of the file under `new_master`'s file key, in one transaction:
     /// after a crash the file opens under the old key or the new one, never both or neither.
     #[cfg(feature = "sqlcipher")]
@@ -641,7 +676,7 @@ pub(crate) fn remove_database_files(path: &Path) {
 }
 
 /// `path` with `suffix` appended to its file name: SQLite's companion files, a copy beside it.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

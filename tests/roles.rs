@@ -15,7 +15,7 @@ use facevault::{
 const DIM: usize = 16;
 
 /// Every operation a caller can ask for, with the action the door checks for it.
-const OPERATIONS: [(&str, Action); 28] = [
+const OPERATIONS: [(&str, Action); 29] = [
     ("add_user", Action::AddUser),
     ("set_role", Action::SetRole),
     ("unlock_user", Action::UnlockUser),
@@ -44,6 +44,7 @@ const OPERATIONS: [(&str, Action); 28] = [
     ("alerts", Action::ListAlerts),
     ("reset_throttle", Action::ResetThrottle),
     ("rekey", Action::Rekey),
+    ("backup", Action::Backup),
 ];
 
 /// Runs operation `name` as `session` on `subject` (a fresh one, enrolled for the call).
@@ -103,6 +104,12 @@ fn run(
         "alerts" => vault.alerts(session).map(drop),
         "reset_throttle" => vault.reset_throttle(session, subject),
         "rekey" => vault.rekey(session, &FixedKey::new(KEY)),
+        "backup" => {
+            let dir = tempfile::tempdir().unwrap();
+            vault
+                .backup_to_file(session, &dir.path().join("backup"))
+                .map(drop)
+        }
         other => panic!("no operation {other}"),
     }
 }

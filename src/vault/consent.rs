@@ -336,7 +336,7 @@ impl OperationContext<'_> {
 
     /// Erases a subject's face data: its wrapped key first, then its templates and row; its
     /// consents keep the facts (kind, notice, times) and lose their encrypted evidence.
-    fn shred_subject(&mut self, subject: &SubjectId, withdrawal: bool) -> Result<usize> {
+    pub(super) fn shred_subject(&mut self, subject: &SubjectId, withdrawal: bool) -> Result<usize> {
         self.subject_row(subject)?;
         let mut consents = self.consents(subject)?;
         let templates = store::erase_subject(self.tx, subject.as_bytes())?;

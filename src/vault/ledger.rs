@@ -15,19 +15,38 @@ use rusqlite::Transaction;
 use crate::audit::{AuditRecord, ChainPoint, EpochKey, EpochPolicy, SealedRecord, Sealer, SealerState};
 use crate::crypto::VaultKeys;
 use crate::error::{Error, Result};
-use crate::keys::RollbackCounter;
+use crate::keys::{ErasureStorage, KeyProvider, RollbackCounter};
 use crate::store::{self, Store};
+
+use super::erasures::{Erasure, ErasureLedger};
 
 const EPOCH_KEY_LABEL: &str = "audit epoch key";
 const VERIFICATION_KEY_LABEL: &str = "audit verification key";
 
+/// What a vault keeps outside its file, where its key provider says: the rollback counter and
+/// the erasure ledger.
+pub(crate) struct Outside {
+    pub counter: Box<dyn RollbackCounter>,
+    pub erasures: Box<dyn ErasureStorage>,
+}
+
+impl Outside {
+    pub(crate) fn of(keys: &dyn KeyProvider, vault_id: &[u8; 16]) -> Result<Self> {
+        Ok(Self {
+            counter: keys.rollback_counter(vault_id)?,
+            erasures: keys.erasure_storage(vault_id)?,
+        })
+    }
+}
+
 /// The store with everything a write needs: the vault's keys, its audit sealer's state (in the
-/// store) and its rollback counter.
+/// store), its rollback counter and its erasure ledger.
 pub(crate) struct Ledger {
     store: Store,
     keys: VaultKeys,
     vault_id: [u8; 16],
     counter: Box<dyn RollbackCounter>,
+    erasures: ErasureLedger,
     /// The change number of the last commit.
     changes: u64,
     /// Why the counter could not be advanced after a commit, if it could not; it is tried again
@@ -46,9 +65,15 @@ pub(crate) struct Writing<'t> {
     sealed: Vec<SealedRecord>,
     epoch_at_start: u64,
     audited: bool,
+    erased: Vec<Erasure>,
 }
 
 impl Writing<'_> {
+    /// Records in the erasure ledger, before the commit, that this write erases `erasure.subject`.
+    pub(crate) fn note_erasure(&mut self, erasure: Erasure) {
+        self.erased.push(erasure);
+    }
+
     /// Seals `record` into the chain (closing the epoch first if it is due) and inserts it.
     /// Returns its sequence number.
     pub(crate) fn audit(&mut self, record: AuditRecord) -> Result<u64> {
@@ -92,9 +117,20 @@ impl Ledger {
         mut store: Store,
         keys: VaultKeys,
         vault_id: [u8; 16],
-        mut counter: Box<dyn RollbackCounter>,
+        outside: Outside,
         policy: EpochPolicy,
     ) -> Result<Self> {
+        let Outside {
+            mut counter,
+            erasures,
+        } = outside;
+        let (erasures, recorded) = ErasureLedger::open(erasures, &keys, &vault_id)?;
+        if !recorded.is_empty() {
+            return Err(Error::ErasureLedger(format!(
+                "{} already lists erasures of this vault ID",
+                erasures.describe()
+            )));
+        }
         if counter.read()?.is_some_and(|seen| seen > 0) {
             return Err(Error::RollbackCounter(format!(
                 "{} has already counted changes of this vault ID",
@@ -123,6 +159,7 @@ impl Ledger {
             keys,
             vault_id,
             counter,
+            erasures,
             changes: 0,
             counter_failure: None,
             truncate_due: false,
@@ -130,12 +167,11 @@ impl Ledger {
     }
 
     /// An existing vault's ledger: the database's change number must not be below the counter.
-    pub(crate) fn open(
-        store: Store,
-        keys: VaultKeys,
-        vault_id: [u8; 16],
-        mut counter: Box<dyn RollbackCounter>,
-    ) -> Result<Self> {
+    pub(crate) fn open(store: Store, keys: VaultKeys, vault_id: [u8; 16], outside: Outside) -> Result<Self> {
+        let Outside {
+            mut counter,
+            erasures,
+        } = outside;
         let changes = read_change_number(store.conn(), &keys, &vault_id)?;
         match counter.read()? {
             None => {
@@ -153,12 +189,14 @@ impl Ledger {
             Some(_) => counter.advance_to(changes)?,
         }
         check_state_digest(store.conn(), &keys, &vault_id, changes)?;
+        let (erasures, _) = ErasureLedger::open(erasures, &keys, &vault_id)?;
         store::watch_row_macs(store.conn())?;
         Ok(Self {
             store,
             keys,
             vault_id,
             counter,
+            erasures,
             changes,
             counter_failure: None,
             truncate_due: false,
@@ -170,11 +208,11 @@ impl Ledger {
         store: Store,
         keys: VaultKeys,
         vault_id: [u8; 16],
-        mut counter: Box<dyn RollbackCounter>,
+        mut outside: Outside,
     ) -> Result<Self> {
         let changes = read_change_number(store.conn(), &keys, &vault_id)?;
-        counter.advance_to(changes)?;
-        Self::open(store, keys, vault_id, counter)
+        outside.counter.advance_to(changes)?;
+        Self::open(store, keys, vault_id, outside)
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -202,6 +240,7 @@ impl Ledger {
             keys,
             vault_id,
             changes,
+            erasures,
             ..
         } = self;
         let tx = store.transaction()?;
@@ -213,12 +252,14 @@ impl Ledger {
             sealer: Sealer::new(state),
             sealed: Vec::new(),
             audited: false,
+            erased: Vec::new(),
         };
         let value = body(&mut writing)?;
         let Writing {
             sealer,
             epoch_at_start,
             audited,
+            erased,
             ..
         } = writing;
         let state = sealer.into_state();
@@ -235,6 +276,9 @@ impl Ledger {
         }
         write_state_digest(&tx, keys, vault_id, next, &digest)?;
         write_change_number(&tx, keys, vault_id, next)?;
+        // Before the commit: a crash between leaves an erasure recorded that did not happen,
+        // which a restore only repeats; the reverse order could lose one.
+        erasures.append(keys, &erased)?;
         tx.commit()?;
         *changes = next;
         self.truncate_due |= epoch_changed;
@@ -276,11 +320,56 @@ impl Ledger {
         }
     }
 
-    /// Replaces the rollback counter (after a rekey, the new key's), bringing it up to date.
-    pub(crate) fn replace_counter(&mut self, counter: Box<dyn RollbackCounter>) {
-        self.counter = counter;
+    /// Moves to what a new key provider keeps outside the file (after a rekey): the erasure
+    /// ledger is copied there whole, and the new counter brought up to date.
+    pub(crate) fn replace_outside(&mut self, outside: Outside) -> Result<()> {
+        self.erasures.move_to(outside.erasures)?;
+        self.counter = outside.counter;
         self.advance_counter();
+        Ok(())
     }
+
+    /// Copies the erasure ledger to `storage` (a rekey's, before its commit).
+    pub(crate) fn copy_erasures_to(&self, storage: &mut dyn ErasureStorage) -> Result<()> {
+        self.erasures.copy_to(storage)
+    }
+
+    /// The change number of the last commit.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Every erasure the erasure ledger records, read again and checked.
+    pub(crate) fn recorded_erasures(&self) -> Result<Vec<Erasure>> {
+        self.erasures.read_back(&self.keys, &self.vault_id)
+    }
+
+    /// How many erasures the erasure ledger records.
+    pub(crate) fn erasures_recorded(&self) -> u64 {
+        self.erasures.len()
+    }
+}
+
+/// Raises a restored backup's change number to `to` (the rollback counter's), so that the
+/// opening after it accepts the older state: a restore is the one way back, and it is audited.
+/// The state digest is checked first and re-MACed under the new number. Returns the backup's
+/// own change number.
+pub(crate) fn rebase_change_number(
+    store: &mut Store,
+    keys: &VaultKeys,
+    vault_id: &[u8; 16],
+    to: u64,
+) -> Result<u64> {
+    let from = read_change_number(store.conn(), keys, vault_id)?;
+    check_state_digest(store.conn(), keys, vault_id, from)?;
+    if to > from {
+        let digest = read_state_digest(store.conn())?;
+        let tx = store.transaction()?;
+        write_state_digest(&tx, keys, vault_id, to, &digest)?;
+        write_change_number(&tx, keys, vault_id, to)?;
+        tx.commit()?;
+    }
+    Ok(from)
 }
 
 /// Stores the verification key (epoch 0's) sealed, until it is handed over.

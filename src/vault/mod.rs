@@ -8,7 +8,9 @@
 //! law's operations on the data (notices, enrolment, consent, retention); `export.rs` export;
 //! `load.rs` the decryption of every template into the gallery at open.
 
+mod backup;
 pub(crate) mod consent;
+mod erasures;
 mod export;
 mod ledger;
 mod load;
@@ -39,10 +41,12 @@ use crate::store::{self, LockState, NewTemplate, PrincipalRow, Store, SubjectFac
 use crate::subject::SubjectId;
 use crate::template::{self, RowCount, TemplateInput};
 
+pub use backup::{BackupInfo, RestoreOptions, Restored};
 pub use export::{ExportRequest, ExportedBundle, ExportedFile};
 pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 
-use ledger::Ledger;
+use erasures::{Erasure, ErasureKind};
+use ledger::{Ledger, Outside};
 use match_log::{lock, ActorName, LookupDetail, LookupEvent, MatchLog, SharedLedger};
 use purge_timer::PurgeTimer;
 use throttle::Throttles;
@@ -909,6 +913,11 @@ impl Core {
                 let pending = act.pending;
                 for subject in &pending.erased {
                     store::delete_throttle(w.tx, "subject", subject.as_bytes())?;
+                    w.note_erasure(Erasure {
+                        subject: *subject,
+                        at: now,
+                        kind: ErasureKind::of(action),
+                    });
                 }
                 for entry in entries {
                     w.audit(record(
@@ -1078,8 +1087,8 @@ impl Vault {
                 store::meta_set(&tx, "root_key", wrapped_root)?;
                 tx.commit()?;
             }
-            let counter = keys.rollback_counter(&vault_id)?;
-            let mut ledger = Ledger::create(store, vault_keys, vault_id, counter, config.audit_epochs)?;
+            let outside = Outside::of(keys, &vault_id)?;
+            let mut ledger = Ledger::create(store, vault_keys, vault_id, outside, config.audit_epochs)?;
             ledger.write(|w| {
                 store::meta_set(w.tx, "created_at", now)?;
                 store::meta_set(w.tx, "next_template_id", 1i64)?;
@@ -1175,11 +1184,11 @@ impl Vault {
         let vault_id: [u8; 16] = vault_id
             .try_into()
             .map_err(|_| Error::NotAVault("the vault ID is malformed".into()))?;
-        let counter = keys.rollback_counter(&vault_id)?;
+        let outside = Outside::of(keys, &vault_id)?;
         let mut ledger = if store.format_version()? < store::FORMAT_VERSION {
             // A counter that has counted changes saw this vault in format 2 already: an older
             // format is a copy put back. Refused before the migration touches the file.
-            if let Some(seen) = counter.read()?.filter(|seen| *seen > 0) {
+            if let Some(seen) = outside.counter.read()?.filter(|seen| *seen > 0) {
                 return Err(Error::RolledBack {
                     database: 0,
                     counter: seen,
@@ -1198,10 +1207,10 @@ impl Vault {
                 EpochPolicy::default(),
                 clock.now(),
             )?;
-            Ledger::after_migration(store, vault_keys, vault_id, counter)?
+            Ledger::after_migration(store, vault_keys, vault_id, outside)?
         } else {
             let (root, rekey) = unwrap_root_key(store.conn(), &master, &vault_id)?;
-            let mut ledger = Ledger::open(store, VaultKeys::from_root(root, &vault_id)?, vault_id, counter)?;
+            let mut ledger = Ledger::open(store, VaultKeys::from_root(root, &vault_id)?, vault_id, outside)?;
             if let Some(rekey) = rekey {
                 ledger.write(|w| {
                     store::meta_set(w.tx, "root_key", rekey.root_key)?;
@@ -1836,7 +1845,13 @@ impl Vault {
     pub fn rekey(&self, session: &Session, new_keys: &dyn KeyProvider) -> Result<()> {
         let new_master = new_keys.master_key()?;
         let vault_id = self.read_state().settings.vault_id;
-        let mut new_counter = new_keys.rollback_counter(&vault_id)?;
+        let Outside {
+            counter: mut new_counter,
+            erasures: mut new_erasures,
+        } = Outside::of(new_keys, &vault_id)?;
+        // The erasure ledger goes to the new key's place before the commit, so that a crash
+        // after it finds the ledger there; the move after the commit adds what came meanwhile.
+        lock(&self.core.ledger).copy_erasures_to(new_erasures.as_mut())?;
         let whole_file = cfg!(feature = "sqlcipher");
         let counter = self.authorised_operation(session, Action::Rekey, None, |act| {
             let wrapped = act.keys.root().wrap(&new_master, &act.settings.vault_id)?;
@@ -1862,11 +1877,15 @@ impl Vault {
             };
             Ok((new_counter, vec![AuditEntry::new(None, detail)]))
         })?;
+        let outside = Outside {
+            counter,
+            erasures: new_erasures,
+        };
         #[cfg(feature = "sqlcipher")]
         {
             let finished = {
                 let mut ledger = lock(&self.core.ledger);
-                self.rekey_whole_file(&mut ledger, &session.name, &new_master, counter)
+                self.rekey_whole_file(&mut ledger, &session.name, &new_master, outside)
             };
             if let Err(e) = &finished {
                 self.audit_attempt(&session.name, Action::Rekey, None, Outcome::Failed, e);
@@ -1875,8 +1894,7 @@ impl Vault {
         }
         #[cfg(not(feature = "sqlcipher"))]
         {
-            lock(&self.core.ledger).replace_counter(counter);
-            Ok(())
+            lock(&self.core.ledger).replace_outside(outside)
         }
     }
 
@@ -1887,10 +1905,10 @@ impl Vault {
         ledger: &mut Ledger,
         actor: &str,
         new_master: &MasterKey,
-        counter: Box<dyn crate::keys::RollbackCounter>,
+        outside: Outside,
     ) -> Result<()> {
         ledger.store().rekey_file(new_master)?;
-        ledger.replace_counter(counter);
+        ledger.replace_outside(outside)?;
         let now = self.core.clock.now();
         ledger.write(|w| {
             let next: Vec<u8> = store::meta_get(w.tx, "root_key_next")?;

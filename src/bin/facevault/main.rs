@@ -263,6 +263,29 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+    /// Write a sealed backup of the vault to a new file (admins): only a device with this
+    /// master key can restore it. Lookups go on meanwhile.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin backup --out vault-2026-12-04.fvbackup"
+    )]
+    Backup {
+        /// The backup file to create (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup into --db (an admin of the backup): every subject erased since the backup
+    /// is erased again, and the expired purged, before it answers anything.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin restore --in vault-2026-12-04.fvbackup"
+    )]
+    Restore {
+        /// The backup file.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// Replace a vault that still opens and works (otherwise only a missing or damaged one).
+        #[arg(long)]
+        force: bool,
+    },
     /// Inspect the audit log.
     #[command(
         after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor audit verify"
@@ -757,6 +780,23 @@ fn run(cli: Cli) -> Result<Value, Failure> {
     if let Command::Init(init) = command {
         return init.run(&db, &key_file);
     }
+    if let Command::Restore { input, force } = command {
+        let user =
+            as_user.ok_or_else(|| Failure::usage("restore needs --as ADMIN, an admin of the backup"))?;
+        let password = password_from(PASSWORD_VAR)?;
+        let options = facevault::RestoreOptions {
+            force,
+            open: OpenOptions {
+                load_gallery: false,
+                purge_interval: None,
+                ..OpenOptions::default()
+            },
+        };
+        let (vault, restored) =
+            Vault::restore(&input, &db, &KeyFile::new(&key_file), &user, &password, options)?;
+        vault.close()?;
+        return Ok(json!({"restored": restored}));
+    }
 
     // Everything the command needs from argv and files is gathered before the vault is opened,
     // so a usage error touches nothing. Template bytes are not checked here: the vault checks
@@ -868,6 +908,10 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
         Command::Alerts => job(Action::ListAlerts, |vault, session| {
             Ok(json!({"alerts": vault.alerts(session)?}))
         }),
+        Command::Backup { out } => job(Action::Backup, move |vault, session| {
+            Ok(json!({"backup": vault.backup_to_file(session, &out)?}))
+        }),
+        Command::Restore { .. } => Err(Failure::usage("restore does not open a vault first")),
         Command::Rekey { new_key_file } => job(Action::Rekey, move |vault, session| {
             let new_keys = KeyFile::create(&new_key_file)?;
             vault.rekey(session, &new_keys).inspect_err(|_| {
