@@ -184,3 +184,52 @@ fn a_backup_is_refused_with_another_key_altered_or_over_a_working_vault() {
     assert_eq!(cli.stats()["subjects"], 1);
     cli.admin(&["audit", "verify"]).ok();
 }
+
+/// The erasure ledger beside the key file: each erasure adds one 64-byte record; a torn last
+/// record (a power cut mid-write) is cut off by the next erasure; an edited record, or a ledger
+/// that cannot be read, refuses every opening.
+#[test]
+fn the_erasure_ledger_records_every_erasure_and_refuses_an_edited_one() {
+    let cli = CliVault::init(DIM);
+    let mut rng = Rng::new(152);
+    let subjects: Vec<String> = (0..3)
+        .map(|i| cli.enrol(&format!("{i}.f32"), &rng.gaussian_vec(DIM), &[]))
+        .collect();
+    let vault_id = cli.stats()["vault_id"].as_str().unwrap().to_string();
+    let ledger = with_suffix(&cli.key, &format!(".{vault_id}.erasures"));
+    assert!(!ledger.exists());
+    cli.admin(&["erase", "--subject", &subjects[0]]).ok();
+    let bytes = std::fs::read(&ledger).unwrap();
+    assert_eq!(bytes.len(), 24 + 64);
+    assert_eq!(&bytes[..8], b"fverase1");
+    assert_eq!(hex(&bytes[24..40]), subjects[0]);
+
+    // A torn record: cut off by the next erasure, which chains on from the last whole one.
+    std::fs::write(&ledger, [&bytes[..], &[7u8; 30][..]].concat()).unwrap();
+    cli.admin(&["consent", "withdraw", "--subject", &subjects[1]])
+        .ok();
+    let bytes = std::fs::read(&ledger).unwrap();
+    assert_eq!(bytes.len(), 24 + 2 * 64);
+    assert_eq!(bytes[24 + 64 + 24], 2, "the kind of a withdrawal");
+
+    // An edited record: every opening is refused, and nothing is erased.
+    let mut edited = bytes.clone();
+    edited[24 + 20] ^= 1;
+    std::fs::write(&ledger, &edited).unwrap();
+    cli.admin(&["stats"]).fails(4, "erasure_ledger");
+    std::fs::write(&ledger, &bytes).unwrap();
+    assert_eq!(cli.stats()["subjects"], 1);
+
+    // A ledger that cannot be read (a directory in its place): refused, and nothing is erased.
+    std::fs::remove_file(&ledger).unwrap();
+    std::fs::create_dir(&ledger).unwrap();
+    cli.admin(&["erase", "--subject", &subjects[2]])
+        .fails(4, "erasure_ledger");
+    std::fs::remove_dir(&ledger).unwrap();
+    std::fs::write(&ledger, &bytes).unwrap();
+    assert_eq!(cli.stats()["subjects"], 1);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -352,6 +352,9 @@ pub struct Stats {
     /// The vault's bundle-signing public key (Ed25519), hex: a recipient checks bundles against
     /// it (`open-bundle --expect-vault`).
     pub signing_key: String,
+    /// The vault's ID, hex: it names the files kept beside the key file (the rollback counter,
+    /// the erasure ledger) and is in every backup's header.
+    pub vault_id: String,
 }
 
 /// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
@@ -1706,6 +1709,7 @@ impl Vault {
                 cpu: Gallery::cpu_model(),
                 scan: act.settings.scan,
                 signing_key: crate::crypto::hex(&act.keys.signing_public_key()),
+                vault_id: crate::crypto::hex(&act.settings.vault_id),
             };
             Ok((stats, vec![AuditEntry::new(None, "")]))
         })
