@@ -233,3 +233,63 @@ fn the_erasure_ledger_records_every_erasure_and_refuses_an_edited_one() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A migration killed at random moments, many times: each time the vault is either the format-1
+/// file as it was (its main file byte for byte the fixture's) or migrated whole, and it opens,
+/// migrates if it must, and keeps every subject and audit record.
+#[test]
+fn a_migration_killed_at_random_moments_leaves_the_old_file_or_the_new_one_whole() {
+    use std::path::Path;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/vault-v1");
+    let view: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("v1-view.json")).unwrap()).unwrap();
+    let original = std::fs::read(fixture.join("vault.db")).unwrap();
+    let mut rng = Rng::new(153);
+    let (mut old, mut new) = (0, 0);
+    const ROUNDS: usize = 24;
+    for round in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, key) = (dir.path().join("vault.db"), dir.path().join("master.key"));
+        std::fs::copy(fixture.join("vault.db"), &db).unwrap();
+        std::fs::copy(fixture.join("master.key"), &key).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
+            .args(["--db", db.to_str().unwrap(), "--key-file", key.to_str().unwrap()])
+            .args(["--as", "auditor", "audit", "verify"])
+            .env("FACEVAULT_PASSWORD", "auditor password 1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(rng.next_u64() % 60));
+        let _ = child.kill();
+        let _ = child.wait();
+        let version: i64 = raw_db(&db)
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        match version {
+            1 => {
+                old += 1;
+                assert!(
+                    std::fs::read(&db).unwrap() == original,
+                    "round {round}: the format-1 file was changed"
+                );
+            }
+            2 => new += 1,
+            other => panic!("round {round}: version {other}"),
+        }
+        let vault = Vault::open_with(&db, &facevault::KeyFile::new(&key), OpenOptions::default())
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        let auditor = vault
+            .login("auditor", &Password::new("auditor password 1"))
+            .unwrap();
+        vault.verify_audit(&auditor).unwrap();
+        let listed = serde_json::to_value(vault.subjects(&auditor).unwrap()).unwrap();
+        assert_eq!(listed, view["listed"]["subjects"], "round {round}");
+        vault.close().unwrap();
+    }
+    eprintln!("{old} of {ROUNDS} kills left the format-1 file, {new} the migrated one");
+}
