@@ -3,6 +3,7 @@
 //!     cargo run --release --example identify_bench -- DIR [--scan fast|exact]
 //!     FACEVAULT_BENCH_SCAN=exact ../shared/bench/compare.sh N    (the exact mode beside FAISS)
 //!     FACEVAULT_BENCH_KEEP=DIR ...   (keep the enrolled vault in DIR and reuse it next time)
+//!     FACEVAULT_BENCH_SKIP_BACKUP=1 ... (skip timing a sealed backup and its restore)
 //!
 //! Reads a gallery written by `gen_gallery.py`, enrols `gallery.f32` into a fresh vault (one
 //! subject per row, in row order), reopens it (timing the open), runs every probe of `queries.f32`
@@ -15,7 +16,9 @@ use std::error::Error;
 use std::path::Path;
 use std::time::Instant;
 
-use facevault::{Enrolment, FixedKey, Notice, Password, Role, ScanMode, SubjectId, Vault, VaultConfig};
+use facevault::{
+    Enrolment, FixedKey, Notice, OpenOptions, Password, Role, ScanMode, SubjectId, Vault, VaultConfig,
+};
 
 fn read_f32(path: &Path) -> Result<Vec<f32>, Box<dyn Error>> {
     let bytes = std::fs::read(path)?;
@@ -218,6 +221,33 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         right += usize::from(*answer == Some(*row));
     }
+    // A sealed backup of the whole vault and its restore over it (the vault closed between):
+    // the issue-15 cost figures. FACEVAULT_BENCH_SKIP_BACKUP skips them (at 1M the snapshot
+    // is gigabytes in memory).
+    let (backup_s, restore_s, backup_bytes) = if std::env::var_os("FACEVAULT_BENCH_SKIP_BACKUP").is_none() {
+        let place = tempfile::tempdir()?;
+        let file = place.path().join("bench.fvbackup");
+        let started = Instant::now();
+        let info = vault.backup_to_file(&admin, &file)?;
+        let backup_s = started.elapsed().as_secs_f64();
+        vault.close()?;
+        let started = Instant::now();
+        let options = facevault::RestoreOptions {
+            force: true,
+            open: OpenOptions {
+                load_gallery: false,
+                purge_interval: None,
+                ..OpenOptions::default()
+            },
+        };
+        let (restored, _) = Vault::restore(&file, &path, &key, "admin", &password, options)?;
+        let restore_s = started.elapsed().as_secs_f64();
+        restored.close()?;
+        (Some(backup_s), Some(restore_s), Some(info.file_bytes))
+    } else {
+        vault.close()?;
+        (None, None, None)
+    };
     let count = found.len() as f64;
     identify_us.sort_by(f64::total_cmp);
     verify_us.sort_by(f64::total_cmp);
@@ -239,8 +269,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         "open_s": round(open_s, 3),
         "enrol_per_s": enrol_s.map(|seconds| round(n as f64 / seconds, 0)),
         "bytes_per_template": round(stats.memory_bytes as f64 / n as f64, 1),
+        "backup_s": backup_s.map(|seconds| round(seconds, 3)),
+        "restore_s": restore_s.map(|seconds| round(seconds, 3)),
+        "backup_bytes": backup_bytes,
     });
     println!("{out}");
-    vault.close()?;
     Ok(())
 }
