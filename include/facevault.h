@@ -394,6 +394,37 @@ enum fv_status fv_export(const struct fv_vault *vault,
                          size_t *exported);
 
 /*
+ Writes a sealed backup of the vault into a new file at `out_path` (mode 0600): only a device
+ with this vault's master key restores it. `*bytes` receives the file's size. Admins.
+
+ # Safety
+ As [`fv_login`]; `out_path` NUL-terminated; `bytes` writable.
+ */
+enum fv_status fv_backup(const struct fv_vault *vault,
+                         const struct fv_session *session,
+                         const char *out_path,
+                         uint64_t *bytes);
+
+/*
+ Restores the backup at `backup_path` into the vault at `db_path`, with the key file at
+ `key_path` and its erasure ledger beside it, and opens it: every subject erased since the
+ backup is erased again and the expired purged first. `admin` must be an admin of the backup. A
+ vault at `db_path` that still works is replaced only if `force`. `*out` receives the vault. A
+ vault opened with a raw key keeps no erasure ledger between openings, so only a key file's
+ vault is restored.
+
+ # Safety
+ As [`fv_create`].
+ */
+enum fv_status fv_restore_with_key_file(const char *backup_path,
+                                        const char *db_path,
+                                        const char *key_path,
+                                        const char *admin,
+                                        const char *admin_password,
+                                        bool force,
+                                        struct fv_vault **out);
+
+/*
  Counts: subjects, templates, dimension, expired. Everyone.
 
  # Safety

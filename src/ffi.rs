@@ -645,6 +645,63 @@ pub unsafe extern "C" fn fv_export(
     })
 }
 
+/// Writes a sealed backup of the vault into a new file at `out_path` (mode 0600): only a device
+/// with this vault's master key restores it. `*bytes` receives the file's size. Admins.
+///
+/// # Safety
+/// As [`fv_login`]; `out_path` NUL-terminated; `bytes` writable.
+#[no_mangle]
+pub unsafe extern "C" fn fv_backup(
+    vault: *const fv_vault,
+    session: *const fv_session,
+    out_path: *const c_char,
+    bytes: *mut u64,
+) -> fv_status {
+    boundary(|| {
+        let info = self::vault(vault)?
+            .backup_to_file(self::session(session)?, Path::new(text(out_path, "out_path")?))?;
+        put(bytes, "bytes", info.file_bytes)
+    })
+}
+
+/// Restores the backup at `backup_path` into the vault at `db_path`, with the key file at
+/// `key_path` and its erasure ledger beside it, and opens it: every subject erased since the
+/// backup is erased again and the expired purged first. `admin` must be an admin of the backup. A
+/// vault at `db_path` that still works is replaced only if `force`. `*out` receives the vault. A
+/// vault opened with a raw key keeps no erasure ledger between openings, so only a key file's
+/// vault is restored.
+///
+/// # Safety
+/// As [`fv_create`].
+#[no_mangle]
+pub unsafe extern "C" fn fv_restore_with_key_file(
+    backup_path: *const c_char,
+    db_path: *const c_char,
+    key_path: *const c_char,
+    admin: *const c_char,
+    admin_password: *const c_char,
+    force: bool,
+    out: *mut *mut fv_vault,
+) -> fv_status {
+    boundary(|| {
+        let key = KeyFile::new(text(key_path, "key_path")?);
+        let password = Password::new(text(admin_password, "admin_password")?);
+        let options = crate::RestoreOptions {
+            force,
+            open: OpenOptions::default(),
+        };
+        let (restored, _) = Vault::restore(
+            Path::new(text(backup_path, "backup_path")?),
+            Path::new(text(db_path, "db_path")?),
+            &key,
+            text(admin, "admin")?,
+            &password,
+            options,
+        )?;
+        put(out, "out", Box::into_raw(Box::new(fv_vault(restored))))
+    })
+}
+
 /// Counts: subjects, templates, dimension, expired. Everyone.
 ///
 /// # Safety

@@ -87,7 +87,7 @@ fn run(command: &mut std::process::Command) -> (bool, String) {
 }
 
 /// The firmware issue's C example: it enrols three people, verifies, identifies from two threads,
-/// withdraws one, sees refusals and a forced panic come back as statuses, and checks the audit,
+/// withdraws one, sees refusals and a forced panic come back as statuses, backs up, and checks the audit,
 /// first natively and then under valgrind, which must find no error and no leak.
 #[test]
 fn the_c_turnstile_runs_and_valgrind_finds_no_error_and_no_leak() {
@@ -97,6 +97,7 @@ fn the_c_turnstile_runs_and_valgrind_finds_no_error_and_no_leak() {
     assert!(ok, "turnstile failed:\n{text}");
     assert!(text.contains("two cameras: 40 and 40 of 40 right"), "{text}");
     assert!(text.contains("a forced panic came back as status 11"), "{text}");
+    assert!(text.contains("backed up: "), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     let (ok, text) = run(std::process::Command::new("valgrind")
@@ -120,4 +121,113 @@ fn the_c_turnstile_runs_and_valgrind_finds_no_error_and_no_leak() {
     assert!(ok, "valgrind found errors or leaks:\n{text}");
     assert!(text.contains("ERROR SUMMARY: 0 errors"), "{text}");
     assert!(text.contains("in use at exit: 0 bytes in 0 blocks"), "{text}");
+}
+
+/// `fv_backup` and `fv_restore_with_key_file` from Rust through the ABI: a key file's vault is
+/// backed up, a subject erased, the file deleted and the backup restored, and the erased subject
+/// stays erased.
+#[test]
+#[allow(unsafe_code)] // calling the C ABI as C does
+fn a_backup_restores_through_the_c_abi_without_the_erased() {
+    use facevault::ffi::{
+        fv_backup, fv_close, fv_erase, fv_login, fv_open_with_key_file, fv_restore_with_key_file,
+        fv_session_free, fv_status,
+    };
+    use facevault::{Enrolment, KeyFile, Password, Vault, VaultConfig};
+    use std::ffi::CString;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, key, backup) = (
+        dir.path().join("vault.db"),
+        dir.path().join("master.key"),
+        dir.path().join("vault.fvbackup"),
+    );
+    let keys = KeyFile::create(&key).unwrap();
+    let vault = Vault::create(
+        &db,
+        &keys,
+        &VaultConfig::new(4, "m"),
+        "admin",
+        &Password::new("admin password 1"),
+    )
+    .unwrap();
+    let admin = vault.login("admin", &Password::new("admin password 1")).unwrap();
+    let notice = facevault::Notice {
+        version: "2026-11".into(),
+        processor_name: "Acme Gates Ltd".into(),
+        processor_contact: "privacy@acme.example".into(),
+        purpose: "entry".into(),
+        method: "1:N at the turnstiles".into(),
+        retention: "one year".into(),
+        necessity_and_impact: "replaces badges".into(),
+        rights: "ask at reception".into(),
+    };
+    vault.publish_notice(&admin, &notice).unwrap();
+    let enrolment = Enrolment::with_consent("2026-11", "form");
+    let kept = vault
+        .enrol(&admin, &enrolment, &[1.0f32, 0.0, 0.0, 0.0][..])
+        .unwrap();
+    let erased = vault
+        .enrol(&admin, &enrolment, &[0.0f32, 1.0, 0.0, 0.0][..])
+        .unwrap();
+    vault.close().unwrap();
+
+    let c = |text: &std::path::Path| CString::new(text.to_str().unwrap()).unwrap();
+    let (db_c, key_c, backup_c) = (c(&db), c(&key), c(&backup));
+    let admin_c = CString::new("admin").unwrap();
+    let password_c = CString::new("admin password 1").unwrap();
+    let mut handle = std::ptr::null_mut();
+    let mut session = std::ptr::null_mut();
+    let mut bytes = 0u64;
+    // SAFETY: every pointer is valid for its call, texts NUL-terminated, and each handle is
+    // closed or freed once.
+    unsafe {
+        assert_eq!(
+            fv_open_with_key_file(db_c.as_ptr(), key_c.as_ptr(), &mut handle),
+            fv_status::FV_OK
+        );
+        assert_eq!(
+            fv_login(handle, admin_c.as_ptr(), password_c.as_ptr(), &mut session),
+            fv_status::FV_OK
+        );
+        assert_eq!(
+            fv_backup(handle, session, backup_c.as_ptr(), &mut bytes),
+            fv_status::FV_OK
+        );
+        assert!(bytes > 160);
+        assert_eq!(fv_erase(handle, session, erased.as_bytes()), fv_status::FV_OK);
+        fv_session_free(session);
+        assert_eq!(fv_close(handle), fv_status::FV_OK);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+    let mut restored = std::ptr::null_mut();
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(
+            fv_restore_with_key_file(
+                backup_c.as_ptr(),
+                db_c.as_ptr(),
+                key_c.as_ptr(),
+                admin_c.as_ptr(),
+                password_c.as_ptr(),
+                false,
+                &mut restored,
+            ),
+            fv_status::FV_OK
+        );
+        assert_eq!(fv_close(restored), fv_status::FV_OK);
+    }
+    let vault = Vault::open(&db, &keys).unwrap();
+    let admin = vault.login("admin", &Password::new("admin password 1")).unwrap();
+    let listed: Vec<_> = vault
+        .subjects(&admin)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.subject)
+        .collect();
+    assert_eq!(listed, vec![kept]);
+    vault.close().unwrap();
 }

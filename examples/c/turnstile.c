@@ -179,6 +179,14 @@ int main(int argc, char **argv) {
     printf("a forced panic came back as status %d\n", (int)FV_PANIC);
 #endif
 
+    char backup[4096];
+    snprintf(backup, sizeof backup, "%s/vault.fvbackup", argv[1]);
+    uint64_t backup_bytes = 0;
+    check(fv_backup(vault, admin, backup, &backup_bytes), "fv_backup");
+    expect(backup_bytes > 160, "a backup holds the vault");
+    expect(fv_backup(vault, gate, backup, &backup_bytes) == FV_REFUSED, "an operator may not back up");
+    printf("backed up: %llu bytes\n", (unsigned long long)backup_bytes);
+
     uint64_t entries = 0;
     check(fv_audit_verify(vault, admin, &entries), "fv_audit_verify");
     expect(entries > 2 * LOOKUPS_PER_CAMERA, "every lookup is in the audit");
