@@ -70,10 +70,16 @@ pub trait ErasureStorage: Send {
 /// The erasure ledger file for vault `vault_id` beside the key file at `key_path`:
 /// `<key file>.<vault id in hex>.erasures`.
 pub fn erasure_path(key_path: &Path, vault_id: &[u8; 16]) -> PathBuf {
+    beside_key(key_path, vault_id, "erasures")
+}
+
+/// `<key file>.<vault id in hex>.<kind>`: a file a key file keeps for one vault.
+fn beside_key(key_path: &Path, vault_id: &[u8; 16], kind: &str) -> PathBuf {
     let mut name = key_path.as_os_str().to_owned();
     name.push(".");
     name.push(crate::crypto::hex(vault_id));
-    name.push(".erasures");
+    name.push(".");
+    name.push(kind);
     PathBuf::from(name)
 }
 
@@ -191,11 +197,7 @@ pub trait RollbackCounter: Send {
 /// The rollback counter file for vault `vault_id` beside the key file at `key_path`:
 /// `<key file>.<vault id in hex>.counter`.
 pub fn counter_path(key_path: &Path, vault_id: &[u8; 16]) -> PathBuf {
-    let mut name = key_path.as_os_str().to_owned();
-    name.push(".");
-    name.push(crate::crypto::hex(vault_id));
-    name.push(".counter");
-    PathBuf::from(name)
+    beside_key(key_path, vault_id, "counter")
 }
 
 /// A counter file: 32 bytes, `"fvcount1"` ‖ vault ID (16) ‖ u64le(value), rewritten in place and

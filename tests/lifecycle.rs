@@ -323,14 +323,18 @@ fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_resto
         ..OpenOptions::default()
     };
     let keys = facevault::KeyFile::new(&key);
+    let as_auditor_lists_the_view = |vault: &Vault| {
+        let auditor = vault
+            .login("auditor", &Password::new("auditor password 1"))
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(vault.subjects(&auditor).unwrap()).unwrap(),
+            view["listed"]["subjects"]
+        );
+        auditor
+    };
     let vault = Vault::open_with(&db, &keys, options()).unwrap();
-    let auditor = vault
-        .login("auditor", &Password::new("auditor password 1"))
-        .unwrap();
-    assert_eq!(
-        serde_json::to_value(vault.subjects(&auditor).unwrap()).unwrap(),
-        view["listed"]["subjects"]
-    );
+    let auditor = as_auditor_lists_the_view(&vault);
     assert_eq!(
         serde_json::to_value(vault.alerts(&auditor).unwrap()).unwrap(),
         view["alerts"]["alerts"]
@@ -361,12 +365,6 @@ fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_resto
     )
     .unwrap();
     assert_eq!(restored.erased_again, 0);
-    let auditor = vault
-        .login("auditor", &Password::new("auditor password 1"))
-        .unwrap();
-    assert_eq!(
-        serde_json::to_value(vault.subjects(&auditor).unwrap()).unwrap(),
-        view["listed"]["subjects"]
-    );
+    as_auditor_lists_the_view(&vault);
     vault.close().unwrap();
 }
