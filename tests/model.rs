@@ -398,7 +398,7 @@ fn the_vault_agrees_with_the_model() {
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let outcome = runner.run(&proptest::collection::vec(op(), 1..longest), |ops| {
         let done = operations.fetch_add(ops.len(), std::sync::atomic::Ordering::Relaxed) + ops.len();
-        if (sequences.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1) % 50 == 0 {
+        if (sequences.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1).is_multiple_of(50) {
             eprintln!("{done} operations so far");
         }
         run(&ops)
