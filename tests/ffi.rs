@@ -4,6 +4,8 @@
 #![cfg(feature = "ffi")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 fn root() -> &'static Path {
@@ -133,7 +135,7 @@ fn a_backup_restores_through_the_c_abi_without_the_erased() {
         fv_backup, fv_close, fv_erase, fv_login, fv_open_with_key_file, fv_restore_with_key_file,
         fv_session_free, fv_status,
     };
-    use facevault::{Enrolment, KeyFile, Password, Vault, VaultConfig};
+    use facevault::{KeyFile, Password, Vault, VaultConfig};
     use std::ffi::CString;
     let dir = tempfile::tempdir().unwrap();
     let (db, key, backup) = (
@@ -151,18 +153,10 @@ fn a_backup_restores_through_the_c_abi_without_the_erased() {
     )
     .unwrap();
     let admin = vault.login("admin", &Password::new("admin password 1")).unwrap();
-    let notice = facevault::Notice {
-        version: "2026-11".into(),
-        processor_name: "Acme Gates Ltd".into(),
-        processor_contact: "privacy@acme.example".into(),
-        purpose: "entry".into(),
-        method: "1:N at the turnstiles".into(),
-        retention: "one year".into(),
-        necessity_and_impact: "replaces badges".into(),
-        rights: "ask at reception".into(),
-    };
-    vault.publish_notice(&admin, &notice).unwrap();
-    let enrolment = Enrolment::with_consent("2026-11", "form");
+    vault
+        .publish_notice(&admin, &common::notice(common::NOTICE_VERSION))
+        .unwrap();
+    let enrolment = common::consent();
     let kept = vault
         .enrol(&admin, &enrolment, &[1.0f32, 0.0, 0.0, 0.0][..])
         .unwrap();

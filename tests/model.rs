@@ -106,38 +106,28 @@ struct Harness {
     operator: Session,
 }
 
+/// The n-th notice version: the test vaults' own first, then later ones.
 fn version(n: u32) -> String {
-    format!("2026-{n:04}")
+    match n {
+        0 => NOTICE_VERSION.to_string(),
+        n => format!("{NOTICE_VERSION}-{n:04}"),
+    }
 }
 
 impl Harness {
     fn new(keys: &FixedKey) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(START));
         let config = facevault::VaultConfig {
             scan: ScanMode::Exact,
             ..test_config(DIM)
         };
-        let vault = Vault::create_with_clock(
-            &dir.path().join("vault.db"),
-            keys,
-            &config,
-            ADMIN,
-            &Password::new(ADMIN_PASSWORD),
-            clock.clone(),
-        )
-        .unwrap();
-        let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
-        vault
-            .add_user(
-                &admin,
-                OPERATOR,
-                Role::Operator,
-                &Password::new(OPERATOR_PASSWORD),
-            )
-            .unwrap();
-        vault.publish_notice(&admin, &notice(&version(0))).unwrap();
-        let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
+        let TestVault {
+            dir,
+            clock,
+            vault,
+            admin,
+            operator,
+            ..
+        } = TestVault::with(&config, keys);
         Self {
             dir,
             clock,

@@ -314,6 +314,21 @@ fn the_verification_key_leaves_the_vault_once() {
     assert_eq!(stored, 0);
 }
 
+/// Puts `current` back at `path`, runs `statement` with an older copy attached as `old`, and
+/// checks that the vault is then refused as rows rolled back.
+fn refused_as_rows_rolled_back(path: &Path, current: &Path, older: &Path, statement: &str) {
+    copy_db(current, path);
+    let conn = raw_db(path);
+    conn.execute_batch(&format!("{}; {statement}", attach_sql(older, "old")))
+        .unwrap();
+    drop(conn);
+    let opened = Vault::open(path, &FixedKey::new(KEY));
+    assert!(
+        matches!(opened, Err(Error::RowsRolledBack)),
+        "{statement}: {opened:?}"
+    );
+}
+
 fn copy_db(from: &Path, to: &Path) {
     std::fs::copy(from, to).unwrap();
     let _ = std::fs::remove_file(with_suffix(to, "-wal"));
@@ -889,18 +904,7 @@ fn a_row_put_back_from_an_older_copy_or_deleted_is_refused_as_rolled_back() {
     let current = dir.path().join("current.db");
     copy_db(&path, &current);
 
-    let restore = |statement: &str| {
-        copy_db(&current, &path);
-        let conn = raw_db(&path);
-        conn.execute_batch(&format!("{}; {statement}", attach_sql(&older, "old")))
-            .unwrap();
-        drop(conn);
-        let opened = Vault::open(&path, &FixedKey::new(KEY));
-        assert!(
-            matches!(opened, Err(Error::RowsRolledBack)),
-            "{statement}: {opened:?}"
-        );
-    };
+    let restore = |statement: &str| refused_as_rows_rolled_back(&path, &current, &older, statement);
     restore(
         "INSERT INTO main.subjects SELECT * FROM old.subjects WHERE id NOT IN (SELECT id FROM main.subjects)",
     );
@@ -1174,18 +1178,7 @@ fn older_settings_or_an_older_audit_head_put_back_are_refused() {
     vault.close().unwrap();
     let current = dir.path().join("current.db");
     copy_db(&path, &current);
-    let restore = |statement: &str| {
-        copy_db(&current, &path);
-        let conn = raw_db(&path);
-        conn.execute_batch(&format!("{}; {statement}", attach_sql(&older, "old")))
-            .unwrap();
-        drop(conn);
-        let opened = Vault::open(&path, &FixedKey::new(KEY));
-        assert!(
-            matches!(opened, Err(Error::RowsRolledBack)),
-            "{statement}: {opened:?}"
-        );
-    };
+    let restore = |statement: &str| refused_as_rows_rolled_back(&path, &current, &older, statement);
     restore(
         "UPDATE main.meta SET value = (SELECT value FROM old.meta WHERE key = 'threshold') WHERE key = 'threshold';
          UPDATE main.meta SET value = (SELECT value FROM old.meta WHERE key = 'settings_mac') WHERE key = 'settings_mac';",

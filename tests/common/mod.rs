@@ -140,13 +140,18 @@ pub fn test_config(dim: usize) -> VaultConfig {
 
 impl TestVault {
     pub fn new(dim: usize) -> Self {
+        Self::with(&test_config(dim), &FixedKey::new(KEY))
+    }
+
+    /// A test vault with `config`, made under `keys`.
+    pub fn with(config: &VaultConfig, keys: &FixedKey) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vault.db");
         let clock = Arc::new(ManualClock::new(START));
         let vault = Vault::create_with_clock(
             &path,
-            &FixedKey::new(KEY),
-            &test_config(dim),
+            keys,
+            config,
             ADMIN,
             &Password::new(ADMIN_PASSWORD),
             clock.clone(),
