@@ -596,6 +596,34 @@ mod whole_file {
         }
     }
 
+    /// An error of a statement that holds the file key, without the statement: rusqlite puts
+    /// the SQL text of a statement that fails to prepare into its error, and errors are printed.
+    fn without_sql(error: rusqlite::Error) -> Error {
+        match error {
+            rusqlite::Error::SqlInputError { error, msg, .. } => {
+                Error::from(rusqlite::Error::SqliteFailure(error, Some(msg)))
+            }
+            other => Error::from(other),
+        }
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn a_keyed_statement_s_error_does_not_carry_the_statement() {
+        let failed = rusqlite::Error::SqlInputError {
+            error: rusqlite::ffi::Error::new(1),
+            msg: "near \"x\": syntax error".into(),
+            sql: "PRAGMA key = \"x'00112233'\"".into(),
+            offset: 13,
+        };
+        assert!(failed.to_string().contains("00112233"));
+        let shown = without_sql(failed).to_string();
+        assert!(
+            shown.contains("syntax error") && !shown.contains("00112233"),
+            "{shown}"
+        );
+    }
+
     /// `PRAGMA <name> = "<key>"` in a buffer that is zeroed when dropped.
     fn keyed_statement(prefix: &str, master: &MasterKey, suffix: &str) -> Result<Zeroizing<String>> {
         let key = FileKey::derive(master)?;
@@ -615,12 +643,14 @@ mod whole_file {
     /// it is the plain file's 16 KB.
     pub(super) fn key(conn: &Connection, master: &MasterKey) -> Result<()> {
         let suffix = format!("; PRAGMA cipher_page_size = {PAGE_SIZE};");
-        conn.execute_batch(&keyed_statement("PRAGMA key = ", master, &suffix)?)?;
+        conn.execute_batch(&keyed_statement("PRAGMA key = ", master, &suffix)?)
+            .map_err(without_sql)?;
         Ok(())
     }
 
     pub(super) fn rekey(conn: &Connection, new_master: &MasterKey) -> Result<()> {
-        conn.execute_batch(&keyed_statement("PRAGMA rekey = ", new_master, ";")?)?;
+        conn.execute_batch(&keyed_statement("PRAGMA rekey = ", new_master, ";")?)
+            .map_err(without_sql)?;
         Ok(())
     }
 
@@ -647,7 +677,7 @@ mod whole_file {
                 .to_str()
                 .ok_or_else(|| Error::NotAVault(format!("{} is not a UTF-8 path", copy.display())))?;
             let attach = keyed_statement("ATTACH DATABASE ?1 AS encrypted KEY ", master, "")?;
-            conn.execute(&attach, [copy_name])?;
+            conn.execute(&attach, [copy_name]).map_err(without_sql)?;
             conn.execute_batch(&format!(
                 "PRAGMA encrypted.cipher_page_size = {PAGE_SIZE};
                  SELECT sqlcipher_export('encrypted');
