@@ -240,6 +240,9 @@ impl Role {
                             | Rekey
                             | Backup
                             | Restore
+                            | AddModel
+                            | RetireModel
+                            | ModelStatus
                             | SetThreshold
                             | PublishNotice
                             | Stats
@@ -248,7 +251,7 @@ impl Role {
                             | ListSubjects
                     )
             }
-            Role::Enroller => consent_duties || matches!(action, Stats | ListSubjects),
+            Role::Enroller => consent_duties || matches!(action, Stats | ListSubjects | ModelStatus),
             Role::Operator => matches!(action, Verify | Identify | Stats),
             Role::Auditor => matches!(
                 action,
@@ -359,6 +362,12 @@ pub enum Action {
     Backup,
     /// Replacing the vault with a backup (recorded in the restored vault).
     Restore,
+    /// Registering a new face model.
+    AddModel,
+    /// Reading the models' counts and the re-enrolment queue.
+    ModelStatus,
+    /// Retiring a face model, erasing its templates.
+    RetireModel,
 }
 
 impl Action {
@@ -400,6 +409,9 @@ impl Action {
             Action::SetRole => "user_set_role",
             Action::Backup => "backup",
             Action::Restore => "restore",
+            Action::AddModel => "model_add",
+            Action::ModelStatus => "model_status",
+            Action::RetireModel => "model_retire",
         }
     }
 }

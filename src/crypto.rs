@@ -467,7 +467,6 @@ pub(crate) fn seal_template(
 
 /// Opens a sealed template into `out` (exactly `binding.dim` values). `None` when the ciphertext
 /// was altered or belongs elsewhere.
-#[cfg(test)]
 pub(crate) fn open_template(
     key: &DataKey,
     binding: &TemplateBinding<'_>,

@@ -30,6 +30,27 @@ pub enum Error {
     #[error("no subject {0} is enrolled in this vault")]
     UnknownSubject(SubjectId),
 
+    /// The subject is enrolled but holds no template of the probe's model: it cannot be
+    /// verified with that model until it is enrolled in it.
+    #[error("subject {subject} holds no template of model {model:?}")]
+    NoTemplateOfModel {
+        /// The subject.
+        subject: SubjectId,
+        /// The probe's model.
+        model: String,
+    },
+
+    /// A model cannot be retired while it is the only model some subjects hold, unless forced.
+    #[error(
+        "model {model:?} is the only model {subjects} subject(s) hold: re-enrol them with another model first, or retire it with force, which leaves them enrolled with no template"
+    )]
+    ModelInUse {
+        /// The model.
+        model: String,
+        /// How many subjects hold no other model.
+        subjects: usize,
+    },
+
     /// The law, as this vault is configured, refuses the operation.
     #[error("refused: {0}")]
     Refused(#[from] Refusal),
@@ -399,13 +420,19 @@ pub enum TemplateError {
         /// The limit.
         max: usize,
     },
-    /// The template was produced by a different face model than the vault's.
-    #[error("template is from model {got:?} but this vault holds {expected:?} templates")]
+    /// The template was produced by a face model the vault does not have.
+    #[error("template is from model {got:?}, which this vault does not have (it takes {expected})")]
     WrongModel {
-        /// The vault's model.
+        /// The vault's models in use, comma-separated.
         expected: String,
         /// The template's model.
         got: String,
+    },
+    /// The template was produced by a face model the vault has retired.
+    #[error("model {model:?} is retired: this vault no longer takes its templates or probes")]
+    RetiredModel {
+        /// The model.
+        model: String,
     },
 }
 
@@ -435,12 +462,15 @@ impl Error {
                 TemplateError::ZeroVector { .. } => "zero_vector",
                 TemplateError::TooManyRows { .. } => "too_many_rows",
                 TemplateError::WrongModel { .. } => "wrong_model",
+                TemplateError::RetiredModel { .. } => "retired_model",
             },
             Error::InvalidArgument { .. } => "invalid_argument",
             Error::Refused(refusal) => refusal.code(),
             Error::NoticeExists(_) => "notice_exists",
             Error::Bundle(_) => "bundle_rejected",
             Error::UnknownSubject(_) => "unknown_subject",
+            Error::NoTemplateOfModel { .. } => "no_template_of_model",
+            Error::ModelInUse { .. } => "model_in_use",
             Error::PrincipalExists(_) => "user_exists",
             Error::AuthenticationFailed => "authentication_failed",
             Error::AuthenticationRequired => "authentication_required",
@@ -479,10 +509,12 @@ impl Error {
             Error::InvalidTemplate(_)
             | Error::InvalidArgument { .. }
             | Error::UnknownSubject(_)
+            | Error::NoTemplateOfModel { .. }
             | Error::PrincipalExists(_)
             | Error::NoticeExists(_)
             | Error::AlreadyExists(_) => ErrorClass::BadInput,
             Error::Refused(_)
+            | Error::ModelInUse { .. }
             | Error::AuthenticationFailed
             | Error::AuthenticationRequired
             | Error::Forbidden { .. }

@@ -635,6 +635,9 @@ pub unsafe extern "C" fn fv_export(
             },
             recipient: RecipientPublicKey(*required(recipient, "recipient")?),
             subjects: Vec::new(),
+            // The default model's templates: firmware that has moved to a newer model retires
+            // the old one, which makes the newer the default.
+            model: None,
         };
         let written = self::vault(vault)?.export_to_file(
             self::session(session)?,

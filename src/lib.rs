@@ -50,8 +50,8 @@ pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
 pub use vault::consent::{PublishedNotice, RenoticeDue, TransferConsent};
 pub use vault::{
     AuditCheckpoint, AuditVerification, BackupInfo, Candidate, ExportRequest, ExportedBundle, ExportedFile,
-    OpenOptions, Progress, RestoreOptions, Restored, Session, Stats, SubjectEntry, Vault, VaultConfig,
-    Verification, DEFAULT_PURGE_INTERVAL, DEFAULT_SCORE_DECIMALS, DEFAULT_SCORE_ROLES, DEFAULT_THRESHOLD,
-    FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS, MAX_SCORE_DECIMALS,
-    MAX_TEMPLATES_PER_SUBJECT,
+    ModelInfo, ModelStatus, OpenOptions, Progress, RestoreOptions, Restored, RetiredModel, Session, Stats,
+    SubjectEntry, Vault, VaultConfig, Verification, DEFAULT_PURGE_INTERVAL, DEFAULT_SCORE_DECIMALS,
+    DEFAULT_SCORE_ROLES, DEFAULT_THRESHOLD, FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS,
+    MAX_MODELS, MAX_SCORE_DECIMALS, MAX_TEMPLATES_PER_SUBJECT,
 };

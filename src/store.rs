@@ -18,7 +18,7 @@ use crate::error::{Error, Result, StorageError};
 use crate::keys::MasterKey;
 
 /// The newest schema this build writes and reads.
-pub(crate) const FORMAT_VERSION: i64 = 2;
+pub(crate) const FORMAT_VERSION: i64 = 3;
 
 /// The oldest schema this build migrates from.
 pub(crate) const OLDEST_FORMAT_VERSION: i64 = 1;
@@ -26,8 +26,9 @@ pub(crate) const OLDEST_FORMAT_VERSION: i64 = 1;
 /// The page size of a new vault's file, in bytes.
 pub(crate) const PAGE_SIZE: u32 = 16384;
 
-/// The schema of format version 2, as a new vault is created with it.
-const SCHEMA_V2: &str = r#"
+/// The schema of format version 3, as a new vault is created with it: version 2's tables and
+/// [`MODELS_TABLE`].
+const VERSION_2_TABLES: &str = r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value ANY NOT NULL
@@ -115,6 +116,24 @@ CREATE TABLE throttles (
     PRIMARY KEY (kind, key)
 ) STRICT, WITHOUT ROWID;
 "#;
+
+/// The face models a vault takes templates of (format version 3): each with its dimension and
+/// threshold, in the order they were added. The settings MAC covers every row.
+const MODELS_TABLE: &str = r#"
+CREATE TABLE models (
+    seq        INTEGER PRIMARY KEY NOT NULL,
+    name       TEXT NOT NULL UNIQUE,
+    dim        INTEGER NOT NULL,
+    threshold  REAL NOT NULL,
+    added_at   INTEGER NOT NULL,
+    retired_at INTEGER
+) STRICT;
+CREATE INDEX templates_by_model ON templates(model);
+"#;
+
+/// The table changes from version 2 to 3; the migration code moves the one model's settings
+/// from `meta` into the new table.
+pub(crate) const MIGRATE_V2_TO_V3: &str = MODELS_TABLE;
 
 /// The table changes from version 1 to 2; the migration code fills the new audit table.
 pub(crate) const MIGRATE_V1_TO_V2: &str = r#"
@@ -213,7 +232,8 @@ impl Store {
             });
         let created = created.and_then(|mut store| {
             let tx = store.transaction()?;
-            tx.execute_batch(SCHEMA_V2)?;
+            tx.execute_batch(VERSION_2_TABLES)?;
+            tx.execute_batch(MODELS_TABLE)?;
             tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
             tx.commit()?;
             Ok(store)
@@ -945,6 +965,132 @@ pub(crate) fn for_each_template(
             ciphertext: blob(5)?,
         })?;
     }
+    Ok(())
+}
+
+/// A face model's row (format version 3).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ModelRow {
+    pub seq: i64,
+    pub name: String,
+    pub dim: i64,
+    pub threshold: f64,
+    pub added_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// Every model, in the order they were added.
+pub(crate) fn models(conn: &Connection) -> Result<Vec<ModelRow>> {
+    let mut statement =
+        conn.prepare("SELECT seq, name, dim, threshold, added_at, retired_at FROM models ORDER BY seq")?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(ModelRow {
+                seq: row.get(0)?,
+                name: row.get(1)?,
+                dim: row.get(2)?,
+                threshold: row.get(3)?,
+                added_at: row.get(4)?,
+                retired_at: row.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Replaces every model row with `rows`.
+pub(crate) fn set_models(conn: &Connection, rows: &[ModelRow]) -> Result<()> {
+    conn.execute("DELETE FROM models", [])?;
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO models(seq, name, dim, threshold, added_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for row in rows {
+        statement.execute(params![
+            row.seq,
+            row.name,
+            row.dim,
+            row.threshold,
+            row.added_at,
+            row.retired_at
+        ])?;
+    }
+    Ok(())
+}
+
+/// How many templates each model has, by name.
+pub(crate) fn templates_per_model(conn: &Connection) -> Result<Vec<(String, usize)>> {
+    let mut statement =
+        conn.prepare("SELECT model, count(*) FROM templates GROUP BY model ORDER BY model")?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .map(|(model, count)| (model, usize::try_from(count).unwrap_or(0)))
+        .collect())
+}
+
+/// Each subject with at least one template of `model`, in ID order, with how many it has of
+/// that model and how many of every other.
+pub(crate) fn holders_of_model(conn: &Connection, model: &str) -> Result<Vec<([u8; 16], usize, usize)>> {
+    let mut statement = conn.prepare(
+        "SELECT subject_id, sum(model = ?1), sum(model != ?1) FROM templates
+         GROUP BY subject_id HAVING sum(model = ?1) > 0 ORDER BY subject_id",
+    )?;
+    let rows = statement
+        .query_map([model], |row| {
+            Ok((
+                row.get::<_, [u8; 16]>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, of_model, others)| {
+            (
+                id,
+                usize::try_from(of_model).unwrap_or(0),
+                usize::try_from(others).unwrap_or(0),
+            )
+        })
+        .collect())
+}
+
+/// The subjects holding a template of `model`, in ID order.
+pub(crate) fn subjects_with_model(conn: &Connection, model: &str) -> Result<Vec<[u8; 16]>> {
+    let mut statement =
+        conn.prepare("SELECT DISTINCT subject_id FROM templates WHERE model = ?1 ORDER BY subject_id")?;
+    let ids = statement
+        .query_map([model], |row| row.get::<_, [u8; 16]>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
+/// Deletes every template of `model` that `subject` holds; returns how many went.
+pub(crate) fn delete_templates_of_model(conn: &Connection, subject: &[u8; 16], model: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM templates WHERE subject_id = ?1 AND model = ?2",
+        params![&subject[..], model],
+    )?)
+}
+
+/// Replaces a template's nonce and ciphertext (a subject's data key changed).
+pub(crate) fn reseal_template(conn: &Connection, id: i64, nonce: &[u8], ciphertext: &[u8]) -> Result<()> {
+    conn.execute(
+        "UPDATE templates SET nonce = ?1, ciphertext = ?2 WHERE id = ?3",
+        params![nonce, ciphertext, id],
+    )?;
+    Ok(())
+}
+
+/// Replaces a subject's sealed personal data.
+pub(crate) fn set_subject_personal(conn: &Connection, id: &[u8; 16], personal: Option<&[u8]>) -> Result<()> {
+    conn.execute(
+        "UPDATE subjects SET personal = ?1 WHERE id = ?2",
+        params![personal, &id[..]],
+    )?;
     Ok(())
 }
 

@@ -46,12 +46,21 @@ impl<'a> TemplateInput<'a> {
         }
     }
 
-    /// Declares the face model these came from: the vault refuses them unless it is its own.
+    /// Declares the face model these came from: the vault takes them as that model's, and
+    /// refuses them if it does not have the model or has retired it. Input that declares none
+    /// is taken as the default model's (the oldest the vault has not retired).
     pub fn from_model(self, model: &'a str) -> Self {
         Self {
             model: Some(model),
             ..self
         }
+    }
+}
+
+impl<'a> TemplateInput<'a> {
+    /// The face model the caller says these came from, if it said.
+    pub(crate) fn declared_model(&self) -> Option<&'a str> {
+        self.model
     }
 }
 

@@ -75,7 +75,7 @@ fn every_attempt_allowed_or_refused_is_recorded_in_order() {
     }
     // The subject concerned is named; the threshold change says from what to what.
     assert_eq!(records[4]["subject"], records[3]["subject"]);
-    assert_eq!(records[9]["detail"], "threshold 0.4 -> 0.45");
+    assert_eq!(records[9]["detail"], "model=test-model threshold 0.4 -> 0.45");
     assert!(records[5]["detail"]
         .as_str()
         .unwrap()

@@ -196,6 +196,7 @@ fn make_the_signed_test_vector() {
                 destination: Destination::Network,
                 recipient: recipient.public_key(),
                 subjects: Vec::new(),
+                model: None,
             },
         )
         .unwrap();

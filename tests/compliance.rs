@@ -757,6 +757,7 @@ fn art8_export_through_the_api_is_all_or_nothing_for_named_subjects() {
         destination: Destination::Network,
         recipient: recipient.public_key(),
         subjects,
+        model: None,
     };
     match tv.vault.export(&exporter, &request(vec![with, without])) {
         Err(Error::Refused(Refusal::TransferConsentRequired { subject })) => assert_eq!(subject, without),

@@ -255,7 +255,13 @@ fn threshold_changes_are_logged_exactly_and_negative_ones_refused() {
         .filter(|r| r["action"] == "set_threshold" && r["outcome"] == "allowed")
         .map(|r| r["detail"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(changes, ["threshold 0.4 -> 0.4004", "threshold 0.4004 -> 0"]);
+    assert_eq!(
+        changes,
+        [
+            "model=test-model threshold 0.4 -> 0.4004",
+            "model=test-model threshold 0.4004 -> 0"
+        ]
+    );
     assert_eq!(cli.stats()["threshold"], 0.0);
 }
 

@@ -234,28 +234,37 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A migration killed at random moments, many times: each time the vault is either the format-1
-/// file as it was (its main file byte for byte the fixture's) or migrated whole, and it opens,
-/// migrates if it must, and keeps every subject and audit record.
+/// A migration killed at random moments, many times, from each older format: each time the
+/// vault is either the old file as it was (byte for byte the fixture's) or migrated whole (to
+/// version 2 or 3: each step commits on its own, and the next opening goes on from a whole
+/// version 2), and it opens, migrates if it must, and keeps every subject and audit record.
 #[test]
 fn a_migration_killed_at_random_moments_leaves_the_old_file_or_the_new_one_whole() {
+    kill_migrations("vault-v1", "v1-view.json", 1, 153);
+    kill_migrations("vault-v2", "v2-view.json", 2, 154);
+}
+
+fn kill_migrations(fixture: &str, view: &str, from: i64, seed: u64) {
     use std::path::Path;
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/vault-v1");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata")
+        .join(fixture);
     let view: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join("v1-view.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture.join(view)).unwrap()).unwrap();
     let original = std::fs::read(fixture.join("vault.db")).unwrap();
-    let mut rng = Rng::new(153);
+    let mut rng = Rng::new(seed);
     let (mut old, mut new) = (0, 0);
     const ROUNDS: usize = 24;
     for round in 0..ROUNDS {
         let dir = tempfile::tempdir().unwrap();
-        let (db, key) = (dir.path().join("vault.db"), dir.path().join("master.key"));
-        std::fs::copy(fixture.join("vault.db"), &db).unwrap();
-        std::fs::copy(fixture.join("master.key"), &key).unwrap();
-        {
+        for entry in std::fs::read_dir(&fixture).unwrap() {
+            let entry = entry.unwrap();
+            let copy = dir.path().join(entry.file_name());
+            std::fs::copy(entry.path(), &copy).unwrap();
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
+        let (db, key) = (dir.path().join("vault.db"), dir.path().join("master.key"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
             .args(["--db", db.to_str().unwrap(), "--key-file", key.to_str().unwrap()])
             .args(["--as", "auditor", "audit", "verify"])
@@ -270,16 +279,15 @@ fn a_migration_killed_at_random_moments_leaves_the_old_file_or_the_new_one_whole
         let version: i64 = raw_db(&db)
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        match version {
-            1 => {
-                old += 1;
-                assert!(
-                    std::fs::read(&db).unwrap() == original,
-                    "round {round}: the format-1 file was changed"
-                );
-            }
-            2 => new += 1,
-            other => panic!("round {round}: version {other}"),
+        if version == from {
+            old += 1;
+            assert!(
+                std::fs::read(&db).unwrap() == original,
+                "round {round}: the format-{from} file was changed"
+            );
+        } else {
+            assert!(version > from && version <= 3, "round {round}: version {version}");
+            new += 1;
         }
         let vault = Vault::open_with(&db, &facevault::KeyFile::new(&key), OpenOptions::default())
             .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
@@ -291,12 +299,13 @@ fn a_migration_killed_at_random_moments_leaves_the_old_file_or_the_new_one_whole
         assert_eq!(listed, view["listed"]["subjects"], "round {round}");
         vault.close().unwrap();
     }
-    eprintln!("{old} of {ROUNDS} kills left the format-1 file, {new} the migrated one");
+    eprintln!("format {from}: {old} of {ROUNDS} kills left the old file, {new} a migrated one");
 }
 
 /// The fixture made by format version 2's CLI (tests/testdata/vault-v2, with the files beside its
-/// key and a backup): the current code opens it (and will migrate it, once a newer format
-/// exists), keeps every subject, alert and audit record, and restores its backup.
+/// key and a backup): the current code migrates it to version 3, keeping every subject, alert
+/// and audit record, with a sealed copy of the version-2 vault beside it; that copy and the
+/// fixture's own backup restore (and migrate again).
 #[test]
 fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_restores() {
     use std::path::Path;
@@ -334,11 +343,29 @@ fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_resto
         auditor
     };
     let vault = Vault::open_with(&db, &keys, options()).unwrap();
+    let version: i64 = raw_db(&db)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
     let auditor = as_auditor_lists_the_view(&vault);
     assert_eq!(
         serde_json::to_value(vault.alerts(&auditor).unwrap()).unwrap(),
         view["alerts"]["alerts"]
     );
+    let migrations: Vec<_> = vault
+        .audit_log(&auditor)
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.action == "migrate")
+        .collect();
+    assert_eq!(migrations.len(), 1);
+    assert!(
+        migrations[0].detail.starts_with("format 2 -> 3"),
+        "{}",
+        migrations[0].detail
+    );
+    let sealed_copy = dir.path().join("vault.db.pre-v3.fvbackup");
+    assert!(sealed_copy.is_file());
     let now = vault.audit_log(&auditor).unwrap();
     for (old, new) in records.iter().zip(&now) {
         assert_eq!(*old, serde_json::to_value(new).unwrap());
@@ -365,6 +392,24 @@ fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_resto
     )
     .unwrap();
     assert_eq!(restored.erased_again, 0);
+    assert_eq!(restored.backup.format_version, 2);
+    as_auditor_lists_the_view(&vault);
+    vault.close().unwrap();
+
+    // So does the sealed copy the migration kept.
+    let (vault, restored) = Vault::restore(
+        &sealed_copy,
+        &db,
+        &keys,
+        "admin",
+        &Password::new("admin password 1"),
+        RestoreOptions {
+            force: true,
+            open: options(),
+        },
+    )
+    .unwrap();
+    assert_eq!(restored.backup.format_version, 2);
     as_auditor_lists_the_view(&vault);
     vault.close().unwrap();
 }

@@ -391,6 +391,7 @@ fn a_vault_opened_without_its_gallery_changes_data_but_does_not_match() {
         destination: Destination::Local,
         recipient: recipient.public_key(),
         subjects: vec![],
+        model: None,
     };
     let exporter_password = Password::new("exporter password");
     vault

@@ -15,7 +15,7 @@ use facevault::{
 const DIM: usize = 16;
 
 /// Every operation a caller can ask for, with the action the door checks for it.
-const OPERATIONS: [(&str, Action); 29] = [
+const OPERATIONS: [(&str, Action); 32] = [
     ("add_user", Action::AddUser),
     ("set_role", Action::SetRole),
     ("unlock_user", Action::UnlockUser),
@@ -45,6 +45,9 @@ const OPERATIONS: [(&str, Action); 29] = [
     ("reset_throttle", Action::ResetThrottle),
     ("rekey", Action::Rekey),
     ("backup", Action::Backup),
+    ("add_model", Action::AddModel),
+    ("model_status", Action::ModelStatus),
+    ("retire_model", Action::RetireModel),
 ];
 
 /// Runs operation `name` as `session` on `subject` (a fresh one, enrolled for the call).
@@ -92,6 +95,7 @@ fn run(
                     destination: Destination::Local,
                     recipient,
                     subjects: vec![*subject],
+                    model: None,
                 },
             )
             .map(drop),
@@ -110,6 +114,11 @@ fn run(
                 .backup_to_file(session, &dir.path().join("backup"))
                 .map(drop)
         }
+        "add_model" => vault.add_model(session, &format!("model-{subject}"), 8, 0.5),
+        "model_status" => vault.model_status(session).map(drop),
+        // A model the vault does not have: an admin is refused as `invalid_argument`, not as
+        // forbidden, and the vault keeps its models.
+        "retire_model" => vault.retire_model(session, "no-such-model", false).map(drop),
         other => panic!("no operation {other}"),
     }
 }

@@ -511,13 +511,13 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     // A version newer than this build's is refused, and the file is left as it was.
     let newer = dir.path().join("newer.db");
     std::fs::copy(&db, &newer).unwrap();
-    raw_db(&newer).pragma_update(None, "user_version", 3).unwrap();
+    raw_db(&newer).pragma_update(None, "user_version", 4).unwrap();
     let before = std::fs::read(&newer).unwrap();
     assert!(matches!(
         Vault::open_with(&newer, &KeyFile::new(&key), options()),
         Err(Error::UnsupportedFormat {
-            found: 3,
-            supported: 2
+            found: 4,
+            supported: 3
         })
     ));
     assert_eq!(std::fs::read(&newer).unwrap(), before);
@@ -539,7 +539,7 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     let version: i64 = raw_db(&db)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let auditor = vault
         .login("auditor", &Password::new("auditor password 1"))
         .unwrap();
@@ -561,6 +561,14 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
         "{}",
         migration.detail
     );
+    // Then format 2 to 3, after a sealed copy of the format-2 vault was written beside it.
+    let to_3: Vec<_> = records[v1_records.len() + 2..]
+        .iter()
+        .filter(|record| record.action == "migrate")
+        .collect();
+    assert_eq!(to_3.len(), 1);
+    assert!(to_3[0].detail.starts_with("format 2 -> 3"), "{}", to_3[0].detail);
+    assert!(dir.path().join("vault.db.pre-v3.fvbackup").is_file());
     vault.verify_audit(&auditor).unwrap();
 
     // Consents and notices came across with their MACs: the adult with a transfer consent
@@ -592,7 +600,7 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     assert_eq!(due.subjects.len(), 2, "{due:?}");
     vault.close().unwrap();
 
-    // It opens again as version 2, with the counter the migration started.
+    // It opens again as version 3, with the counter the migration started.
     let vault = Vault::open_with(&db, &KeyFile::new(&key), options()).unwrap();
     vault.close().unwrap();
     // The version-1 file put back is a rollback: refused before the migration touches it.

@@ -263,8 +263,7 @@ fn deleting_a_subjects_templates_is_caught() {
 fn an_edited_threshold_or_role_is_caught() {
     let (_dir, path, _) = populated_vault();
     let copy = tampered_copy(&path, "threshold.db", |conn| {
-        conn.execute("UPDATE meta SET value = -1.0 WHERE key = 'threshold'", [])
-            .unwrap();
+        conn.execute("UPDATE models SET threshold = 0.1", []).unwrap();
     });
     assert_eq!(integrity_record(open(&copy)), ("meta", "settings".to_string()));
     // The failed opening is itself on the record.

@@ -431,8 +431,8 @@ impl Gallery {
         indices.len()
     }
 
-    #[cfg(test)]
-    fn contains(&self, subject: &SubjectId) -> bool {
+    /// Whether it holds a row of `subject`.
+    pub(crate) fn contains(&self, subject: &SubjectId) -> bool {
         self.subjects.contains(subject)
     }
 

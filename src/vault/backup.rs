@@ -241,6 +241,44 @@ fn unseal(input: &mut dyn Read, header: &Header, cipher: &Aes256Gcm, out: &mut d
     Ok(())
 }
 
+/// Writes a sealed backup of the database `ledger` holds to a new file at `path`, synced; the
+/// file is removed if it is dropped without [`NewFile::keep`].
+pub(super) fn write_backup(
+    ledger: &ledger::Ledger,
+    vault_id: [u8; 16],
+    path: &Path,
+    now: UnixMillis,
+) -> Result<(NewFile, BackupInfo)> {
+    let image = ledger.store().snapshot()?;
+    let conn = ledger.store().conn();
+    let wrapped: Vec<u8> = store::meta_get(conn, "root_key")?;
+    let header = Header {
+        vault_id,
+        format_version: u32::try_from(ledger.store().format_version()?).unwrap_or(0),
+        created_at: now,
+        change_number: ledger.changes(),
+        erasures_recorded: ledger.erasures_recorded(),
+        database_bytes: image.len() as u64,
+        digest: ring::digest::digest(&ring::digest::SHA256, &image)
+            .as_ref()
+            .try_into()
+            .map_err(|_| Error::Crypto)?,
+        wrapped_root: wrapped
+            .try_into()
+            .map_err(|_| Error::NotAVault("the wrapped root key is malformed".into()))?,
+        nonce_prefix: crypto::random_array()?,
+    };
+    let mut file = NewFile::create(path, 0o600)?;
+    {
+        let mut out = std::io::BufWriter::new(file.file());
+        seal(&mut out, &header, &ledger.keys().backup_cipher(), &image)?;
+        out.flush()?;
+    }
+    file.write_synced(&[])?;
+    let info = header.info(HEADER_LEN as u64 + sealed_len(header.database_bytes));
+    Ok((file, info))
+}
+
 impl Vault {
     /// Writes a sealed backup of the vault to a new file at `path` (mode 0600): a consistent
     /// snapshot of the database, taken while lookups go on (writes wait for it), sealed under a
@@ -256,37 +294,11 @@ impl Vault {
         }
         // The queued lookup records go into the snapshot too.
         self.match_log.flush()?;
-        let written = (|| {
+        let written = {
             let ledger = super::lock(&self.core.ledger);
-            let image = ledger.store().snapshot()?;
-            let conn = ledger.store().conn();
-            let wrapped: Vec<u8> = store::meta_get(conn, "root_key")?;
-            let header = Header {
-                vault_id: self.read_state().settings.vault_id,
-                format_version: u32::try_from(ledger.store().format_version()?).unwrap_or(0),
-                created_at: now,
-                change_number: ledger.changes(),
-                erasures_recorded: ledger.erasures_recorded(),
-                database_bytes: image.len() as u64,
-                digest: ring::digest::digest(&ring::digest::SHA256, &image)
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| Error::Crypto)?,
-                wrapped_root: wrapped
-                    .try_into()
-                    .map_err(|_| Error::NotAVault("the wrapped root key is malformed".into()))?,
-                nonce_prefix: crypto::random_array()?,
-            };
-            let mut file = NewFile::create(path, 0o600)?;
-            {
-                let mut out = std::io::BufWriter::new(file.file());
-                seal(&mut out, &header, &ledger.keys().backup_cipher(), &image)?;
-                out.flush()?;
-            }
-            file.write_synced(&[])?;
-            let info = header.info(HEADER_LEN as u64 + sealed_len(header.database_bytes));
-            Ok::<_, Error>((file, info))
-        })();
+            let vault_id = self.read_state().settings.vault_id;
+            write_backup(&ledger, vault_id, path, now)
+        };
         let (file, info) = match written {
             Ok(written) => written,
             Err(e) => {

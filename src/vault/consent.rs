@@ -83,7 +83,7 @@ fn sealed_json<T: Serialize>(value: &T) -> Result<WipedVec<u8>> {
     })
 }
 
-fn optional_time(value: Option<i64>) -> Vec<u8> {
+pub(super) fn optional_time(value: Option<i64>) -> Vec<u8> {
     match value {
         Some(at) => [&[1u8][..], &at.to_le_bytes()].concat(),
         None => vec![0],
@@ -185,7 +185,7 @@ impl OperationContext<'_> {
         Ok(rows)
     }
 
-    fn write_consent(&self, row: &mut ConsentRow, insert: bool) -> Result<()> {
+    pub(super) fn write_consent(&self, row: &mut ConsentRow, insert: bool) -> Result<()> {
         row.mac = self
             .keys
             .record_mac("consent", &as_slices(&consent_mac_fields(row)));
@@ -318,8 +318,8 @@ impl OperationContext<'_> {
     /// expiries were authenticated at open; without it every subject row is read and its MAC
     /// checked, so that an expiry pushed back in the file cannot keep a subject from the purge.
     fn expired_subjects(&self) -> Result<Vec<(SubjectId, i64)>> {
-        if let Some(gallery) = self.gallery {
-            return Ok(gallery
+        if let Some(galleries) = self.galleries {
+            return Ok(galleries
                 .subjects()
                 .into_iter()
                 .filter(|(_, expires_at)| !policy::is_within_retention(*expires_at, self.now))
@@ -434,10 +434,10 @@ impl Vault {
         let template = template.into();
         self.authorised_operation(session, Action::Enrol, None, |act| {
             let terms = act.enrolment_terms(enrolment)?;
-            let row = act.normalise_templates(template, RowCount::One)?;
+            let (model, row) = act.normalise_templates(template, RowCount::One)?;
             let (subject, key) = act.enrol_subject(enrolment, &terms)?;
             let mut next_id = act.next_template_id()?;
-            act.store_template(subject, terms.expires_at, &key, &row, &mut next_id)?;
+            act.store_template(model, subject, terms.expires_at, &key, &row, &mut next_id)?;
             act.set_next_template_id(next_id)?;
             Ok((
                 subject,
@@ -461,8 +461,8 @@ impl Vault {
         let templates = templates.into();
         self.authorised_operation(session, Action::EnrolBatch, None, |act| {
             let terms = act.enrolment_terms(enrolment)?;
-            let rows = act.normalise_templates(templates, RowCount::AtLeastOne)?;
-            let dim = act.settings.dim;
+            let (model, rows) = act.normalise_templates(templates, RowCount::AtLeastOne)?;
+            let dim = act.settings.models[model].dim;
             act.pending.new_rows.reserve(rows.len());
             let mut next_id = act.next_template_id()?;
             let mut subjects = Vec::with_capacity(rows.len() / dim);
@@ -472,7 +472,7 @@ impl Vault {
             for (done, row) in rows.chunks_exact(dim).enumerate() {
                 act.report_progress("enrol_batch", done, total);
                 let (subject, key) = act.enrol_subject(enrolment, &terms)?;
-                act.store_template(subject, terms.expires_at, &key, row, &mut next_id)?;
+                act.store_template(model, subject, terms.expires_at, &key, row, &mut next_id)?;
                 subjects.push(subject);
                 entries.push(AuditEntry::new(Some(subject), detail.clone()));
             }
@@ -497,10 +497,10 @@ impl Vault {
                 let reason = format!("the subject already holds the maximum of {MAX_TEMPLATES_PER_SUBJECT}");
                 return Err(invalid("template", reason));
             }
-            let row = act.normalise_templates(template, RowCount::One)?;
+            let (model, row) = act.normalise_templates(template, RowCount::One)?;
             let key = act.subject_key(subject)?;
             let mut next_id = act.next_template_id()?;
-            act.store_template(*subject, expires_at, &key, &row, &mut next_id)?;
+            act.store_template(model, *subject, expires_at, &key, &row, &mut next_id)?;
             act.set_next_template_id(next_id)?;
             let mut subject_row = act.subject_row(subject)?;
             subject_row.facts.templates += 1;
@@ -509,7 +509,8 @@ impl Vault {
                 &as_slices(&subject_mac_fields(&subject_row.id, &subject_row.facts)),
             );
             store::set_subject_templates(act.tx, subject.as_bytes(), subject_row.facts.templates, &mac)?;
-            Ok(((), vec![AuditEntry::new(Some(*subject), "templates=+1")]))
+            let detail = format!("templates=+1 model={}", act.settings.models[model].name);
+            Ok(((), vec![AuditEntry::new(Some(*subject), detail)]))
         })
     }
 
@@ -637,10 +638,10 @@ impl Vault {
 impl Core {
     /// [`Vault::purge_expired`], for the vault and its purge timer.
     pub(super) fn purge_expired(&self) -> Result<Vec<SubjectId>> {
-        let due = match &self.read_state().gallery {
-            Some(gallery) => {
+        let due = match &self.read_state().galleries {
+            Some(galleries) => {
                 let now = self.clock.now();
-                gallery
+                galleries
                     .subjects()
                     .iter()
                     .any(|(_, expires_at)| !policy::is_within_retention(*expires_at, now))

@@ -30,8 +30,12 @@ pub struct ExportRequest {
     pub destination: Destination,
     /// The recipient whose key seals the bundle.
     pub recipient: RecipientPublicKey,
-    /// The subjects to export; empty means every subject the law allows.
+    /// The subjects to export; empty means every subject the law allows that holds a template
+    /// of the model.
     pub subjects: Vec<SubjectId>,
+    /// The face model whose templates go (a bundle holds one model's); `None` for the default
+    /// model. A named subject holding none of it is refused ([`Error::NoTemplateOfModel`]).
+    pub model: Option<String>,
 }
 
 /// A sealed bundle and what went into it.
@@ -112,16 +116,16 @@ fn bundle_of(
 ) -> Result<(ExportedBundle, Vec<AuditEntry>)> {
     {
         let named = !request.subjects.is_empty();
+        let model_index = act.settings.model_of(request.model.as_deref())?;
+        let model = act.settings.models[model_index].clone();
+        let holders = store::subjects_with_model(act.tx, &model.name)?;
         let mut candidates = if named {
             request.subjects.clone()
         } else {
-            match act.gallery {
-                Some(gallery) => gallery.subjects().into_iter().map(|(id, _)| id).collect(),
-                None => store::subject_ids(act.tx)?
-                    .iter()
-                    .filter_map(|id| SubjectId::from_bytes(id))
-                    .collect(),
-            }
+            holders
+                .iter()
+                .filter_map(|id| SubjectId::from_bytes(id))
+                .collect()
         };
         // Each subject once, in the order first named.
         let mut seen = std::collections::HashSet::new();
@@ -129,6 +133,12 @@ fn bundle_of(
         let mut chosen: Vec<(SubjectId, SubjectRow, Vec<ConsentRow>)> = Vec::new();
         for subject in &candidates {
             let row = act.subject_row(subject)?;
+            if holders.binary_search(subject.as_bytes()).is_err() {
+                return Err(Error::NoTemplateOfModel {
+                    subject: *subject,
+                    model: model.name.to_string(),
+                });
+            }
             let expires_at = row.facts.expires_at;
             let consents = act.consents(subject)?;
             let active_transfers: Vec<&ConsentRow> = consents
@@ -150,7 +160,7 @@ fn bundle_of(
         }
         let held_back = candidates.len() - chosen.len();
 
-        let dim = act.settings.dim;
+        let dim = model.dim;
         let mut subjects = Vec::with_capacity(chosen.len());
         for (done, (subject, row, consents)) in chosen.iter().enumerate() {
             act.report_progress("export", done, chosen.len());
@@ -172,22 +182,32 @@ fn bundle_of(
             // Read from the store, not the gallery: an opening without one exports too, and what
             // leaves is what the file holds, each template authenticated on the way.
             let mut templates = Vec::new();
+            // Templates of the vault's other models: counted against the subject's MACed total,
+            // not exported.
+            let mut counted = 0usize;
             let mut plain = WipedVec::with_capacity(dim * 4);
             for stored in store::templates_of(act.tx, subject.as_bytes())? {
                 let damaged = || Error::Integrity {
                     table: "templates",
                     record: stored.id.to_string(),
                 };
-                if stored.model != act.settings.model || stored.dim != dim as i64 {
+                let Some(index) = act.settings.models.iter().position(|m| *m.name == stored.model) else {
+                    return Err(damaged());
+                };
+                if act.settings.models[index].dim as i64 != stored.dim {
                     return Err(damaged());
                 }
-                let binding = act.binding(subject, stored.id);
+                if index != model_index {
+                    counted += 1;
+                    continue;
+                }
+                let binding = act.binding(subject, stored.id, model_index);
                 let bytes =
                     crypto::open_template_in(&key, &binding, &stored.nonce, &stored.ciphertext, &mut plain)
                         .ok_or_else(damaged)?;
                 templates.push(base64::engine::general_purpose::STANDARD.encode(bytes));
             }
-            if templates.len() as i64 != row.facts.templates {
+            if (templates.len() + counted) as i64 != row.facts.templates {
                 return Err(Error::Integrity {
                     table: "subjects",
                     record: subject.to_string(),
@@ -209,7 +229,7 @@ fn bundle_of(
             vault_id: crate::crypto::hex(&act.settings.vault_id),
             created_at: act.now,
             destination: request.destination.as_str().into(),
-            model: act.settings.model.clone(),
+            model: model.name.to_string(),
             dim,
             subjects,
         };

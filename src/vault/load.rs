@@ -1,5 +1,5 @@
 //! Opening's heavy half: every subject and template read from the database and decrypted into
-//! a fresh gallery.
+//! fresh galleries, one per face model.
 //!
 //! Each pass over a table runs on two threads. This one steps SQLite, checks what needs only the
 //! row, and keeps the indexes; a helper thread does the cryptography (MACs, key unwrapping,
@@ -18,6 +18,7 @@ use crate::store::{self, Store, SubjectKeyRow, TemplateRow};
 use crate::subject::SubjectId;
 use crate::wiped::WipedVec;
 
+use super::models::Galleries;
 use super::{as_slices, subject_mac_fields, Settings};
 
 /// Rows per hand-over: enough to make a channel message rare, few enough (about 130 KB of
@@ -38,18 +39,35 @@ struct LoadingSubject {
     seen: i64,
 }
 
-/// Decrypts every template into a fresh gallery: first every subject row (its MAC checked, its
-/// data key unwrapped), then every template, each in one sequential pass over its table. A
-/// template without its subject, a subject without its templates or with a count that differs
-/// from its rows, and any record that fails authentication, is named as damage.
-pub(super) fn gallery(store: &Store, settings: &Settings, keys: &VaultKeys) -> Result<Gallery> {
-    let seed = u64::from_le_bytes(crypto::random_array()?);
-    let mut gallery = Gallery::new(settings.dim, settings.scan, seed);
+/// Decrypts every template into a fresh gallery of its model: first every subject row (its MAC
+/// checked, its data key unwrapped), then every template, each in one sequential pass over its
+/// table. A template without its subject or of a model the settings do not list (or list as
+/// retired), a subject with a count that differs from its rows, and any record that fails
+/// authentication, is named as damage.
+pub(super) fn galleries(store: &Store, settings: &Settings, keys: &VaultKeys) -> Result<Galleries> {
+    let mut by_model = Vec::with_capacity(settings.models.len());
+    for model in &settings.models {
+        let seed = u64::from_le_bytes(crypto::random_array()?);
+        by_model.push(Gallery::new(model.dim, settings.scan, seed));
+    }
     // Sized once, so that loading never doubles a buffer, with room for GROWTH_ROOM more: the
     // enrolments of a working day then publish without copying the gallery under its write lock.
     let (subject_count, template_count) = store::counts(store.conn())?;
-    gallery.reserve(template_count + GROWTH_ROOM);
-    gallery.reserve_subjects(subject_count + GROWTH_ROOM);
+    let in_use: Vec<usize> = (0..settings.models.len())
+        .filter(|&index| settings.models[index].retired_at.is_none())
+        .collect();
+    if let [only] = in_use[..] {
+        by_model[only].reserve(template_count + GROWTH_ROOM);
+        by_model[only].reserve_subjects(subject_count + GROWTH_ROOM);
+    } else {
+        // Counting per model reads the model index, not the templates.
+        for (name, count) in store::templates_per_model(store.conn())? {
+            if let Some(index) = settings.models.iter().position(|model| *model.name == name) {
+                by_model[index].reserve(count + GROWTH_ROOM);
+                by_model[index].reserve_subjects(count + GROWTH_ROOM);
+            }
+        }
+    }
     // The subjects in table order, found by ID through the gallery's own kind of index (one
     // cache miss a lookup, on huge pages): at a million subjects a general hash map's two
     // misses and 4 KiB pages cost more than decrypting the templates.
@@ -58,10 +76,10 @@ pub(super) fn gallery(store: &Store, settings: &Settings, keys: &VaultKeys) -> R
     let mut position = SubjectIndex::default();
     position.reserve(subject_count);
     read_subjects(store, settings, keys, &mut position, &mut loading)?;
-    read_templates(store, settings, &position, &mut loading, &mut gallery)?;
+    read_templates(store, settings, &position, &mut loading, &mut by_model)?;
     let mut miscounted: Vec<&SubjectId> = loading
         .iter()
-        .filter(|loaded| loaded.seen == 0 || loaded.seen != loaded.expected)
+        .filter(|loaded| loaded.seen != loaded.expected)
         .map(|loaded| &loaded.id)
         .collect();
     miscounted.sort_unstable();
@@ -71,7 +89,13 @@ pub(super) fn gallery(store: &Store, settings: &Settings, keys: &VaultKeys) -> R
             record: subject.to_string(),
         });
     }
-    Ok(gallery)
+    // A subject may hold no template only once its only model was retired with force.
+    let bare = loading
+        .iter()
+        .filter(|loaded| loaded.expected == 0)
+        .filter_map(|loaded| Some((loaded.id, position.get(&loaded.id)?.expires_at)))
+        .collect();
+    Ok(Galleries::new(by_model, bare))
 }
 
 /// Indexes each subject by its place in `loading` here; checks its MAC and unwraps its key
@@ -137,6 +161,8 @@ struct SealedTemplates {
 
 struct SealedTemplate {
     id: i64,
+    /// Its model's index in the settings.
+    model: usize,
     /// Its subject's place in `loading`.
     owner: usize,
     nonce_len: usize,
@@ -161,13 +187,14 @@ fn read_templates(
     settings: &Settings,
     position: &SubjectIndex,
     loading: &mut [LoadingSubject],
-    gallery: &mut Gallery,
+    galleries: &mut [Gallery],
 ) -> Result<()> {
     let damaged = |id: i64| Error::Integrity {
         table: "templates",
         record: id.to_string(),
     };
-    let (mut rows, mut ledger) = gallery.split_for_loading();
+    let (mut rows, mut ledgers): (Vec<_>, Vec<_>) =
+        galleries.iter_mut().map(Gallery::split_for_loading).unzip();
     // Decrypted from the batch into one scratch buffer, and from there into the gallery.
     let mut scratch = WipedVec::default();
     let decrypt = |batch: &mut SealedTemplates| {
@@ -178,16 +205,17 @@ fn read_templates(
             bytes = rest;
             let owner = loading.get_mut(item.owner).ok_or_else(|| damaged(item.id))?;
             owner.seen += 1;
+            let model = &settings.models[item.model];
             let binding = TemplateBinding {
                 vault_id: &settings.vault_id,
                 subject: owner.id.as_bytes(),
                 template_id: item.id,
-                model: &settings.model,
-                dim: settings.dim,
+                model: &model.name,
+                dim: model.dim,
             };
             let plain = crypto::open_template_in(&owner.key, &binding, nonce, ciphertext, &mut scratch)
                 .ok_or_else(|| damaged(item.id))?;
-            if !rows.push_le_bytes(plain) {
+            if !rows[item.model].push_le_bytes(plain) {
                 return Err(damaged(item.id));
             }
         }
@@ -198,17 +226,24 @@ fn read_templates(
             let mut batch = SealedTemplates::default();
             store::for_each_template(store.conn(), |row: TemplateRow<'_>| {
                 let subject = SubjectId::from_bytes(row.subject).ok_or_else(|| damaged(row.id))?;
-                if row.model != settings.model || usize::try_from(row.dim).ok() != Some(settings.dim) {
-                    return Err(damaged(row.id));
-                }
+                let model = settings
+                    .models
+                    .iter()
+                    .position(|model| *model.name == *row.model)
+                    .filter(|&index| {
+                        let model = &settings.models[index];
+                        model.retired_at.is_none() && usize::try_from(row.dim).ok() == Some(model.dim)
+                    })
+                    .ok_or_else(|| damaged(row.id))?;
                 // A template whose subject row is gone is damage: a vault never makes one.
                 let found = position.get(&subject).ok_or_else(|| damaged(row.id))?;
                 let owner = found.iter().next().ok_or_else(|| damaged(row.id))?;
-                if !ledger.record(subject, found.expires_at, row.id) {
+                if !ledgers[model].record(subject, found.expires_at, row.id) {
                     return Err(damaged(row.id));
                 }
                 batch.items.push(SealedTemplate {
                     id: row.id,
+                    model,
                     owner,
                     nonce_len: row.nonce.len(),
                     sealed_len: row.ciphertext.len(),

@@ -3,10 +3,12 @@
 //! audited. A vault whose records do not verify under the old version is not migrated: the
 //! opening fails with the error that names the damage, and the file is left as it was.
 
+use std::path::Path;
+
 use rusqlite::Transaction;
 
 use super::consent::{consent_mac_fields, notice_mac_fields};
-use super::ledger;
+use super::ledger::{self, Ledger};
 use super::{as_slices, record, subject_mac_fields, Settings, ANONYMOUS};
 use crate::access::Action;
 use crate::audit::{self, ChainPoint, EpochKey, EpochPolicy, Outcome, Sealer, SealerState};
@@ -46,7 +48,7 @@ pub(super) fn v1_to_v2(
     let root = RootKey::random()?;
     store::meta_set(&tx, "root_key", root.wrap(master, vault_id)?)?;
     let new = VaultKeys::from_root(root, vault_id)?;
-    settings.write(&tx, &new)?;
+    settings.write_format(&tx, &new, 2)?;
     let subjects = rewrap_subjects(&tx, &old, &new, vault_id)?;
     remac_principals(&tx, &old, &new)?;
     remac_consents_and_notices(&tx, &old, &new)?;
@@ -174,5 +176,49 @@ fn remac_consents_and_notices(tx: &Transaction<'_>, old: &VaultKeys, new: &Vault
         }
         store::update_notice_mac(tx, row.seq, &new.record_mac("notice", &as_slices(&fields)))?;
     }
+    Ok(())
+}
+
+/// The suffix of the sealed copy of a vault that a migration keeps beside it, made before the
+/// migration starts: `vault.db.pre-v3.fvbackup` holds the version-2 vault, and `restore --in`
+/// puts it back (the firmware that wrote it opens it; a newer one migrates it again).
+pub(crate) fn sealed_copy_suffix(to: i64) -> String {
+    format!(".pre-v{to}.fvbackup")
+}
+
+/// Format version 2 to 3: the one face model's name, dimension and threshold move from `meta`
+/// into the new `models` table (which the settings MAC now covers row by row), so that models
+/// can be added and retired. No template changes: each is already bound to its model's name and
+/// dimension. A sealed copy of the version-2 vault (a backup, `docs/format.md` section 21) is
+/// written beside it first, and the migration runs only once that copy is synced; then it is
+/// one transaction, audited.
+pub(super) fn v2_to_v3(ledger: &mut Ledger, path: &Path, vault_id: [u8; 16], now: UnixMillis) -> Result<()> {
+    let copy_path = store::with_suffix(path, &sealed_copy_suffix(3));
+    // A copy left by a migration that did not commit is of this same version-2 vault, older.
+    match std::fs::remove_file(&copy_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    let (copy, info) = super::backup::write_backup(ledger, vault_id, &copy_path, now)?;
+    ledger.write(|w| {
+        let settings = Settings::read_format(w.tx, vault_id, w.keys, 2)?;
+        w.tx.execute_batch(store::MIGRATE_V2_TO_V3)?;
+        settings.write_format(w.tx, w.keys, 3)?;
+        for key in ["dim", "model", "threshold"] {
+            store::meta_delete(w.tx, key)?;
+        }
+        w.tx.pragma_update(None, "user_version", 3)?;
+        let model = &settings.models[0];
+        let detail = format!(
+            "format 2 -> 3: model {} (dim={} threshold={}) moved to the models table; sealed copy of the format-2 vault at {} ({} bytes)",
+            model.name,
+            model.dim,
+            model.threshold,
+            copy_path.display(),
+            info.file_bytes
+        );
+        w.audit(record(now, ANONYMOUS, Action::Migrate, None, Outcome::Allowed, detail))
+    })?;
+    copy.keep();
     Ok(())
 }

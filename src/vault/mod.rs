@@ -16,6 +16,7 @@ mod ledger;
 mod load;
 mod match_log;
 mod migrate;
+mod models;
 mod purge_timer;
 mod throttle;
 
@@ -33,6 +34,7 @@ use crate::access::{self, Action, Credential, Password, Role, RoleSet, ThrottleP
 use crate::audit::{self, AuditRecord, EpochPolicy, MacCheck, Outcome};
 use crate::clock::{Clock, SystemClock, UnixMillis};
 use crate::crypto::{self, DataKey, RootKey, TemplateBinding, VaultKeys};
+use crate::error::TemplateError;
 use crate::error::{Error, ErrorClass, Result};
 use crate::gallery::{Gallery, Lookup, ScanMode};
 use crate::keys::{KeyProvider, MasterKey};
@@ -44,6 +46,8 @@ use crate::template::{self, RowCount, TemplateInput};
 pub use backup::{BackupInfo, RestoreOptions, Restored};
 pub use export::{ExportRequest, ExportedBundle, ExportedFile};
 pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
+use models::{Galleries, ModelSettings};
+pub use models::{ModelInfo, ModelStatus, RetiredModel, MAX_MODELS};
 
 use erasures::{Erasure, ErasureKind};
 use ledger::{Ledger, Outside};
@@ -259,7 +263,9 @@ impl Session {
 pub struct Verification {
     /// The subject the probe was compared against.
     pub subject: SubjectId,
-    /// Whether the best score reached the vault's threshold.
+    /// The face model of the probe, whose templates it was compared with.
+    pub model: Arc<str>,
+    /// Whether the best score reached the model's threshold.
     #[serde(rename = "match")]
     pub matched: bool,
     /// The best score over the subject's templates, rounded to the vault's score decimals;
@@ -273,6 +279,8 @@ pub struct Verification {
 pub struct Candidate {
     /// The subject.
     pub subject: SubjectId,
+    /// The face model of the probe, whose templates it matched.
+    pub model: Arc<str>,
     /// Its best score, rounded to the vault's score decimals; `None` for a role the vault does
     /// not show scores to.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -321,12 +329,14 @@ pub struct Stats {
     pub subjects: usize,
     /// Stored templates.
     pub templates: usize,
-    /// Values per template.
+    /// Values per template of the default model.
     pub dim: usize,
-    /// The face model.
+    /// The default model: the one input that names none is taken to be.
     pub model: String,
-    /// The match threshold.
+    /// The default model's match threshold.
     pub threshold: f64,
+    /// Every model in use (not retired), oldest first; [`Vault::model_status`] gives more.
+    pub models: Vec<String>,
     /// Subjects past their retention, waiting for `purge` (they already never match).
     pub expired: usize,
     /// Subjects consented under an older notice than the current one.
@@ -358,16 +368,15 @@ pub struct Stats {
 }
 
 /// The vault's fixed and adjustable settings, MACed in the metadata so that an edit to the file
-/// (a lowered threshold, a longer retention) is caught at open.
+/// (a lowered threshold, a longer retention, a model row added or removed) is caught at open.
 #[derive(Clone)]
 struct Settings {
     vault_id: [u8; 16],
-    dim: usize,
-    model: String,
-    threshold: f32,
-    /// `shortest_f64(threshold)`, which decisions compare reported scores with: worked out once,
-    /// not on every lookup.
-    threshold_decimal: f64,
+    /// Every face model the vault has taken, in the order they were added (format version 3; a
+    /// vault of an older version has one). Each has its own gallery.
+    models: Vec<ModelSettings>,
+    /// The model of input that names none: the oldest model not retired.
+    default_model: usize,
     ceilings: RetentionCeilings,
     utc_offset_minutes: i32,
     scan: ScanMode,
@@ -379,26 +388,83 @@ struct Settings {
 }
 
 impl Settings {
-    /// Validates templates or probes against this vault's dimension and model, and normalises them.
-    fn normalise_templates(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
-        Ok(template::normalise_rows(input, self.dim, &self.model, count)?)
+    /// Settings over `models`, the default model worked out.
+    fn with_models(mut self, models: Vec<ModelSettings>) -> Self {
+        self.default_model = models::default_model(&models);
+        self.models = models;
+        self
     }
 
-    /// The fields the settings MAC covers: format version 1's eight, then version 2's.
+    /// The model `input` names (or the default model when it names none), its index among the
+    /// vault's models and its rows validated against its dimension and normalised.
+    fn normalise_templates(
+        &self,
+        input: TemplateInput<'_>,
+        count: RowCount,
+    ) -> Result<(usize, WipedVec<f32>)> {
+        let index = self.model_of(input.declared_model())?;
+        let model = &self.models[index];
+        let rows = template::normalise_rows(input, model.dim, &model.name, count)?;
+        Ok((index, rows))
+    }
+
+    /// The index of the model a caller names, or of the default model; a model the vault does
+    /// not have, or has retired, is refused.
+    fn model_of(&self, declared: Option<&str>) -> Result<usize> {
+        let Some(name) = declared else {
+            return Ok(self.default_model);
+        };
+        match self.models.iter().position(|model| &*model.name == name) {
+            Some(index) if self.models[index].retired_at.is_none() => Ok(index),
+            Some(_) => Err(TemplateError::RetiredModel {
+                model: name.to_string(),
+            }
+            .into()),
+            None => Err(TemplateError::WrongModel {
+                expected: self.active_model_names(),
+                got: name.to_string(),
+            }
+            .into()),
+        }
+    }
+
+    /// The models not retired, by name, comma-separated.
+    fn active_model_names(&self) -> String {
+        let names: Vec<&str> = self
+            .models
+            .iter()
+            .filter(|model| model.retired_at.is_none())
+            .map(|model| &*model.name)
+            .collect();
+        names.join(", ")
+    }
+
+    /// The fields the settings MAC covers. Format versions 1 and 2 had one model, whose
+    /// dimension, name and threshold came second to fourth; version 1 stopped after the scan
+    /// mode. Version 3 covers every model row, after the rest.
     fn mac_fields(&self, format: i64) -> Vec<Vec<u8>> {
-        let mut fields = vec![
-            self.vault_id.to_vec(),
-            (self.dim as u64).to_le_bytes().to_vec(),
-            self.model.as_bytes().to_vec(),
-            self.threshold.to_bits().to_le_bytes().to_vec(),
+        let mut fields = vec![self.vault_id.to_vec()];
+        if format < 3 {
+            let model = &self.models[0];
+            fields.push((model.dim as u64).to_le_bytes().to_vec());
+            fields.push(model.name.as_bytes().to_vec());
+            fields.push(model.threshold.to_bits().to_le_bytes().to_vec());
+        }
+        fields.extend([
             self.ceilings.adult_secs.to_le_bytes().to_vec(),
             self.ceilings.minor_secs.to_le_bytes().to_vec(),
             i64::from(self.utc_offset_minutes).to_le_bytes().to_vec(),
             self.scan.as_str().as_bytes().to_vec(),
-        ];
+        ]);
         if format >= 2 {
             fields.extend(self.throttle.mac_fields());
             fields.push(vec![self.score_roles.bits(), self.score_decimals]);
+        }
+        if format >= 3 {
+            fields.push((self.models.len() as u64).to_le_bytes().to_vec());
+            for model in &self.models {
+                fields.extend(model.mac_fields());
+            }
         }
         fields
     }
@@ -416,9 +482,20 @@ impl Settings {
     }
 
     fn write(&self, conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<()> {
-        store::meta_set(conn, "dim", self.dim as i64)?;
-        store::meta_set(conn, "model", &self.model)?;
-        store::meta_set(conn, "threshold", f64::from(self.threshold))?;
+        self.write_format(conn, keys, store::FORMAT_VERSION)
+    }
+
+    /// The settings as a vault of `format` stores them (a migration writes each version's).
+    fn write_format(&self, conn: &rusqlite::Connection, keys: &VaultKeys, format: i64) -> Result<()> {
+        if format >= 3 {
+            let rows: Vec<store::ModelRow> = self.models.iter().map(ModelSettings::row).collect();
+            store::set_models(conn, &rows)?;
+        } else {
+            let model = &self.models[0];
+            store::meta_set(conn, "dim", model.dim as i64)?;
+            store::meta_set(conn, "model", &*model.name)?;
+            store::meta_set(conn, "threshold", f64::from(model.threshold))?;
+        }
         store::meta_set(conn, "max_retention_secs", self.ceilings.adult_secs)?;
         store::meta_set(conn, "max_minor_retention_secs", self.ceilings.minor_secs)?;
         store::meta_set(conn, "utc_offset_minutes", i64::from(self.utc_offset_minutes))?;
@@ -454,7 +531,7 @@ impl Settings {
         store::meta_set(
             conn,
             "settings_mac",
-            keys.record_mac("settings", &as_slices(&self.mac_fields(store::FORMAT_VERSION))),
+            keys.record_mac("settings", &as_slices(&self.mac_fields(format))),
         )
     }
 
@@ -499,15 +576,30 @@ impl Settings {
                 DEFAULT_SCORE_DECIMALS,
             )
         };
-        let dim: i64 = store::meta_get(conn, "dim")?;
-        let threshold: f64 = store::meta_get(conn, "threshold")?;
+        let models = if format >= 3 {
+            store::models(conn)?
+                .into_iter()
+                .map(ModelSettings::from_row)
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(damaged)?
+        } else {
+            // Versions 1 and 2 kept their one model in `meta`.
+            let threshold: f64 = store::meta_get(conn, "threshold")?;
+            let row = store::ModelRow {
+                seq: 1,
+                name: store::meta_get(conn, "model")?,
+                dim: store::meta_get(conn, "dim")?,
+                threshold,
+                added_at: store::meta_get(conn, "created_at")?,
+                retired_at: None,
+            };
+            vec![ModelSettings::from_row(row).ok_or_else(damaged)?]
+        };
         let offset: i64 = store::meta_get(conn, "utc_offset_minutes")?;
         let settings = Self {
             vault_id,
-            dim: usize::try_from(dim).unwrap_or(0),
-            model: store::meta_get(conn, "model")?,
-            threshold: threshold as f32,
-            threshold_decimal: shortest_f64(threshold as f32),
+            models: Vec::new(),
+            default_model: 0,
             ceilings: RetentionCeilings {
                 adult_secs: store::meta_get(conn, "max_retention_secs")?,
                 minor_secs: store::meta_get(conn, "max_minor_retention_secs")?,
@@ -519,14 +611,13 @@ impl Settings {
             throttle,
             score_roles,
             score_decimals,
-        };
+        }
+        .with_models(models);
         let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
-        let intact = keys.record_mac_matches("settings", &as_slices(&settings.mac_fields(format)), &mac);
-        if !intact || !(1..=MAX_DIM).contains(&settings.dim) || settings.score_decimals > MAX_SCORE_DECIMALS {
-            return Err(Error::Integrity {
-                table: "meta",
-                record: "settings".into(),
-            });
+        let intact = !settings.models.is_empty()
+            && keys.record_mac_matches("settings", &as_slices(&settings.mac_fields(format)), &mac);
+        if !intact || settings.score_decimals > MAX_SCORE_DECIMALS {
+            return Err(damaged());
         }
         Ok(settings)
     }
@@ -603,10 +694,16 @@ impl AuditEntry {
 #[derive(Default)]
 struct ChangesAfterCommit {
     new_rows: WipedVec<f32>,
-    /// For each new row: its subject, the subject's expiry, and the template ID.
-    new_row_owners: Vec<(SubjectId, UnixMillis, i64)>,
+    /// For each new row, in order: its model's index, its subject, the subject's expiry, and
+    /// the template ID. Each row is its model's dimension long.
+    new_row_owners: Vec<(usize, SubjectId, UnixMillis, i64)>,
     erased: Vec<SubjectId>,
-    threshold: Option<f32>,
+    /// A model's index and its new threshold.
+    threshold: Option<(usize, f32)>,
+    /// A model added, with the seed of its gallery's rotation.
+    new_model: Option<(ModelSettings, u64)>,
+    /// A model retired.
+    retired_model: Option<models::Retirement>,
     /// A stored secret (a wrapped root key, an audit key) was replaced or deleted: its old
     /// bytes must leave the WAL.
     secret_replaced: bool,
@@ -623,9 +720,9 @@ struct OperationContext<'a> {
     tx: &'a Transaction<'a>,
     keys: &'a VaultKeys,
     settings: &'a Settings,
-    /// The gallery, when this opening loaded one: data changes read the store, which is the
-    /// truth; this is only for what the gallery answers more cheaply (a count, the expired).
-    gallery: Option<&'a Gallery>,
+    /// The galleries, when this opening loaded them: data changes read the store, which is the
+    /// truth; this is only for what the galleries answer more cheaply (a count, the expired).
+    galleries: Option<&'a Galleries>,
     now: UnixMillis,
     pending: ChangesAfterCommit,
     /// Templates stored before this operation, counted on first need.
@@ -635,32 +732,38 @@ struct OperationContext<'a> {
 }
 
 impl OperationContext<'_> {
-    fn normalise_templates(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
+    fn normalise_templates(
+        &self,
+        input: TemplateInput<'_>,
+        count: RowCount,
+    ) -> Result<(usize, WipedVec<f32>)> {
         self.settings.normalise_templates(input, count)
     }
 
-    fn binding<'b>(&'b self, subject: &'b SubjectId, template_id: i64) -> TemplateBinding<'b> {
+    fn binding<'b>(&'b self, subject: &'b SubjectId, template_id: i64, model: usize) -> TemplateBinding<'b> {
+        let model = &self.settings.models[model];
         TemplateBinding {
             vault_id: &self.settings.vault_id,
             subject: subject.as_bytes(),
             template_id,
-            model: &self.settings.model,
-            dim: self.settings.dim,
+            model: &model.name,
+            dim: model.dim,
         }
     }
 
-    /// Seals and stores one normalised row, and queues it for the gallery.
+    /// Seals and stores one normalised row of model `model`, and queues it for its gallery.
     fn store_template(
         &mut self,
+        model: usize,
         subject: SubjectId,
         expires_at: UnixMillis,
         key: &DataKey,
         row: &[f32],
         next_id: &mut i64,
     ) -> Result<()> {
-        let stored = match (self.stored_templates, self.gallery) {
+        let stored = match (self.stored_templates, self.galleries) {
             (Some(stored), _) => stored,
-            (None, Some(gallery)) => gallery.template_count(),
+            (None, Some(galleries)) => galleries.template_count(),
             (None, None) => store::counts(self.tx)?.1,
         };
         self.stored_templates = Some(stored);
@@ -673,14 +776,15 @@ impl OperationContext<'_> {
         }
         let template_id = *next_id;
         *next_id += 1;
-        let sealed = crypto::seal_template(key, &self.binding(&subject, template_id), row)?;
+        let sealed = crypto::seal_template(key, &self.binding(&subject, template_id, model), row)?;
+        let settings = &self.settings.models[model];
         store::insert_template(
             self.tx,
             &NewTemplate {
                 id: template_id,
                 subject: subject.as_bytes(),
-                model: &self.settings.model,
-                dim: self.settings.dim,
+                model: &settings.name,
+                dim: settings.dim,
                 nonce: &sealed.nonce,
                 ciphertext: &sealed.ciphertext,
                 created_at: self.now,
@@ -689,7 +793,7 @@ impl OperationContext<'_> {
         self.pending.new_rows.extend_from_slice(row);
         self.pending
             .new_row_owners
-            .push((subject, expires_at, template_id));
+            .push((model, subject, expires_at, template_id));
         Ok(())
     }
 
@@ -906,7 +1010,7 @@ impl Core {
                     tx: w.tx,
                     keys: w.keys,
                     settings: &state.settings,
-                    gallery: state.gallery.as_ref(),
+                    galleries: state.galleries.as_ref(),
                     now,
                     pending: ChangesAfterCommit::default(),
                     stored_templates: None,
@@ -956,26 +1060,64 @@ impl Core {
     /// ledger's lock.
     fn apply(&self, ledger: &mut Ledger, pending: ChangesAfterCommit) {
         let changes_gallery = !pending.new_row_owners.is_empty() || !pending.erased.is_empty();
-        if changes_gallery || pending.threshold.is_some() {
+        let changes_models =
+            pending.threshold.is_some() || pending.new_model.is_some() || pending.retired_model.is_some();
+        if changes_gallery || changes_models {
             let mut state = self
                 .state
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let dim = state.settings.dim;
-            if let Some(gallery) = &mut state.gallery {
-                gallery.reserve(pending.new_row_owners.len());
-                let rows = pending.new_rows.chunks_exact(dim);
-                for (&(subject, expires_at, template_id), row) in pending.new_row_owners.iter().zip(rows) {
+            let state = &mut *state;
+            if let Some((model, seed)) = pending.new_model {
+                if let Some(galleries) = &mut state.galleries {
+                    galleries.add_model(Gallery::new(model.dim, state.settings.scan, seed));
+                }
+                let mut models = std::mem::take(&mut state.settings.models);
+                models.push(model);
+                state.settings = state.settings.clone().with_models(models);
+            }
+            if let Some(models::Retirement {
+                index,
+                at,
+                left_bare,
+                seed,
+            }) = pending.retired_model
+            {
+                let model = &mut state.settings.models[index];
+                model.retired_at = Some(at);
+                let empty = Gallery::new(model.dim, state.settings.scan, seed);
+                if let Some(galleries) = &mut state.galleries {
+                    galleries.retire(index, &left_bare, empty);
+                }
+                let models = std::mem::take(&mut state.settings.models);
+                state.settings = state.settings.clone().with_models(models);
+            }
+            if let Some(galleries) = &mut state.galleries {
+                let mut per_model = vec![0; galleries.model_count()];
+                for &(model, ..) in &pending.new_row_owners {
+                    per_model[model] += 1;
+                }
+                for (model, rows) in per_model.into_iter().enumerate().filter(|(_, rows)| *rows > 0) {
+                    galleries.model_mut(model).reserve(rows);
+                }
+                let mut offset = 0;
+                for &(model, subject, expires_at, template_id) in &pending.new_row_owners {
+                    let dim = state.settings.models[model].dim;
+                    let row = &pending.new_rows[offset..offset + dim];
+                    offset += dim;
+                    let gallery = galleries.model_mut(model);
                     let pushed = gallery.push(subject, expires_at, template_id, row);
                     debug_assert!(pushed, "store_template keeps the gallery below Gallery::MAX_ROWS");
+                    galleries.clothe(&subject);
                 }
                 for subject in &pending.erased {
-                    gallery.remove_subject(subject);
+                    galleries.remove_subject(subject);
                 }
             }
-            if let Some(threshold) = pending.threshold {
-                state.settings.threshold = threshold;
-                state.settings.threshold_decimal = shortest_f64(threshold);
+            if let Some((index, threshold)) = pending.threshold {
+                let model = &mut state.settings.models[index];
+                model.threshold = threshold;
+                model.threshold_decimal = shortest_f64(threshold);
             }
         }
         if let Some((name, role)) = pending.role_change {
@@ -1009,11 +1151,11 @@ pub type Progress = Arc<dyn Fn(&'static str, usize, usize) + Send + Sync>;
 /// Bulk operations report their progress at most once per this many items.
 const PROGRESS_EVERY: usize = 256;
 
-/// The settings and the gallery: what a lookup reads, under the vault's read lock.
+/// The settings and the galleries: what a lookup reads, under the vault's read lock.
 struct LookupState {
     settings: Settings,
-    /// `None` when opened without it ([`OpenOptions::load_gallery`]).
-    gallery: Option<Gallery>,
+    /// `None` when opened without them ([`OpenOptions::load_gallery`]).
+    galleries: Option<Galleries>,
 }
 
 thread_local! {
@@ -1026,9 +1168,11 @@ impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = self.read_state();
         f.debug_struct("Vault")
-            .field("dim", &state.settings.dim)
-            .field("model", &state.settings.model)
-            .field("templates", &state.gallery.as_ref().map(Gallery::template_count))
+            .field("models", &state.settings.active_model_names())
+            .field(
+                "templates",
+                &state.galleries.as_ref().map(Galleries::template_count),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -1067,12 +1211,12 @@ impl Vault {
             let root = RootKey::random()?;
             let wrapped_root = root.wrap(&master, &vault_id)?;
             let vault_keys = VaultKeys::from_root(root, &vault_id)?;
+            let now = clock.now();
+            let first_model = ModelSettings::new(1, &config.model, config.dim, config.threshold + 0.0, now);
             let settings = Settings {
                 vault_id,
-                dim: config.dim,
-                model: config.model.clone(),
-                threshold: config.threshold + 0.0,
-                threshold_decimal: shortest_f64(config.threshold + 0.0),
+                models: Vec::new(),
+                default_model: 0,
                 ceilings: RetentionCeilings {
                     adult_secs: config.max_retention_secs,
                     minor_secs: config.max_minor_retention_secs,
@@ -1082,8 +1226,8 @@ impl Vault {
                 throttle: config.throttle,
                 score_roles: config.score_roles,
                 score_decimals: config.score_decimals,
-            };
-            let now = clock.now();
+            }
+            .with_models(vec![first_model]);
             {
                 let tx = store.transaction()?;
                 store::meta_set(&tx, "vault_id", &vault_id[..])?;
@@ -1116,7 +1260,7 @@ impl Vault {
         match built {
             Ok((ledger, settings)) => {
                 let gallery = Gallery::new(
-                    settings.dim,
+                    config.dim,
                     settings.scan,
                     u64::from_le_bytes(crypto::random_array()?),
                 );
@@ -1124,7 +1268,7 @@ impl Vault {
                 let throttles = Throttles::new(settings.throttle, Vec::new());
                 let state = LookupState {
                     settings,
-                    gallery: Some(gallery),
+                    galleries: Some(Galleries::new(vec![gallery], Vec::new())),
                 };
                 let mut vault = Vault {
                     match_log: MatchLog::start(ledger.clone())?,
@@ -1188,7 +1332,7 @@ impl Vault {
             .try_into()
             .map_err(|_| Error::NotAVault("the vault ID is malformed".into()))?;
         let outside = Outside::of(keys, &vault_id)?;
-        let mut ledger = if store.format_version()? < store::FORMAT_VERSION {
+        let mut ledger = if store.format_version()? == 1 {
             // A counter that has counted changes saw this vault in format 2 already: an older
             // format is a copy put back. Refused before the migration touches the file.
             if let Some(seen) = outside.counter.read()?.filter(|seen| *seen > 0) {
@@ -1234,6 +1378,9 @@ impl Vault {
             }
             ledger
         };
+        if ledger.store().format_version()? == 2 {
+            migrate::v2_to_v3(&mut ledger, path, vault_id, clock.now())?;
+        }
 
         let read = Settings::read(ledger.store().conn(), vault_id, ledger.keys()).and_then(|settings| {
             check_metadata(ledger.store().conn())?;
@@ -1275,9 +1422,9 @@ impl Vault {
             })?;
         }
         drop(master);
-        let gallery = if load_gallery {
-            match load::gallery(ledger.store(), &settings, ledger.keys()) {
-                Ok(gallery) => Some(gallery),
+        let galleries = if load_gallery {
+            match load::galleries(ledger.store(), &settings, ledger.keys()) {
+                Ok(galleries) => Some(galleries),
                 Err(e) => {
                     if e.class() == ErrorClass::Integrity {
                         let detail = format!("{}: {e}", e.code());
@@ -1299,7 +1446,7 @@ impl Vault {
         };
         let ledger = Arc::new(Mutex::new(ledger));
         let throttles = Throttles::new(settings.throttle, throttles);
-        let state = LookupState { settings, gallery };
+        let state = LookupState { settings, galleries };
         let mut vault = Vault {
             match_log: MatchLog::start(ledger.clone())?,
             core: Arc::new(Core::new(ledger, clock, throttles, state)),
@@ -1529,9 +1676,28 @@ impl Vault {
         })
     }
 
-    /// The match threshold, as the shortest decimal that reads back as the stored value.
+    /// The default model's match threshold, as the shortest decimal that reads back as the
+    /// stored value.
     pub fn threshold(&self) -> f64 {
-        self.read_state().settings.threshold_decimal
+        let state = self.read_state();
+        state.settings.models[state.settings.default_model].threshold_decimal
+    }
+
+    /// The default model: the one input that names no model is taken to be (the oldest not
+    /// retired).
+    pub fn default_model(&self) -> String {
+        let state = self.read_state();
+        state.settings.models[state.settings.default_model]
+            .name
+            .to_string()
+    }
+
+    /// A model's match threshold, as the shortest decimal that reads back as the stored value;
+    /// `None` if the vault has no such model.
+    pub fn model_threshold(&self, model: &str) -> Option<f64> {
+        let state = self.read_state();
+        let found = state.settings.models.iter().find(|m| &*m.name == model);
+        found.map(|m| m.threshold_decimal)
     }
 
     /// Sets (or, with `None`, removes) the observer told how far a batch enrolment, a purge or an
@@ -1545,20 +1711,30 @@ impl Vault {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = observer;
     }
 
-    /// Changes the match threshold (a cosine similarity from 0 to 1). Admins only.
+    /// Changes the default model's match threshold (a cosine similarity from 0 to 1). Admins
+    /// only.
     pub fn set_threshold(&self, session: &Session, threshold: f32) -> Result<()> {
+        self.set_model_threshold(session, None, threshold)
+    }
+
+    /// Changes a model's match threshold (`None`: the default model's). Admins only.
+    pub fn set_model_threshold(&self, session: &Session, model: Option<&str>, threshold: f32) -> Result<()> {
         self.authorised_operation(session, Action::SetThreshold, None, |act| {
             let threshold = check_threshold(threshold)?;
-            let updated = Settings {
-                threshold,
-                threshold_decimal: shortest_f64(threshold),
-                ..act.settings.clone()
-            };
+            let index = act.settings.model_of(model)?;
+            let mut updated = act.settings.clone();
+            let changed = &mut updated.models[index];
+            let old = changed.threshold;
+            changed.threshold = threshold;
+            changed.threshold_decimal = shortest_f64(threshold);
             updated.write(act.tx, act.keys)?;
-            act.pending.threshold = Some(threshold);
+            act.pending.threshold = Some((index, threshold));
             // The shortest decimal that reads back as the same f32: every change that moves a
             // decision shows, however small.
-            let detail = format!("threshold {} -> {threshold}", act.settings.threshold);
+            let detail = format!(
+                "model={} threshold {old} -> {threshold}",
+                updated.models[index].name
+            );
             Ok(((), vec![AuditEntry::new(None, detail)]))
         })
     }
@@ -1574,19 +1750,27 @@ impl Vault {
         let probe = probe.into();
         self.lookup(session, Action::Verify, Some(*subject), |act, buffer| {
             probe.prefetch();
-            act.gallery.prefetch_subject(subject);
-            let probe = act.normalise_probe(probe, buffer)?;
-            let score = match act.gallery.verify(subject, probe, act.retention()) {
+            let index = act.settings.model_of(probe.declared_model())?;
+            let gallery = act.galleries.model(index);
+            gallery.prefetch_subject(subject);
+            let (model, probe) = act.normalise_probe(index, probe, buffer)?;
+            let score = match gallery.verify(subject, probe, act.retention()) {
                 Lookup::Score(score) => score,
                 Lookup::Expired => {
                     return Err(Error::Refused(Refusal::RetentionExpired { subject: *subject }))
+                }
+                Lookup::Unknown if act.galleries.holds(subject) => {
+                    return Err(Error::NoTemplateOfModel {
+                        subject: *subject,
+                        model: model.name.to_string(),
+                    })
                 }
                 Lookup::Unknown => return Err(Error::UnknownSubject(*subject)),
             };
             // The decision is taken on the score as reported, so that a caller never sees
             // "score 0.4, no match" at a threshold of 0.4.
             let score = act.settings.round_score(score);
-            let matched = score >= act.settings.threshold_decimal;
+            let matched = score >= model.threshold_decimal;
             // Throttled subjects are refused here, after the scoring, so that the work and the
             // one critical section are the same for a match, a failure and a refusal.
             act.throttles.gate_verify(subject, matched, act.now, |change| {
@@ -1595,6 +1779,7 @@ impl Vault {
             let detail = LookupDetail::Verified { matched, score };
             let verification = Verification {
                 subject: *subject,
+                model: model.name.clone(),
                 matched,
                 score: act.show_scores.then_some(score),
             };
@@ -1613,16 +1798,17 @@ impl Vault {
         let probe = probe.into();
         self.lookup(session, Action::Identify, None, |act, buffer| {
             check_k(k)?;
-            let probe = act.normalise_probe(probe, buffer)?;
+            let index = act.settings.model_of(probe.declared_model())?;
+            let (model, probe) = act.normalise_probe(index, probe, buffer)?;
             act.admit_identify(1)?;
-            let found = act.gallery.identify_with_threads(
+            let found = act.galleries.model(index).identify_with_threads(
                 probe,
                 k,
-                act.settings.threshold - act.settings.rounding_margin(),
+                model.threshold - act.settings.rounding_margin(),
                 act.retention(),
                 act.threads,
             );
-            Ok(act.candidates(k, found))
+            Ok(act.candidates(model, k, found))
         })
     }
 
@@ -1638,8 +1824,9 @@ impl Vault {
         let probes = probes.into();
         self.lookup_many(session, Action::Identify, None, |act, _| {
             check_k(k)?;
-            let probes = act.normalise_templates(probes, RowCount::AtLeastOne)?;
-            let rows = probes.len() / act.settings.dim;
+            let (index, probes) = act.normalise_templates(probes, RowCount::AtLeastOne)?;
+            let model = &act.settings.models[index];
+            let rows = probes.len() / model.dim;
             if rows.saturating_mul(k) > MAX_CANDIDATES_PER_CALL {
                 return Err(invalid(
                     "batch",
@@ -1650,11 +1837,11 @@ impl Vault {
                 ));
             }
             act.admit_identify(rows)?;
-            let floor = act.settings.threshold - act.settings.rounding_margin();
-            let found = act.gallery.identify_batch(&probes, k, floor, act.retention());
+            let floor = model.threshold - act.settings.rounding_margin();
+            let found = act.galleries.model(index).identify_batch(&probes, k, floor, act.retention());
             Ok(found
                 .into_iter()
-                .map(|found| act.candidates(k, found))
+                .map(|found| act.candidates(model, k, found))
                 .unzip::<_, _, Vec<_>, Vec<_>>())
         })
     }
@@ -1677,15 +1864,15 @@ impl Vault {
                 Some(version) => act.renotice_due_subjects(version)?.len(),
                 None => 0,
             };
-            let (subjects, templates, expired, memory_bytes) = match act.gallery {
-                Some(gallery) => {
-                    let expired = gallery
+            let (subjects, templates, expired, memory_bytes) = match act.galleries {
+                Some(galleries) => {
+                    let expired = galleries
                         .subjects()
                         .iter()
                         .filter(|(_, expires_at)| !policy::is_within_retention(*expires_at, act.now))
                         .count();
-                    let counts = (gallery.subject_count(), gallery.template_count());
-                    (counts.0, counts.1, expired, gallery.memory_bytes())
+                    let counts = (galleries.subject_count(), galleries.template_count());
+                    (counts.0, counts.1, expired, galleries.memory_bytes())
                 }
                 None => {
                     let (mut subjects, mut templates, mut expired) = (0, 0, 0);
@@ -1697,17 +1884,25 @@ impl Vault {
                     (subjects, templates, expired, 0)
                 }
             };
+            let default_model = &act.settings.models[act.settings.default_model];
             let stats = Stats {
                 subjects,
                 templates,
-                dim: act.settings.dim,
-                model: act.settings.model.clone(),
-                threshold: act.settings.threshold_decimal,
+                dim: default_model.dim,
+                model: default_model.name.to_string(),
+                threshold: default_model.threshold_decimal,
+                models: act
+                    .settings
+                    .models
+                    .iter()
+                    .filter(|m| m.retired_at.is_none())
+                    .map(|m| m.name.to_string())
+                    .collect(),
                 expired,
                 renotice_due,
                 notice,
                 memory_bytes,
-                gallery_loaded: act.gallery.is_some(),
+                gallery_loaded: act.galleries.is_some(),
                 kernel: Gallery::kernel_name(),
                 code_kernel: Gallery::code_kernel_name(),
                 cpu: Gallery::cpu_model(),
@@ -2000,11 +2195,11 @@ impl Vault {
             Err(e)
         } else {
             let state = self.read_state();
-            let answer = match &state.gallery {
-                Some(gallery) => {
+            let answer = match &state.galleries {
+                Some(galleries) => {
                     let look = LookupContext {
                         settings: &state.settings,
-                        gallery,
+                        galleries,
                         threads: self.lookup_threads.load(Ordering::Relaxed),
                         now,
                         show_scores: state.settings.score_roles.contains(session.role),
@@ -2230,7 +2425,7 @@ fn outcome_of(error: &Error) -> Outcome {
 /// match-log writer).
 struct LookupContext<'a> {
     settings: &'a Settings,
-    gallery: &'a Gallery,
+    galleries: &'a Galleries,
     /// Threads a single identify may use.
     threads: usize,
     now: UnixMillis,
@@ -2241,8 +2436,12 @@ struct LookupContext<'a> {
     match_log: &'a MatchLog,
 }
 
-impl LookupContext<'_> {
-    fn normalise_templates(&self, input: TemplateInput<'_>, count: RowCount) -> Result<WipedVec<f32>> {
+impl<'a> LookupContext<'a> {
+    fn normalise_templates(
+        &self,
+        input: TemplateInput<'_>,
+        count: RowCount,
+    ) -> Result<(usize, WipedVec<f32>)> {
         self.settings.normalise_templates(input, count)
     }
 
@@ -2251,15 +2450,16 @@ impl LookupContext<'_> {
         RetentionCheck::at(self.now)
     }
 
-    /// One probe, normalised into `buffer`.
+    /// One probe of the model at `index`, normalised into `buffer`.
     fn normalise_probe<'b>(
         &self,
+        index: usize,
         input: TemplateInput<'_>,
         buffer: &'b mut WipedVec<f32>,
-    ) -> Result<&'b [f32]> {
-        let settings = self.settings;
-        template::normalise_rows_into(input, settings.dim, &settings.model, RowCount::One, buffer)?;
-        Ok(buffer.as_slice())
+    ) -> Result<(&'a ModelSettings, &'b [f32])> {
+        let model = &self.settings.models[index];
+        template::normalise_rows_into(input, model.dim, &model.name, RowCount::One, buffer)?;
+        Ok((model, buffer.as_slice()))
     }
 
     /// Counts `probes` identifies against the principal's throttle; refused while it waits.
@@ -2273,13 +2473,19 @@ impl LookupContext<'_> {
     /// The candidates to report from a gallery answer, with their scores rounded and those that
     /// round below the threshold left out (scores shown only to a role that may see them), and
     /// the audit detail that names them.
-    fn candidates(&self, k: usize, found: Vec<(SubjectId, f32)>) -> (Vec<Candidate>, LookupDetail) {
+    fn candidates(
+        &self,
+        model: &ModelSettings,
+        k: usize,
+        found: Vec<(SubjectId, f32)>,
+    ) -> (Vec<Candidate>, LookupDetail) {
         let candidates: Vec<Candidate> = found
             .into_iter()
             .map(|(subject, score)| (subject, self.settings.round_score(score)))
-            .filter(|(_, score)| *score >= self.settings.threshold_decimal)
+            .filter(|(_, score)| *score >= model.threshold_decimal)
             .map(|(subject, score)| Candidate {
                 subject,
+                model: model.name.clone(),
                 score: self.show_scores.then_some(score),
             })
             .collect();
@@ -2445,9 +2651,10 @@ mod tests {
         const MIN_DISTINCT: usize = 10;
         vault
             .read_state()
-            .gallery
+            .galleries
             .as_ref()
             .unwrap()
+            .model(0)
             .code_bytes()
             .windows(WINDOW)
             .filter(|window| {

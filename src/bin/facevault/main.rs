@@ -79,6 +79,15 @@ enum Command {
         #[command(subcommand)]
         command: NoticeCommand,
     },
+    /// Face models: add a new one beside the old, see who still needs re-enrolling, retire the
+    /// old one.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin model add arcface-v2 --dim 512 --threshold 0.42\n  facevault --db vault.db --key-file master.key --as admin model status\n  facevault --db vault.db --key-file master.key --as admin model retire arcface-r100"
+    )]
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Enrol one template (a raw little-endian f32 file of one row): a new subject with its
     /// consent, or another template of an enrolled subject.
     #[command(visible_alias = "enroll")]
@@ -198,6 +207,10 @@ enum Command {
         /// A subject to export (repeatable); none means every subject the law lets go.
         #[arg(long = "subject", value_name = "ID")]
         subjects: Vec<String>,
+        /// The face model whose templates go (a bundle holds one model's); the default model
+        /// when not given.
+        #[arg(long)]
+        model: Option<String>,
     },
     /// Write a recipient key pair: FILE (32-byte secret, mode 0600) and FILE.pub.
     #[command(after_help = "Example:\n  facevault keygen-recipient --out regulator.key")]
@@ -238,9 +251,12 @@ enum Command {
         after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin set-threshold 0.45"
     )]
     SetThreshold {
-        /// The new threshold (cosine similarity, -1 to 1).
+        /// The new threshold (cosine similarity, 0 to 1).
         #[arg(allow_negative_numbers = true)]
         threshold: f32,
+        /// The model whose threshold it is; the default model when not given.
+        #[arg(long)]
+        model: Option<String>,
     },
     /// A subject's throttle: `subject reset-throttle --subject ID` (admins).
     #[command(
@@ -453,6 +469,36 @@ enum SubjectCommand {
         /// The subject.
         #[arg(long, value_name = "ID")]
         subject: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Register a new face model (admins): enrolment then takes its templates beside the others',
+    /// under the consents already given, and probes that name it (--model) match only its
+    /// templates.
+    Add {
+        /// The model's name, as templates and probes name it.
+        name: String,
+        /// Values per template.
+        #[arg(long)]
+        dim: usize,
+        /// Its match threshold (cosine similarity, 0 to 1).
+        #[arg(long)]
+        threshold: f32,
+    },
+    /// Counts per model, and the re-enrolment queue: subjects with an active consent who hold no
+    /// template of the newest model (admins, enrollers).
+    Status,
+    /// Crypto-erase every template of a model and retire it (admins). Refused while it is the
+    /// only model some subjects hold, unless --force, which lists them.
+    Retire {
+        /// The model.
+        name: String,
+        /// Retire it even though some subjects hold no other model; they stay enrolled with no
+        /// template, waiting to be re-enrolled.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -1015,16 +1061,20 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
             model,
             threads,
         } => {
-            let probe = TemplateFile::read(&probe, model, MAX_ROW_FILE)?;
+            let probe = TemplateFile::read(&probe, model.clone(), MAX_ROW_FILE)?;
             job(Action::Identify, move |vault, session| {
                 vault.set_lookup_threads(usize::from(threads))?;
-                Ok(json!({"candidates": vault.identify(session, probe.input(), k)?}))
+                let candidates = vault.identify(session, probe.input(), k)?;
+                let model = model.unwrap_or_else(|| vault.default_model());
+                Ok(json!({"model": model, "candidates": candidates}))
             })
         }
         Command::IdentifyBatch { probes, k, model } => {
-            let probes = TemplateFile::read(&probes, model, MAX_BATCH_FILE)?;
+            let probes = TemplateFile::read(&probes, model.clone(), MAX_BATCH_FILE)?;
             job(Action::Identify, move |vault, session| {
-                Ok(json!({"results": vault.identify_batch(session, probes.input(), k)?}))
+                let results = vault.identify_batch(session, probes.input(), k)?;
+                let model = model.unwrap_or_else(|| vault.default_model());
+                Ok(json!({"model": model, "results": results}))
             })
         }
         Command::Erase { subject: id } => {
@@ -1090,11 +1140,13 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
             out,
             recipient_key,
             subjects,
+            model,
         } => {
             let request = ExportRequest {
                 destination: destination.parse::<Destination>()?,
                 recipient: RecipientPublicKey::from_file(&recipient_key)?,
                 subjects: subjects.iter().map(|id| subject(id)).collect::<Result<_, _>>()?,
+                model,
             };
             job(Action::Export, move |vault, session| {
                 let written = vault.export_to_file(session, &request, &out)?;
@@ -1104,9 +1156,27 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
             })
         }
         Command::Stats => job(Action::Stats, |vault, session| Ok(json!(vault.stats(session)?))),
-        Command::SetThreshold { threshold } => job(Action::SetThreshold, move |vault, session| {
-            vault.set_threshold(session, threshold)?;
-            Ok(json!({"threshold": vault.threshold()}))
+        Command::SetThreshold { threshold, model } => job(Action::SetThreshold, move |vault, session| {
+            vault.set_model_threshold(session, model.as_deref(), threshold)?;
+            let model = model.unwrap_or_else(|| vault.default_model());
+            let threshold = vault.model_threshold(&model).unwrap_or(f64::NAN);
+            Ok(json!({"model": model, "threshold": threshold}))
+        }),
+        Command::Model {
+            command: ModelCommand::Add { name, dim, threshold },
+        } => job(Action::AddModel, move |vault, session| {
+            vault.add_model(session, &name, dim, threshold)?;
+            Ok(json!({"model_added": {"name": name, "dim": dim, "threshold": vault.model_threshold(&name)}}))
+        }),
+        Command::Model {
+            command: ModelCommand::Status,
+        } => job(Action::ModelStatus, |vault, session| {
+            Ok(json!(vault.model_status(session)?))
+        }),
+        Command::Model {
+            command: ModelCommand::Retire { name, force },
+        } => job(Action::RetireModel, move |vault, session| {
+            Ok(json!({"model_retired": vault.retire_model(session, &name, force)?}))
         }),
         Command::Audit {
             command: AuditCommand::Verify { from, hash },
