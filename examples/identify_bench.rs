@@ -4,6 +4,8 @@
 //!     FACEVAULT_BENCH_SCAN=exact ../shared/bench/compare.sh N    (the exact mode beside FAISS)
 //!     FACEVAULT_BENCH_KEEP=DIR ...   (keep the enrolled vault in DIR and reuse it next time)
 //!     FACEVAULT_BENCH_SKIP_BACKUP=1 ... (skip timing a sealed backup and its restore)
+//!     FACEVAULT_BENCH_MODELS=2 ...   (a second face model loaded beside the first, with as many
+//!                                     templates of its own; lookups go to the first)
 //!
 //! Reads a gallery written by `gen_gallery.py`, enrols `gallery.f32` into a fresh vault (one
 //! subject per row, in row order), reopens it (timing the open), runs every probe of `queries.f32`
@@ -17,8 +19,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use facevault::{
-    Enrolment, FixedKey, Notice, OpenOptions, Password, Role, ScanMode, SubjectId, Vault, VaultConfig,
+    Enrolment, FixedKey, Notice, OpenOptions, Password, Role, ScanMode, SubjectId, TemplateInput, Vault,
+    VaultConfig,
 };
+
+/// The second model of `FACEVAULT_BENCH_MODELS=2`.
+const SECOND_MODEL: &str = "bench-model-b";
 
 fn read_f32(path: &Path) -> Result<Vec<f32>, Box<dyn Error>> {
     let bytes = std::fs::read(path)?;
@@ -175,6 +181,30 @@ fn main() -> Result<(), Box<dyn Error>> {
         (subjects, Some(enrol_s))
     };
 
+    // A model change in progress: a second model with a gallery as large as the first, its
+    // templates the gallery's rows with every other sign flipped (same spread, other vectors),
+    // enrolled once; every lookup below names no model, and so goes to the first.
+    let second_model = std::env::var("FACEVAULT_BENCH_MODELS").is_ok_and(|models| models == "2");
+    if second_model && !reused {
+        let vault = Vault::open(&path, &key)?;
+        let admin = vault.login("admin", &password)?;
+        vault.add_model(&admin, SECOND_MODEL, dim, 0.0)?;
+        let flipped: Vec<f32> = gallery
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i % 2 == 1 { -v } else { *v })
+            .collect();
+        let consent = Enrolment::with_consent("bench", "synthetic");
+        for chunk in flipped.chunks(50_000 * dim) {
+            vault.enrol_batch(
+                &admin,
+                &consent,
+                TemplateInput::values(chunk).from_model(SECOND_MODEL),
+            )?;
+        }
+        vault.close()?;
+    }
+
     let started = Instant::now();
     let vault = Vault::open(&path, &key)?;
     let open_s = started.elapsed().as_secs_f64();
@@ -268,7 +298,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         "identification_rate": right as f64 / count,
         "open_s": round(open_s, 3),
         "enrol_per_s": enrol_s.map(|seconds| round(n as f64 / seconds, 0)),
-        "bytes_per_template": round(stats.memory_bytes as f64 / n as f64, 1),
+        "bytes_per_template": round(stats.memory_bytes as f64 / stats.templates as f64, 1),
+        "models": stats.models,
+        "templates_loaded": stats.templates,
         "backup_s": backup_s.map(|seconds| round(seconds, 3)),
         "restore_s": restore_s.map(|seconds| round(seconds, 3)),
         "backup_bytes": backup_bytes,

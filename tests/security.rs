@@ -564,7 +564,7 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     // Then format 2 to 3, after a sealed copy of the format-2 vault was written beside it.
     let to_3: Vec<_> = records[v1_records.len() + 2..]
         .iter()
-        .filter(|record| record.action == "migrate")
+        .filter(|record| record.action == "migrate" && record.detail.starts_with("format 2 -> 3"))
         .collect();
     assert_eq!(to_3.len(), 1);
     assert!(to_3[0].detail.starts_with("format 2 -> 3"), "{}", to_3[0].detail);

@@ -120,8 +120,10 @@ fn a_plain_vault_is_encrypted_as_a_whole_once_checked() {
         .filter(|r| r.action == "migrate")
         .map(|r| r.detail.as_str())
         .collect();
-    assert_eq!(migrations.len(), 2, "{migrations:?}");
-    assert!(migrations[1].contains("encrypted as a whole"));
+    // Format 1 to 2, 2 to 3, then the whole-file layer.
+    assert_eq!(migrations.len(), 3, "{migrations:?}");
+    assert!(migrations[1].starts_with("format 2 -> 3"));
+    assert!(migrations[2].contains("encrypted as a whole"));
     vault.close().unwrap();
 
     let vault = Vault::open_with(&db, &KeyFile::new(&key), OpenOptions::default()).unwrap();
@@ -136,7 +138,8 @@ fn a_plain_vault_is_encrypted_as_a_whole_once_checked() {
             .iter()
             .filter(|r| r.action == "migrate")
             .count(),
-        2
+        3,
+        "nothing migrates a second time"
     );
     vault.close().unwrap();
 }
