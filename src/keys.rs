@@ -2,6 +2,7 @@
 //! a [`KeyProvider`] hands it to the vault at open. [`KeyFile`] serves ordinary devices; a TPM, TEE
 //! or secure-element provider implements the same trait.
 
+use crate::faults::{self, FaultKind};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -122,9 +123,12 @@ impl ErasureStorage for ErasureFile {
             options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
         let mut file = options.open(&self.path).map_err(|e| self.problem(e))?;
+        faults::check(FaultKind::Truncate).map_err(|e| self.problem(e))?;
         file.set_len(offset).map_err(|e| self.problem(e))?;
         file.seek(SeekFrom::Start(offset)).map_err(|e| self.problem(e))?;
+        faults::check(FaultKind::Write).map_err(|e| self.problem(e))?;
         file.write_all(bytes).map_err(|e| self.problem(e))?;
+        faults::check(FaultKind::Sync).map_err(|e| self.problem(e))?;
         file.sync_data().map_err(|e| self.problem(e))?;
         if offset == 0 {
             sync_parent(&self.path).map_err(|e| self.problem(e))?;
@@ -269,7 +273,9 @@ impl RollbackCounter for CounterFile {
                 .write(true)
                 .open(&self.path)
                 .map_err(|e| self.problem(e))?;
+            faults::check(FaultKind::Write).map_err(|e| self.problem(e))?;
             file.write_all(&bytes).map_err(|e| self.problem(e))?;
+            faults::check(FaultKind::Sync).map_err(|e| self.problem(e))?;
             file.sync_data().map_err(|e| self.problem(e))?;
         }
         self.known = Some(value);
@@ -462,7 +468,9 @@ impl NewFile {
 
     /// Writes `bytes` and waits until they, and the file's directory entry, are on the disk.
     pub(crate) fn write_synced(&mut self, bytes: &[u8]) -> Result<()> {
+        faults::check(FaultKind::Write)?;
         self.file.write_all(bytes)?;
+        faults::check(FaultKind::Sync)?;
         self.file.sync_all()?;
         sync_directory(&self.path)
     }

@@ -18,6 +18,27 @@ mod subject;
 mod template;
 mod vault;
 mod wiped;
+
+#[cfg(feature = "fault-injection")]
+pub mod faults;
+/// Without the feature, the fault points cost nothing.
+#[cfg(not(feature = "fault-injection"))]
+mod faults {
+    #[allow(dead_code)]
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) enum FaultKind {
+        Write,
+        Sync,
+        Truncate,
+        Delete,
+        Rename,
+    }
+
+    #[inline(always)]
+    pub(crate) fn check(_kind: FaultKind) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 mod xorshift;
 
 pub use access::{

@@ -317,7 +317,10 @@ impl Store {
 
     fn connect_unkeyed(path: &Path, exclusive: std::fs::File) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        #[cfg(not(feature = "fault-injection"))]
         let conn = Connection::open_with_flags(path, flags)?;
+        #[cfg(feature = "fault-injection")]
+        let conn = Connection::open_with_flags_and_vfs(path, flags, crate::faults::vfs())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             conn,
@@ -350,6 +353,7 @@ impl Store {
         for leftover in ["-wal", "-shm"] {
             let _ = std::fs::remove_file(with_suffix(&self.path, leftover));
         }
+        crate::faults::check(crate::faults::FaultKind::Rename)?;
         std::fs::rename(&copy, &self.path)?;
         if let Some(parent) = self.path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::File::open(parent)?.sync_all()?;

@@ -22,7 +22,7 @@ use crate::access::{Action, Password, Role};
 use crate::clock::UnixMillis;
 use crate::crypto::{self, RootKey, VaultKeys, NONCE_LEN, TAG_LEN};
 use crate::error::{Error, Result};
-use crate::keys::{KeyProvider, NewFile};
+use crate::keys::{ErasureStorage, KeyProvider, MasterKey, NewFile, RollbackCounter};
 use crate::store::{self, with_suffix, Store};
 
 const MAGIC: &[u8; 8] = b"FVBACKUP";
@@ -270,6 +270,7 @@ pub(super) fn write_backup(
     };
     let mut file = NewFile::create(path, 0o600)?;
     {
+        crate::faults::check(crate::faults::FaultKind::Write)?;
         let mut out = std::io::BufWriter::new(file.file());
         seal(&mut out, &header, &ledger.keys().backup_cipher(), &image)?;
         out.flush()?;
@@ -379,6 +380,7 @@ impl Vault {
         let made = (|| {
             let mut file = NewFile::create(&staged, 0o600)?;
             {
+                crate::faults::check(crate::faults::FaultKind::Write)?;
                 let mut out = std::io::BufWriter::new(file.file());
                 unseal(&mut input, &header, &vault_keys.backup_cipher(), &mut out)?;
                 out.flush()?;
@@ -397,6 +399,7 @@ impl Vault {
         for leftover in ["-wal", "-shm"] {
             let _ = std::fs::remove_file(with_suffix(path, leftover));
         }
+        crate::faults::check(crate::faults::FaultKind::Rename)?;
         std::fs::rename(&staged, path)?;
         if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::File::open(parent)?.sync_all()?;
@@ -428,9 +431,16 @@ impl Vault {
             let mut store = Store::open(staged, &keys.master_key()?)?;
             ledger::rebase_change_number(&mut store, vault_keys, &vault_id, counter)?
         };
+        // The staged vault counts its changes on a counter of its own: the device's stays where
+        // it was until the restored vault has replaced the old one, so a restore that fails at
+        // any point leaves the old vault opening as before.
+        let staging = StagingKeys {
+            keys,
+            counter: Some(counter),
+        };
         let vault = Vault::open_with(
             staged,
-            keys,
+            &staging,
             OpenOptions {
                 clock: options.open.clock.clone(),
                 load_gallery: false,
@@ -484,5 +494,45 @@ impl Vault {
             erased_again,
             purged,
         })
+    }
+}
+
+/// The device's keys and erasure ledger, with a rollback counter in memory: what a restore's
+/// staged vault opens with.
+struct StagingKeys<'k> {
+    keys: &'k dyn KeyProvider,
+    /// Where the staged vault's counter starts: the device counter's value.
+    counter: Option<u64>,
+}
+
+impl KeyProvider for StagingKeys<'_> {
+    fn master_key(&self) -> Result<MasterKey> {
+        self.keys.master_key()
+    }
+
+    fn rollback_counter(&self, _vault_id: &[u8; 16]) -> Result<Box<dyn RollbackCounter>> {
+        Ok(Box::new(StagingCounter(self.counter)))
+    }
+
+    fn erasure_storage(&self, vault_id: &[u8; 16]) -> Result<Box<dyn ErasureStorage>> {
+        self.keys.erasure_storage(vault_id)
+    }
+}
+
+/// A rollback counter in memory.
+struct StagingCounter(Option<u64>);
+
+impl RollbackCounter for StagingCounter {
+    fn read(&self) -> Result<Option<u64>> {
+        Ok(self.0)
+    }
+
+    fn advance_to(&mut self, value: u64) -> Result<()> {
+        self.0 = Some(self.0.map_or(value, |current| current.max(value)));
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "the restore's staging counter".into()
     }
 }
