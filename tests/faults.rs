@@ -1,6 +1,6 @@
 //! The I/O-fault sweep (issue 16): each operation that writes runs with an injected I/O fault at
 //! its n-th write, sync, truncate, delete or rename, for n = 1, 2, … until it completes without
-//! meeting one (`src/faults.rs`: SQLite's I/O through a faulting VFS, the vault's own files
+//! meeting one, once with only the n-th failing and once with every one from the n-th on (`src/faults.rs`: SQLite's I/O through a faulting VFS, the vault's own files
 //! through fault points). After every failure the vault must open cleanly with its key, pass
 //! `PRAGMA integrity_check`, verify its audit chain, and be exactly as before the operation or
 //! exactly as after it; an erasure that failed is retried, and then no byte of the erased
@@ -288,14 +288,21 @@ fn run_sweep(start: &Start, sweep: &Sweep) -> u64 {
         None => HashSet::new(),
     };
     let (mut as_before, mut as_after) = (0, 0);
-    let mut n = 1;
-    while n <= points {
+    let mut tries = (1..=points)
+        .step_by(stride() as usize)
+        .flat_map(|n| [(n, false), (n, true)]);
+    while let Some((n, persistent)) = tries.next() {
         let copy = start.copy();
         let opened = (!sweep.opens).then(|| copy.open().unwrap());
-        faults::arm(n, false);
+        faults::arm(n, persistent);
         let result = (sweep.run)(&copy, opened.as_ref().map(|(v, s)| (v, s)));
         let report = faults::disarm();
-        assert_eq!(report.fired, 1, "{} at {n}: {report:?}", sweep.name);
+        assert!(
+            report.fired == 1 || (persistent && report.fired >= 1),
+            "{} at {n}: {report:?}",
+            sweep.name
+        );
+        let n = if persistent { format!("{n} on") } else { n.to_string() };
         if let Some((vault, _)) = opened {
             let _ = vault.close();
         }
@@ -347,10 +354,9 @@ fn run_sweep(start: &Start, sweep: &Sweep) -> u64 {
                 );
             }
         }
-        n += stride();
     }
     eprintln!(
-        "{:<14} {points:>3} fault points: {as_before} left it as before, {as_after} as after",
+        "{:<14} {points:>3} fault points, each failing once and from then on: {as_before} left it as before, {as_after} as after",
         sweep.name
     );
     points
