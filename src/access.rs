@@ -485,18 +485,34 @@ pub(crate) fn check_principal_name(name: &str) -> Result<()> {
 pub(crate) fn hash_password(password: &Password) -> Result<Credential> {
     let salt = crypto::random_array::<SALT_LEN>()?.to_vec();
     let mut hash = vec![0u8; HASH_LEN];
+    let rounds = new_credential_rounds();
     pbkdf2::derive(
         pbkdf2::PBKDF2_HMAC_SHA256,
-        iterations(PASSWORD_ITERATIONS),
+        iterations(rounds),
         &salt,
         password.expose_secret(),
         &mut hash,
     );
     Ok(Credential {
         salt,
-        iterations: PASSWORD_ITERATIONS,
+        iterations: rounds,
         hash,
     })
+}
+
+/// The rounds a new credential is hashed with: [`PASSWORD_ITERATIONS`]. A build with the
+/// test-only feature `fault-injection` takes fewer from `FACEVAULT_TEST_PASSWORD_ROUNDS`, for the
+/// crash sweep, which logs in after each of its ten thousand kills; the rounds are stored with
+/// each credential, so logins check what was stored either way.
+fn new_credential_rounds() -> u32 {
+    #[cfg(feature = "fault-injection")]
+    if let Some(rounds) = std::env::var("FACEVAULT_TEST_PASSWORD_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+    {
+        return rounds;
+    }
+    PASSWORD_ITERATIONS
 }
 
 /// Constant-time check of a password against a credential.

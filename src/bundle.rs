@@ -81,6 +81,8 @@ impl RecipientSecretKey {
         let mut public = keys::NewFile::create(&public_path, 0o644)?;
         secret.write_synced(self.0.as_slice())?;
         public.write_synced(&self.public_key().0)?;
+        secret.place()?;
+        public.place()?;
         secret.keep();
         public.keep();
         Ok(public_path)

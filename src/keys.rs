@@ -390,31 +390,13 @@ impl KeyProvider for KeyFile {
 }
 
 /// Writes `bytes` to a new file with the given Unix mode, synced to disk. Refuses to overwrite,
-/// and to write through a symbolic link. The file appears whole or not at all: the bytes go to a
-/// temporary file beside it, which is then linked under the name (a link, unlike a rename, fails
-/// if the name exists). A process killed part-way leaves at most the temporary file, never a
-/// short key file under the real name.
+/// and to write through a symbolic link. The file appears whole or not at all ([`NewFile`]).
 pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    if std::fs::symlink_metadata(path).is_ok() {
-        return Err(Error::AlreadyExists(path.to_path_buf()));
-    }
-    let suffix: [u8; 8] = crypto::random_array()?;
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(format!(".{}.tmp", crate::crypto::hex(&suffix)));
-    let temporary = PathBuf::from(temporary);
-    let mut file = NewFile::create(&temporary, mode)?;
+    let mut file = NewFile::create(path, mode)?;
     file.write_synced(bytes)?;
-    let linked = std::fs::hard_link(&temporary, path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
-        _ => Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot create {}: {e}", path.display()),
-        )),
-    });
-    // Dropping the unkept temporary file removes its name; the linked name keeps the file.
-    drop(file);
-    linked?;
-    sync_directory(path)
+    file.place()?;
+    file.keep();
+    Ok(())
 }
 
 fn sync_directory(path: &Path) -> Result<()> {
@@ -430,19 +412,32 @@ fn sync_directory(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A file this process has just created, and removes again when dropped unless told to keep it:
-/// a write that fails half-way, or a refusal that comes after the file was made, leaves nothing.
+/// A new file that appears under its name whole or not at all. It is written under a temporary
+/// name beside it (`<name>.<random>.tmp`), then linked under its name ([`NewFile::place`]): a link,
+/// unlike a rename, fails if the name exists, and a process killed part-way leaves at most the
+/// temporary file, never a short file under the real name. Dropped before [`NewFile::keep`], it
+/// removes what it made, placed or not: a write that fails half-way, or a refusal (an audit record
+/// that does not commit) after the file was placed, leaves nothing.
 ///
-/// It is created with `O_CREAT | O_EXCL`, which never follows a symbolic link, dangling or not:
-/// a link at `path` is refused as an existing file.
+/// The name is refused if anything is there, a symbolic link included, dangling or not; the
+/// temporary file is created with `O_CREAT | O_EXCL`, which never follows a link.
 pub(crate) struct NewFile {
     file: File,
     path: PathBuf,
+    temporary: PathBuf,
+    placed: bool,
     kept: bool,
 }
 
 impl NewFile {
     pub(crate) fn create(path: &Path, mode: u32) -> Result<Self> {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Err(Error::AlreadyExists(path.to_path_buf()));
+        }
+        let suffix: [u8; 8] = crypto::random_array()?;
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(format!(".{}.tmp", crate::crypto::hex(&suffix)));
+        let temporary = PathBuf::from(temporary);
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -452,43 +447,60 @@ impl NewFile {
         }
         #[cfg(not(unix))]
         let _ = mode;
-        let file = options.open(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(path.to_path_buf()),
-            _ => Error::Io(std::io::Error::new(
+        let file = options.open(&temporary).map_err(|e| {
+            Error::Io(std::io::Error::new(
                 e.kind(),
                 format!("cannot create {}: {e}", path.display()),
-            )),
+            ))
         })?;
         Ok(Self {
             file,
             path: path.to_path_buf(),
+            temporary,
+            placed: false,
             kept: false,
         })
     }
 
-    /// Writes `bytes` and waits until they, and the file's directory entry, are on the disk.
+    /// Writes `bytes` and waits until they are on the disk.
     pub(crate) fn write_synced(&mut self, bytes: &[u8]) -> Result<()> {
         faults::check(FaultKind::Write)?;
         self.file.write_all(bytes)?;
         faults::check(FaultKind::Sync)?;
         self.file.sync_all()?;
-        sync_directory(&self.path)
+        Ok(())
     }
 
-    /// The open file, to write to.
+    /// The open file, to write to; [`NewFile::write_synced`] then syncs it.
     pub(crate) fn file(&mut self) -> &mut File {
         &mut self.file
     }
 
-    /// Keeps the file: it is done.
+    /// Links the written file under its name, and syncs the directory: from here on the file is
+    /// there whole. Fails if the name was taken meanwhile.
+    pub(crate) fn place(&mut self) -> Result<()> {
+        faults::check(FaultKind::Rename)?;
+        std::fs::hard_link(&self.temporary, &self.path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::AlreadyExists(self.path.clone()),
+            _ => Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", self.path.display()),
+            )),
+        })?;
+        self.placed = true;
+        sync_directory(&self.path)
+    }
+
+    /// Keeps the placed file: it is done.
     pub(crate) fn keep(mut self) {
-        self.kept = true;
+        self.kept = self.placed;
     }
 }
 
 impl Drop for NewFile {
     fn drop(&mut self) {
-        if !self.kept {
+        let _ = std::fs::remove_file(&self.temporary);
+        if self.placed && !self.kept {
             let _ = std::fs::remove_file(&self.path);
         }
     }

@@ -21,6 +21,8 @@ mod wiped;
 
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 /// Without the feature, the fault points cost nothing.
 #[cfg(not(feature = "fault-injection"))]
 mod faults {

@@ -288,10 +288,10 @@ fn run_sweep(start: &Start, sweep: &Sweep) -> u64 {
         None => HashSet::new(),
     };
     let (mut as_before, mut as_after) = (0, 0);
-    let mut tries = (1..=points)
+    let tries = (1..=points)
         .step_by(stride() as usize)
         .flat_map(|n| [(n, false), (n, true)]);
-    while let Some((n, persistent)) = tries.next() {
+    for (n, persistent) in tries {
         let copy = start.copy();
         let opened = (!sweep.opens).then(|| copy.open().unwrap());
         faults::arm(n, persistent);
@@ -302,7 +302,11 @@ fn run_sweep(start: &Start, sweep: &Sweep) -> u64 {
             "{} at {n}: {report:?}",
             sweep.name
         );
-        let n = if persistent { format!("{n} on") } else { n.to_string() };
+        let n = if persistent {
+            format!("{n} on")
+        } else {
+            n.to_string()
+        };
         if let Some((vault, _)) = opened {
             let _ = vault.close();
         }

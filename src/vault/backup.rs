@@ -276,6 +276,7 @@ pub(super) fn write_backup(
         out.flush()?;
     }
     file.write_synced(&[])?;
+    file.place()?;
     let info = header.info(HEADER_LEN as u64 + sealed_len(header.database_bytes));
     Ok((file, info))
 }
@@ -386,6 +387,7 @@ impl Vault {
                 out.flush()?;
             }
             file.write_synced(&[])?;
+            file.place()?;
             file.keep();
             Self::settle_restored(&staged, keys, &vault_keys, &header, admin, password, &options)
         })();

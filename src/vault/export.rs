@@ -85,6 +85,7 @@ impl Vault {
             let (bundle, entries) = bundle_of(act, request)?;
             let mut file = NewFile::create(path, 0o600)?;
             file.write_synced(&bundle.bytes)?;
+            file.place()?;
             let exported = ExportedFile {
                 exported: bundle.exported,
                 held_back: bundle.held_back,

@@ -1378,6 +1378,10 @@ impl Vault {
             }
             ledger
         };
+        // A crash between an erasure's commit and its WAL truncation left the erased subject's
+        // older frames in the WAL: they go first. (If this fails, the next write tries again.)
+        ledger.require_truncation();
+        let _ = ledger.truncate_wal_if_due();
         if ledger.store().format_version()? == 2 {
             migrate::v2_to_v3(&mut ledger, path, vault_id, clock.now())?;
         }
@@ -2026,6 +2030,7 @@ impl Vault {
                 head
             };
             file.write_synced(&[])?;
+            file.place()?;
             let detail = format!("head_seq={} head={}", head.seq, crate::crypto::hex(&head.hash));
             Ok(((file, head), vec![AuditEntry::new(None, detail)]))
         })?;
