@@ -166,6 +166,96 @@ CREATE TABLE throttles (
 ) STRICT, WITHOUT ROWID;
 "#;
 
+/// Each table of the current format with its columns, in order (section 6 of `docs/format.md`).
+const COLUMNS: [(&str, &[&str]); 8] = [
+    ("meta", &["key", "value"]),
+    (
+        "subjects",
+        &[
+            "id",
+            "created_at",
+            "expires_at",
+            "minor",
+            "templates",
+            "wrapped_key",
+            "personal",
+            "mac",
+        ],
+    ),
+    ("notices", &["seq", "version", "published_at", "body", "mac"]),
+    (
+        "consents",
+        &[
+            "id",
+            "subject_id",
+            "kind",
+            "notice_version",
+            "given_at",
+            "by_guardian",
+            "withdrawn_at",
+            "erased_at",
+            "evidence",
+            "mac",
+        ],
+    ),
+    (
+        "templates",
+        &[
+            "id",
+            "subject_id",
+            "model",
+            "dim",
+            "nonce",
+            "ciphertext",
+            "created_at",
+        ],
+    ),
+    (
+        "principals",
+        &[
+            "name",
+            "role",
+            "salt",
+            "iterations",
+            "hash",
+            "mac",
+            "failures",
+            "created_at",
+            "lockouts",
+            "locked_until",
+        ],
+    ),
+    (
+        "audit",
+        &[
+            "seq", "at", "actor", "action", "subject", "outcome", "detail", "epoch", "hash", "mac",
+        ],
+    ),
+    (
+        "models",
+        &["seq", "name", "dim", "threshold", "added_at", "retired_at"],
+    ),
+];
+
+/// Checks that every table of the current format is there with its columns, in order: a table
+/// dropped or altered in the file is refused at open ([`Error::Integrity`], record `columns`)
+/// rather than by the first statement that needs it. (`throttles` is checked by reading it.)
+pub(crate) fn check_columns(conn: &Connection) -> Result<()> {
+    let mut statement = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    for (table, expected) in COLUMNS {
+        let found: Vec<String> = statement
+            .query_map([table], |row| row.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        if found != expected {
+            return Err(Error::Integrity {
+                table,
+                record: "columns".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// An open database file.
 pub(crate) struct Store {
     conn: Connection,

@@ -15,7 +15,9 @@ use common::*;
 use facevault::fuzzing;
 
 fn corpus(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
 }
 
 fn inputs(target: &str) -> Vec<Vec<u8>> {
@@ -24,7 +26,10 @@ fn inputs(target: &str) -> Vec<Vec<u8>> {
         .map(|entry| entry.unwrap().path())
         .collect();
     files.sort();
-    files.into_iter().map(|file| std::fs::read(file).unwrap()).collect()
+    files
+        .into_iter()
+        .map(|file| std::fs::read(file).unwrap())
+        .collect()
 }
 
 #[test]
@@ -76,11 +81,27 @@ fn write_the_seed_corpus() {
         std::fs::write(corpus(target).join(name), bytes).unwrap();
     };
     let row: Vec<u8> = le_bytes(&[0.5, -0.25, 1.0, 0.0, 3.0, -1.0, 0.125, 2.0]);
-    write("template_file", "seed-one-row", &[[8u8, 0].as_slice(), &row].concat());
-    write("template_file", "seed-two-rows-named", &[[8u8, 1].as_slice(), &row, &row].concat());
-    write("template_file", "seed-nan", &[[2u8, 0].as_slice(), &le_bytes(&[f32::NAN, 1.0])].concat());
+    write(
+        "template_file",
+        "seed-one-row",
+        &[[8u8, 0].as_slice(), &row].concat(),
+    );
+    write(
+        "template_file",
+        "seed-two-rows-named",
+        &[[8u8, 1].as_slice(), &row, &row].concat(),
+    );
+    write(
+        "template_file",
+        "seed-nan",
+        &[[2u8, 0].as_slice(), &le_bytes(&[f32::NAN, 1.0])].concat(),
+    );
     write("template_file", "seed-short", &[4u8, 0, 1, 2, 3]);
-    write("notice_json", "seed-notice", notice_json(NOTICE_VERSION).as_bytes());
+    write(
+        "notice_json",
+        "seed-notice",
+        notice_json(NOTICE_VERSION).as_bytes(),
+    );
     write("notice_json", "seed-empty", b"{}");
 
     // A vault under the fuzzing key, with subjects, consents, users and an audit log.
@@ -101,7 +122,11 @@ fn write_the_seed_corpus() {
     vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
     let mut rng = Rng::new(5);
     let subjects = vault
-        .enrol_batch(&admin, &consent(), &(0..4).flat_map(|_| rng.gaussian_vec(8)).collect::<Vec<_>>())
+        .enrol_batch(
+            &admin,
+            &consent(),
+            &(0..4).flat_map(|_| rng.gaussian_vec(8)).collect::<Vec<_>>(),
+        )
         .unwrap();
     vault.erase(&admin, &subjects[0]).unwrap();
     let mut export = Vec::new();
@@ -136,8 +161,16 @@ fn write_the_seed_corpus() {
     let backup = dir.path().join("seed.fvbackup");
     vault.backup_to_file(&admin, &backup).unwrap();
     write("backup", "seed-backup", &std::fs::read(&backup).unwrap());
-    write("backup", "seed-header-only", &std::fs::read(&backup).unwrap()[..160]);
+    write(
+        "backup",
+        "seed-header-only",
+        &std::fs::read(&backup).unwrap()[..160],
+    );
     vault.close().unwrap();
     write("vault_file", "seed-vault", &std::fs::read(&db).unwrap());
-    write("vault_file", "seed-not-sqlite", b"SQLite format 2\0 not a database at all");
+    write(
+        "vault_file",
+        "seed-not-sqlite",
+        b"SQLite format 2\0 not a database at all",
+    );
 }

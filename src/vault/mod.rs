@@ -639,6 +639,37 @@ fn check_metadata(conn: &rusqlite::Connection) -> Result<()> {
     Ok(())
 }
 
+/// The audit log ends where the sealer's MACed state says: its head record is there, with the
+/// head's hash, and nothing follows it. A log dropped, cut or added to is refused at open
+/// ([`Error::AuditTampered`]) rather than found by the next write or the next verification.
+fn check_audit_head(conn: &rusqlite::Connection, head: &audit::ChainPoint) -> Result<()> {
+    let tampered = |seq| Error::AuditTampered { seq };
+    // A damaged page is reported as what it is; a table that is not there, as a log cut off.
+    let read = |seq: u64| match store::audit_record(conn, seq) {
+        Err(e @ Error::Storage(crate::error::StorageError::Corrupt { .. })) => Err(e),
+        Err(_) => Ok(None),
+        Ok(found) => Ok(found),
+    };
+    if head.seq > 0 {
+        match read(head.seq)? {
+            Some(record) if record.hash.as_slice() == head.hash.as_slice() => {}
+            Some(_) => return Err(tampered(head.seq)),
+            // Cut off: named where the log now ends, as a verification names it.
+            None => {
+                let last: i64 = conn
+                    .query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |row| row.get(0))
+                    .unwrap_or(0);
+                let first_missing = u64::try_from(last).unwrap_or(0).min(head.seq - 1) + 1;
+                return Err(tampered(first_missing));
+            }
+        }
+    }
+    match read(head.seq + 1)? {
+        None => Ok(()),
+        Some(_) => Err(tampered(head.seq + 1)),
+    }
+}
+
 fn as_slices(fields: &[Vec<u8>]) -> Vec<&[u8]> {
     fields.iter().map(Vec::as_slice).collect()
 }
@@ -1386,12 +1417,15 @@ impl Vault {
             migrate::v2_to_v3(&mut ledger, path, vault_id, clock.now())?;
         }
 
-        let read = Settings::read(ledger.store().conn(), vault_id, ledger.keys()).and_then(|settings| {
-            check_metadata(ledger.store().conn())?;
-            ledger::load_sealer_state(ledger.store().conn(), ledger.keys(), &vault_id)?;
-            let throttles = throttle::load(ledger.store().conn(), ledger.keys())?;
-            Ok((settings, throttles))
-        });
+        let read = store::check_columns(ledger.store().conn())
+            .and_then(|()| Settings::read(ledger.store().conn(), vault_id, ledger.keys()))
+            .and_then(|settings| {
+                check_metadata(ledger.store().conn())?;
+                let sealer = ledger::load_sealer_state(ledger.store().conn(), ledger.keys(), &vault_id)?;
+                check_audit_head(ledger.store().conn(), &sealer.head)?;
+                let throttles = throttle::load(ledger.store().conn(), ledger.keys())?;
+                Ok((settings, throttles))
+            });
         let (settings, throttles) = match read {
             Ok(read) => read,
             Err(e) => {
