@@ -17,7 +17,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::*;
@@ -495,17 +495,8 @@ fn restore_sweep() -> Sweep {
 
 /// The format-2 fixture (`tests/testdata/vault-v2`), migrated by its opening.
 fn format_2_vault() -> Start {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/vault-v2");
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&fixture).unwrap() {
-        let entry = entry.unwrap();
-        let copy = dir.path().join(entry.file_name());
-        std::fs::copy(entry.path(), &copy).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let view: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join("v2-view.json")).unwrap()).unwrap();
+    let view = copy_fixture("vault-v2", "v2-view.json", dir.path());
     let made_at = view["audit"]["entries"].as_array().unwrap().last().unwrap()["at"]
         .as_i64()
         .unwrap();

@@ -244,26 +244,20 @@ fn a_migration_killed_at_random_moments_leaves_the_old_file_or_the_new_one_whole
     kill_migrations("vault-v2", "v2-view.json", 2, 154);
 }
 
-fn kill_migrations(fixture: &str, view: &str, from: i64, seed: u64) {
-    use std::path::Path;
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/testdata")
-        .join(fixture);
-    let view: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join(view)).unwrap()).unwrap();
-    let original = std::fs::read(fixture.join("vault.db")).unwrap();
+fn kill_migrations(fixture: &str, view_file: &str, from: i64, seed: u64) {
+    let original = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/testdata")
+            .join(fixture)
+            .join("vault.db"),
+    )
+    .unwrap();
     let mut rng = Rng::new(seed);
     let (mut old, mut new) = (0, 0);
     const ROUNDS: usize = 24;
     for round in 0..ROUNDS {
         let dir = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(&fixture).unwrap() {
-            let entry = entry.unwrap();
-            let copy = dir.path().join(entry.file_name());
-            std::fs::copy(entry.path(), &copy).unwrap();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        let view = copy_fixture(fixture, view_file, dir.path());
         let (db, key) = (dir.path().join("vault.db"), dir.path().join("master.key"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_facevault"))
             .args(["--db", db.to_str().unwrap(), "--key-file", key.to_str().unwrap()])
@@ -308,21 +302,8 @@ fn kill_migrations(fixture: &str, view: &str, from: i64, seed: u64) {
 /// fixture's own backup restore (and migrate again).
 #[test]
 fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_restores() {
-    use std::path::Path;
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata/vault-v2");
-    let view: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture.join("v2-view.json")).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(&fixture).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.path().join(entry.file_name()),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-    }
+    let view = copy_fixture("vault-v2", "v2-view.json", dir.path());
     let (db, key) = (dir.path().join("vault.db"), dir.path().join("master.key"));
     let records = view["audit"]["entries"].as_array().unwrap();
     let made_at = records.last().unwrap()["at"].as_i64().unwrap();
@@ -380,36 +361,29 @@ fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_resto
     vault.close().unwrap();
 
     // Its backup, made last, restores over it with --force: the same subjects, none erased again.
-    let (vault, restored) = Vault::restore(
-        &dir.path().join("backup.fvbackup"),
-        &db,
-        &keys,
-        "admin",
-        &Password::new("admin password 1"),
-        RestoreOptions {
+    let restore_forced = |backup: &std::path::Path| {
+        let options = RestoreOptions {
             force: true,
             open: options(),
-        },
-    )
-    .unwrap();
+        };
+        Vault::restore(
+            backup,
+            &db,
+            &keys,
+            "admin",
+            &Password::new("admin password 1"),
+            options,
+        )
+        .unwrap()
+    };
+    let (vault, restored) = restore_forced(&dir.path().join("backup.fvbackup"));
     assert_eq!(restored.erased_again, 0);
     assert_eq!(restored.backup.format_version, 2);
     as_auditor_lists_the_view(&vault);
     vault.close().unwrap();
 
     // So does the sealed copy the migration kept.
-    let (vault, restored) = Vault::restore(
-        &sealed_copy,
-        &db,
-        &keys,
-        "admin",
-        &Password::new("admin password 1"),
-        RestoreOptions {
-            force: true,
-            open: options(),
-        },
-    )
-    .unwrap();
+    let (vault, restored) = restore_forced(&sealed_copy);
     assert_eq!(restored.backup.format_version, 2);
     as_auditor_lists_the_view(&vault);
     vault.close().unwrap();

@@ -557,3 +557,21 @@ pub fn stored_secrets(path: &std::path::Path, subject: &facevault::SubjectId) ->
     );
     blobs
 }
+
+/// A fixture folder of `tests/testdata` (a vault made by an older version's CLI, with the files
+/// beside its key), copied into `to` with owner-only permissions, as a key file needs; and the
+/// view of it that CLI printed (`view`, a JSON file of the fixture).
+#[allow(dead_code)]
+pub fn copy_fixture(fixture: &str, view: &str, to: &Path) -> Value {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata")
+        .join(fixture);
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        let copy = to.join(entry.file_name());
+        std::fs::copy(entry.path(), &copy).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    serde_json::from_str(&std::fs::read_to_string(fixture.join(view)).unwrap()).unwrap()
+}
