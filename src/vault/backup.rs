@@ -174,10 +174,13 @@ fn rejected(what: &str) -> Error {
     Error::BackupRejected(what.to_string())
 }
 
-/// The size of the sealed body for a database of `database_bytes`.
-fn sealed_len(database_bytes: u64) -> u64 {
+/// The size of the whole file for a database of `database_bytes`: header, chunks and their tags.
+/// `None` for a size no file has (a hostile header's), which fuzzing found overflowing.
+fn backup_file_len(database_bytes: u64) -> Option<u64> {
     let chunks = database_bytes.div_ceil(CHUNK_LEN as u64).max(1);
-    database_bytes + chunks * TAG_LEN as u64
+    database_bytes
+        .checked_add(chunks.checked_mul(TAG_LEN as u64)?)?
+        .checked_add(HEADER_LEN as u64)
 }
 
 /// Seals `image` into `out`: the header, then the chunks.
@@ -277,7 +280,8 @@ pub(super) fn write_backup(
     }
     file.write_synced(&[])?;
     file.place()?;
-    let info = header.info(HEADER_LEN as u64 + sealed_len(header.database_bytes));
+    // The image is in memory: its size, and so the file's, is far from overflowing.
+    let info = header.info(backup_file_len(header.database_bytes).unwrap_or(u64::MAX));
     Ok((file, info))
 }
 
@@ -354,7 +358,7 @@ impl Vault {
         drop(master);
         let vault_keys = VaultKeys::from_root(root, &header.vault_id)?;
         let file_bytes = std::fs::metadata(backup)?.len();
-        if file_bytes != HEADER_LEN as u64 + sealed_len(header.database_bytes) {
+        if Some(file_bytes) != backup_file_len(header.database_bytes) {
             return Err(rejected("its length does not match its header"));
         }
 
