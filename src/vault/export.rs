@@ -192,12 +192,10 @@ fn bundle_of(
                     table: "templates",
                     record: stored.id.to_string(),
                 };
-                let Some(index) = act.settings.models.iter().position(|m| *m.name == stored.model) else {
-                    return Err(damaged());
-                };
-                if act.settings.models[index].dim as i64 != stored.dim {
-                    return Err(damaged());
-                }
+                let index = act
+                    .settings
+                    .stored_model(&stored.model, stored.dim)
+                    .ok_or_else(damaged)?;
                 if index != model_index {
                     counted += 1;
                     continue;

@@ -227,13 +227,7 @@ fn read_templates(
             store::for_each_template(store.conn(), |row: TemplateRow<'_>| {
                 let subject = SubjectId::from_bytes(row.subject).ok_or_else(|| damaged(row.id))?;
                 let model = settings
-                    .models
-                    .iter()
-                    .position(|model| *model.name == *row.model)
-                    .filter(|&index| {
-                        let model = &settings.models[index];
-                        model.retired_at.is_none() && usize::try_from(row.dim).ok() == Some(model.dim)
-                    })
+                    .stored_model(row.model, row.dim)
                     .ok_or_else(|| damaged(row.id))?;
                 // A template whose subject row is gone is damage: a vault never makes one.
                 let found = position.get(&subject).ok_or_else(|| damaged(row.id))?;

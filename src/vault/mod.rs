@@ -375,8 +375,6 @@ struct Settings {
     /// Every face model the vault has taken, in the order they were added (format version 3; a
     /// vault of an older version has one). Each has its own gallery.
     models: Vec<ModelSettings>,
-    /// The model of input that names none: the oldest model not retired.
-    default_model: usize,
     ceilings: RetentionCeilings,
     utc_offset_minutes: i32,
     scan: ScanMode,
@@ -388,11 +386,23 @@ struct Settings {
 }
 
 impl Settings {
-    /// Settings over `models`, the default model worked out.
-    fn with_models(mut self, models: Vec<ModelSettings>) -> Self {
-        self.default_model = models::default_model(&models);
-        self.models = models;
-        self
+    /// The index of the default model, the one input that names none is taken to be: the
+    /// oldest not retired.
+    fn default_index(&self) -> usize {
+        models::default_model(&self.models)
+    }
+
+    /// The default model.
+    fn default_model(&self) -> &ModelSettings {
+        &self.models[self.default_index()]
+    }
+
+    /// The index of the model a stored template of `name` and `dim` belongs to: one the vault
+    /// has not retired, of that dimension. `None` is damage: a vault never stores another.
+    fn stored_model(&self, name: &str, dim: i64) -> Option<usize> {
+        self.models.iter().position(|model| {
+            &*model.name == name && model.retired_at.is_none() && i64::try_from(model.dim) == Ok(dim)
+        })
     }
 
     /// The model `input` names (or the default model when it names none), its index among the
@@ -412,7 +422,7 @@ impl Settings {
     /// not have, or has retired, is refused.
     fn model_of(&self, declared: Option<&str>) -> Result<usize> {
         let Some(name) = declared else {
-            return Ok(self.default_model);
+            return Ok(self.default_index());
         };
         match self.models.iter().position(|model| &*model.name == name) {
             Some(index) if self.models[index].retired_at.is_none() => Ok(index),
@@ -598,8 +608,7 @@ impl Settings {
         let offset: i64 = store::meta_get(conn, "utc_offset_minutes")?;
         let settings = Self {
             vault_id,
-            models: Vec::new(),
-            default_model: 0,
+            models,
             ceilings: RetentionCeilings {
                 adult_secs: store::meta_get(conn, "max_retention_secs")?,
                 minor_secs: store::meta_get(conn, "max_minor_retention_secs")?,
@@ -611,8 +620,7 @@ impl Settings {
             throttle,
             score_roles,
             score_decimals,
-        }
-        .with_models(models);
+        };
         let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
         let intact = !settings.models.is_empty()
             && keys.record_mac_matches("settings", &as_slices(&settings.mac_fields(format)), &mac);
@@ -1103,9 +1111,7 @@ impl Core {
                 if let Some(galleries) = &mut state.galleries {
                     galleries.add_model(Gallery::new(model.dim, state.settings.scan, seed));
                 }
-                let mut models = std::mem::take(&mut state.settings.models);
-                models.push(model);
-                state.settings = state.settings.clone().with_models(models);
+                state.settings.models.push(model);
             }
             if let Some(models::Retirement {
                 index,
@@ -1120,8 +1126,6 @@ impl Core {
                 if let Some(galleries) = &mut state.galleries {
                     galleries.retire(index, &left_bare, empty);
                 }
-                let models = std::mem::take(&mut state.settings.models);
-                state.settings = state.settings.clone().with_models(models);
             }
             if let Some(galleries) = &mut state.galleries {
                 let mut per_model = vec![0; galleries.model_count()];
@@ -1246,8 +1250,7 @@ impl Vault {
             let first_model = ModelSettings::new(1, &config.model, config.dim, config.threshold + 0.0, now);
             let settings = Settings {
                 vault_id,
-                models: Vec::new(),
-                default_model: 0,
+                models: vec![first_model],
                 ceilings: RetentionCeilings {
                     adult_secs: config.max_retention_secs,
                     minor_secs: config.max_minor_retention_secs,
@@ -1257,8 +1260,7 @@ impl Vault {
                 throttle: config.throttle,
                 score_roles: config.score_roles,
                 score_decimals: config.score_decimals,
-            }
-            .with_models(vec![first_model]);
+            };
             {
                 let tx = store.transaction()?;
                 store::meta_set(&tx, "vault_id", &vault_id[..])?;
@@ -1718,16 +1720,14 @@ impl Vault {
     /// stored value.
     pub fn threshold(&self) -> f64 {
         let state = self.read_state();
-        state.settings.models[state.settings.default_model].threshold_decimal
+        state.settings.default_model().threshold_decimal
     }
 
     /// The default model: the one input that names no model is taken to be (the oldest not
     /// retired).
     pub fn default_model(&self) -> String {
         let state = self.read_state();
-        state.settings.models[state.settings.default_model]
-            .name
-            .to_string()
+        state.settings.default_model().name.to_string()
     }
 
     /// A model's match threshold, as the shortest decimal that reads back as the stored value;
@@ -1922,7 +1922,7 @@ impl Vault {
                     (subjects, templates, expired, 0)
                 }
             };
-            let default_model = &act.settings.models[act.settings.default_model];
+            let default_model = act.settings.default_model();
             let stats = Stats {
                 subjects,
                 templates,

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::access::Action;
 use crate::clock::UnixMillis;
-use crate::crypto::{self, DataKey, PersonalBinding, TemplateBinding};
+use crate::crypto::{self, DataKey, PersonalBinding};
 use crate::error::{Error, Result};
 use crate::gallery::Gallery;
 use crate::policy;
@@ -315,7 +315,7 @@ impl Vault {
                 .iter()
                 .rev()
                 .find(|model| model.retired_at.is_none())
-                .unwrap_or(&settings.models[settings.default_model]);
+                .unwrap_or(settings.default_model());
             let mut models = Vec::with_capacity(settings.models.len());
             for model in &settings.models {
                 let templates = per_model
@@ -348,7 +348,7 @@ impl Vault {
             let status = ModelStatus {
                 models,
                 newest: newest.name.to_string(),
-                default: settings.models[settings.default_model].name.to_string(),
+                default: settings.default_model().name.to_string(),
                 reenrolment_due,
             };
             Ok((status, vec![AuditEntry::new(None, detail)]))
@@ -413,7 +413,6 @@ impl Vault {
             act.report_progress("retire_model", holders.len(), holders.len());
             let mut updated = settings.clone();
             updated.models[index].retired_at = Some(act.now);
-            let updated = updated.clone().with_models(updated.models);
             updated.write(act.tx, act.keys)?;
             let seed = u64::from_le_bytes(crypto::random_array()?);
             act.pending.retired_model = Some(Retirement {
@@ -461,20 +460,12 @@ impl OperationContext<'_> {
                 table: "templates",
                 record: stored.id.to_string(),
             };
-            let model = self
+            let index = self
                 .settings
-                .models
-                .iter()
-                .find(|known| *known.name == stored.model && known.dim as i64 == stored.dim)
+                .stored_model(&stored.model, stored.dim)
                 .ok_or_else(damaged)?;
-            let binding = TemplateBinding {
-                vault_id: &self.settings.vault_id,
-                subject: &id,
-                template_id: stored.id,
-                model: &model.name,
-                dim: model.dim,
-            };
-            let mut values = WipedVec::new(vec![0.0f32; model.dim]);
+            let binding = self.binding(subject, stored.id, index);
+            let mut values = WipedVec::new(vec![0.0f32; binding.dim]);
             crypto::open_template(&old_key, &binding, &stored.nonce, &stored.ciphertext, &mut values)
                 .ok_or_else(damaged)?;
             let sealed = crypto::seal_template(&new_key, &binding, &values)?;
