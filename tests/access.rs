@@ -226,19 +226,11 @@ fn a_missing_password_variable_is_a_usage_error() {
 /// audit log (which records every attempt), the sealer's state that moves with it, and the
 /// change number that every commit advances.
 fn rows_besides_the_audit(cli: &CliVault) -> Vec<String> {
+    let mut rows = table_rows(
+        &cli.db,
+        &["principals", "subjects", "templates", "consents", "notices"],
+    );
     let conn = raw_db(&cli.db);
-    let mut rows = Vec::new();
-    for table in ["principals", "subjects", "templates", "consents", "notices"] {
-        let mut statement = conn.prepare(&format!("SELECT * FROM {table}")).unwrap();
-        let columns = statement.column_count();
-        let mut query = statement.query([]).unwrap();
-        while let Some(row) = query.next().unwrap() {
-            let values: Vec<String> = (0..columns)
-                .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
-                .collect();
-            rows.push(format!("{table}: {}", values.join(" ")));
-        }
-    }
     let mut statement = conn
         .prepare(
             "SELECT key, value FROM meta WHERE key NOT LIKE 'audit_%' AND key NOT LIKE 'change_number%' \

@@ -23,12 +23,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use facevault::{KeyFile, OpenOptions, Password, Role, SubjectId, Vault, VaultConfig};
+use std::sync::Arc;
+
+use facevault::{KeyFile, OpenOptions, Password, SubjectId, Vault};
 
 const DIM: usize = 16;
 const PASSWORD_ROUNDS: &str = "1000";
-const ADMIN_PW: &str = "admin password 1";
-const GATE_PW: &str = "gate password 1";
 /// The driver keeps the vault around this size: above it, it erases more than it enrols.
 const TARGET_SUBJECTS: usize = 40;
 
@@ -52,8 +52,8 @@ fn options() -> OpenOptions {
 fn drive(dir: &Path, seed: u64) {
     let keys = KeyFile::new(dir.join("master.key"));
     let vault = Vault::open_with(&dir.join("vault.db"), &keys, options()).unwrap();
-    let admin = vault.login(ADMIN, &Password::new(ADMIN_PW)).unwrap();
-    let gate = vault.login(OPERATOR, &Password::new(GATE_PW)).unwrap();
+    let admin = vault.login(ADMIN, &Password::new(FILE_ADMIN_PASSWORD)).unwrap();
+    let gate = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
     let mut live: Vec<SubjectId> = vault
         .subjects(&admin)
         .unwrap()
@@ -313,23 +313,10 @@ fn a_driver_killed_at_random_moments_never_loses_or_half_writes_an_operation() {
     std::env::set_var("FACEVAULT_TEST_PASSWORD_ROUNDS", PASSWORD_ROUNDS);
     let dir = tempfile::tempdir().unwrap();
     let (db, key) = (dir.path().join("vault.db"), dir.path().join("master.key"));
-    {
-        let keys = KeyFile::create(&key).unwrap();
-        let vault = Vault::create(
-            &db,
-            &keys,
-            &VaultConfig::new(DIM, "test-model"),
-            ADMIN,
-            &Password::new(ADMIN_PW),
-        )
+    key_file_vault(dir.path(), DIM, Arc::new(facevault::SystemClock))
+        .0
+        .close()
         .unwrap();
-        let admin = vault.login(ADMIN, &Password::new(ADMIN_PW)).unwrap();
-        vault
-            .add_user(&admin, OPERATOR, Role::Operator, &Password::new(GATE_PW))
-            .unwrap();
-        vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
-        vault.close().unwrap();
-    }
     std::fs::write(dir.path().join("journal"), "").unwrap();
     let keys = KeyFile::new(&key);
     let mut model = Model::default();
@@ -370,7 +357,7 @@ fn a_driver_killed_at_random_moments_never_loses_or_half_writes_an_operation() {
         assert_eq!(integrity, "ok", "kill {kill}");
         let vault = Vault::open_with(&db, &keys, options())
             .unwrap_or_else(|e| panic!("kill {kill}: the vault does not open: {e:?}"));
-        let admin = vault.login(ADMIN, &Password::new(ADMIN_PW)).unwrap();
+        let admin = vault.login(ADMIN, &Password::new(FILE_ADMIN_PASSWORD)).unwrap();
         let verified = vault
             .verify_audit_from(&admin, audit_head.as_ref())
             .unwrap_or_else(|e| panic!("kill {kill}: the audit chain: {e:?}"));
@@ -405,14 +392,11 @@ fn a_driver_killed_at_random_moments_never_loses_or_half_writes_an_operation() {
                 .flatten()
                 .cloned()
                 .collect();
-            let needles = windows::<16>(&erased);
-            for path in [db.clone(), with_suffix(&db, "-wal")] {
-                assert_eq!(
-                    find_any(&read_or_empty(&path), &needles),
-                    None,
-                    "kill {kill}: erased bytes remain in {path:?}"
-                );
-            }
+            assert_gone_from_files(
+                &db,
+                &windows::<16>(&erased),
+                &format!("kill {kill}: erased bytes"),
+            );
         }
         vault.close().unwrap();
         // Old backups go, so the folder stays small.

@@ -62,21 +62,9 @@ fn an_erased_subject_is_gone_from_matching_the_file_and_the_wal() {
     assert_eq!((stats.subjects, stats.templates), (59, 59));
 
     // Still open: the WAL has been truncated and neither file holds any 16 bytes of the secrets.
-    for path in [tv.path.clone(), tv.wal_path()] {
-        assert_eq!(
-            find_any(&read_or_empty(&path), &needles),
-            None,
-            "erased bytes remain in {path:?}"
-        );
-    }
+    assert_gone_from_files(&tv.path, &needles, "erased bytes");
     let tv = tv.reopen();
-    for path in [tv.path.clone(), tv.wal_path()] {
-        assert_eq!(
-            find_any(&read_or_empty(&path), &needles),
-            None,
-            "erased bytes remain in {path:?}"
-        );
-    }
+    assert_gone_from_files(&tv.path, &needles, "erased bytes");
     assert!(matches!(
         tv.vault.verify(&tv.operator, &target, &probe),
         Err(Error::UnknownSubject(_))

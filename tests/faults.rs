@@ -24,11 +24,10 @@ use common::*;
 use facevault::faults;
 use facevault::{
     Clock, Enrolment, Error, KeyFile, ManualClock, OpenOptions, Password, RestoreOptions, Role, Session,
-    SubjectId, Vault, VaultConfig,
+    SubjectId, Vault,
 };
 
 const DIM: usize = 16;
-const ADMIN_PW: &str = "admin password 1";
 
 /// What a vault holds that an operation changes: each subject of the starting vault (present or
 /// not, its templates and its consents' states), how many others there are and what they hold,
@@ -186,7 +185,7 @@ impl Start {
     fn open_with(&self, options: OpenOptions) -> Result<(Vault, Session), Error> {
         let key = self.dir.path().join(self.which_key());
         let vault = Vault::open_with(&self.db(), &KeyFile::new(key), options)?;
-        let admin = vault.login(ADMIN, &Password::new(ADMIN_PW))?;
+        let admin = vault.login(ADMIN, &Password::new(FILE_ADMIN_PASSWORD))?;
         Ok((vault, admin))
     }
 }
@@ -195,29 +194,8 @@ impl Start {
 /// and an operator, in files: the vault, its key, and the counter and erasure ledger beside it.
 fn starting_vault() -> Start {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("vault.db");
-    let key = dir.path().join("master.key");
     let clock = Arc::new(ManualClock::new(START));
-    let keys = KeyFile::create(&key).unwrap();
-    let vault = Vault::create_with_clock(
-        &db,
-        &keys,
-        &VaultConfig::new(DIM, "test-model"),
-        ADMIN,
-        &Password::new(ADMIN_PW),
-        clock.clone(),
-    )
-    .unwrap();
-    let admin = vault.login(ADMIN, &Password::new(ADMIN_PW)).unwrap();
-    vault
-        .add_user(
-            &admin,
-            OPERATOR,
-            Role::Operator,
-            &Password::new(OPERATOR_PASSWORD),
-        )
-        .unwrap();
-    vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+    let (vault, admin) = key_file_vault(dir.path(), DIM, clock.clone());
     let mut rng = Rng::new(7);
     let mut subjects = Vec::new();
     for i in 0..12 {
@@ -349,14 +327,11 @@ fn run_sweep(start: &Start, sweep: &Sweep) -> u64 {
         }
         vault.close().unwrap();
         if sweep.erases.is_some() {
-            for path in [copy.db(), with_suffix(&copy.db(), "-wal")] {
-                assert_eq!(
-                    find_any(&read_or_empty(&path), &secrets),
-                    None,
-                    "{} at {n}: erased bytes remain in {path:?}",
-                    sweep.name
-                );
-            }
+            assert_gone_from_files(
+                &copy.db(),
+                &secrets,
+                &format!("{} at {n}: erased bytes", sweep.name),
+            );
         }
     }
     eprintln!(
@@ -485,7 +460,7 @@ fn restore_sweep() -> Sweep {
                 &start.db(),
                 &KeyFile::new(start.key()),
                 ADMIN,
-                &Password::new(ADMIN_PW),
+                &Password::new(FILE_ADMIN_PASSWORD),
                 options,
             )?;
             vault.close()

@@ -160,14 +160,7 @@ fn a_model_change_needs_no_new_consent_and_retiring_the_old_model_erases_exactly
             "every holder's data key is replaced"
         );
     }
-    let needles = windows::<16>(&a_templates);
-    for path in [tv.path.clone(), tv.wal_path()] {
-        assert_eq!(
-            find_any(&read_or_empty(&path), &needles),
-            None,
-            "a retired template remains in {path:?}"
-        );
-    }
+    assert_gone_from_files(&tv.path, &windows::<16>(&a_templates), "retired templates");
     assert!(matches!(
         tv.vault.identify(
             &tv.operator,

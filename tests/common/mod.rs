@@ -517,6 +517,77 @@ pub fn find_any<const N: usize>(
         .position(|w| needles.contains(&<[u8; N]>::try_from(w).unwrap()))
 }
 
+/// The admin password of [`key_file_vault`] (and of the fixtures in `tests/testdata`).
+#[allow(dead_code)]
+pub const FILE_ADMIN_PASSWORD: &str = "admin password 1";
+
+/// A new vault in `dir` (`vault.db`) under a new key file (`master.key`, its rollback counter
+/// and erasure ledger beside it, as files), with an admin ([`ADMIN`], [`FILE_ADMIN_PASSWORD`]),
+/// an operator ([`OPERATOR`], [`OPERATOR_PASSWORD`]) and the test notice; open, with the admin's
+/// session.
+#[allow(dead_code)]
+pub fn key_file_vault(dir: &Path, dim: usize, clock: Arc<dyn facevault::Clock>) -> (Vault, Session) {
+    let keys = facevault::KeyFile::create(dir.join("master.key")).unwrap();
+    let vault = Vault::create_with_clock(
+        &dir.join("vault.db"),
+        &keys,
+        &VaultConfig::new(dim, "test-model"),
+        ADMIN,
+        &Password::new(FILE_ADMIN_PASSWORD),
+        clock,
+    )
+    .unwrap();
+    let admin = vault.login(ADMIN, &Password::new(FILE_ADMIN_PASSWORD)).unwrap();
+    vault
+        .add_user(
+            &admin,
+            OPERATOR,
+            Role::Operator,
+            &Password::new(OPERATOR_PASSWORD),
+        )
+        .unwrap();
+    vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+    (vault, admin)
+}
+
+/// Asserts that no window of `needles` is in the database at `db` or in its WAL; `what` says,
+/// in the failure, what was looked for.
+pub fn assert_gone_from_files<const N: usize>(
+    db: &Path,
+    needles: &std::collections::HashSet<[u8; N]>,
+    what: &str,
+) {
+    for path in [db.to_path_buf(), with_suffix(db, "-wal")] {
+        assert_eq!(
+            find_any(&read_or_empty(&path), needles),
+            None,
+            "{what} remain in {path:?}"
+        );
+    }
+}
+
+/// Every row of `tables`, as text, table by table (a table not there says so): what "changes
+/// nothing" compares.
+pub fn table_rows(db: &Path, tables: &[&str]) -> Vec<String> {
+    let conn = raw_db(db);
+    let mut rows = Vec::new();
+    for table in tables {
+        let Ok(mut statement) = conn.prepare(&format!("SELECT * FROM {table}")) else {
+            rows.push(format!("{table}: absent"));
+            continue;
+        };
+        let columns = statement.column_count();
+        let mut query = statement.query([]).unwrap();
+        while let Some(row) = query.next().unwrap() {
+            let values: Vec<String> = (0..columns)
+                .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                .collect();
+            rows.push(format!("{table}: {}", values.join("|")));
+        }
+    }
+    rows
+}
+
 /// The vault's own normalisation (see `docs/format.md`): Σv² in f64 over eight lanes, then each
 /// value times the f64 reciprocal of the norm, rounded to f32.
 pub fn normalised(values: &[f32]) -> Vec<f32> {
