@@ -91,6 +91,14 @@ fn build(path: &Path, scan: ScanMode, gallery: &[f32]) -> Vec<SubjectId> {
         .add_user(&admin, "gate", Role::Operator, &Password::new(GATE_PASSWORD))
         .expect("user");
     vault.publish_notice(&admin, &notice()).expect("notice");
+    // The deployment profile and its impact assessment, without which nobody is enrolled.
+    let profile =
+        facevault::DeploymentProfile::from_json(include_str!("../examples/governance/profile.json"))
+            .expect("governance");
+    vault.set_profile(&admin, &profile).expect("governance");
+    let assessment = facevault::Assessment::from_json(include_str!("../examples/governance/assessment.json"))
+        .expect("governance");
+    vault.add_assessment(&admin, &assessment).expect("governance");
     let consent = Enrolment::with_consent("bench", "synthetic");
     let mut subjects = Vec::with_capacity(gallery.len() / DIM);
     for chunk in gallery.chunks(50_000 * DIM) {

@@ -102,6 +102,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             rights: "-".into(),
         },
     )?;
+    // The deployment profile and its impact assessment, without which nobody is enrolled.
+    let profile = facevault::DeploymentProfile::from_json(include_str!("governance/profile.json"))?;
+    vault.set_profile(&admin, &profile)?;
+    let assessment = facevault::Assessment::from_json(include_str!("governance/assessment.json"))?;
+    vault.add_assessment(&admin, &assessment)?;
     let consent = Enrolment::with_consent("bench", "synthetic");
     let mut people = Vec::new();
     let mut enrolled = 0;

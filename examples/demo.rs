@@ -5,7 +5,9 @@
 
 use std::error::Error;
 
-use facevault::{Enrolment, KeyFile, Notice, Password, Role, Vault, VaultConfig};
+use facevault::{
+    Assessment, DeploymentProfile, Enrolment, KeyFile, Notice, Password, Role, Vault, VaultConfig,
+};
 
 const DIM: usize = 512;
 
@@ -18,15 +20,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     let key = KeyFile::create(&key_path)?;
     println!("   {}", key_path.display());
 
-    step("create the vault: 512-d templates of one face model, with a first admin");
+    step("create the vault: 512-d templates of one face model, a first admin, and the deployment profile");
+    // Who processes, for what one purpose, where, and the alternative to a face (Arts. 3-4, 10, 13).
+    let profile = DeploymentProfile::from_json(include_str!("governance/profile.json"))?;
+    println!(
+        "   purpose: {}; place: {}",
+        profile.purpose,
+        profile.place.as_str()
+    );
     let admin_password = Password::new("admin: correct horse battery");
-    let vault = Vault::create(
-        &db,
-        &key,
-        &VaultConfig::new(DIM, "arcface-r100"),
-        "admin",
-        &admin_password,
-    )?;
+    let config = VaultConfig {
+        profile: Some(profile),
+        ..VaultConfig::new(DIM, "arcface-r100")
+    };
+    let vault = Vault::create(&db, &key, &config, "admin", &admin_password)?;
     let admin = vault.login("admin", &admin_password)?;
     vault.add_user(
         &admin,
@@ -49,6 +56,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     vault.publish_notice(&admin, &notice)?;
     println!("   notice {} published", notice.version);
+
+    step("record the impact assessment of that purpose and method: no enrolment before it (Art. 9)");
+    let assessment = Assessment::from_json(include_str!("governance/assessment.json"))?;
+    let recorded = vault.add_assessment(&admin, &assessment)?;
+    println!(
+        "   assessment of {} by {}: covers the profile: {}",
+        assessment.date, assessment.author, recorded.covers_current_profile
+    );
 
     step("enrol 1,000 people in one batch, each with a separate consent (Art. 6), kept 90 days (Art. 8)");
     let mut faces = Faces::new(7);

@@ -111,6 +111,11 @@ fn enrol_all(
             rights: "-".into(),
         },
     )?;
+    // The deployment profile and its impact assessment, without which nobody is enrolled.
+    let profile = facevault::DeploymentProfile::from_json(include_str!("governance/profile.json"))?;
+    vault.set_profile(&admin, &profile)?;
+    let assessment = facevault::Assessment::from_json(include_str!("governance/assessment.json"))?;
+    vault.add_assessment(&admin, &assessment)?;
     let consent = Enrolment::with_consent("bench", "synthetic");
     let started = Instant::now();
     let mut subjects: Vec<SubjectId> = Vec::with_capacity(n);

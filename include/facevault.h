@@ -289,6 +289,29 @@ enum fv_status fv_publish_notice(const struct fv_vault *vault,
                                  const struct fv_notice *notice);
 
 /*
+ Records the deployment profile (Arts. 3–4, 10, 13) from its JSON, the keys the README lists.
+ A profile the law forbids is recorded, and enrolment and matching are then refused
+ (`FV_REFUSED`, the message naming the article). Admins.
+
+ # Safety
+ As [`fv_login`]; `profile_json` NUL-terminated.
+ */
+enum fv_status fv_set_profile(const struct fv_vault *vault,
+                              const struct fv_session *session,
+                              const char *profile_json);
+
+/*
+ Records an impact assessment (Art. 9) from its JSON, the keys the README lists; enrolment
+ waits for one that covers the profile's purpose and method. Admins.
+
+ # Safety
+ As [`fv_login`]; `assessment_json` NUL-terminated.
+ */
+enum fv_status fv_add_assessment(const struct fv_vault *vault,
+                                 const struct fv_session *session,
+                                 const char *assessment_json);
+
+/*
  Enrols a new subject from one template of `len` values, under `consent`; the subject's
  16-byte ID is written to `subject_out`. Admins and enrollers.
 

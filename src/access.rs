@@ -225,6 +225,11 @@ impl Role {
                 | Purge
                 | RenoticeDue
         );
+        // The processor's records are for whoever answers to the regulator, and the inspector.
+        let governance_reads = matches!(
+            action,
+            ShowProfile | ListAssessments | FilingStatus | FilingReport | Compliance
+        );
         match self {
             Role::Admin => {
                 consent_duties
@@ -249,14 +254,28 @@ impl Role {
                             | AuditVerify
                             | AuditShow
                             | ListSubjects
+                            | SetProfile
+                            | AddAssessment
+                            | SetCalendar
+                            | Decommission
                     )
+                    || governance_reads
             }
             Role::Enroller => consent_duties || matches!(action, Stats | ListSubjects | ModelStatus),
             Role::Operator => matches!(action, Verify | Identify | Stats),
-            Role::Auditor => matches!(
-                action,
-                AuditVerify | AuditShow | AuditExport | ListAlerts | RenoticeDue | Stats | ListSubjects
-            ),
+            Role::Auditor => {
+                governance_reads
+                    || matches!(
+                        action,
+                        AuditVerify
+                            | AuditShow
+                            | AuditExport
+                            | ListAlerts
+                            | RenoticeDue
+                            | Stats
+                            | ListSubjects
+                    )
+            }
             Role::Exporter => matches!(action, Export | Stats),
         }
     }
@@ -368,6 +387,24 @@ pub enum Action {
     ModelStatus,
     /// Retiring a face model, erasing its templates.
     RetireModel,
+    /// Recording a deployment profile.
+    SetProfile,
+    /// Reading the deployment profile.
+    ShowProfile,
+    /// Recording an impact assessment.
+    AddAssessment,
+    /// Listing the impact assessments.
+    ListAssessments,
+    /// Loading the calendar of holidays and make-up working days.
+    SetCalendar,
+    /// Reading the filing status.
+    FilingStatus,
+    /// Writing the filing materials.
+    FilingReport,
+    /// Decommissioning the vault.
+    Decommission,
+    /// Writing the compliance report.
+    Compliance,
 }
 
 impl Action {
@@ -412,6 +449,15 @@ impl Action {
             Action::AddModel => "model_add",
             Action::ModelStatus => "model_status",
             Action::RetireModel => "model_retire",
+            Action::SetProfile => "profile_set",
+            Action::ShowProfile => "profile_show",
+            Action::AddAssessment => "pia_add",
+            Action::ListAssessments => "pia_list",
+            Action::SetCalendar => "filing_calendar",
+            Action::FilingStatus => "filing_status",
+            Action::FilingReport => "filing_report",
+            Action::Decommission => "decommission",
+            Action::Compliance => "compliance",
         }
     }
 }

@@ -26,6 +26,7 @@ use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
 
 use crate::error::{Error, ErrorClass};
+use crate::policy::deployment::{Assessment, DeploymentProfile};
 use crate::policy::{Destination, Enrolment, Guardian, Notice};
 use crate::{
     FixedKey, KeyFile, OpenOptions, Password, RecipientPublicKey, Role, Session, SubjectId, Vault,
@@ -432,6 +433,43 @@ pub unsafe extern "C" fn fv_publish_notice(
             rights: text(n.rights, "notice.rights")?.into(),
         };
         self::vault(vault)?.publish_notice(self::session(session)?, &notice)?;
+        Ok(())
+    })
+}
+
+/// Records the deployment profile (Arts. 3–4, 10, 13) from its JSON, the keys the README lists.
+/// A profile the law forbids is recorded, and enrolment and matching are then refused
+/// (`FV_REFUSED`, the message naming the article). Admins.
+///
+/// # Safety
+/// As [`fv_login`]; `profile_json` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn fv_set_profile(
+    vault: *const fv_vault,
+    session: *const fv_session,
+    profile_json: *const c_char,
+) -> fv_status {
+    boundary(|| {
+        let profile = DeploymentProfile::from_json(text(profile_json, "profile_json")?)?;
+        self::vault(vault)?.set_profile(self::session(session)?, &profile)?;
+        Ok(())
+    })
+}
+
+/// Records an impact assessment (Art. 9) from its JSON, the keys the README lists; enrolment
+/// waits for one that covers the profile's purpose and method. Admins.
+///
+/// # Safety
+/// As [`fv_login`]; `assessment_json` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn fv_add_assessment(
+    vault: *const fv_vault,
+    session: *const fv_session,
+    assessment_json: *const c_char,
+) -> fv_status {
+    boundary(|| {
+        let assessment = Assessment::from_json(text(assessment_json, "assessment_json")?)?;
+        self::vault(vault)?.add_assessment(self::session(session)?, &assessment)?;
         Ok(())
     })
 }

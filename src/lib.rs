@@ -64,6 +64,8 @@ pub use keys::{
     counter_path, erasure_path, CounterFile, ErasureFile, ErasureStorage, FixedKey, KeyFile, KeyProvider,
     MasterKey, RollbackCounter, MASTER_KEY_LEN,
 };
+pub use policy::deployment::{Assessment, DeploymentProfile, Place};
+pub use policy::filing::{Calendar, CalendarFile, DEFAULT_FILING_THRESHOLD};
 pub use policy::{
     parse_date, Destination, Enrolment, Guardian, Notice, Refusal, RetentionCeilings,
     MAX_RETENTION_CEILING_SECS,
@@ -71,6 +73,11 @@ pub use policy::{
 pub use subject::SubjectId;
 pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
 pub use vault::consent::{PublishedNotice, RenoticeDue, TransferConsent};
+pub use vault::{
+    decommission_confirmation, ArticleReport, AssessmentRecorded, ComplianceReport, CountItem,
+    Decommissioned, FilingClock, FilingEvent, FilingKind, FilingReport, FilingStatus, ProcessorItem,
+    ProfileRecorded, Proof, PurposeItem, Recorded, RulesItem, EXPIRY_WARNING_DAYS,
+};
 pub use vault::{
     AuditCheckpoint, AuditVerification, BackupInfo, Candidate, ExportRequest, ExportedBundle, ExportedFile,
     ModelInfo, ModelStatus, OpenOptions, Progress, RestoreOptions, Restored, RetiredModel, Session, Stats,

@@ -18,7 +18,7 @@ use crate::error::{Error, Result, StorageError};
 use crate::keys::MasterKey;
 
 /// The newest schema this build writes and reads.
-pub(crate) const FORMAT_VERSION: i64 = 3;
+pub(crate) const FORMAT_VERSION: i64 = 4;
 
 /// The oldest schema this build migrates from.
 pub(crate) const OLDEST_FORMAT_VERSION: i64 = 1;
@@ -26,8 +26,8 @@ pub(crate) const OLDEST_FORMAT_VERSION: i64 = 1;
 /// The page size of a new vault's file, in bytes.
 pub(crate) const PAGE_SIZE: u32 = 16384;
 
-/// The schema of format version 3, as a new vault is created with it: version 2's tables and
-/// [`MODELS_TABLE`].
+/// The schema of format version 4, as a new vault is created with it: version 2's tables,
+/// [`MODELS_TABLE`] and [`GOVERNANCE_TABLE`].
 const VERSION_2_TABLES: &str = r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
@@ -131,6 +131,24 @@ CREATE TABLE models (
 CREATE INDEX templates_by_model ON templates(model);
 "#;
 
+/// The processor's records (format version 4): deployment profiles, impact assessments, the
+/// working-day calendar and filing events, each a MACed JSON body, appended and never deleted
+/// (Art. 9 keeps assessments at least three years; the vault keeps them all). The state digest
+/// covers every row.
+const GOVERNANCE_TABLE: &str = r#"
+CREATE TABLE governance (
+    seq         INTEGER PRIMARY KEY NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('profile', 'assessment', 'calendar', 'filing')),
+    recorded_at INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    mac         BLOB NOT NULL
+) STRICT;
+"#;
+
+/// The table changes from version 3 to 4; the migration code adds the filing threshold to the
+/// MACed settings.
+pub(crate) const MIGRATE_V3_TO_V4: &str = GOVERNANCE_TABLE;
+
 /// The table changes from version 2 to 3; the migration code moves the one model's settings
 /// from `meta` into the new table.
 pub(crate) const MIGRATE_V2_TO_V3: &str = MODELS_TABLE;
@@ -167,7 +185,7 @@ CREATE TABLE throttles (
 "#;
 
 /// Each table of the current format with its columns, in order (section 6 of `docs/format.md`).
-const COLUMNS: [(&str, &[&str]); 8] = [
+const COLUMNS: [(&str, &[&str]); 9] = [
     ("meta", &["key", "value"]),
     (
         "subjects",
@@ -235,6 +253,7 @@ const COLUMNS: [(&str, &[&str]); 8] = [
         "models",
         &["seq", "name", "dim", "threshold", "added_at", "retired_at"],
     ),
+    ("governance", &["seq", "kind", "recorded_at", "body", "mac"]),
 ];
 
 /// Checks that every table of the current format is there with its columns, in order: a table
@@ -324,6 +343,7 @@ impl Store {
             let tx = store.transaction()?;
             tx.execute_batch(VERSION_2_TABLES)?;
             tx.execute_batch(MODELS_TABLE)?;
+            tx.execute_batch(GOVERNANCE_TABLE)?;
             tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
             tx.commit()?;
             Ok(store)
@@ -562,7 +582,17 @@ impl Store {
 
 /// The tables whose rows carry a MAC and together make the vault's state: the state digest covers
 /// every row of them, so a row deleted from the file, or put back from an older copy, is caught.
-pub(crate) const STATE_TABLES: [&str; 5] = ["subjects", "consents", "notices", "principals", "throttles"];
+///
+/// `governance` is there from format version 4 on: in a file of an older version, which has no
+/// such table, it adds nothing, and the migration to version 4 creates it (empty) and watches it.
+pub(crate) const STATE_TABLES: [&str; 6] = [
+    "subjects",
+    "consents",
+    "notices",
+    "principals",
+    "throttles",
+    "governance",
+];
 
 /// The `meta` values the state digest covers too, as if each were a row of a table of its own
 /// (`meta:<key>`): the settings' MAC, the audit sealer's state MAC and the verification key waiting
@@ -577,7 +607,7 @@ pub(crate) const STATE_META_KEYS: [&str; 3] = ["settings_mac", "audit_state_mac"
 pub(crate) fn watch_row_macs(conn: &Connection) -> Result<()> {
     let mut sql =
         String::from("CREATE TEMP TABLE IF NOT EXISTS changed_macs(tbl TEXT NOT NULL, mac BLOB NOT NULL);");
-    for table in STATE_TABLES {
+    for table in present_state_tables(conn)? {
         sql.push_str(&format!(
             "CREATE TEMP TRIGGER IF NOT EXISTS {table}_inserted AFTER INSERT ON main.{table}
                  BEGIN INSERT INTO changed_macs VALUES ('{table}', NEW.mac); END;
@@ -600,6 +630,20 @@ pub(crate) fn watch_row_macs(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The state tables the file has: all of them from format version 4 on (which `check_columns`
+/// holds a vault to at open); an older file lacks `governance`.
+fn present_state_tables(conn: &Connection) -> Result<Vec<&'static str>> {
+    let mut present = Vec::with_capacity(STATE_TABLES.len());
+    let mut statement =
+        conn.prepare_cached("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1")?;
+    for table in STATE_TABLES {
+        if statement.exists([table])? {
+            present.push(table);
+        }
+    }
+    Ok(present)
+}
+
 /// The MACs the triggers recorded since the last call, which it clears.
 pub(crate) fn take_changed_macs(conn: &Connection) -> Result<Vec<(String, Vec<u8>)>> {
     let changed = conn
@@ -615,7 +659,7 @@ pub(crate) fn take_changed_macs(conn: &Connection) -> Result<Vec<(String, Vec<u8
 
 /// Visits the MAC of every row of the state tables, and the state `meta` values.
 pub(crate) fn for_each_row_mac(conn: &Connection, mut visit: impl FnMut(&str, &[u8])) -> Result<()> {
-    for table in STATE_TABLES {
+    for table in present_state_tables(conn)? {
         let mut statement = conn.prepare(&format!("SELECT mac FROM {table}"))?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
@@ -1090,6 +1134,65 @@ pub(crate) fn models(conn: &Connection) -> Result<Vec<ModelRow>> {
         })?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+// --- governance records ------------------------------------------------------------------------
+
+/// A governance record as stored: a profile, an assessment, a calendar or a filing event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GovernanceRow {
+    pub seq: i64,
+    pub kind: String,
+    pub recorded_at: i64,
+    pub body: String,
+    pub mac: Vec<u8>,
+}
+
+/// Every governance record, oldest first.
+pub(crate) fn governance_records(conn: &Connection) -> Result<Vec<GovernanceRow>> {
+    let mut statement =
+        conn.prepare_cached("SELECT seq, kind, recorded_at, body, mac FROM governance ORDER BY seq")?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(GovernanceRow {
+                seq: row.get(0)?,
+                kind: row.get(1)?,
+                recorded_at: row.get(2)?,
+                body: row.get(3)?,
+                mac: row.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Appends a governance record.
+pub(crate) fn insert_governance(conn: &Connection, row: &GovernanceRow) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO governance(seq, kind, recorded_at, body, mac) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![row.seq, row.kind, row.recorded_at, row.body, row.mac])?;
+    Ok(())
+}
+
+/// The distinct persons whose face data the vault stores: enrolled subjects holding a template
+/// (one left bare by a model's retirement holds none).
+pub(crate) fn persons_stored(conn: &Connection) -> Result<u64> {
+    let count: i64 = conn
+        .prepare_cached("SELECT count(*) FROM subjects WHERE templates > 0")?
+        .query_row([], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Subjects holding an active (not withdrawn, not erased) transfer consent.
+pub(crate) fn active_transfer_consents(conn: &Connection) -> Result<u64> {
+    let count: i64 = conn.query_row(
+        "SELECT count(DISTINCT subject_id) FROM consents
+         WHERE kind = 'transfer' AND withdrawn_at IS NULL AND erased_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Replaces every model row with `rows`.

@@ -56,6 +56,8 @@ fn every_attempt_allowed_or_refused_is_recorded_in_order() {
         (ADMIN, "init", "allowed"),
         (ADMIN, "user_add", "allowed"),
         (ADMIN, "notice_publish", "allowed"),
+        (ADMIN, "profile_set", "allowed"),
+        (ADMIN, "pia_add", "allowed"),
         (ADMIN, "enrol", "allowed"),
         (OPERATOR, "verify", "allowed"),
         (OPERATOR, "identify", "allowed"),
@@ -74,12 +76,12 @@ fn every_attempt_allowed_or_refused_is_recorded_in_order() {
         assert_eq!(record["seq"], n as u64 + 1);
     }
     // The subject concerned is named; the threshold change says from what to what.
-    assert_eq!(records[4]["subject"], records[3]["subject"]);
-    assert_eq!(records[9]["detail"], "model=test-model threshold 0.4 -> 0.45");
-    assert!(records[5]["detail"]
+    assert_eq!(records[6]["subject"], records[5]["subject"]);
+    assert_eq!(records[11]["detail"], "model=test-model threshold 0.4 -> 0.45");
+    assert!(records[7]["detail"]
         .as_str()
         .unwrap()
-        .contains(records[3]["subject"].as_str().unwrap()));
+        .contains(records[5]["subject"].as_str().unwrap()));
     let verified = cli.admin(&["audit", "verify"]).ok().clone();
     assert_eq!(verified["ok"], true);
     assert_eq!(
@@ -104,10 +106,10 @@ fn broken_at(edit: impl FnOnce(&rusqlite::Connection)) -> u64 {
 fn an_edited_record_is_named() {
     assert_eq!(
         broken_at(|db| {
-            db.execute("UPDATE audit SET outcome = 'allowed' WHERE seq = 7", [])
+            db.execute("UPDATE audit SET outcome = 'allowed' WHERE seq = 9", [])
                 .unwrap();
         }),
-        7
+        9
     );
     assert_eq!(
         broken_at(|db| {
@@ -141,7 +143,7 @@ fn a_deleted_record_is_named() {
             db.execute("DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)", [])
                 .unwrap();
         }),
-        11
+        13
     );
     assert_eq!(
         broken_at(|db| {

@@ -158,6 +158,7 @@ fn make_the_signed_test_vector() {
     .unwrap();
     let admin = vault.login("admin", &password).unwrap();
     vault.publish_notice(&admin, &notice("2026-12")).unwrap();
+    govern(&vault, &admin);
     let adult = Enrolment {
         transfer_consent: true,
         ..Enrolment::with_consent("2026-12", "signed form 17 at reception")

@@ -802,3 +802,545 @@ fn art8_export_through_the_api_is_all_or_nothing_for_named_subjects() {
     let twice = tv.vault.export(&exporter, &request(vec![with, with])).unwrap();
     assert_eq!(twice.exported, 1);
 }
+
+// --- the processor's duties (Arts. 3-4, 9, 10, 13, 15, 16) -----------------------------------
+
+/// The profiles the law forbids, each with the refusal code and the article its message names.
+fn forbidden_profiles() -> Vec<(facevault::DeploymentProfile, &'static str, &'static str)> {
+    use facevault::{DeploymentProfile, Place};
+    vec![
+        (
+            DeploymentProfile {
+                place: Place::PrivateSpace,
+                capture_area: "inside the changing room".into(),
+                ..profile()
+            },
+            "private_space",
+            "Art. 13: ",
+        ),
+        (
+            DeploymentProfile {
+                place: Place::Public,
+                public_safety: true,
+                signs_posted: false,
+                ..profile()
+            },
+            "no_signs",
+            "Art. 13: ",
+        ),
+        (
+            DeploymentProfile {
+                place: Place::Public,
+                public_safety: false,
+                signs_posted: true,
+                ..profile()
+            },
+            "not_for_public_safety",
+            "Art. 13: ",
+        ),
+        (
+            DeploymentProfile {
+                alternative_method: String::new(),
+                ..profile()
+            },
+            "no_alternative_method",
+            "Art. 10: ",
+        ),
+    ]
+}
+
+#[test]
+fn art3_4_10_13_each_forbidden_profile_is_refused_naming_its_article_and_the_device_can_still_wind_down() {
+    // Through the API: a vault created with each forbidden profile, closed and opened again,
+    // refuses enrolment and matching with the article named; so does one with no profile.
+    let mut cases: Vec<(Option<facevault::DeploymentProfile>, &str, &str)> = forbidden_profiles()
+        .into_iter()
+        .map(|(profile, code, article)| (Some(profile), code, article))
+        .collect();
+    cases.push((None, "no_deployment_profile", "Arts. 3-4: "));
+    let mut faces = Faces::new(DIM, 4, 71);
+    for (profile, code, article) in cases {
+        let config = facevault::VaultConfig {
+            profile: profile.clone(),
+            ..test_config(DIM)
+        };
+        let tv = TestVault::with(&config, &facevault::FixedKey::new(KEY)).reopen();
+        let refusal = tv.vault.deployment_refusal().expect("refused at open");
+        assert_eq!(refusal.code(), code);
+        assert!(refusal.to_string().starts_with(article), "{refusal}");
+        let person = faces.person();
+        let refused = |result: Result<(), Error>| match result {
+            Err(Error::Refused(r)) => assert_eq!(r.code(), code, "{r}"),
+            other => panic!("{code}: {other:?}"),
+        };
+        refused(tv.vault.enrol(&tv.admin, &consent(), &person).map(drop));
+        refused(tv.vault.identify(&tv.operator, &person, 1).map(drop));
+        // It can still be wound down: purge, the audit read and exported, decommissioning.
+        tv.vault.purge(&tv.admin).unwrap();
+        tv.vault.verify_audit(&tv.admin).unwrap();
+        let mut export = Vec::new();
+        tv.vault.export_audit(&tv.admin, &mut export).unwrap();
+        assert!(!export.is_empty());
+        let id = tv.vault.stats(&tv.admin).unwrap().vault_id;
+        tv.vault
+            .decommission(&tv.admin, &facevault::decommission_confirmation(&id))
+            .unwrap();
+        // Every refusal was audited, with its code.
+        let denied: Vec<_> = tv
+            .vault
+            .audit_log(&tv.admin)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.detail.starts_with(code))
+            .map(|r| r.action)
+            .collect();
+        assert_eq!(denied, ["enrol", "identify"], "{code}");
+    }
+
+    // Through the binary: a refusal exits 3 with its code and the article; a compliant profile
+    // lets the same vault work again.
+    let cli = CliVault::init(DIM);
+    let template = cli.file("t.f32", &le_bytes(&faces.person()));
+    let subject = cli.enrol("enrolled-before.f32", &faces.person(), &[]);
+    for (profile, code, article) in forbidden_profiles() {
+        let file = cli.file(
+            "forbidden.json",
+            serde_json::to_string(&profile).unwrap().as_bytes(),
+        );
+        let recorded = cli.admin(&["profile", "set", "--file", &file]);
+        let recorded = &recorded.ok()["profile_recorded"];
+        assert!(recorded["matching_refused"]
+            .as_str()
+            .unwrap()
+            .starts_with(article));
+        let message = cli.admin(&CliVault::consented("enrol", &template)).fails(3, code);
+        assert!(message.contains(article), "{message}");
+        cli.operator(&["verify", "--subject", &subject, "--probe", &template])
+            .fails(3, code);
+        cli.operator(&["identify", "--probe", &template]).fails(3, code);
+        cli.admin(&["purge"]).ok();
+        cli.admin(&["filing", "status"]).ok();
+    }
+    let compliant = cli.file("profile.json", profile_json().as_bytes());
+    let recorded = cli.admin(&["profile", "set", "--file", &compliant]);
+    assert_eq!(
+        recorded.ok()["profile_recorded"]["enrolment_refused"],
+        serde_json::Value::Null
+    );
+    cli.admin(&CliVault::consented("enrol", &template)).ok();
+    cli.operator(&["verify", "--subject", &subject, "--probe", &template])
+        .ok();
+}
+
+#[test]
+fn art9_enrolment_needs_an_assessment_and_a_new_one_after_a_change_of_purpose() {
+    let config = facevault::VaultConfig {
+        profile: None,
+        ..test_config(DIM)
+    };
+    let tv = TestVault::with(&config, &facevault::FixedKey::new(KEY));
+    let mut faces = Faces::new(DIM, 4, 72);
+    let refusal = |result: Result<facevault::SubjectId, Error>| match result {
+        Err(Error::Refused(refusal)) => refusal,
+        other => panic!("{other:?}"),
+    };
+    tv.vault.set_profile(&tv.admin, &profile()).unwrap();
+    let refused = refusal(tv.vault.enrol(&tv.admin, &consent(), &faces.person()));
+    assert_eq!(refused, Refusal::AssessmentRequired);
+    assert!(refused.to_string().starts_with("Art. 9: "));
+
+    // An assessment of another purpose does not cover it; one of this purpose and method does.
+    let elsewhere = facevault::Assessment {
+        purpose: "staff attendance".into(),
+        ..assessment(&profile())
+    };
+    let recorded = tv.vault.add_assessment(&tv.admin, &elsewhere).unwrap();
+    assert!(!recorded.covers_current_profile);
+    refusal(tv.vault.enrol(&tv.admin, &consent(), &faces.person()));
+    let recorded = tv
+        .vault
+        .add_assessment(&tv.admin, &assessment(&profile()))
+        .unwrap();
+    assert!(recorded.covers_current_profile && recorded.enrolment_refused.is_none());
+    let person = faces.person();
+    let subject = tv.vault.enrol(&tv.admin, &consent(), &person).unwrap();
+
+    // A change of purpose stops enrolment until a new assessment; matching goes on.
+    let new_purpose = facevault::DeploymentProfile {
+        purpose: "entry to the Acme office building and its car park".into(),
+        ..profile()
+    };
+    let changed = tv.vault.set_profile(&tv.admin, &new_purpose).unwrap();
+    assert!(changed.enrolment_refused.unwrap().starts_with("Art. 9: "));
+    assert_eq!(
+        refusal(tv.vault.enrol(&tv.admin, &consent(), &faces.person())),
+        Refusal::AssessmentRequired
+    );
+    assert!(tv.vault.verify(&tv.operator, &subject, &person).unwrap().matched);
+    tv.vault
+        .add_assessment(&tv.admin, &assessment(&new_purpose))
+        .unwrap();
+    tv.vault.enrol(&tv.admin, &consent(), &faces.person()).unwrap();
+
+    // Every assessment is kept, through erasure and a reopening; none can be deleted.
+    tv.vault.erase(&tv.admin, &subject).unwrap();
+    let tv = tv.reopen();
+    let kept = tv.vault.assessments(&tv.admin).unwrap();
+    assert_eq!(kept.len(), 3);
+    assert_eq!(kept[2].record, assessment(&new_purpose));
+    let stored: i64 = raw_db(&tv.path)
+        .query_row(
+            "SELECT count(*) FROM governance WHERE kind = 'assessment'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 3);
+}
+
+/// Milliseconds since the epoch of a time in China Standard Time.
+fn cst(date: time::Date, hour: u8) -> i64 {
+    let at = date
+        .with_hms(hour, 0, 0)
+        .unwrap()
+        .assume_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap());
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[test]
+fn art15_the_1000th_person_starts_the_filing_clock_over_weekends_holidays_and_a_make_up_saturday() {
+    use time::macros::date;
+    let config = facevault::VaultConfig {
+        filing_threshold: 1000,
+        ..test_config(8)
+    };
+    let tv = TestVault::with(&config, &facevault::FixedKey::new(KEY));
+    // A week-long National Day holiday, and a make-up working Saturday after it.
+    let calendar = facevault::Calendar::from_json(
+        r#"{"source": "test calendar","holidays": ["2026-10-01","2026-10-02","2026-10-03","2026-10-04",
+            "2026-10-05","2026-10-06","2026-10-07"], "workdays": ["2026-10-10"]}"#,
+    )
+    .unwrap();
+    tv.vault.set_calendar(&tv.admin, &calendar).unwrap();
+    // Friday 25 September 2026, 10:00 in Beijing.
+    let reached = cst(date!(2026 - 09 - 25), 10);
+    tv.clock.set(reached);
+    let mut faces = Faces::new(8, 16, 73);
+    let people: Vec<f32> = (0..999).flat_map(|_| faces.person()).collect();
+    let mut subjects = tv.vault.enrol_batch(&tv.admin, &consent(), &people).unwrap();
+    let status = tv.vault.filing_status(&tv.admin).unwrap();
+    assert_eq!(
+        (status.persons, status.threshold, status.reached_at),
+        (999, 1000, None)
+    );
+    assert!(status.clocks.is_empty());
+
+    subjects.push(tv.vault.enrol(&tv.admin, &consent(), &faces.person()).unwrap());
+    let status = tv.vault.filing_status(&tv.admin).unwrap();
+    assert_eq!((status.persons, status.reached_at), (1000, Some(reached)));
+    // Sep 28-30 (3); Oct 1-7 off; Oct 8, 9 (5); Saturday Oct 10, made a working day (6); then
+    // four full weeks to Nov 6 (26) and Nov 9-12 (30). Without the make-up Saturday it would be
+    // Nov 13; counting weekends only, Nov 6.
+    assert_eq!(status.deadline.as_deref(), Some("2026-11-12"));
+    assert_eq!(status.working_days_left, Some(30));
+    let alerts = tv.vault.alerts(&tv.admin).unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.detail.starts_with("Art. 15: filing due") && a.detail.contains("2026-11-12")),
+        "{alerts:?}"
+    );
+
+    // Erasing people afterwards does not undo it; nor does a reopening. Days pass.
+    for subject in &subjects[..10] {
+        tv.vault.erase(&tv.admin, subject).unwrap();
+    }
+    tv.clock.set(cst(date!(2026 - 10 - 12), 9));
+    let tv = tv.reopen();
+    let status = tv.vault.filing_status(&tv.admin).unwrap();
+    assert_eq!((status.persons, status.reached_at), (990, Some(reached)));
+    assert_eq!(status.deadline.as_deref(), Some("2026-11-12"));
+    // Oct 12 is the 7th working day: 23 left.
+    assert_eq!(status.working_days_left, Some(23));
+    assert_eq!(status.calendar_through.as_deref(), Some("2026-10-10"));
+    // Crossing the threshold again starts nothing new.
+    tv.vault
+        .enrol_batch(&tv.admin, &consent(), &people[..8 * 20])
+        .unwrap();
+    let status = tv.vault.filing_status(&tv.admin).unwrap();
+    assert_eq!(status.clocks.len(), 1);
+
+    // A material change to the profile after filing starts the change-filing clock.
+    let moved = facevault::DeploymentProfile {
+        processor_contact: "dpo@acme.example".into(),
+        ..profile()
+    };
+    assert!(tv.vault.set_profile(&tv.admin, &moved).unwrap().change_filing_due);
+    let status = tv.vault.filing_status(&tv.admin).unwrap();
+    assert_eq!(status.clocks.len(), 2);
+    assert_eq!(status.clocks[1].kind, facevault::FilingKind::Change);
+    assert_eq!(status.clocks[1].started_on, "2026-10-12");
+    // A change that is not material (the signs' wording, the capture area) does not.
+    let signs = facevault::DeploymentProfile {
+        capture_area: "2 m in front of each lobby turnstile".into(),
+        ..moved
+    };
+    assert!(!tv.vault.set_profile(&tv.admin, &signs).unwrap().change_filing_due);
+}
+
+#[test]
+fn art15_the_filing_report_holds_the_five_items_from_the_vaults_records() {
+    let cli = CliVault::init(DIM);
+    let mut faces = Faces::new(DIM, 4, 74);
+    for n in 0..3 {
+        cli.enrol(&format!("p{n}.f32"), &faces.person(), &[]);
+    }
+    // The assessment's report digest taken from the report itself.
+    let report_bytes = b"%PDF-1.7 the impact assessment report".to_vec();
+    let report_file = cli.file("pia-report.pdf", &report_bytes);
+    let mut pia: serde_json::Value = serde_json::from_str(&assessment_json()).unwrap();
+    pia.as_object_mut().unwrap().remove("report_sha256");
+    let pia_file = cli.file("pia-2.json", pia.to_string().as_bytes());
+    let recorded = cli.admin(&["pia", "add", "--file", &pia_file, "--report", &report_file]);
+    assert_eq!(
+        recorded.ok()["assessment_recorded"]["covers_current_profile"],
+        true
+    );
+    let digest: String = ring::digest::digest(&ring::digest::SHA256, &report_bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // A report that is not the one the assessment names is refused.
+    let named = cli.file("pia-3.json", assessment_json().as_bytes());
+    cli.admin(&["pia", "add", "--file", &named, "--report", &report_file])
+        .fails(2, "report_mismatch");
+
+    let out = cli.dir.path().join("filing.json");
+    let written = cli.admin(&["filing", "report", "--out", out.to_str().unwrap()]);
+    assert_eq!(written.ok()["missing"], serde_json::json!([]));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let profile = profile();
+    // (1) the processor;
+    assert_eq!(report["processor"]["name"], profile.processor_name);
+    assert_eq!(report["processor"]["contact"], profile.processor_contact);
+    // (2) the purpose and method;
+    assert_eq!(report["purpose_and_method"]["purpose"], profile.purpose);
+    assert_eq!(report["purpose_and_method"]["method"], profile.method);
+    assert_eq!(report["purpose_and_method"]["place"], "non_public");
+    // (3) the count and the security measures;
+    assert_eq!(report["count_and_security"]["persons"], 3);
+    assert_eq!(report["count_and_security"]["templates"], 3);
+    let measures = report["count_and_security"]["security_measures"].to_string();
+    for measure in ["AES-256-GCM", "audit log", "1 admin, 1 operator", "PBKDF2"] {
+        assert!(measures.contains(measure), "{measure}: {measures}");
+    }
+    // (4) the processing rules, with the notice people are given;
+    assert_eq!(report["processing_rules"]["notice"]["version"], NOTICE_VERSION);
+    assert!(report["processing_rules"]["rules"]
+        .to_string()
+        .contains("365 days for adults"));
+    // (5) the latest assessment, with its report's digest.
+    assert_eq!(report["impact_assessment"]["report_sha256"], digest);
+    assert_eq!(report["impact_assessment"]["author"], assessment(&profile).author);
+    // The file is not overwritten.
+    cli.admin(&["filing", "report", "--out", out.to_str().unwrap()])
+        .fails(2, "already_exists");
+}
+
+#[test]
+fn art15_decommissioning_erases_every_face_and_keeps_the_audit_and_records() {
+    let tv = TestVault::new(64);
+    let mut faces = Faces::new(64, 8, 75);
+    let people: Vec<Vec<f32>> = (0..40).map(|_| faces.person()).collect();
+    let subjects = tv
+        .vault
+        .enrol_batch(&tv.admin, &consent(), &people.concat())
+        .unwrap();
+    tv.vault
+        .add_template(&tv.admin, &subjects[3], &people[3])
+        .unwrap();
+    let conn = raw_db(&tv.path);
+    let mut secrets: Vec<Vec<u8>> = Vec::new();
+    for sql in [
+        "SELECT ciphertext FROM templates",
+        "SELECT wrapped_key FROM subjects",
+    ] {
+        let mut statement = conn.prepare(sql).unwrap();
+        let rows = statement.query_map([], |r| r.get::<_, Vec<u8>>(0)).unwrap();
+        secrets.extend(rows.map(Result::unwrap));
+    }
+    drop(conn);
+    assert_eq!(secrets.len(), 41 + 40);
+    let needles: HashSet<[u8; 16]> = windows::<16>(&secrets);
+    let id = tv.vault.stats(&tv.admin).unwrap().vault_id;
+
+    // Only an admin, and only with the vault's own words.
+    assert!(matches!(
+        tv.vault
+            .decommission(&tv.operator, &facevault::decommission_confirmation(&id)),
+        Err(Error::Forbidden { .. })
+    ));
+    for wrong in [
+        "DECOMMISSION".to_string(),
+        facevault::decommission_confirmation("00"),
+    ] {
+        assert!(matches!(
+            tv.vault.decommission(&tv.admin, &wrong),
+            Err(Error::InvalidArgument {
+                what: "confirmation",
+                ..
+            })
+        ));
+    }
+    assert_eq!(tv.vault.stats(&tv.admin).unwrap().subjects, 40);
+
+    let done = tv
+        .vault
+        .decommission(&tv.admin, &facevault::decommission_confirmation(&id))
+        .unwrap();
+    assert_eq!((done.subjects_erased, done.templates_erased), (40, 41));
+    assert_eq!(done.deregistration.kind, facevault::FilingKind::Deregistration);
+    assert!(done.deregistration.deadline.is_some());
+    assert_gone_from_files(&tv.path, &needles, "decommissioned face data");
+    let tv = tv.reopen();
+    assert_gone_from_files(&tv.path, &needles, "decommissioned face data");
+    let conn = raw_db(&tv.path);
+    for table in ["subjects", "templates"] {
+        let rows: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "{table}");
+    }
+    drop(conn);
+
+    // The audit and the records stay; nothing is enrolled or matched again.
+    let records = tv.vault.verify_audit(&tv.admin).unwrap();
+    assert!(records > 40);
+    let log = tv.vault.audit_log(&tv.admin).unwrap();
+    let decommission: Vec<&str> = log
+        .iter()
+        .filter(|r| r.action == "decommission")
+        .map(|r| r.outcome.as_str())
+        .collect();
+    assert_eq!(decommission[..3], ["denied"; 3]);
+    // The three refusals first (a role, two wrong confirmations), each audited; then one record
+    // per subject erased and the summary.
+    assert_eq!(decommission.len(), 44);
+    assert!(decommission[3..].iter().all(|outcome| *outcome == "allowed"));
+    assert_eq!(tv.vault.assessments(&tv.admin).unwrap().len(), 1);
+    assert!(tv.vault.profile(&tv.admin).unwrap().is_some());
+    let status = tv.vault.filing_status(&tv.admin).unwrap();
+    assert!(status.decommissioned);
+    assert_eq!(status.persons, 0);
+    assert_eq!(tv.vault.deployment_refusal(), Some(Refusal::Decommissioned));
+    match tv.vault.enrol(&tv.admin, &consent(), &people[0]) {
+        Err(Error::Refused(refusal @ Refusal::Decommissioned)) => {
+            assert!(refusal.to_string().starts_with("Art. 15: "))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        tv.vault.identify(&tv.operator, &people[0], 1),
+        Err(Error::Refused(Refusal::Decommissioned))
+    ));
+    assert!(matches!(
+        tv.vault
+            .decommission(&tv.admin, &facevault::decommission_confirmation(&id)),
+        Err(Error::Refused(Refusal::Decommissioned))
+    ));
+    // A new profile does not bring it back.
+    tv.vault.set_profile(&tv.admin, &profile()).unwrap();
+    assert_eq!(tv.vault.enrolment_refusal(), Some(Refusal::Decommissioned));
+}
+
+#[test]
+fn art16_the_compliance_report_names_every_article_and_its_page_is_self_contained_html() {
+    let cli = CliVault::init(DIM);
+    let mut faces = Faces::new(DIM, 4, 76);
+    cli.enrol("p.f32", &faces.person(), &[]);
+    let page = cli.dir.path().join("compliance.html");
+    let answer = cli.admin(&["compliance", "--html", page.to_str().unwrap()]);
+    let report = &answer.ok()["compliance"];
+    let articles = report["articles"].as_array().unwrap();
+    let named: Vec<&str> = articles.iter().map(|a| a["article"].as_str().unwrap()).collect();
+    assert_eq!(
+        named,
+        [
+            "Arts. 3-4",
+            "Art. 5",
+            "Art. 6",
+            "Art. 7",
+            "Art. 8",
+            "Art. 9",
+            "Art. 10",
+            "Art. 13",
+            "Art. 14",
+            "Art. 15",
+            "Art. 16",
+            "Art. 19"
+        ]
+    );
+    assert!(report["audit_records_verified"].as_u64().unwrap() > 5);
+    assert_eq!(report["filing"]["persons"], 1);
+
+    // Each guarantee names a test that exists, in the file it names.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for article in articles {
+        assert!(!article["holds"].as_array().unwrap().is_empty(), "{article}");
+        for proof in article["holds"].as_array().unwrap() {
+            let test = proof["test"].as_str().unwrap();
+            let (file, name) = test.split_once("::").unwrap();
+            let source = std::fs::read_to_string(root.join(file)).unwrap();
+            assert!(source.contains(&format!("fn {name}()")), "{test} is not a test");
+        }
+    }
+
+    // The page: well-formed (a strict XML reader finds every element closed and nested), with no
+    // script, style sheet, image or anything else from outside, and every article of the report.
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    let mut reader = quick_xml::Reader::from_str(&html);
+    let mut open: Vec<String> = Vec::new();
+    let mut elements = HashSet::new();
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(start)) => {
+                let name = String::from_utf8(start.name().as_ref().to_vec()).unwrap();
+                elements.insert(name.clone());
+                for attribute in start.attributes() {
+                    let attribute = attribute.unwrap();
+                    let value = String::from_utf8_lossy(&attribute.value).to_string();
+                    assert!(!value.contains("http") && !value.contains("//"), "{value}");
+                    assert!(!attribute.key.as_ref().starts_with(b"on"), "an event handler");
+                }
+                open.push(name);
+            }
+            Ok(quick_xml::events::Event::Empty(empty)) => {
+                elements.insert(String::from_utf8(empty.name().as_ref().to_vec()).unwrap());
+            }
+            Ok(quick_xml::events::Event::End(end)) => {
+                let name = String::from_utf8(end.name().as_ref().to_vec()).unwrap();
+                assert_eq!(open.pop().as_deref(), Some(name.as_str()), "misnested </{name}>");
+            }
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed at {}: {e}", reader.buffer_position()),
+        }
+    }
+    assert!(open.is_empty(), "unclosed: {open:?}");
+    for needed in ["html", "head", "title", "meta", "style", "body", "section"] {
+        assert!(elements.contains(needed), "no <{needed}>");
+    }
+    for banned in ["script", "link", "img", "iframe", "object", "embed"] {
+        assert!(!elements.contains(banned), "<{banned}> in a self-contained page");
+    }
+    assert!(!html.contains("url("), "an outside asset in the style");
+    for article in named {
+        assert!(
+            html.contains(&format!("<h2>{article} · ")),
+            "{article} is not on the page"
+        );
+    }
+    assert!(html.contains("class=\"bar\""), "the filing bars");
+}

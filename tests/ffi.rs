@@ -156,6 +156,7 @@ fn a_backup_restores_through_the_c_abi_without_the_erased() {
     vault
         .publish_notice(&admin, &common::notice(common::NOTICE_VERSION))
         .unwrap();
+    common::govern(&vault, &admin);
     let enrolment = common::consent();
     let kept = vault
         .enrol(&admin, &enrolment, &[1.0f32, 0.0, 0.0, 0.0][..])

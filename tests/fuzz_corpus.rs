@@ -120,6 +120,7 @@ fn write_the_seed_corpus() {
         .login(ADMIN, &facevault::Password::new("admin password 1"))
         .unwrap();
     vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+    govern(&vault, &admin);
     let mut rng = Rng::new(5);
     let subjects = vault
         .enrol_batch(

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use facevault::{Error, FixedKey, OpenOptions, Password, RestoreOptions, SubjectId, Vault};
+use facevault::{Error, FixedKey, OpenOptions, Password, Refusal, RestoreOptions, SubjectId, Vault};
 
 const DIM: usize = 16;
 
@@ -236,12 +236,13 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A migration killed at random moments, many times, from each older format: each time the
 /// vault is either the old file as it was (byte for byte the fixture's) or migrated whole (to
-/// version 2 or 3: each step commits on its own, and the next opening goes on from a whole
-/// version 2), and it opens, migrates if it must, and keeps every subject and audit record.
+/// version 2, 3 or 4: each step commits on its own, and the next opening goes on from a whole
+/// older version), and it opens, migrates if it must, and keeps every subject and audit record.
 #[test]
 fn a_migration_killed_at_random_moments_leaves_the_old_file_or_the_new_one_whole() {
     kill_migrations("vault-v1", "v1-view.json", 1, 153);
     kill_migrations("vault-v2", "v2-view.json", 2, 154);
+    kill_migrations("vault-v3", "v3-view.json", 3, 155);
 }
 
 fn kill_migrations(fixture: &str, view_file: &str, from: i64, seed: u64) {
@@ -280,7 +281,7 @@ fn kill_migrations(fixture: &str, view_file: &str, from: i64, seed: u64) {
                 "round {round}: the format-{from} file was changed"
             );
         } else {
-            assert!(version > from && version <= 3, "round {round}: version {version}");
+            assert!(version > from && version <= 4, "round {round}: version {version}");
             new += 1;
         }
         let vault = Vault::open_with(&db, &facevault::KeyFile::new(&key), OpenOptions::default())
@@ -297,13 +298,55 @@ fn kill_migrations(fixture: &str, view_file: &str, from: i64, seed: u64) {
 }
 
 /// The fixture made by format version 2's CLI (tests/testdata/vault-v2, with the files beside its
-/// key and a backup): the current code migrates it to version 3, keeping every subject, alert
-/// and audit record, with a sealed copy of the version-2 vault beside it; that copy and the
-/// fixture's own backup restore (and migrate again).
+/// key and a backup): the current code migrates it to version 4 (through 3), keeping every
+/// subject, alert and audit record, with a sealed copy of each older version beside it; the
+/// first copy and the fixture's own backup restore (and migrate again).
 #[test]
 fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_restores() {
+    fixture_opens_and_restores("vault-v2", "v2-view.json", 2);
+}
+
+/// The same for the fixture made by format version 3's CLI (two face models): migrated to
+/// version 4, it has no deployment profile, so it matches no one until one (and, for enrolment,
+/// an assessment) is recorded; then its templates of both models match again.
+#[test]
+fn the_format_3_fixture_opens_with_every_subject_and_record_and_its_backup_restores() {
+    let dir = fixture_opens_and_restores("vault-v3", "v3-view.json", 3);
+    let view = copy_fixture("vault-v3", "v3-view.json", dir.path());
+    let vault = Vault::open_with(
+        &dir.path().join("vault.db"),
+        &facevault::KeyFile::new(dir.path().join("master.key")),
+        OpenOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(vault.deployment_refusal(), Some(Refusal::NoDeploymentProfile));
+    let gate = vault.login("gate", &Password::new("gate password 1")).unwrap();
+    let subject: facevault::SubjectId = view["subjects"]["second_notice"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    fn model_2(values: &[f32]) -> facevault::TemplateInput<'_> {
+        facevault::TemplateInput::values(values).from_model("fixture-model-2")
+    }
+    let probe = [0.0f32, 1.0, 0.0, 0.0];
+    assert!(matches!(
+        vault.verify(&gate, &subject, model_2(&probe)),
+        Err(Error::Refused(Refusal::NoDeploymentProfile))
+    ));
+    let admin = vault.login("admin", &Password::new("admin password 1")).unwrap();
+    vault.set_profile(&admin, &profile()).unwrap();
+    assert!(vault.verify(&gate, &subject, model_2(&probe)).unwrap().matched);
+    assert_eq!(vault.enrolment_refusal(), Some(Refusal::AssessmentRequired));
+    vault.close().unwrap();
+}
+
+/// Opens a fixture of format `from` with the current code, checks it against its view, and
+/// restores its backup and the first sealed copy the migrations kept. Returns its folder, where
+/// the fixture now stands migrated (and restored from that copy).
+fn fixture_opens_and_restores(fixture: &str, view_file: &str, from: i64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let view = copy_fixture("vault-v2", "v2-view.json", dir.path());
+    let view = copy_fixture(fixture, view_file, dir.path());
     let (db, key) = (dir.path().join("vault.db"), dir.path().join("master.key"));
     let records = view["audit"]["entries"].as_array().unwrap();
     let made_at = records.last().unwrap()["at"].as_i64().unwrap();
@@ -327,7 +370,7 @@ fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_resto
     let version: i64 = raw_db(&db)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let auditor = as_auditor_lists_the_view(&vault);
     assert_eq!(
         serde_json::to_value(vault.alerts(&auditor).unwrap()).unwrap(),
@@ -340,14 +383,19 @@ fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_resto
         // With the whole-file layer, a second `migrate` record says the plain file was encrypted.
         .filter(|record| record.action == "migrate" && record.detail.starts_with("format "))
         .collect();
-    assert_eq!(migrations.len(), 1);
-    assert!(
-        migrations[0].detail.starts_with("format 2 -> 3"),
-        "{}",
-        migrations[0].detail
-    );
-    let sealed_copy = dir.path().join("vault.db.pre-v3.fvbackup");
-    assert!(sealed_copy.is_file());
+    let steps: Vec<String> = (from..4).map(|v| format!("format {v} -> {}", v + 1)).collect();
+    assert_eq!(migrations.len(), steps.len());
+    for (migration, step) in migrations.iter().zip(&steps) {
+        assert!(
+            migration.detail.starts_with(step.as_str()),
+            "{}",
+            migration.detail
+        );
+    }
+    for to in from + 1..=4 {
+        assert!(dir.path().join(format!("vault.db.pre-v{to}.fvbackup")).is_file());
+    }
+    let sealed_copy = dir.path().join(format!("vault.db.pre-v{}.fvbackup", from + 1));
     let now = vault.audit_log(&auditor).unwrap();
     for (old, new) in records.iter().zip(&now) {
         assert_eq!(*old, serde_json::to_value(new).unwrap());
@@ -378,13 +426,14 @@ fn the_format_2_fixture_opens_with_every_subject_and_record_and_its_backup_resto
     };
     let (vault, restored) = restore_forced(&dir.path().join("backup.fvbackup"));
     assert_eq!(restored.erased_again, 0);
-    assert_eq!(restored.backup.format_version, 2);
+    assert_eq!(i64::from(restored.backup.format_version), from);
     as_auditor_lists_the_view(&vault);
     vault.close().unwrap();
 
     // So does the sealed copy the migration kept.
     let (vault, restored) = restore_forced(&sealed_copy);
-    assert_eq!(restored.backup.format_version, 2);
+    assert_eq!(i64::from(restored.backup.format_version), from);
     as_auditor_lists_the_view(&vault);
     vault.close().unwrap();
+    dir
 }

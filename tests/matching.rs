@@ -233,6 +233,7 @@ fn exact_and_fast_scans_give_the_same_answers_through_the_vault() {
             )
             .unwrap();
         vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+        govern(&vault, &admin);
         vault.enrol_batch(&admin, &consent(), &people.concat()).unwrap();
         vault.close().unwrap();
         let vault = Vault::open(&path, &FixedKey::new(KEY)).unwrap();

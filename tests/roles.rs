@@ -15,7 +15,7 @@ use facevault::{
 const DIM: usize = 16;
 
 /// Every operation a caller can ask for, with the action the door checks for it.
-const OPERATIONS: [(&str, Action); 32] = [
+const OPERATIONS: [(&str, Action); 41] = [
     ("add_user", Action::AddUser),
     ("set_role", Action::SetRole),
     ("unlock_user", Action::UnlockUser),
@@ -48,6 +48,15 @@ const OPERATIONS: [(&str, Action); 32] = [
     ("add_model", Action::AddModel),
     ("model_status", Action::ModelStatus),
     ("retire_model", Action::RetireModel),
+    ("set_profile", Action::SetProfile),
+    ("profile", Action::ShowProfile),
+    ("add_assessment", Action::AddAssessment),
+    ("assessments", Action::ListAssessments),
+    ("set_calendar", Action::SetCalendar),
+    ("filing_status", Action::FilingStatus),
+    ("filing_report", Action::FilingReport),
+    ("decommission", Action::Decommission),
+    ("compliance", Action::Compliance),
 ];
 
 /// Runs operation `name` as `session` on `subject` (a fresh one, enrolled for the call).
@@ -119,6 +128,20 @@ fn run(
         // A model the vault does not have: an admin is refused as `invalid_argument`, not as
         // forbidden, and the vault keeps its models.
         "retire_model" => vault.retire_model(session, "no-such-model", false).map(drop),
+        // The profile and the assessment the vault already has: it goes on enrolling.
+        "set_profile" => vault.set_profile(session, &profile()).map(drop),
+        "profile" => vault.profile(session).map(drop),
+        "add_assessment" => vault.add_assessment(session, &assessment(&profile())).map(drop),
+        "assessments" => vault.assessments(session).map(drop),
+        "set_calendar" => vault.set_calendar(session, &facevault::Calendar::default()),
+        "filing_status" => vault.filing_status(session).map(drop),
+        "filing_report" => vault.filing_report(session).map(drop),
+        // A wrong confirmation: an admin is refused as `invalid_argument`, not as forbidden, and
+        // the vault is not decommissioned.
+        "decommission" => vault
+            .decommission(session, "DECOMMISSION no-such-vault")
+            .map(drop),
+        "compliance" => vault.compliance(session).map(drop),
         other => panic!("no operation {other}"),
     }
 }

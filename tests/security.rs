@@ -511,13 +511,13 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     // A version newer than this build's is refused, and the file is left as it was.
     let newer = dir.path().join("newer.db");
     std::fs::copy(&db, &newer).unwrap();
-    raw_db(&newer).pragma_update(None, "user_version", 4).unwrap();
+    raw_db(&newer).pragma_update(None, "user_version", 5).unwrap();
     let before = std::fs::read(&newer).unwrap();
     assert!(matches!(
         Vault::open_with(&newer, &KeyFile::new(&key), options()),
         Err(Error::UnsupportedFormat {
-            found: 4,
-            supported: 3
+            found: 5,
+            supported: 4
         })
     ));
     assert_eq!(std::fs::read(&newer).unwrap(), before);
@@ -539,7 +539,7 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     let version: i64 = raw_db(&db)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let auditor = vault
         .login("auditor", &Password::new("auditor password 1"))
         .unwrap();
@@ -583,6 +583,13 @@ fn a_format_1_vault_is_migrated_with_every_subject_consent_and_record() {
     };
     let gate = vault.login("gate", &Password::new("gate password 1")).unwrap();
     let probe = [0.9f32, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    // Migrated to version 4, it has no deployment profile: it matches no one until one is set.
+    assert!(matches!(
+        vault.verify(&gate, &id("adult_with_transfer"), &probe),
+        Err(Error::Refused(facevault::Refusal::NoDeploymentProfile))
+    ));
+    let admin = vault.login("admin", &Password::new("admin password 1")).unwrap();
+    vault.set_profile(&admin, &profile()).unwrap();
     assert!(
         vault
             .verify(&gate, &id("adult_with_transfer"), &probe)
@@ -640,6 +647,7 @@ fn throttled_vault(
             .unwrap();
     }
     vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+    govern(&vault, &admin);
     let person = Rng::new(11).gaussian_vec(64);
     let subject = vault.enrol(&admin, &consent(), &person).unwrap();
     let second = vault.login("gate-2", &Password::new(OPERATOR_PASSWORD)).unwrap();
@@ -862,6 +870,8 @@ fn scores_go_only_to_roles_that_may_see_them_rounded_to_two_decimals() {
                 ADMIN,
                 "--score-roles",
                 "operator",
+                "--profile",
+                &shown.file("profile.json", profile_json().as_bytes()),
             ],
         )
         .ok();
@@ -872,6 +882,14 @@ fn scores_go_only_to_roles_that_may_see_them_rounded_to_two_decimals() {
             "publish",
             "--file",
             &shown.file("n.json", notice_json(NOTICE_VERSION).as_bytes()),
+        ])
+        .ok();
+    shown
+        .admin(&[
+            "pia",
+            "add",
+            "--file",
+            &shown.file("pia.json", assessment_json().as_bytes()),
         ])
         .ok();
     let probe = shown.file("p.f32", &le_bytes(&[0.6, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]));

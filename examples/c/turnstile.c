@@ -105,9 +105,26 @@ int main(int argc, char **argv) {
         .rights = "withdraw at reception",
     };
     check(fv_publish_notice(vault, admin, &notice), "fv_publish_notice");
+    /* Who processes, why, where, and the alternative to a face (Arts. 3-4, 10, 13); then the
+       impact assessment of that purpose and method, without which nobody is enrolled (Art. 9). */
+    check(fv_set_profile(vault, admin,
+                         "{\"processor_name\": \"Acme Gates Ltd\", \"processor_contact\": \"privacy@acme.example\","
+                         " \"purpose\": \"entry to the building\", \"method\": \"1:N identification at the turnstile\","
+                         " \"place\": \"non_public\", \"capture_area\": \"1 m before the turnstile\","
+                         " \"signs_posted\": true, \"alternative_method\": \"staff badge at the same turnstile\"}"),
+          "fv_set_profile");
+    check(fv_add_assessment(vault, admin,
+                            "{\"date\": \"2026-11-20\", \"purpose\": \"entry to the building\","
+                            " \"method\": \"1:N identification at the turnstile\","
+                            " \"lawful_and_necessary\": \"lawful on consent, replaces shared badges\","
+                            " \"impact_and_mitigation\": \"low; badges offered instead\","
+                            " \"risks\": \"device theft\", \"protection_measures\": \"encrypted, audited, role-based\","
+                            " \"author\": \"DPO\", \"report_sha256\": "
+                            "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"}"),
+          "fv_add_assessment");
     check(fv_login(vault, "desk", "desk password 1", &desk), "fv_login desk");
     check(fv_login(vault, "gate", "gate password 1", &gate), "fv_login gate");
-    printf("vault created, users and notice in place\n");
+    printf("vault created, users, notice, profile and assessment in place\n");
 
     struct camera cameras[2];
     fv_consent consent = {

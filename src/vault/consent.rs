@@ -303,6 +303,7 @@ impl OperationContext<'_> {
 
     /// The law's verdict on an enrolment, against the current notice.
     fn enrolment_terms(&self, enrolment: &Enrolment) -> Result<EnrolmentTerms> {
+        self.admit_enrolment()?;
         let current = self.current_notice()?.map(|n| n.version);
         policy::may_enrol(
             enrolment,
@@ -439,13 +440,12 @@ impl Vault {
             let mut next_id = act.next_template_id()?;
             act.store_template(model, subject, terms.expires_at, &key, &row, &mut next_id)?;
             act.set_next_template_id(next_id)?;
-            Ok((
-                subject,
-                vec![AuditEntry::new(
-                    Some(subject),
-                    enrolment_detail(enrolment, &terms),
-                )],
-            ))
+            let mut entries = vec![AuditEntry::new(
+                Some(subject),
+                enrolment_detail(enrolment, &terms),
+            )];
+            act.count_for_filing(&mut entries)?;
+            Ok((subject, entries))
         })
     }
 
@@ -478,6 +478,7 @@ impl Vault {
             }
             act.report_progress("enrol_batch", total, total);
             act.set_next_template_id(next_id)?;
+            act.count_for_filing(&mut entries)?;
             Ok((subjects, entries))
         })
     }
@@ -491,6 +492,7 @@ impl Vault {
     ) -> Result<()> {
         let template = template.into();
         self.authorised_operation(session, Action::Enrol, Some(*subject), |act| {
+            act.admit_enrolment()?;
             let live = act.live_subject(subject)?;
             let expires_at = live.facts.expires_at;
             if live.facts.templates >= MAX_TEMPLATES_PER_SUBJECT as i64 {
@@ -510,7 +512,10 @@ impl Vault {
             );
             store::set_subject_templates(act.tx, subject.as_bytes(), subject_row.facts.templates, &mac)?;
             let detail = format!("templates=+1 model={}", act.settings.models[model].name);
-            Ok(((), vec![AuditEntry::new(Some(*subject), detail)]))
+            let mut entries = vec![AuditEntry::new(Some(*subject), detail)];
+            // A subject left bare by a model's retirement counts again once it holds a template.
+            act.count_for_filing(&mut entries)?;
+            Ok(((), entries))
         })
     }
 

@@ -16,6 +16,7 @@ use crate::clock::UnixMillis;
 use crate::crypto::{RootKey, VaultKeys};
 use crate::error::{Error, Result};
 use crate::keys::MasterKey;
+use crate::policy;
 use crate::store::{self, LockState, PrincipalRow, Store};
 
 /// Format version 1 to 2: a random root key (wrapped by the master key) replaces the master key
@@ -189,35 +190,79 @@ pub(crate) fn sealed_copy_suffix(to: i64) -> String {
 /// Format version 2 to 3: the one face model's name, dimension and threshold move from `meta`
 /// into the new `models` table (which the settings MAC now covers row by row), so that models
 /// can be added and retired. No template changes: each is already bound to its model's name and
-/// dimension. A sealed copy of the version-2 vault (a backup, `docs/format.md` section 21) is
-/// written beside it first, and the migration runs only once that copy is synced; then it is
-/// one transaction, audited.
+/// dimension.
 pub(super) fn v2_to_v3(ledger: &mut Ledger, path: &Path, vault_id: [u8; 16], now: UnixMillis) -> Result<()> {
-    let copy_path = store::with_suffix(path, &sealed_copy_suffix(3));
-    // A copy left by a migration that did not commit is of this same version-2 vault, older.
+    with_sealed_copy(ledger, path, vault_id, now, 3, |tx, keys| {
+        let settings = Settings::read_format(tx, vault_id, keys, 2)?;
+        tx.execute_batch(store::MIGRATE_V2_TO_V3)?;
+        settings.write_format(tx, keys, 3)?;
+        for key in ["dim", "model", "threshold"] {
+            store::meta_delete(tx, key)?;
+        }
+        let model = &settings.models[0];
+        Ok(format!(
+            "model {} (dim={} threshold={}) moved to the models table",
+            model.name, model.dim, model.threshold
+        ))
+    })
+}
+
+/// Format version 3 to 4: the `governance` table (deployment profiles, impact assessments, the
+/// working-day calendar, filing events) is created empty, and the settings gain the filing
+/// threshold ([`policy::filing::DEFAULT_FILING_THRESHOLD`]). The vault then has no profile: it
+/// enrols and matches no one until an admin records one (and an assessment for enrolment).
+pub(super) fn v3_to_v4(ledger: &mut Ledger, path: &Path, vault_id: [u8; 16], now: UnixMillis) -> Result<()> {
+    with_sealed_copy(ledger, path, vault_id, now, 4, |tx, keys| {
+        let mut settings = Settings::read_format(tx, vault_id, keys, 3)?;
+        tx.execute_batch(store::MIGRATE_V3_TO_V4)?;
+        // The new state table's rows count in the state digest from here on.
+        store::watch_row_macs(tx)?;
+        settings.filing_threshold = policy::filing::DEFAULT_FILING_THRESHOLD;
+        settings.write_format(tx, keys, 4)?;
+        Ok(format!(
+            "governance table created; filing threshold {}; no deployment profile yet",
+            settings.filing_threshold
+        ))
+    })
+}
+
+/// Runs one migration to format version `to` the way every migration from version 2 on runs: a
+/// sealed copy of the vault as it was (a backup, `docs/format.md` section 21) is written beside it
+/// first, and the migration runs only once that copy is synced; then `body` changes the tables
+/// in one transaction, audited with the detail it returns.
+fn with_sealed_copy(
+    ledger: &mut Ledger,
+    path: &Path,
+    vault_id: [u8; 16],
+    now: UnixMillis,
+    to: i64,
+    body: impl FnOnce(&Transaction<'_>, &VaultKeys) -> Result<String>,
+) -> Result<()> {
+    let copy_path = store::with_suffix(path, &sealed_copy_suffix(to));
+    // A copy left by a migration that did not commit is of this same vault, older.
     match std::fs::remove_file(&copy_path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}
     }
     let (copy, info) = super::backup::write_backup(ledger, vault_id, &copy_path, now)?;
     ledger.write(|w| {
-        let settings = Settings::read_format(w.tx, vault_id, w.keys, 2)?;
-        w.tx.execute_batch(store::MIGRATE_V2_TO_V3)?;
-        settings.write_format(w.tx, w.keys, 3)?;
-        for key in ["dim", "model", "threshold"] {
-            store::meta_delete(w.tx, key)?;
-        }
-        w.tx.pragma_update(None, "user_version", 3)?;
-        let model = &settings.models[0];
+        let change = body(w.tx, w.keys)?;
+        w.tx.pragma_update(None, "user_version", to)?;
         let detail = format!(
-            "format 2 -> 3: model {} (dim={} threshold={}) moved to the models table; sealed copy of the format-2 vault at {} ({} bytes)",
-            model.name,
-            model.dim,
-            model.threshold,
+            "format {} -> {to}: {change}; sealed copy of the format-{} vault at {} ({} bytes)",
+            to - 1,
+            to - 1,
             copy_path.display(),
             info.file_bytes
         );
-        w.audit(record(now, ANONYMOUS, Action::Migrate, None, Outcome::Allowed, detail))
+        w.audit(record(
+            now,
+            ANONYMOUS,
+            Action::Migrate,
+            None,
+            Outcome::Allowed,
+            detail,
+        ))
     })?;
     copy.keep();
     Ok(())

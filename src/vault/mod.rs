@@ -12,12 +12,14 @@ mod backup;
 pub(crate) mod consent;
 mod erasures;
 mod export;
+mod governance;
 mod ledger;
 mod load;
 mod match_log;
 mod migrate;
 mod models;
 mod purge_timer;
+mod report;
 mod throttle;
 
 use std::cell::RefCell;
@@ -38,6 +40,7 @@ use crate::error::TemplateError;
 use crate::error::{Error, ErrorClass, Result};
 use crate::gallery::{Gallery, Lookup, ScanMode};
 use crate::keys::{KeyProvider, MasterKey};
+use crate::policy::deployment::DeploymentProfile;
 use crate::policy::{self, Refusal, RetentionCeilings, RetentionCheck};
 use crate::store::{self, LockState, NewTemplate, PrincipalRow, Store, SubjectFacts, SubjectRow};
 use crate::subject::SubjectId;
@@ -45,9 +48,18 @@ use crate::template::{self, RowCount, TemplateInput};
 
 pub use backup::{BackupInfo, RestoreOptions, Restored};
 pub use export::{ExportRequest, ExportedBundle, ExportedFile};
+use governance::Governance;
+pub use governance::{
+    decommission_confirmation, AssessmentRecorded, Decommissioned, FilingClock, FilingEvent, FilingKind,
+    FilingStatus, ProfileRecorded, Recorded,
+};
 pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 use models::{Galleries, ModelSettings};
 pub use models::{ModelInfo, ModelStatus, RetiredModel, MAX_MODELS};
+pub use report::{
+    ArticleReport, ComplianceReport, CountItem, FilingReport, ProcessorItem, Proof, PurposeItem, RulesItem,
+    EXPIRY_WARNING_DAYS,
+};
 
 use erasures::{Erasure, ErasureKind};
 use ledger::{Ledger, Outside};
@@ -116,6 +128,12 @@ pub struct VaultConfig {
     /// Decimals a shown score is rounded to (0 to [`MAX_SCORE_DECIMALS`]); decisions are taken
     /// on the rounded score.
     pub score_decimals: u8,
+    /// The deployment profile recorded at creation (Arts. 3–4, 10, 13). Without one the vault
+    /// enrols and matches no one until an admin records one ([`Vault::set_profile`]).
+    pub profile: Option<DeploymentProfile>,
+    /// Distinct persons stored at which Art. 15's filing falls due: 100,000 unless changed
+    /// (for tests, or a stricter policy).
+    pub filing_threshold: u64,
 }
 
 impl VaultConfig {
@@ -134,6 +152,8 @@ impl VaultConfig {
             throttle: ThrottlePolicy::default(),
             score_roles: DEFAULT_SCORE_ROLES,
             score_decimals: DEFAULT_SCORE_DECIMALS,
+            profile: None,
+            filing_threshold: policy::filing::DEFAULT_FILING_THRESHOLD,
         }
     }
 
@@ -184,6 +204,12 @@ impl VaultConfig {
         }
         if !(-1440..=1440).contains(&self.utc_offset_minutes) {
             return Err(invalid("UTC offset", "must be within ±24 hours".into()));
+        }
+        if self.filing_threshold == 0 || i64::try_from(self.filing_threshold).is_err() {
+            return Err(invalid("filing threshold", "must be a positive count".into()));
+        }
+        if let Some(profile) = &self.profile {
+            policy::deployment::check_profile(profile)?;
         }
         check_threshold(self.threshold).map(drop)
     }
@@ -383,6 +409,8 @@ struct Settings {
     /// Who sees match scores, and to how many decimals (format version 2).
     score_roles: RoleSet,
     score_decimals: u8,
+    /// Distinct persons stored at which Art. 15's filing is due (format version 4).
+    filing_threshold: u64,
 }
 
 impl Settings {
@@ -476,6 +504,9 @@ impl Settings {
                 fields.extend(model.mac_fields());
             }
         }
+        if format >= 4 {
+            fields.push(self.filing_threshold.to_le_bytes().to_vec());
+        }
         fields
     }
 
@@ -538,6 +569,13 @@ impl Settings {
         )?;
         store::meta_set(conn, "score_roles", i64::from(self.score_roles.bits()))?;
         store::meta_set(conn, "score_decimals", i64::from(self.score_decimals))?;
+        if format >= 4 {
+            store::meta_set(
+                conn,
+                "filing_threshold",
+                i64::try_from(self.filing_threshold).unwrap_or(i64::MAX),
+            )?;
+        }
         store::meta_set(
             conn,
             "settings_mac",
@@ -606,6 +644,12 @@ impl Settings {
             vec![ModelSettings::from_row(row).ok_or_else(damaged)?]
         };
         let offset: i64 = store::meta_get(conn, "utc_offset_minutes")?;
+        let filing_threshold = if format >= 4 {
+            let threshold: i64 = store::meta_get(conn, "filing_threshold")?;
+            u64::try_from(threshold).map_err(|_| damaged())?
+        } else {
+            policy::filing::DEFAULT_FILING_THRESHOLD
+        };
         let settings = Self {
             vault_id,
             models,
@@ -620,6 +664,7 @@ impl Settings {
             throttle,
             score_roles,
             score_decimals,
+            filing_threshold,
         };
         let mac: Vec<u8> = store::meta_get(conn, "settings_mac")?;
         let intact = !settings.models.is_empty()
@@ -718,6 +763,8 @@ fn subject_mac_fields(id: &[u8; 16], facts: &SubjectFacts) -> [Vec<u8>; 5] {
 struct AuditEntry {
     subject: Option<SubjectId>,
     detail: String,
+    /// An alert the operation raised ([`Action::Alert`]), rather than a record of the operation.
+    alert: bool,
 }
 
 impl AuditEntry {
@@ -725,6 +772,16 @@ impl AuditEntry {
         Self {
             subject,
             detail: detail.into(),
+            alert: false,
+        }
+    }
+
+    /// An alert, listed by [`Vault::alerts`].
+    fn alert(detail: impl Into<String>) -> Self {
+        Self {
+            subject: None,
+            detail: detail.into(),
+            alert: true,
         }
     }
 }
@@ -752,6 +809,8 @@ struct ChangesAfterCommit {
     throttles_reset: Vec<SubjectId>,
     /// A principal's new role.
     role_change: Option<(String, Role)>,
+    /// The governance records with one or more appended.
+    governance: Option<Governance>,
 }
 
 /// What an operation's body may touch: the open transaction and read-only views of the rest.
@@ -759,6 +818,8 @@ struct OperationContext<'a> {
     tx: &'a Transaction<'a>,
     keys: &'a VaultKeys,
     settings: &'a Settings,
+    /// The governance records as they were before this operation.
+    governance: &'a Governance,
     /// The galleries, when this opening loaded them: data changes read the store, which is the
     /// truth; this is only for what the galleries answer more cheaply (a count, the expired).
     galleries: Option<&'a Galleries>,
@@ -1049,6 +1110,7 @@ impl Core {
                     tx: w.tx,
                     keys: w.keys,
                     settings: &state.settings,
+                    governance: &state.governance,
                     galleries: state.galleries.as_ref(),
                     now,
                     pending: ChangesAfterCommit::default(),
@@ -1069,7 +1131,7 @@ impl Core {
                     w.audit(record(
                         now,
                         actor,
-                        action,
+                        if entry.alert { Action::Alert } else { action },
                         entry.subject,
                         Outcome::Allowed,
                         entry.detail,
@@ -1101,7 +1163,7 @@ impl Core {
         let changes_gallery = !pending.new_row_owners.is_empty() || !pending.erased.is_empty();
         let changes_models =
             pending.threshold.is_some() || pending.new_model.is_some() || pending.retired_model.is_some();
-        if changes_gallery || changes_models {
+        if changes_gallery || changes_models || pending.governance.is_some() {
             let mut state = self
                 .state
                 .write()
@@ -1149,6 +1211,9 @@ impl Core {
                     galleries.remove_subject(subject);
                 }
             }
+            if let Some(governance) = pending.governance {
+                state.governance = governance;
+            }
             if let Some((index, threshold)) = pending.threshold {
                 let model = &mut state.settings.models[index];
                 model.threshold = threshold;
@@ -1186,9 +1251,12 @@ pub type Progress = Arc<dyn Fn(&'static str, usize, usize) + Send + Sync>;
 /// Bulk operations report their progress at most once per this many items.
 const PROGRESS_EVERY: usize = 256;
 
-/// The settings and the galleries: what a lookup reads, under the vault's read lock.
+/// The settings, the governance records and the galleries: what a lookup reads, under the
+/// vault's read lock.
 struct LookupState {
     settings: Settings,
+    /// The processor's records and the gates they put on enrolment and matching.
+    governance: Governance,
     /// `None` when opened without them ([`OpenOptions::load_gallery`]).
     galleries: Option<Galleries>,
 }
@@ -1260,6 +1328,7 @@ impl Vault {
                 throttle: config.throttle,
                 score_roles: config.score_roles,
                 score_decimals: config.score_decimals,
+                filing_threshold: config.filing_threshold,
             };
             {
                 let tx = store.transaction()?;
@@ -1269,7 +1338,7 @@ impl Vault {
             }
             let outside = Outside::of(keys, &vault_id)?;
             let mut ledger = Ledger::create(store, vault_keys, vault_id, outside, config.audit_epochs)?;
-            ledger.write(|w| {
+            let governance = ledger.write(|w| {
                 store::meta_set(w.tx, "created_at", now)?;
                 store::meta_set(w.tx, "next_template_id", 1i64)?;
                 settings.write(w.tx, w.keys)?;
@@ -1286,12 +1355,17 @@ impl Vault {
                     config.audit_epochs.max_millis / 1000,
                 );
                 w.audit(record(now, admin, Action::Init, None, Outcome::Allowed, detail))?;
-                Ok(())
+                let mut governance = Governance::empty();
+                if let Some(profile) = &config.profile {
+                    let detail = governance.record_initial_profile(w.tx, w.keys, now, profile)?;
+                    w.audit(record(now, admin, Action::SetProfile, None, Outcome::Allowed, detail))?;
+                }
+                Ok(governance)
             })?;
-            Ok::<_, Error>((ledger, settings))
+            Ok::<_, Error>((ledger, settings, governance))
         })();
         match built {
-            Ok((ledger, settings)) => {
+            Ok((ledger, settings, governance)) => {
                 let gallery = Gallery::new(
                     config.dim,
                     settings.scan,
@@ -1301,6 +1375,7 @@ impl Vault {
                 let throttles = Throttles::new(settings.throttle, Vec::new());
                 let state = LookupState {
                     settings,
+                    governance,
                     galleries: Some(Galleries::new(vec![gallery], Vec::new())),
                 };
                 let mut vault = Vault {
@@ -1418,6 +1493,9 @@ impl Vault {
         if ledger.store().format_version()? == 2 {
             migrate::v2_to_v3(&mut ledger, path, vault_id, clock.now())?;
         }
+        if ledger.store().format_version()? == 3 {
+            migrate::v3_to_v4(&mut ledger, path, vault_id, clock.now())?;
+        }
 
         let read = store::check_columns(ledger.store().conn())
             .and_then(|()| Settings::read(ledger.store().conn(), vault_id, ledger.keys()))
@@ -1426,9 +1504,10 @@ impl Vault {
                 let sealer = ledger::load_sealer_state(ledger.store().conn(), ledger.keys(), &vault_id)?;
                 check_audit_head(ledger.store().conn(), &sealer.head)?;
                 let throttles = throttle::load(ledger.store().conn(), ledger.keys())?;
-                Ok((settings, throttles))
+                let governance = Governance::load(ledger.store().conn(), ledger.keys())?;
+                Ok((settings, throttles, governance))
             });
-        let (settings, throttles) = match read {
+        let (settings, throttles, governance) = match read {
             Ok(read) => read,
             Err(e) => {
                 let detail = format!("{}: {e}", e.code());
@@ -1486,7 +1565,11 @@ impl Vault {
         };
         let ledger = Arc::new(Mutex::new(ledger));
         let throttles = Throttles::new(settings.throttle, throttles);
-        let state = LookupState { settings, galleries };
+        let state = LookupState {
+            settings,
+            governance,
+            galleries,
+        };
         let mut vault = Vault {
             match_log: MatchLog::start(ledger.clone())?,
             core: Arc::new(Core::new(ledger, clock, throttles, state)),
@@ -2234,8 +2317,10 @@ impl Vault {
             Err(e)
         } else {
             let state = self.read_state();
-            let answer = match &state.galleries {
-                Some(galleries) => {
+            let answer = match (&state.galleries, &state.governance.matching) {
+                // Arts. 3-4, 10, 13, 15: a deployment the law forbids matches no one.
+                (_, Some(refusal)) => Err(Error::Refused(refusal.clone())),
+                (Some(galleries), None) => {
                     let look = LookupContext {
                         settings: &state.settings,
                         galleries,
@@ -2254,7 +2339,7 @@ impl Vault {
                         answer
                     })
                 }
-                None => Err(invalid(
+                (None, None) => Err(invalid(
                     "lookup",
                     "this vault was opened without its gallery (OpenOptions::load_gallery): it cannot verify or identify"
                         .into(),
@@ -2712,6 +2797,13 @@ mod tests {
             .any(|window| needles.contains(<&[u8; WINDOW]>::try_from(window).unwrap()))
     }
 
+    /// Records a profile the law allows and an assessment of it, so the vault enrols and matches.
+    fn govern(vault: &Vault, admin: &Session) {
+        use crate::policy::deployment::tests::{assessment, door};
+        vault.set_profile(admin, &door()).unwrap();
+        vault.add_assessment(admin, &assessment(&door())).unwrap();
+    }
+
     /// Where [`a_refused_kernel_stops_create_and_open`] tells its child process the vault to open.
     const REFUSED_KERNEL_VAULT: &str = "FACEVAULT_TEST_REFUSED_KERNEL_VAULT";
 
@@ -2791,6 +2883,7 @@ mod tests {
         let vault = Vault::create(&path, &key, &VaultConfig::new(8, "m"), "admin", &password).unwrap();
         let admin = vault.login("admin", &password).unwrap();
         vault.publish_notice(&admin, &notice()).unwrap();
+        govern(&vault, &admin);
         let face = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
         let subject = vault
             .enrol(&admin, &Enrolment::with_consent("1", "form"), &face)
@@ -2832,6 +2925,7 @@ mod tests {
         let vault = Vault::create(&path, &key, &config, "admin", &password).unwrap();
         let admin = vault.login("admin", &password).unwrap();
         vault.publish_notice(&admin, &notice()).unwrap();
+        govern(&vault, &admin);
         let mut generator = crate::xorshift::XorShift64::new(3);
         let rows: Vec<f32> = (0..128 * 300).map(|_| generator.next_signed_unit()).collect();
         let subjects = vault

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use facevault::{
-    Enrolment, FixedKey, ManualClock, Notice, Password, Role, RoleSet, Session, Vault, VaultConfig,
+    Assessment, DeploymentProfile, Enrolment, FixedKey, ManualClock, Notice, Password, Place, Role, RoleSet,
+    Session, Vault, VaultConfig,
 };
 use serde_json::Value;
 
@@ -37,6 +38,53 @@ pub fn notice(version: &str) -> Notice {
 /// The notice as the CLI reads it.
 pub fn notice_json(version: &str) -> String {
     serde_json::to_string(&notice(version)).unwrap()
+}
+
+/// A deployment profile the law allows: the notice's purpose and method at an office's
+/// turnstiles (not a public place), with badges as the alternative.
+pub fn profile() -> DeploymentProfile {
+    DeploymentProfile {
+        processor_name: "Acme Gates Ltd".into(),
+        processor_contact: "privacy@acme.example, +86 21 5555 0100".into(),
+        purpose: "entry to the Acme office building".into(),
+        method: "1:N face identification at the turnstiles".into(),
+        place: Place::NonPublic,
+        public_safety: false,
+        capture_area: "1.5 m in front of each lobby turnstile".into(),
+        signs_posted: true,
+        alternative_method: "staff badge at the same turnstiles".into(),
+    }
+}
+
+/// The profile as the CLI reads it.
+pub fn profile_json() -> String {
+    serde_json::to_string(&profile()).unwrap()
+}
+
+/// An impact assessment of `profile`'s purpose and method, with all four of Art. 9's findings.
+pub fn assessment(profile: &DeploymentProfile) -> Assessment {
+    Assessment {
+        date: "2025-12-15".into(),
+        purpose: profile.purpose.clone(),
+        method: profile.method.clone(),
+        lawful_and_necessary: "lawful on consent; necessary to replace shared badges".into(),
+        impact_and_mitigation: "low: templates only, on the device, badges offered instead".into(),
+        risks: "theft of the device; a leaked template could be matched elsewhere".into(),
+        protection_measures: "AES-256-GCM at rest, roles, audit, throttling: proportionate".into(),
+        author: "Wang Fang, DPO".into(),
+        report_sha256: "3b".repeat(32),
+    }
+}
+
+/// The assessment as the CLI reads it.
+pub fn assessment_json() -> String {
+    serde_json::to_string(&assessment(&profile())).unwrap()
+}
+
+/// Records the test profile and an assessment of it: what a vault needs before it enrols.
+pub fn govern(vault: &Vault, admin: &Session) {
+    vault.set_profile(admin, &profile()).unwrap();
+    vault.add_assessment(admin, &assessment(&profile())).unwrap();
 }
 
 /// An adult's separate processing consent under the current test notice.
@@ -134,6 +182,7 @@ pub fn test_config(dim: usize) -> VaultConfig {
     VaultConfig {
         score_roles: RoleSet::of(&[Role::Admin, Role::Operator]),
         score_decimals: 3,
+        profile: Some(profile()),
         ..VaultConfig::new(dim, "test-model")
     }
 }
@@ -167,6 +216,9 @@ impl TestVault {
             )
             .unwrap();
         vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+        if let Some(profile) = &config.profile {
+            vault.add_assessment(&admin, &assessment(profile)).unwrap();
+        }
         let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
         Self {
             dir,
@@ -344,6 +396,10 @@ impl CliVault {
         .ok();
         let notice = cli.file("notice.json", notice_json(NOTICE_VERSION).as_bytes());
         cli.admin(&["notice", "publish", "--file", &notice]).ok();
+        let profile = cli.file("profile.json", profile_json().as_bytes());
+        cli.admin(&["profile", "set", "--file", &profile]).ok();
+        let assessment = cli.file("pia.json", assessment_json().as_bytes());
+        cli.admin(&["pia", "add", "--file", &assessment]).ok();
         cli
     }
 
@@ -547,6 +603,7 @@ pub fn key_file_vault(dir: &Path, dim: usize, clock: Arc<dyn facevault::Clock>) 
         )
         .unwrap();
     vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
+    govern(&vault, &admin);
     (vault, admin)
 }
 

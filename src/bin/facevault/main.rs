@@ -17,6 +17,7 @@ use facevault::{
 };
 use serde_json::{json, Value};
 
+mod compliance_page;
 mod human;
 use zeroize::Zeroizing;
 
@@ -87,6 +88,54 @@ enum Command {
     Model {
         #[command(subcommand)]
         command: ModelCommand,
+    },
+    /// The deployment profile (Arts. 3-4, 10, 13): who processes, for what one purpose, where,
+    /// and the alternative to face recognition.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin profile set --file profile.json\n  facevault --db vault.db --key-file master.key --as auditor profile show"
+    )]
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
+    /// Impact assessments (Art. 9): enrolment waits for one that covers the current purpose and
+    /// method.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin pia add --file pia-2026-11.json --report pia-2026-11.pdf\n  facevault --db vault.db --key-file master.key --as auditor pia list"
+    )]
+    Pia {
+        #[command(subcommand)]
+        command: PiaCommand,
+    },
+    /// Filing with the cyberspace administration (Art. 15): the count against the threshold,
+    /// the deadlines in working days, the materials.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor filing status\n  facevault --db vault.db --key-file master.key --as admin filing calendar --file calendar-2026.json\n  facevault --db vault.db --key-file master.key --as auditor filing report --out filing.json"
+    )]
+    Filing {
+        #[command(subcommand)]
+        command: FilingCommand,
+    },
+    /// Decommission the vault (admins, Art. 15): crypto-erase every subject and start the
+    /// deregistration clock. The audit log and the records stay; nothing is enrolled or matched
+    /// again.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin decommission --confirm \"DECOMMISSION 36bdcf7a4d585a182d111ada9aa2e62d\""
+    )]
+    Decommission {
+        /// Exactly "DECOMMISSION <vault id>" (the ID as `stats` shows it).
+        #[arg(long, value_name = "TEXT")]
+        confirm: String,
+    },
+    /// The compliance report, article by article (admins, auditors; Art. 16); --html also writes
+    /// it as one self-contained page for an inspector.
+    #[command(
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor compliance --html compliance.html"
+    )]
+    Compliance {
+        /// Also write the report as a self-contained HTML page (no scripts, no outside assets).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Enrol one template (a raw little-endian f32 file of one row): a new subject with its
     /// consent, or another template of an enrolled subject.
@@ -363,6 +412,13 @@ struct InitArgs {
     /// alert raised).
     #[arg(long, value_name = "N", default_value_t = ThrottlePolicy::default().identify_misses_before_delay)]
     identify_misses: u32,
+    /// The deployment profile (JSON; see the README). Without one the vault enrols and matches
+    /// no one until `profile set`.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+    /// Distinct persons stored at which Art. 15's filing falls due.
+    #[arg(long, value_name = "N", default_value_t = facevault::DEFAULT_FILING_THRESHOLD)]
+    filing_threshold: u64,
 }
 
 /// The consent a new subject's enrolment carries.
@@ -499,6 +555,54 @@ enum ModelCommand {
         /// template, waiting to be re-enrolled.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfileCommand {
+    /// Show the current deployment profile (admins, auditors).
+    Show,
+    /// Record a new deployment profile from a JSON file (admins); see the README for its keys.
+    Set {
+        /// The profile file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PiaCommand {
+    /// Record an impact assessment from a JSON file (admins); see the README for its keys.
+    Add {
+        /// The assessment file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The full report: its SHA-256 must be the file's report_sha256, or fills it in when
+        /// the file leaves it out.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+    /// List every impact assessment recorded (admins, auditors).
+    List,
+}
+
+#[derive(Subcommand)]
+enum FilingCommand {
+    /// Persons stored, the threshold, when it was reached, and each filing's deadline and
+    /// working days left (admins, auditors).
+    Status,
+    /// Write Art. 15's filing materials, items (1) to (5), as JSON (admins, auditors).
+    Report {
+        /// The file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Load the calendar of public holidays and make-up working days (admins): JSON with the
+    /// keys source, holidays and workdays, each day YYYY-MM-DD.
+    Calendar {
+        /// The calendar file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
     },
 }
 
@@ -1208,7 +1312,162 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
         Command::Subjects => job(Action::ListSubjects, |vault, session| {
             Ok(json!({"subjects": vault.subjects(session)?}))
         }),
+        Command::Profile {
+            command: ProfileCommand::Show,
+        } => job(Action::ShowProfile, |vault, session| {
+            let profile = vault.profile(session)?;
+            Ok(json!({
+                "profile": profile,
+                "matching_refused": vault.deployment_refusal().map(|r| r.to_string()),
+                "enrolment_refused": vault.enrolment_refusal().map(|r| r.to_string()),
+            }))
+        }),
+        Command::Profile {
+            command: ProfileCommand::Set { file },
+        } => {
+            let profile = read_profile(&file)?;
+            job(Action::SetProfile, move |vault, session| {
+                Ok(json!({"profile_recorded": vault.set_profile(session, &profile)?}))
+            })
+        }
+        Command::Pia {
+            command: PiaCommand::Add { file, report },
+        } => {
+            let assessment = read_assessment(&file, report.as_deref())?;
+            job(Action::AddAssessment, move |vault, session| {
+                Ok(json!({"assessment_recorded": vault.add_assessment(session, &assessment)?}))
+            })
+        }
+        Command::Pia {
+            command: PiaCommand::List,
+        } => job(Action::ListAssessments, |vault, session| {
+            Ok(json!({"assessments": vault.assessments(session)?}))
+        }),
+        Command::Filing {
+            command: FilingCommand::Status,
+        } => job(Action::FilingStatus, |vault, session| {
+            Ok(json!(vault.filing_status(session)?))
+        }),
+        Command::Filing {
+            command: FilingCommand::Report { out },
+        } => {
+            refuse_existing(&out)?;
+            job(Action::FilingReport, move |vault, session| {
+                let report = vault.filing_report(session)?;
+                let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::InvalidArgument {
+                    what: "filing report",
+                    reason: e.to_string(),
+                })?;
+                write_new_file(&out, &json)?;
+                Ok(json!({"filing_report": out, "missing": report.missing}))
+            })
+        }
+        Command::Filing {
+            command: FilingCommand::Calendar { file },
+        } => {
+            let bytes = read_input(&file, MAX_NOTICE_FILE)?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| Failure::usage(format!("{} is not UTF-8", file.display())))?;
+            let calendar = facevault::Calendar::from_json(text)?;
+            job(Action::SetCalendar, move |vault, session| {
+                vault.set_calendar(session, &calendar)?;
+                let file = calendar.to_file();
+                Ok(
+                    json!({"calendar": {"holidays": file.holidays.len(), "workdays": file.workdays.len(), "source": file.source}}),
+                )
+            })
+        }
+        Command::Decommission { confirm } => job(Action::Decommission, move |vault, session| {
+            Ok(json!({"decommissioned": vault.decommission(session, &confirm)?}))
+        }),
+        Command::Compliance { html } => {
+            if let Some(out) = &html {
+                refuse_existing(out)?;
+            }
+            job(Action::Compliance, move |vault, session| {
+                let report = vault.compliance(session)?;
+                if let Some(out) = &html {
+                    write_new_file(out, compliance_page::render(&report).as_bytes())?;
+                }
+                Ok(json!({"compliance": report, "html": html}))
+            })
+        }
     }
+}
+
+/// Refuses to overwrite a file before the vault is opened.
+fn refuse_existing(path: &Path) -> Result<(), Failure> {
+    if path.exists() {
+        return Err(Error::AlreadyExists(path.to_path_buf()).into());
+    }
+    Ok(())
+}
+
+/// Writes a new file (never over an existing one), synced.
+fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn read_profile(path: &Path) -> Result<facevault::DeploymentProfile, Failure> {
+    let bytes = read_input(path, MAX_NOTICE_FILE)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Failure::usage(format!("{} is not UTF-8", path.display())))?;
+    Ok(facevault::DeploymentProfile::from_json(text)?)
+}
+
+/// Reads an assessment; with `report`, its SHA-256 is checked against (or fills in) the file's
+/// `report_sha256`.
+fn read_assessment(path: &Path, report: Option<&Path>) -> Result<facevault::Assessment, Failure> {
+    let bytes = read_input(path, MAX_NOTICE_FILE)?;
+    let mut value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Failure::usage(format!("{} is not an assessment: {e}", path.display())))?;
+    if let Some(report) = report {
+        let digest = sha256_file(report)?;
+        match value.get("report_sha256").and_then(Value::as_str) {
+            Some(given) if given != digest => {
+                return Err(Failure::bad_input(
+                    "report_mismatch",
+                    format!(
+                        "{} has SHA-256 {digest}, but the assessment names {given}",
+                        report.display()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(object) = value.as_object_mut() {
+            object.insert("report_sha256".into(), Value::String(digest));
+        }
+    }
+    Ok(facevault::Assessment::from_json(&value.to_string())?)
+}
+
+/// The SHA-256 of a file, hex, read in blocks (a report may be large).
+fn sha256_file(path: &Path) -> Result<String, Failure> {
+    let unreadable = |e: std::io::Error| Failure::usage(format!("cannot read {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    if !file.metadata().map_err(unreadable)?.is_file() {
+        return Err(Failure::bad_input(
+            "not_a_file",
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut block = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut block).map_err(unreadable)?;
+        if read == 0 {
+            break;
+        }
+        context.update(&block[..read]);
+    }
+    Ok(hex(context.finish().as_ref()))
 }
 
 impl InitArgs {
@@ -1240,6 +1499,8 @@ impl InitArgs {
                     .checked_mul(60_000)
                     .ok_or_else(|| Failure::usage("--audit-epoch-minutes is too large"))?,
             },
+            profile: self.profile.as_deref().map(read_profile).transpose()?,
+            filing_threshold: self.filing_threshold,
         };
         if db.exists() {
             return Err(Error::AlreadyExists(db.to_path_buf()).into());
@@ -1256,6 +1517,7 @@ impl InitArgs {
             }
         })?;
         let threshold = vault.threshold();
+        let vault_refusal = vault.enrolment_refusal().map(|refusal| refusal.to_string());
         if let Some(out) = &self.audit_key_out {
             let handed_over = vault
                 .login(&self.admin, &password)
@@ -1277,6 +1539,9 @@ impl InitArgs {
             "scan": self.scan,
             "admin": self.admin,
             "audit_verification_key": self.audit_key_out,
+            "profile": config.profile.is_some(),
+            "filing_threshold": self.filing_threshold,
+            "deployment_refused": vault_refusal,
         }))
     }
 }

@@ -1,6 +1,10 @@
 //! The law's rules on the data (Articles 5 to 8 of the 2025 Measures) as plain functions over
 //! records and a time. The vault's door calls them on every path; because they take plain values,
-//! each article is provable by a unit test without a database.
+//! each article is provable by a unit test without a database. `deployment` holds the rules on
+//! the deployment itself (Arts. 3–4, 9, 10, 13) and `filing` Art. 15's working-day clocks.
+
+pub mod deployment;
+pub mod filing;
 
 use std::fmt;
 
@@ -73,6 +77,39 @@ pub enum Refusal {
         /// The subject.
         subject: SubjectId,
     },
+    /// No deployment profile declares the vault's purpose, place and alternative (Arts. 3-4).
+    #[error(
+        "Arts. 3-4: no deployment profile declares this vault's one purpose, its place and its alternative method: \
+         record one (profile set) before enrolling or matching anyone"
+    )]
+    NoDeploymentProfile,
+    /// The profile places the device inside a private space of a public place (Art. 13).
+    #[error(
+        "Art. 13: the deployment profile places the device inside a private space of a public place \
+         (a hotel room, a public bath, a changing room or a toilet), where no face recognition device may be installed"
+    )]
+    PrivateSpace,
+    /// A public place without the public-safety need Art. 13 requires.
+    #[error(
+        "Art. 13: a face recognition device in a public place must be needed for public safety, \
+         and the deployment profile does not say it is"
+    )]
+    NotForPublicSafety,
+    /// A public place without prominent signs (Art. 13).
+    #[error("Art. 13: a face recognition device in a public place needs prominent signs at its capture area, and the deployment profile says none are posted")]
+    NoSigns,
+    /// No method offered to whoever declines face recognition (Art. 10).
+    #[error("Art. 10: face recognition may not be the only method: the deployment profile offers no alternative to whoever declines it")]
+    NoAlternativeMethod,
+    /// No impact assessment covers the profile's current purpose and method (Art. 9).
+    #[error(
+        "Art. 9: no personal-information-protection impact assessment covers the deployment's current purpose and method: \
+         record one (pia add) before enrolling anyone"
+    )]
+    AssessmentRequired,
+    /// The vault was decommissioned (Art. 15): it holds no face data and takes none.
+    #[error("Art. 15: this vault was decommissioned: it holds no face data and enrols and matches no one")]
+    Decommissioned,
 }
 
 impl Refusal {
@@ -87,6 +124,13 @@ impl Refusal {
             Refusal::GuardianConsentRequired => "guardian_consent_required",
             Refusal::RetentionExpired { .. } => "retention_expired",
             Refusal::TransferConsentRequired { .. } => "transfer_consent_required",
+            Refusal::NoDeploymentProfile => "no_deployment_profile",
+            Refusal::PrivateSpace => "private_space",
+            Refusal::NotForPublicSafety => "not_for_public_safety",
+            Refusal::NoSigns => "no_signs",
+            Refusal::NoAlternativeMethod => "no_alternative_method",
+            Refusal::AssessmentRequired => "assessment_required",
+            Refusal::Decommissioned => "decommissioned",
         }
     }
 }
@@ -471,11 +515,16 @@ pub fn civil_date(now: UnixMillis, utc_offset_minutes: i32) -> Result<Date, Erro
     Ok(at.to_offset(offset).date())
 }
 
-/// Parses a `YYYY-MM-DD` date.
+/// Parses a `YYYY-MM-DD` birth date.
 pub fn parse_date(text: &str) -> Result<Date, Error> {
+    parse_date_of("birth date", text)
+}
+
+/// Parses a `YYYY-MM-DD` date, naming it `what` if it is not one.
+pub(crate) fn parse_date_of(what: &'static str, text: &str) -> Result<Date, Error> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(text, format).map_err(|_| Error::InvalidArgument {
-        what: "birth date",
+        what,
         reason: "expected YYYY-MM-DD".into(),
     })
 }
