@@ -305,11 +305,13 @@ impl OperationContext<'_> {
                 FilingKind::Change => "change filing",
                 FilingKind::Deregistration => "deregistration",
             };
+            let left = clock.working_days_left.unwrap_or_default();
             filing_due.push(format!(
-                "{kind} (clock started {}) due by {}: {} working days left{}",
+                "{kind} (clock started {}) due by {}: {} working days {}{}",
                 clock.started_on,
                 clock.deadline.clone().unwrap_or_default(),
-                clock.working_days_left.unwrap_or_default(),
+                left.abs(),
+                if left < 0 { "overdue" } else { "left" },
                 if clock.calendar_covers_deadline {
                     ""
                 } else {
@@ -439,7 +441,7 @@ impl OperationContext<'_> {
                         "no impact assessment is recorded",
                     ),
                     format!(
-                        "{} assessments and the whole audit log kept; the vault has no call that deletes either",
+                        "assessments kept: {}, and the whole audit log; the vault has no call that deletes either",
                         governance.assessment_count()
                     ),
                 ],

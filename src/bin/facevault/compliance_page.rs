@@ -118,14 +118,25 @@ fn filing_bars(page: &mut String, report: &ComplianceReport) {
             FilingKind::Deregistration => "Deregistration",
         };
         let left = clock.working_days_left.unwrap_or(0);
-        let used = percent((30 - left.clamp(0, 30)) as f64, 30.0);
+        // The bar is the time left: full when the clock starts, empty on the deadline, and all
+        // red once it has passed.
+        let (width, late) = if left < 0 {
+            (100.0, " late")
+        } else {
+            (percent(left as f64, 30.0), "")
+        };
         let _ = writeln!(
             page,
-            "<div class=\"figure\">{kind}: clock started {}, due by {} · {} working days left</div>\n<div class=\"bar\"><div class=\"fill{}\" style=\"width: {used:.1}%\"></div></div>",
+            "<div class=\"figure\">{kind}: clock started {}, due by {} · {} working days {}{}</div>\n<div class=\"bar\"><div class=\"fill{late}\" style=\"width: {width:.1}%\"></div></div>",
             escape(&clock.started_on),
             escape(clock.deadline.as_deref().unwrap_or("?")),
-            left,
-            if left < 0 { " late" } else { "" }
+            left.abs(),
+            if left < 0 { "overdue" } else { "left" },
+            if clock.calendar_covers_deadline {
+                ""
+            } else {
+                " (no holiday calendar loaded for the deadline's year: weekends only)"
+            }
         );
     }
     page.push_str("</section>\n");
