@@ -58,6 +58,32 @@ pub fn notice_json(data: &[u8]) {
     }
 }
 
+/// A deployment profile, an impact assessment and a holiday calendar as `profile set`, `pia add`
+/// and `filing calendar` read them, with the law's checks on each and the working-day arithmetic
+/// over the calendar.
+pub fn governance_json(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(profile) = crate::DeploymentProfile::from_json(text) {
+        let _ = crate::policy::deployment::matching_refusal(Some(&profile));
+        let _ = profile.differs_materially(&profile);
+    }
+    if let Ok(assessment) = crate::Assessment::from_json(text) {
+        let _ = crate::policy::deployment::enrolment_refusal(None, Some(&assessment));
+    }
+    if let Ok(calendar) = crate::Calendar::from_json(text) {
+        let start = calendar.last_listed().unwrap_or(time::Date::MIN);
+        for from in [start, time::Date::MIN, time::Date::MAX] {
+            if let Some(deadline) =
+                calendar.add_working_days(from, crate::policy::filing::FILING_WORKING_DAYS)
+            {
+                let _ = calendar.working_days_left(from, deadline);
+            }
+        }
+    }
+}
+
 /// A backup file, restored into `scratch` (a folder of its own) under [`FUZZ_KEY`]; whether it
 /// was restored.
 pub fn backup(data: &[u8], scratch: &Path) -> Result<bool> {

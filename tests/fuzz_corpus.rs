@@ -41,6 +41,7 @@ fn every_corpus_input_of_every_target_returns() {
         ("bundle", fuzzing::bundle),
         ("audit_export", fuzzing::audit_export),
         ("notice_json", fuzzing::notice_json),
+        ("governance_json", fuzzing::governance_json),
     ] {
         let inputs = inputs(target);
         assert!(!inputs.is_empty(), "{target} has no corpus");
@@ -103,6 +104,21 @@ fn write_the_seed_corpus() {
         notice_json(NOTICE_VERSION).as_bytes(),
     );
     write("notice_json", "seed-empty", b"{}");
+    write(
+        "governance_json",
+        "seed-profile",
+        include_bytes!("../examples/governance/profile.json"),
+    );
+    write(
+        "governance_json",
+        "seed-assessment",
+        include_bytes!("../examples/governance/assessment.json"),
+    );
+    write(
+        "governance_json",
+        "seed-calendar",
+        include_bytes!("../examples/governance/calendar-2025.json"),
+    );
 
     // A vault under the fuzzing key, with subjects, consents, users and an audit log.
     let dir = tempfile::tempdir().unwrap();

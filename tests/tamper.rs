@@ -598,3 +598,46 @@ fn every_metadata_key_is_checked_at_open() {
         ("meta", "next_template_id".to_string())
     );
 }
+
+/// The processor's records: a profile edited in the file (a private space made a non-public
+/// place, say, to lift the refusal), one deleted, or the filing threshold raised, is caught at
+/// open; so is a row put in between.
+#[test]
+fn an_edited_or_deleted_governance_record_or_filing_threshold_is_caught() {
+    let (_dir, path, _) = populated_vault();
+    let copy = tampered_copy(&path, "profile.db", |conn| {
+        conn.execute(
+            "UPDATE governance SET body = replace(body, 'staff badge', 'nothing') WHERE kind = 'profile'",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)), ("governance", "1".to_string()));
+    let copy = tampered_copy(&path, "reordered.db", |conn| {
+        conn.execute("UPDATE governance SET seq = 9 WHERE seq = 1", [])
+            .unwrap();
+    });
+    assert!(matches!(
+        open(&copy),
+        Err(Error::Integrity {
+            table: "governance",
+            ..
+        })
+    ));
+    let copy = tampered_copy(&path, "assessment.db", |conn| {
+        conn.execute("DELETE FROM governance WHERE kind = 'assessment'", [])
+            .unwrap();
+    });
+    assert!(
+        matches!(open(&copy), Err(Error::RowsRolledBack)),
+        "a deleted assessment"
+    );
+    let copy = tampered_copy(&path, "threshold.db", |conn| {
+        conn.execute(
+            "UPDATE meta SET value = 1000000 WHERE key = 'filing_threshold'",
+            [],
+        )
+        .unwrap();
+    });
+    assert_eq!(integrity_record(open(&copy)), ("meta", "settings".to_string()));
+}
