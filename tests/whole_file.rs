@@ -120,10 +120,11 @@ fn a_plain_vault_is_encrypted_as_a_whole_once_checked() {
         .filter(|r| r.action == "migrate")
         .map(|r| r.detail.as_str())
         .collect();
-    // Format 1 to 2, 2 to 3, then the whole-file layer.
-    assert_eq!(migrations.len(), 3, "{migrations:?}");
+    // Format 1 to 2, 2 to 3, 3 to 4, then the whole-file layer.
+    assert_eq!(migrations.len(), 4, "{migrations:?}");
     assert!(migrations[1].starts_with("format 2 -> 3"));
-    assert!(migrations[2].contains("encrypted as a whole"));
+    assert!(migrations[2].starts_with("format 3 -> 4"));
+    assert!(migrations[3].contains("encrypted as a whole"));
     vault.close().unwrap();
 
     let vault = Vault::open_with(&db, &KeyFile::new(&key), OpenOptions::default()).unwrap();
@@ -138,7 +139,7 @@ fn a_plain_vault_is_encrypted_as_a_whole_once_checked() {
             .iter()
             .filter(|r| r.action == "migrate")
             .count(),
-        3,
+        4,
         "nothing migrates a second time"
     );
     vault.close().unwrap();
