@@ -257,6 +257,7 @@ impl Role {
                             | SetProfile
                             | AddAssessment
                             | SetCalendar
+                            | RecordFiling
                             | Decommission
                     )
                     || governance_reads
@@ -401,6 +402,8 @@ pub enum Action {
     FilingStatus,
     /// Writing the filing materials.
     FilingReport,
+    /// Recording that a filing was made.
+    RecordFiling,
     /// Decommissioning the vault.
     Decommission,
     /// Writing the compliance report.
@@ -456,6 +459,7 @@ impl Action {
             Action::SetCalendar => "filing_calendar",
             Action::FilingStatus => "filing_status",
             Action::FilingReport => "filing_report",
+            Action::RecordFiling => "filing_record",
             Action::Decommission => "decommission",
             Action::Compliance => "compliance",
         }

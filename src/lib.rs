@@ -75,8 +75,8 @@ pub use template::{TemplateInput, MAX_ROWS_PER_CALL};
 pub use vault::consent::{PublishedNotice, RenoticeDue, TransferConsent};
 pub use vault::{
     decommission_confirmation, ArticleReport, AssessmentRecorded, ComplianceReport, CountItem,
-    Decommissioned, FilingClock, FilingEvent, FilingKind, FilingReport, FilingStatus, ProcessorItem,
-    ProfileRecorded, Proof, PurposeItem, Recorded, RulesItem, EXPIRY_WARNING_DAYS,
+    Decommissioned, FilingClock, FilingEvent, FilingKind, FilingMade, FilingReport, FilingStatus,
+    ProcessorItem, ProfileRecorded, Proof, PurposeItem, Recorded, RulesItem, EXPIRY_WARNING_DAYS,
 };
 pub use vault::{
     AuditCheckpoint, AuditVerification, BackupInfo, Candidate, ExportRequest, ExportedBundle, ExportedFile,

@@ -132,13 +132,13 @@ CREATE INDEX templates_by_model ON templates(model);
 "#;
 
 /// The processor's records (format version 4): deployment profiles, impact assessments, the
-/// working-day calendar and filing events, each a MACed JSON body, appended and never deleted
+/// working-day calendar, filing clocks and filings made, each a MACed JSON body, appended and never deleted
 /// (Art. 9 keeps assessments at least three years; the vault keeps them all). The state digest
 /// covers every row.
 const GOVERNANCE_TABLE: &str = r#"
 CREATE TABLE governance (
     seq         INTEGER PRIMARY KEY NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN ('profile', 'assessment', 'calendar', 'filing')),
+    kind        TEXT NOT NULL CHECK (kind IN ('profile', 'assessment', 'calendar', 'filing', 'filed')),
     recorded_at INTEGER NOT NULL,
     body        TEXT NOT NULL,
     mac         BLOB NOT NULL

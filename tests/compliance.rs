@@ -1070,6 +1070,42 @@ fn art15_the_1000th_person_starts_the_filing_clock_over_weekends_holidays_and_a_
     let status = tv.vault.filing_status(&tv.admin).unwrap();
     assert_eq!(status.clocks.len(), 1);
 
+    // The filing is made, and recorded: its clock stops. One that is not due is refused.
+    let made = tv
+        .vault
+        .record_filing(
+            &tv.admin,
+            facevault::FilingKind::Initial,
+            Some("2026-10-12"),
+            "SH-CAC-2026-0042",
+        )
+        .unwrap();
+    assert_eq!(made.made.as_ref().unwrap().reference, "SH-CAC-2026-0042");
+    assert!(matches!(
+        tv.vault
+            .record_filing(&tv.admin, facevault::FilingKind::Change, None, "SH-CAC-2026-0043"),
+        Err(Error::InvalidArgument { what: "filing", .. })
+    ));
+    assert!(matches!(
+        tv.vault
+            .record_filing(&tv.admin, facevault::FilingKind::Initial, Some("2026-10-13"), "x"),
+        Err(Error::InvalidArgument {
+            what: "filing date",
+            ..
+        })
+    ));
+    let compliance = tv.vault.compliance(&tv.admin).unwrap();
+    let art15 = compliance
+        .articles
+        .iter()
+        .find(|a| a.article == "Art. 15")
+        .unwrap();
+    assert!(art15.due.is_empty(), "{:?}", art15.due);
+    assert!(art15
+        .configured
+        .iter()
+        .any(|line| line.contains("SH-CAC-2026-0042")));
+
     // A material change to the profile after filing starts the change-filing clock.
     let moved = facevault::DeploymentProfile {
         processor_contact: "dpo@acme.example".into(),
@@ -1080,6 +1116,7 @@ fn art15_the_1000th_person_starts_the_filing_clock_over_weekends_holidays_and_a_
     assert_eq!(status.clocks.len(), 2);
     assert_eq!(status.clocks[1].kind, facevault::FilingKind::Change);
     assert_eq!(status.clocks[1].started_on, "2026-10-12");
+    assert!(status.clocks[1].made.is_none() && status.clocks[0].made.is_some());
     // A change that is not material (the signs' wording, the capture area) does not.
     let signs = facevault::DeploymentProfile {
         capture_area: "2 m in front of each lobby turnstile".into(),

@@ -15,7 +15,7 @@ use facevault::{
 const DIM: usize = 16;
 
 /// Every operation a caller can ask for, with the action the door checks for it.
-const OPERATIONS: [(&str, Action); 41] = [
+const OPERATIONS: [(&str, Action); 42] = [
     ("add_user", Action::AddUser),
     ("set_role", Action::SetRole),
     ("unlock_user", Action::UnlockUser),
@@ -55,6 +55,7 @@ const OPERATIONS: [(&str, Action); 41] = [
     ("set_calendar", Action::SetCalendar),
     ("filing_status", Action::FilingStatus),
     ("filing_report", Action::FilingReport),
+    ("record_filing", Action::RecordFiling),
     ("decommission", Action::Decommission),
     ("compliance", Action::Compliance),
 ];
@@ -136,6 +137,10 @@ fn run(
         "set_calendar" => vault.set_calendar(session, &facevault::Calendar::default()),
         "filing_status" => vault.filing_status(session).map(drop),
         "filing_report" => vault.filing_report(session).map(drop),
+        // No filing is due: an admin is refused as `invalid_argument`, not as forbidden.
+        "record_filing" => vault
+            .record_filing(session, facevault::FilingKind::Initial, None, "SH-0001")
+            .map(drop),
         // A wrong confirmation: an admin is refused as `invalid_argument`, not as forbidden, and
         // the vault is not decommissioned.
         "decommission" => vault

@@ -20,6 +20,7 @@ const PROFILE: &str = "profile";
 const ASSESSMENT: &str = "assessment";
 const CALENDAR: &str = "calendar";
 const FILING: &str = "filing";
+const FILED: &str = "filed";
 
 /// Which of Art. 15's filings a clock runs for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,33 @@ pub enum FilingKind {
     Deregistration,
 }
 
+impl FilingKind {
+    /// The name in records and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilingKind::Initial => "initial",
+            FilingKind::Change => "change",
+            FilingKind::Deregistration => "deregistration",
+        }
+    }
+}
+
+impl std::str::FromStr for FilingKind {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "initial" => Ok(FilingKind::Initial),
+            "change" => Ok(FilingKind::Change),
+            "deregistration" => Ok(FilingKind::Deregistration),
+            _ => Err(invalid(
+                "filing",
+                "expected initial, change or deregistration".into(),
+            )),
+        }
+    }
+}
+
 /// A filing clock started, as recorded (the body of a `filing` record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +74,19 @@ pub struct FilingEvent {
     pub persons: u64,
     /// What started it.
     pub detail: String,
+}
+
+/// A filing made, as the processor records it (the body of a `filed` record): it stops the
+/// clocks of its kind that started before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilingMade {
+    /// Which filing was made.
+    pub filing: FilingKind,
+    /// The day it was made, `YYYY-MM-DD`.
+    pub filed_on: String,
+    /// The authority's reference (a receipt or filing number).
+    pub reference: String,
 }
 
 /// A record with when it was recorded.
@@ -68,6 +109,7 @@ pub(super) struct Governance {
     assessments: Vec<Recorded<Assessment>>,
     calendar: Option<Recorded<CalendarFile>>,
     filings: Vec<Recorded<FilingEvent>>,
+    made: Vec<Recorded<FilingMade>>,
     next_seq: i64,
     /// Why matching is refused, if it is.
     pub(super) matching: Option<Refusal>,
@@ -130,6 +172,11 @@ impl Governance {
                 })
             }
             FILING => self.filings.push(Recorded {
+                seq,
+                recorded_at,
+                record: serde_json::from_str(&row.body)?,
+            }),
+            FILED => self.made.push(Recorded {
                 seq,
                 recorded_at,
                 record: serde_json::from_str(&row.body)?,
@@ -255,7 +302,13 @@ impl Governance {
             .map(|filing| {
                 let started = policy::parse_date_of("filing date", &filing.record.started_on).ok();
                 let deadline = started.and_then(|day| calendar.add_working_days(day, FILING_WORKING_DAYS));
+                let made = self
+                    .made
+                    .iter()
+                    .find(|made| made.seq > filing.seq && made.record.filing == filing.record.kind)
+                    .map(|made| made.record.clone());
                 FilingClock {
+                    made,
                     kind: filing.record.kind,
                     started_at: filing.recorded_at,
                     started_on: filing.record.started_on.clone(),
@@ -294,6 +347,8 @@ pub struct FilingClock {
     pub calendar_covers_deadline: bool,
     /// What started it.
     pub detail: String,
+    /// The filing that stopped it, once the processor has recorded it ([`Vault::record_filing`]).
+    pub made: Option<FilingMade>,
 }
 
 /// [`Vault::filing_status`]: where the vault stands against Art. 15.
@@ -539,6 +594,67 @@ impl Vault {
                 status.persons, status.threshold, status.reached_at, status.deadline
             );
             Ok((status, vec![AuditEntry::new(None, detail)]))
+        })
+    }
+
+    /// Records that a filing was made (Art. 15), on `filed_on` (today when `None`; not a day to
+    /// come) under the authority's `reference`: the clocks of that kind started before it stop,
+    /// and the compliance report no longer lists them as due. Refused when no clock of that kind
+    /// is running. Admins only.
+    pub fn record_filing(
+        &self,
+        session: &Session,
+        filing: FilingKind,
+        filed_on: Option<&str>,
+        reference: &str,
+    ) -> Result<FilingClock> {
+        policy::check_text("filing reference", reference)?;
+        if reference.trim().is_empty() {
+            return Err(invalid(
+                "filing reference",
+                "give the authority's reference".into(),
+            ));
+        }
+        self.authorised_operation(session, Action::RecordFiling, None, |act| {
+            let today = act.today()?;
+            let day = match filed_on {
+                Some(text) => policy::parse_date_of("filing date", text)?,
+                None => today,
+            };
+            if day > today {
+                return Err(invalid("filing date", "is after today".into()));
+            }
+            let mut next = act.governance.clone();
+            let running = next
+                .clocks(today)
+                .into_iter()
+                .any(|clock| clock.kind == filing && clock.made.is_none());
+            if !running {
+                return Err(invalid(
+                    "filing",
+                    format!("no {} filing is due: its clock is not running", filing.as_str()),
+                ));
+            }
+            let made = FilingMade {
+                filing,
+                filed_on: filing::format_date(day),
+                reference: reference.to_string(),
+            };
+            let seq = next.append(act, FILED, &made)?;
+            let clock = next
+                .clocks(today)
+                .into_iter()
+                .rfind(|clock| clock.made.as_ref() == Some(&made))
+                .ok_or_else(|| invalid("filing", "the filing stopped no clock".into()))?;
+            let detail = format!(
+                "record {seq}: {} filing made on {} (reference {:?}), deadline {}",
+                filing.as_str(),
+                made.filed_on,
+                made.reference,
+                clock.deadline.clone().unwrap_or_default()
+            );
+            act.pending.governance = Some(next);
+            Ok((clock, vec![AuditEntry::new(None, detail)]))
         })
     }
 

@@ -51,7 +51,7 @@ pub use export::{ExportRequest, ExportedBundle, ExportedFile};
 use governance::Governance;
 pub use governance::{
     decommission_confirmation, AssessmentRecorded, Decommissioned, FilingClock, FilingEvent, FilingKind,
-    FilingStatus, ProfileRecorded, Recorded,
+    FilingMade, FilingStatus, ProfileRecorded, Recorded,
 };
 pub use match_log::{FLUSH_BATCH, FLUSH_INTERVAL};
 use models::{Galleries, ModelSettings};

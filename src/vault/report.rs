@@ -298,13 +298,23 @@ impl OperationContext<'_> {
                 _ => Vec::new(),
             }
         };
-        let mut filing_due = Vec::new();
+        let (mut filing_due, mut filings_made) = (Vec::new(), Vec::new());
         for clock in &filing.clocks {
             let kind = match clock.kind {
                 FilingKind::Initial => "initial filing",
                 FilingKind::Change => "change filing",
                 FilingKind::Deregistration => "deregistration",
             };
+            if let Some(made) = &clock.made {
+                filings_made.push(format!(
+                    "{kind} (clock started {}, due by {}) made on {}, reference {}",
+                    clock.started_on,
+                    clock.deadline.clone().unwrap_or_default(),
+                    made.filed_on,
+                    made.reference
+                ));
+                continue;
+            }
             let left = clock.working_days_left.unwrap_or_default();
             filing_due.push(format!(
                 "{kind} (clock started {}) due by {}: {} working days {}{}",
@@ -520,7 +530,7 @@ impl OperationContext<'_> {
             ArticleReport {
                 article: "Art. 15",
                 title: "File within 30 working days of storing 100,000 persons' face data; file changes; deregister on stopping",
-                configured: vec![
+                configured: [
                     format!("persons stored: {} of a filing threshold of {}", filing.persons, filing.threshold),
                     or_none(
                         filing.calendar_through.as_ref().map(|through| {
@@ -531,7 +541,10 @@ impl OperationContext<'_> {
                         }),
                         "no holiday calendar loaded: working days count weekends only",
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(filings_made)
+                .collect(),
                 holds: vec![
                     proof(
                         "the threshold's moment and a deadline over weekends, holidays and make-up days are recorded, and erasure does not undo them",

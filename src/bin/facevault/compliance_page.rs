@@ -22,6 +22,7 @@ code { font-size: 0.85em; color: #57606a; word-break: break-all; }
 .bar { background: #eaeef2; border-radius: 4px; height: 1.1em; width: 100%; margin: 0.3em 0 0.8em; }
 .fill { background: #0969da; border-radius: 4px; height: 100%; }
 .fill.late { background: #cf222e; }
+.fill.done { background: #1a7f37; }
 .figure { font-variant-numeric: tabular-nums; }
 @media print { body { margin: 0; } section { border-color: #888; } }
 ";
@@ -117,6 +118,17 @@ fn filing_bars(page: &mut String, report: &ComplianceReport) {
             FilingKind::Change => "Change filing",
             FilingKind::Deregistration => "Deregistration",
         };
+        if let Some(made) = &clock.made {
+            let _ = writeln!(
+                page,
+                "<div class=\"figure\">{kind}: clock started {}, due by {} · made on {}, reference {}</div>\n<div class=\"bar\"><div class=\"fill done\" style=\"width: 100%\"></div></div>",
+                escape(&clock.started_on),
+                escape(clock.deadline.as_deref().unwrap_or("?")),
+                escape(&made.filed_on),
+                escape(&made.reference)
+            );
+            continue;
+        }
         let left = clock.working_days_left.unwrap_or(0);
         // The bar is the time left: full when the clock starts, empty on the deadline, and all
         // red once it has passed.

@@ -110,7 +110,7 @@ enum Command {
     /// Filing with the cyberspace administration (Art. 15): the count against the threshold,
     /// the deadlines in working days, the materials.
     #[command(
-        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor filing status\n  facevault --db vault.db --key-file master.key --as admin filing calendar --file calendar-2026.json\n  facevault --db vault.db --key-file master.key --as auditor filing report --out filing.json"
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as auditor filing status\n  facevault --db vault.db --key-file master.key --as admin filing calendar --file calendar-2026.json\n  facevault --db vault.db --key-file master.key --as auditor filing report --out filing.json\n  facevault --db vault.db --key-file master.key --as admin filing done --kind initial --reference \"SH-CAC-2027-0042\""
     )]
     Filing {
         #[command(subcommand)]
@@ -596,6 +596,19 @@ enum FilingCommand {
         /// The file to create.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+    },
+    /// Record that a filing was made (admins): its clock stops, and the compliance report no
+    /// longer lists it as due.
+    Done {
+        /// Which filing: initial, change or deregistration.
+        #[arg(long)]
+        kind: String,
+        /// The authority's reference (a receipt or filing number).
+        #[arg(long)]
+        reference: String,
+        /// The day it was made, YYYY-MM-DD (today when not given).
+        #[arg(long, value_name = "DATE")]
+        on: Option<String>,
     },
     /// Load the calendar of public holidays and make-up working days (admins): JSON with the
     /// keys source, holidays and workdays, each day YYYY-MM-DD.
@@ -1375,6 +1388,14 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
                 Ok(
                     json!({"calendar": {"holidays": file.holidays.len(), "workdays": file.workdays.len(), "source": file.source}}),
                 )
+            })
+        }
+        Command::Filing {
+            command: FilingCommand::Done { kind, reference, on },
+        } => {
+            let kind: facevault::FilingKind = kind.parse()?;
+            job(Action::RecordFiling, move |vault, session| {
+                Ok(json!({"filing_made": vault.record_filing(session, kind, on.as_deref(), &reference)?}))
             })
         }
         Command::Decommission { confirm } => job(Action::Decommission, move |vault, session| {
