@@ -256,6 +256,7 @@ impl Role {
                             | ListSubjects
                             | SetProfile
                             | AddAssessment
+                            | RecordIncident
                             | SetCalendar
                             | RecordFiling
                             | Decommission
@@ -394,8 +395,10 @@ pub enum Action {
     ShowProfile,
     /// Recording an impact assessment.
     AddAssessment,
-    /// Listing the impact assessments.
+    /// Listing the impact assessments (and the incidents that call for new ones).
     ListAssessments,
+    /// Recording a major security incident.
+    RecordIncident,
     /// Loading the calendar of holidays and make-up working days.
     SetCalendar,
     /// Reading the filing status.
@@ -456,6 +459,7 @@ impl Action {
             Action::ShowProfile => "profile_show",
             Action::AddAssessment => "pia_add",
             Action::ListAssessments => "pia_list",
+            Action::RecordIncident => "pia_incident",
             Action::SetCalendar => "filing_calendar",
             Action::FilingStatus => "filing_status",
             Action::FilingReport => "filing_report",

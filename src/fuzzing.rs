@@ -70,7 +70,10 @@ pub fn governance_json(data: &[u8]) {
         let _ = profile.differs_materially(&profile);
     }
     if let Ok(assessment) = crate::Assessment::from_json(text) {
-        let _ = crate::policy::deployment::enrolment_refusal(None, Some(&assessment));
+        let _ = crate::policy::deployment::enrolment_refusal(None, Some(&assessment), false);
+    }
+    if let Ok(incident) = serde_json::from_str::<crate::Incident>(text) {
+        let _ = crate::policy::deployment::check_incident(&incident);
     }
     if let Ok(calendar) = crate::Calendar::from_json(text) {
         let start = calendar.last_listed().unwrap_or(time::Date::MIN);

@@ -64,7 +64,7 @@ pub use keys::{
     counter_path, erasure_path, CounterFile, ErasureFile, ErasureStorage, FixedKey, KeyFile, KeyProvider,
     MasterKey, RollbackCounter, MASTER_KEY_LEN,
 };
-pub use policy::deployment::{Assessment, DeploymentProfile, Place};
+pub use policy::deployment::{Assessment, DeploymentProfile, Incident, Place};
 pub use policy::filing::{Calendar, CalendarFile, DEFAULT_FILING_THRESHOLD};
 pub use policy::{
     parse_date, Destination, Enrolment, Guardian, Notice, Refusal, RetentionCeilings,

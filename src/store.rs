@@ -131,14 +131,14 @@ CREATE TABLE models (
 CREATE INDEX templates_by_model ON templates(model);
 "#;
 
-/// The processor's records (format version 4): deployment profiles, impact assessments, the
-/// working-day calendar, filing clocks and filings made, each a MACed JSON body, appended and never deleted
+/// The processor's records (format version 4): deployment profiles, impact assessments, major
+/// security incidents, the working-day calendar, filing clocks and filings made, each a MACed JSON body, appended and never deleted
 /// (Art. 9 keeps assessments at least three years; the vault keeps them all). The state digest
 /// covers every row.
 const GOVERNANCE_TABLE: &str = r#"
 CREATE TABLE governance (
     seq         INTEGER PRIMARY KEY NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN ('profile', 'assessment', 'calendar', 'filing', 'filed')),
+    kind        TEXT NOT NULL CHECK (kind IN ('profile', 'assessment', 'incident', 'calendar', 'filing', 'filed')),
     recorded_at INTEGER NOT NULL,
     body        TEXT NOT NULL,
     mac         BLOB NOT NULL

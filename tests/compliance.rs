@@ -982,12 +982,33 @@ fn art9_enrolment_needs_an_assessment_and_a_new_one_after_a_change_of_purpose() 
         .unwrap();
     tv.vault.enrol(&tv.admin, &consent(), &faces.person()).unwrap();
 
-    // Every assessment is kept, through erasure and a reopening; none can be deleted.
+    // A major security incident stops enrolment until a new assessment; matching goes on.
+    let incident = facevault::Incident {
+        occurred_on: "2025-12-30".into(),
+        description: "the controller's disk was copied during a repair".into(),
+    };
+    tv.vault.record_incident(&tv.admin, &incident).unwrap();
+    let refused = refusal(tv.vault.enrol(&tv.admin, &consent(), &faces.person()));
+    assert_eq!(refused, Refusal::AssessmentAfterIncident);
+    assert!(refused.to_string().starts_with("Art. 9: "));
+    assert!(tv.vault.verify(&tv.operator, &subject, &person).unwrap().matched);
+    let alerts = tv.vault.alerts(&tv.admin).unwrap();
+    assert!(alerts
+        .iter()
+        .any(|a| a.detail.contains("major security incident")));
+    tv.vault
+        .add_assessment(&tv.admin, &assessment(&new_purpose))
+        .unwrap();
+    tv.vault.enrol(&tv.admin, &consent(), &faces.person()).unwrap();
+
+    // Every assessment and incident is kept, through erasure and a reopening; none can be
+    // deleted.
     tv.vault.erase(&tv.admin, &subject).unwrap();
     let tv = tv.reopen();
     let kept = tv.vault.assessments(&tv.admin).unwrap();
-    assert_eq!(kept.len(), 3);
-    assert_eq!(kept[2].record, assessment(&new_purpose));
+    assert_eq!(kept.len(), 4);
+    assert_eq!(kept[3].record, assessment(&new_purpose));
+    assert_eq!(tv.vault.incidents(&tv.admin).unwrap()[0].record, incident);
     let stored: i64 = raw_db(&tv.path)
         .query_row(
             "SELECT count(*) FROM governance WHERE kind = 'assessment'",
@@ -995,7 +1016,7 @@ fn art9_enrolment_needs_an_assessment_and_a_new_one_after_a_change_of_purpose() 
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(stored, 3);
+    assert_eq!(stored, 4);
 }
 
 /// Milliseconds since the epoch of a time in China Standard Time.

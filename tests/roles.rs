@@ -15,7 +15,7 @@ use facevault::{
 const DIM: usize = 16;
 
 /// Every operation a caller can ask for, with the action the door checks for it.
-const OPERATIONS: [(&str, Action); 42] = [
+const OPERATIONS: [(&str, Action); 43] = [
     ("add_user", Action::AddUser),
     ("set_role", Action::SetRole),
     ("unlock_user", Action::UnlockUser),
@@ -52,6 +52,7 @@ const OPERATIONS: [(&str, Action); 42] = [
     ("profile", Action::ShowProfile),
     ("add_assessment", Action::AddAssessment),
     ("assessments", Action::ListAssessments),
+    ("record_incident", Action::RecordIncident),
     ("set_calendar", Action::SetCalendar),
     ("filing_status", Action::FilingStatus),
     ("filing_report", Action::FilingReport),
@@ -134,6 +135,15 @@ fn run(
         "profile" => vault.profile(session).map(drop),
         "add_assessment" => vault.add_assessment(session, &assessment(&profile())).map(drop),
         "assessments" => vault.assessments(session).map(drop),
+        // A description that is blank: an admin is refused as `invalid_argument`, not as
+        // forbidden, and enrolment goes on.
+        "record_incident" => vault.record_incident(
+            session,
+            &facevault::Incident {
+                occurred_on: "2026-01-01".into(),
+                description: String::new(),
+            },
+        ),
         "set_calendar" => vault.set_calendar(session, &facevault::Calendar::default()),
         "filing_status" => vault.filing_status(session).map(drop),
         "filing_report" => vault.filing_report(session).map(drop),

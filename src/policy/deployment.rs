@@ -213,12 +213,14 @@ pub fn check_assessment(assessment: &Assessment) -> Result<(), Error> {
     assessment.completed_on().map(drop)
 }
 
-/// Whether the law lets this deployment enrol anyone: its profile permits it, and an impact
-/// assessment recorded since its purpose or method last changed covers them (Art. 9).
-/// `latest_assessment` is the newest assessment recorded.
+/// Whether the law lets this deployment enrol anyone: its profile permits it, and the newest
+/// impact assessment covers its purpose and method (Art. 9). `latest_assessment` is the newest
+/// assessment recorded; `incident_since` says whether a major security incident was recorded
+/// after it, which calls for a new one.
 pub fn enrolment_refusal(
     profile: Option<&DeploymentProfile>,
     latest_assessment: Option<&Assessment>,
+    incident_since: bool,
 ) -> Option<Refusal> {
     let Some(profile) = profile else {
         return Some(Refusal::NoDeploymentProfile);
@@ -227,9 +229,35 @@ pub fn enrolment_refusal(
         return Some(refusal);
     }
     match latest_assessment {
+        Some(assessment) if assessment.covers(profile) && incident_since => {
+            Some(Refusal::AssessmentAfterIncident)
+        }
         Some(assessment) if assessment.covers(profile) => None,
         _ => Some(Refusal::AssessmentRequired),
     }
+}
+
+/// A major security incident (Art. 9): a leak, tampering, loss or unlawful access to face data,
+/// as the processor records it. Enrolment then waits for a new impact assessment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incident {
+    /// When it happened, `YYYY-MM-DD`.
+    pub occurred_on: String,
+    /// What happened.
+    pub description: String,
+}
+
+/// Refuses an incident without a description or with a date that is not one.
+pub fn check_incident(incident: &Incident) -> Result<(), Error> {
+    check_text("incident", &incident.description)?;
+    if incident.description.trim().is_empty() {
+        return Err(Error::InvalidArgument {
+            what: "incident",
+            reason: "describe what happened".into(),
+        });
+    }
+    parse_date_of("incident date", &incident.occurred_on).map(drop)
 }
 
 /// Whether the law lets this deployment match anyone (verify, identify).
@@ -331,13 +359,20 @@ pub(crate) mod tests {
     #[test]
     fn art9_enrolment_needs_an_assessment_of_the_current_purpose_and_method() {
         let profile = door();
-        assert_eq!(enrolment_refusal(None, None), Some(Refusal::NoDeploymentProfile));
         assert_eq!(
-            enrolment_refusal(Some(&profile), None),
+            enrolment_refusal(None, None, false),
+            Some(Refusal::NoDeploymentProfile)
+        );
+        assert_eq!(
+            enrolment_refusal(Some(&profile), None, false),
             Some(Refusal::AssessmentRequired)
         );
         let pia = assessment(&profile);
-        assert_eq!(enrolment_refusal(Some(&profile), Some(&pia)), None);
+        assert_eq!(enrolment_refusal(Some(&profile), Some(&pia), false), None);
+        // A major security incident since calls for a new one.
+        let refused = enrolment_refusal(Some(&profile), Some(&pia), true);
+        assert_eq!(refused, Some(Refusal::AssessmentAfterIncident));
+        assert!(refused.unwrap().to_string().starts_with("Art. 9: "));
         for changed in [
             DeploymentProfile {
                 purpose: "staff attendance".into(),
@@ -349,7 +384,7 @@ pub(crate) mod tests {
             },
         ] {
             assert_eq!(
-                enrolment_refusal(Some(&changed), Some(&pia)),
+                enrolment_refusal(Some(&changed), Some(&pia), false),
                 Some(Refusal::AssessmentRequired)
             );
             assert!(Refusal::AssessmentRequired.to_string().starts_with("Art. 9: "));
@@ -359,7 +394,7 @@ pub(crate) mod tests {
             alternative_method: "PIN pad".into(),
             ..door()
         };
-        assert_eq!(enrolment_refusal(Some(&resigned), Some(&pia)), None);
+        assert_eq!(enrolment_refusal(Some(&resigned), Some(&pia), false), None);
         // Matching needs no assessment (Art. 9 binds the processing, which enrolment starts).
         assert_eq!(matching_refusal(Some(&profile)), None);
     }

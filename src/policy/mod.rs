@@ -107,6 +107,12 @@ pub enum Refusal {
          record one (pia add) before enrolling anyone"
     )]
     AssessmentRequired,
+    /// A major security incident was recorded after the newest impact assessment (Art. 9).
+    #[error(
+        "Art. 9: a major security incident was recorded after the last impact assessment: \
+         record a new one (pia add) before enrolling anyone"
+    )]
+    AssessmentAfterIncident,
     /// The vault was decommissioned (Art. 15): it holds no face data and takes none.
     #[error("Art. 15: this vault was decommissioned: it holds no face data and enrols and matches no one")]
     Decommissioned,
@@ -130,6 +136,7 @@ impl Refusal {
             Refusal::NoSigns => "no_signs",
             Refusal::NoAlternativeMethod => "no_alternative_method",
             Refusal::AssessmentRequired => "assessment_required",
+            Refusal::AssessmentAfterIncident => "assessment_after_incident",
             Refusal::Decommissioned => "decommissioned",
         }
     }

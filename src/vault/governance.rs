@@ -11,13 +11,14 @@ use crate::access::Action;
 use crate::clock::UnixMillis;
 use crate::crypto::{self, VaultKeys};
 use crate::error::{Error, Result};
-use crate::policy::deployment::{self, Assessment, DeploymentProfile};
+use crate::policy::deployment::{self, Assessment, DeploymentProfile, Incident};
 use crate::policy::filing::{self, Calendar, CalendarFile, FILING_WORKING_DAYS};
 use crate::policy::{self, Refusal};
 use crate::store::{self, GovernanceRow};
 
 const PROFILE: &str = "profile";
 const ASSESSMENT: &str = "assessment";
+const INCIDENT: &str = "incident";
 const CALENDAR: &str = "calendar";
 const FILING: &str = "filing";
 const FILED: &str = "filed";
@@ -107,6 +108,7 @@ pub struct Recorded<T> {
 pub(super) struct Governance {
     profiles: Vec<Recorded<DeploymentProfile>>,
     assessments: Vec<Recorded<Assessment>>,
+    incidents: Vec<Recorded<Incident>>,
     calendar: Option<Recorded<CalendarFile>>,
     filings: Vec<Recorded<FilingEvent>>,
     made: Vec<Recorded<FilingMade>>,
@@ -164,6 +166,11 @@ impl Governance {
                 recorded_at,
                 record: serde_json::from_str(&row.body)?,
             }),
+            INCIDENT => self.incidents.push(Recorded {
+                seq,
+                recorded_at,
+                record: serde_json::from_str(&row.body)?,
+            }),
             CALENDAR => {
                 self.calendar = Some(Recorded {
                     seq,
@@ -197,7 +204,12 @@ impl Governance {
         }
         let profile = self.profiles.last().map(|p| &p.record);
         let matching = deployment::matching_refusal(profile);
-        let enrolment = deployment::enrolment_refusal(profile, self.assessments.last().map(|a| &a.record));
+        let latest = self.assessments.last();
+        let incident_since = self
+            .incidents
+            .last()
+            .is_some_and(|incident| latest.is_none_or(|assessment| incident.seq > assessment.seq));
+        let enrolment = deployment::enrolment_refusal(profile, latest.map(|a| &a.record), incident_since);
         (self.matching, self.enrolment) = (matching, enrolment);
     }
 
@@ -265,6 +277,16 @@ impl Governance {
     /// The newest impact assessment.
     pub(super) fn latest_assessment(&self) -> Option<&Recorded<Assessment>> {
         self.assessments.last()
+    }
+
+    /// The newest major security incident recorded.
+    pub(super) fn latest_incident(&self) -> Option<&Recorded<Incident>> {
+        self.incidents.last()
+    }
+
+    /// How many major security incidents are recorded.
+    pub(super) fn incident_count(&self) -> usize {
+        self.incidents.len()
     }
 
     /// How many impact assessments are kept.
@@ -474,8 +496,8 @@ impl Vault {
     /// enrols and matches no one, and says why. After filing, a change to the processor, the
     /// purpose, the method or the place starts a change-filing clock (Art. 15).
     pub fn set_profile(&self, session: &Session, profile: &DeploymentProfile) -> Result<ProfileRecorded> {
-        deployment::check_profile(profile)?;
         self.authorised_operation(session, Action::SetProfile, None, |act| {
+            deployment::check_profile(profile)?;
             let mut next = act.governance.clone();
             let material = next
                 .profile()
@@ -532,8 +554,8 @@ impl Vault {
     /// Records an impact assessment (Art. 9). Admins only. It lets enrolment go on when it
     /// assessed the current profile's purpose and method.
     pub fn add_assessment(&self, session: &Session, assessment: &Assessment) -> Result<AssessmentRecorded> {
-        deployment::check_assessment(assessment)?;
         self.authorised_operation(session, Action::AddAssessment, None, |act| {
+            deployment::check_assessment(assessment)?;
             let mut next = act.governance.clone();
             let seq = next.append(act, ASSESSMENT, assessment)?;
             let covers = next
@@ -550,6 +572,32 @@ impl Vault {
             );
             act.pending.governance = Some(next);
             Ok((answer, vec![AuditEntry::new(None, detail)]))
+        })
+    }
+
+    /// Records a major security incident (Art. 9): enrolment stops until a new impact assessment
+    /// is recorded. Matching goes on. Admins only.
+    pub fn record_incident(&self, session: &Session, incident: &Incident) -> Result<()> {
+        self.authorised_operation(session, Action::RecordIncident, None, |act| {
+            deployment::check_incident(incident)?;
+            let mut next = act.governance.clone();
+            let seq = next.append(act, INCIDENT, incident)?;
+            let detail = format!(
+                "incident {seq} of {}: {:?}; enrolment waits for a new impact assessment",
+                incident.occurred_on, incident.description
+            );
+            act.pending.governance = Some(next);
+            let alert = AuditEntry::alert(format!("Art. 9: major security incident recorded ({detail})"));
+            Ok(((), vec![AuditEntry::new(None, detail), alert]))
+        })
+    }
+
+    /// Every major security incident recorded, oldest first. Admins and auditors.
+    pub fn incidents(&self, session: &Session) -> Result<Vec<Recorded<Incident>>> {
+        self.authorised_operation(session, Action::ListAssessments, None, |act| {
+            let all = act.governance.incidents.clone();
+            let detail = format!("incidents={}", all.len());
+            Ok((all, vec![AuditEntry::new(None, detail)]))
         })
     }
 

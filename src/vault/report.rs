@@ -454,6 +454,16 @@ impl OperationContext<'_> {
                         "assessments kept: {}, and the whole audit log; the vault has no call that deletes either",
                         governance.assessment_count()
                     ),
+                    or_none(
+                        governance.latest_incident().map(|incident| {
+                            format!(
+                                "major security incidents recorded: {}, the last on {}",
+                                governance.incident_count(),
+                                incident.record.occurred_on
+                            )
+                        }),
+                        "no major security incident recorded",
+                    ),
                 ],
                 holds: vec![
                     proof(
@@ -465,7 +475,10 @@ impl OperationContext<'_> {
                         "tests/compliance.rs::art15_decommissioning_erases_every_face_and_keeps_the_audit_and_records",
                     ),
                 ],
-                due: refusal_due(&governance.enrolment, &[Refusal::AssessmentRequired]),
+                due: refusal_due(
+                    &governance.enrolment,
+                    &[Refusal::AssessmentRequired, Refusal::AssessmentAfterIncident],
+                ),
             },
             ArticleReport {
                 article: "Art. 10",

@@ -101,7 +101,7 @@ enum Command {
     /// Impact assessments (Art. 9): enrolment waits for one that covers the current purpose and
     /// method.
     #[command(
-        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin pia add --file pia-2026-11.json --report pia-2026-11.pdf\n  facevault --db vault.db --key-file master.key --as auditor pia list"
+        after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin pia add --file pia-2026-11.json --report pia-2026-11.pdf\n  facevault --db vault.db --key-file master.key --as auditor pia list\n  facevault --db vault.db --key-file master.key --as admin pia incident --on 2027-03-02 --description \"controller stolen from the lobby\""
     )]
     Pia {
         #[command(subcommand)]
@@ -582,8 +582,18 @@ enum PiaCommand {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
-    /// List every impact assessment recorded (admins, auditors).
+    /// List every impact assessment recorded, and every major security incident (admins,
+    /// auditors).
     List,
+    /// Record a major security incident (admins): enrolment waits for a new assessment (Art. 9).
+    Incident {
+        /// When it happened, YYYY-MM-DD.
+        #[arg(long, value_name = "DATE")]
+        on: String,
+        /// What happened.
+        #[arg(long)]
+        description: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1354,8 +1364,22 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
         Command::Pia {
             command: PiaCommand::List,
         } => job(Action::ListAssessments, |vault, session| {
-            Ok(json!({"assessments": vault.assessments(session)?}))
+            Ok(json!({"assessments": vault.assessments(session)?, "incidents": vault.incidents(session)?}))
         }),
+        Command::Pia {
+            command: PiaCommand::Incident { on, description },
+        } => {
+            let incident = facevault::Incident {
+                occurred_on: on,
+                description,
+            };
+            job(Action::RecordIncident, move |vault, session| {
+                vault.record_incident(session, &incident)?;
+                Ok(
+                    json!({"incident": incident, "enrolment_refused": vault.enrolment_refusal().map(|r| r.to_string())}),
+                )
+            })
+        }
         Command::Filing {
             command: FilingCommand::Status,
         } => job(Action::FilingStatus, |vault, session| {
