@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use super::{check_text, parse_date_of, Refusal};
+use super::{check_text, from_json, parse_date_of, Refusal};
 use crate::error::Error;
 
 /// Where the terminal is installed (Art. 13).
@@ -69,10 +69,7 @@ pub struct DeploymentProfile {
 impl DeploymentProfile {
     /// Reads a profile from its JSON, and checks that it is whole ([`check_profile`]).
     pub fn from_json(json: &str) -> Result<Self, Error> {
-        let profile: Self = serde_json::from_str(json).map_err(|e| Error::InvalidArgument {
-            what: "deployment profile",
-            reason: format!("not a profile: {e}"),
-        })?;
+        let profile: Self = from_json("deployment profile", "a profile", json)?;
         check_profile(&profile)?;
         Ok(profile)
     }
@@ -158,10 +155,7 @@ pub struct Assessment {
 impl Assessment {
     /// Reads an assessment from its JSON, and checks that it is whole ([`check_assessment`]).
     pub fn from_json(json: &str) -> Result<Self, Error> {
-        let assessment: Self = serde_json::from_str(json).map_err(|e| Error::InvalidArgument {
-            what: "impact assessment",
-            reason: format!("not an assessment: {e}"),
-        })?;
+        let assessment: Self = from_json("impact assessment", "an assessment", json)?;
         check_assessment(&assessment)?;
         Ok(assessment)
     }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, Weekday};
 
-use super::{check_text, parse_date_of};
+use super::{check_text, from_json, parse_date_of};
 use crate::error::Error;
 
 /// The count of distinct persons whose face data, once stored, must be filed (Art. 15).
@@ -84,11 +84,7 @@ impl Calendar {
 
     /// Reads a calendar from its JSON.
     pub fn from_json(json: &str) -> Result<Self, Error> {
-        let file: CalendarFile = serde_json::from_str(json).map_err(|e| Error::InvalidArgument {
-            what: "calendar",
-            reason: format!("not a calendar: {e}"),
-        })?;
-        Self::from_file(&file)
+        Self::from_file(&from_json("calendar", "a calendar", json)?)
     }
 
     /// The JSON form.
@@ -99,6 +95,11 @@ impl Calendar {
             holidays: texts(&self.holidays),
             workdays: texts(&self.workdays),
         }
+    }
+
+    /// Where the days come from.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The last day the calendar lists, if any: deadlines after its year count weekends only.

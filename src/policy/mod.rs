@@ -522,6 +522,18 @@ pub fn civil_date(now: UnixMillis, utc_offset_minutes: i32) -> Result<Date, Erro
     Ok(at.to_offset(offset).date())
 }
 
+/// Parses `json` as a `T`; what is not one is refused as `what` ("not a `noun`: …").
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    noun: &str,
+    json: &str,
+) -> Result<T, Error> {
+    serde_json::from_str(json).map_err(|e| Error::InvalidArgument {
+        what,
+        reason: format!("not {noun}: {e}"),
+    })
+}
+
 /// Parses a `YYYY-MM-DD` birth date.
 pub fn parse_date(text: &str) -> Result<Date, Error> {
     parse_date_of("birth date", text)

@@ -37,6 +37,15 @@ pub enum FilingKind {
 }
 
 impl FilingKind {
+    /// Its name for people: "Initial filing", "Change filing", "Deregistration".
+    pub fn title(self) -> &'static str {
+        match self {
+            FilingKind::Initial => "Initial filing",
+            FilingKind::Change => "Change filing",
+            FilingKind::Deregistration => "Deregistration",
+        }
+    }
+
     /// The name in records and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -109,7 +118,8 @@ pub(super) struct Governance {
     profiles: Vec<Recorded<DeploymentProfile>>,
     assessments: Vec<Recorded<Assessment>>,
     incidents: Vec<Recorded<Incident>>,
-    calendar: Option<Recorded<CalendarFile>>,
+    /// The calendar in force (the newest recorded), checked when it was read.
+    calendar: Option<Calendar>,
     filings: Vec<Recorded<FilingEvent>>,
     made: Vec<Recorded<FilingMade>>,
     next_seq: i64,
@@ -132,10 +142,7 @@ impl Governance {
     /// Reads every record, each MAC checked and its body parsed; a record that fails either is
     /// damage ([`Error::Integrity`]).
     pub(super) fn load(conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<Self> {
-        let mut governance = Self {
-            next_seq: 1,
-            ..Self::default()
-        };
+        let mut governance = Self::empty();
         for row in store::governance_records(conn)? {
             let damaged = || Error::Integrity {
                 table: "governance",
@@ -152,46 +159,36 @@ impl Governance {
         Ok(governance)
     }
 
-    /// Takes in one stored row.
-    fn push(&mut self, row: &GovernanceRow) -> std::result::Result<(), serde_json::Error> {
-        let (seq, recorded_at) = (row.seq, row.recorded_at);
-        match row.kind.as_str() {
-            PROFILE => self.profiles.push(Recorded {
-                seq,
-                recorded_at,
-                record: serde_json::from_str(&row.body)?,
-            }),
-            ASSESSMENT => self.assessments.push(Recorded {
-                seq,
-                recorded_at,
-                record: serde_json::from_str(&row.body)?,
-            }),
-            INCIDENT => self.incidents.push(Recorded {
-                seq,
-                recorded_at,
-                record: serde_json::from_str(&row.body)?,
-            }),
-            CALENDAR => {
-                self.calendar = Some(Recorded {
-                    seq,
-                    recorded_at,
-                    record: serde_json::from_str(&row.body)?,
-                })
-            }
-            FILING => self.filings.push(Recorded {
-                seq,
-                recorded_at,
-                record: serde_json::from_str(&row.body)?,
-            }),
-            FILED => self.made.push(Recorded {
-                seq,
-                recorded_at,
-                record: serde_json::from_str(&row.body)?,
-            }),
-            // The table's CHECK allows no other kind; one here is damage.
-            _ => return Err(serde::de::Error::custom("unknown kind")),
+    /// Takes in one stored row; a body that does not parse as its kind is refused.
+    fn push(&mut self, row: &GovernanceRow) -> Result<()> {
+        fn recorded<T: serde::de::DeserializeOwned>(row: &GovernanceRow) -> Result<Recorded<T>> {
+            let record =
+                serde_json::from_str(&row.body).map_err(|e| invalid("governance record", e.to_string()))?;
+            Ok(Recorded {
+                seq: row.seq,
+                recorded_at: row.recorded_at,
+                record,
+            })
         }
-        self.next_seq = seq + 1;
+        match row.kind.as_str() {
+            PROFILE => self.profiles.push(recorded(row)?),
+            ASSESSMENT => self.assessments.push(recorded(row)?),
+            INCIDENT => self.incidents.push(recorded(row)?),
+            CALENDAR => {
+                let file: Recorded<CalendarFile> = recorded(row)?;
+                self.calendar = Some(Calendar::from_file(&file.record)?);
+            }
+            FILING => self.filings.push(recorded(row)?),
+            FILED => self.made.push(recorded(row)?),
+            // The table's CHECK allows no other kind; one here is damage.
+            _ => {
+                return Err(invalid(
+                    "governance record",
+                    format!("unknown kind {:?}", row.kind),
+                ))
+            }
+        }
+        self.next_seq = row.seq + 1;
         Ok(())
     }
 
@@ -263,8 +260,7 @@ impl Governance {
         };
         row.mac = keys.record_mac("governance", &as_slices(&mac_fields(&row)));
         store::insert_governance(tx, &row)?;
-        self.push(&row)
-            .map_err(|e| invalid("governance record", e.to_string()))?;
+        self.push(&row)?;
         self.refresh();
         Ok(row.seq)
     }
@@ -308,17 +304,11 @@ impl Governance {
             .find(|filing| filing.record.kind == FilingKind::Initial)
     }
 
-    /// The calendar in force (none: weekends only).
-    fn calendar(&self) -> Calendar {
-        self.calendar
-            .as_ref()
-            .and_then(|recorded| Calendar::from_file(&recorded.record).ok())
-            .unwrap_or_default()
-    }
-
     /// Every filing clock, with its deadline under the current calendar, as of `today`.
     fn clocks(&self, today: time::Date) -> Vec<FilingClock> {
-        let calendar = self.calendar();
+        let none = Calendar::default();
+        // Without a calendar, weekends only.
+        let calendar = self.calendar.as_ref().unwrap_or(&none);
         self.filings
             .iter()
             .map(|filing| {
@@ -371,6 +361,24 @@ pub struct FilingClock {
     pub detail: String,
     /// The filing that stopped it, once the processor has recorded it ([`Vault::record_filing`]).
     pub made: Option<FilingMade>,
+}
+
+impl FilingClock {
+    /// The time left, for people: "12 working days left", "3 working days overdue", with a word
+    /// when the calendar does not reach the deadline's year.
+    pub fn time_left(&self) -> String {
+        let left = self.working_days_left.unwrap_or_default();
+        format!(
+            "{} working days {}{}",
+            left.abs(),
+            if left < 0 { "overdue" } else { "left" },
+            if self.calendar_covers_deadline {
+                ""
+            } else {
+                " (no holiday calendar loaded for the deadline's year: weekends only)"
+            }
+        )
+    }
 }
 
 /// [`Vault::filing_status`]: where the vault stands against Art. 15.
@@ -775,15 +783,15 @@ impl OperationContext<'_> {
         let today = self.today()?;
         let clocks = governance.clocks(today);
         let initial = clocks.iter().find(|clock| clock.kind == FilingKind::Initial);
-        let calendar = governance.calendar();
+        let calendar = governance.calendar.as_ref();
         Ok(FilingStatus {
             persons: store::persons_stored(self.tx)?,
             threshold: self.settings.filing_threshold,
             reached_at: governance.threshold_reached().map(|filing| filing.recorded_at),
             deadline: initial.and_then(|clock| clock.deadline.clone()),
             working_days_left: initial.and_then(|clock| clock.working_days_left),
-            calendar_source: governance.calendar.as_ref().map(|c| c.record.source.clone()),
-            calendar_through: calendar.last_listed().map(filing::format_date),
+            calendar_source: calendar.map(|c| c.source().to_string()),
+            calendar_through: calendar.and_then(Calendar::last_listed).map(filing::format_date),
             decommissioned: governance.decommissioned(),
             clocks,
         })

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::governance::{FilingKind, FilingStatus, Recorded};
+use super::governance::{FilingStatus, Recorded};
 use super::{AuditEntry, OperationContext, Session, Vault};
 use crate::access::{Action, LOCKOUT_AFTER_FAILURES, PASSWORD_ITERATIONS};
 use crate::clock::UnixMillis;
@@ -300,34 +300,19 @@ impl OperationContext<'_> {
         };
         let (mut filing_due, mut filings_made) = (Vec::new(), Vec::new());
         for clock in &filing.clocks {
-            let kind = match clock.kind {
-                FilingKind::Initial => "initial filing",
-                FilingKind::Change => "change filing",
-                FilingKind::Deregistration => "deregistration",
-            };
-            if let Some(made) = &clock.made {
-                filings_made.push(format!(
-                    "{kind} (clock started {}, due by {}) made on {}, reference {}",
+            let kind = clock.kind.title();
+            let deadline = clock.deadline.as_deref().unwrap_or_default();
+            match &clock.made {
+                Some(made) => filings_made.push(format!(
+                    "{kind} (clock started {}, due by {deadline}) made on {}, reference {}",
+                    clock.started_on, made.filed_on, made.reference
+                )),
+                None => filing_due.push(format!(
+                    "{kind} (clock started {}) due by {deadline}: {}",
                     clock.started_on,
-                    clock.deadline.clone().unwrap_or_default(),
-                    made.filed_on,
-                    made.reference
-                ));
-                continue;
+                    clock.time_left()
+                )),
             }
-            let left = clock.working_days_left.unwrap_or_default();
-            filing_due.push(format!(
-                "{kind} (clock started {}) due by {}: {} working days {}{}",
-                clock.started_on,
-                clock.deadline.clone().unwrap_or_default(),
-                left.abs(),
-                if left < 0 { "overdue" } else { "left" },
-                if clock.calendar_covers_deadline {
-                    ""
-                } else {
-                    " (no holiday calendar loaded for the deadline's year: weekends only)"
-                }
-            ));
         }
         let latest_assessment = governance.latest_assessment();
         let articles = vec![

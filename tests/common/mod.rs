@@ -207,18 +207,7 @@ impl TestVault {
         )
         .unwrap();
         let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
-        vault
-            .add_user(
-                &admin,
-                OPERATOR,
-                Role::Operator,
-                &Password::new(OPERATOR_PASSWORD),
-            )
-            .unwrap();
-        vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
-        if let Some(profile) = &config.profile {
-            vault.add_assessment(&admin, &assessment(profile)).unwrap();
-        }
+        staff(&vault, &admin, config.profile.as_ref());
         let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();
         Self {
             dir,
@@ -584,27 +573,34 @@ pub const FILE_ADMIN_PASSWORD: &str = "admin password 1";
 #[allow(dead_code)]
 pub fn key_file_vault(dir: &Path, dim: usize, clock: Arc<dyn facevault::Clock>) -> (Vault, Session) {
     let keys = facevault::KeyFile::create(dir.join("master.key")).unwrap();
+    let config = VaultConfig {
+        profile: Some(profile()),
+        ..VaultConfig::new(dim, "test-model")
+    };
     let vault = Vault::create_with_clock(
         &dir.join("vault.db"),
         &keys,
-        &VaultConfig::new(dim, "test-model"),
+        &config,
         ADMIN,
         &Password::new(FILE_ADMIN_PASSWORD),
         clock,
     )
     .unwrap();
     let admin = vault.login(ADMIN, &Password::new(FILE_ADMIN_PASSWORD)).unwrap();
-    vault
-        .add_user(
-            &admin,
-            OPERATOR,
-            Role::Operator,
-            &Password::new(OPERATOR_PASSWORD),
-        )
-        .unwrap();
-    vault.publish_notice(&admin, &notice(NOTICE_VERSION)).unwrap();
-    govern(&vault, &admin);
+    staff(&vault, &admin, config.profile.as_ref());
     (vault, admin)
+}
+
+/// What every test vault holds besides its admin: the operator, the current notice and, when the
+/// vault has a profile, an assessment of it, so that it enrols and matches.
+fn staff(vault: &Vault, admin: &Session, profile: Option<&DeploymentProfile>) {
+    vault
+        .add_user(admin, OPERATOR, Role::Operator, &Password::new(OPERATOR_PASSWORD))
+        .unwrap();
+    vault.publish_notice(admin, &notice(NOTICE_VERSION)).unwrap();
+    if let Some(profile) = profile {
+        vault.add_assessment(admin, &assessment(profile)).unwrap();
+    }
 }
 
 /// Asserts that no window of `needles` is in the database at `db` or in its WAL; `what` says,

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use facevault::{ComplianceReport, FilingKind};
+use facevault::ComplianceReport;
 
 const STYLE: &str = "
 body { font: 15px/1.45 system-ui, 'Noto Sans', 'PingFang SC', sans-serif; color: #1b1f24; margin: 2em auto; max-width: 62em; padding: 0 1.5em; }
@@ -113,11 +113,7 @@ fn filing_bars(page: &mut String, report: &ComplianceReport) {
         page.push_str("<div>No filing clock is running.</div>\n");
     }
     for clock in &filing.clocks {
-        let kind = match clock.kind {
-            FilingKind::Initial => "Initial filing",
-            FilingKind::Change => "Change filing",
-            FilingKind::Deregistration => "Deregistration",
-        };
+        let kind = clock.kind.title();
         if let Some(made) = &clock.made {
             let _ = writeln!(
                 page,
@@ -139,16 +135,10 @@ fn filing_bars(page: &mut String, report: &ComplianceReport) {
         };
         let _ = writeln!(
             page,
-            "<div class=\"figure\">{kind}: clock started {}, due by {} · {} working days {}{}</div>\n<div class=\"bar\"><div class=\"fill{late}\" style=\"width: {width:.1}%\"></div></div>",
+            "<div class=\"figure\">{kind}: clock started {}, due by {} · {}</div>\n<div class=\"bar\"><div class=\"fill{late}\" style=\"width: {width:.1}%\"></div></div>",
             escape(&clock.started_on),
             escape(clock.deadline.as_deref().unwrap_or("?")),
-            left.abs(),
-            if left < 0 { "overdue" } else { "left" },
-            if clock.calendar_covers_deadline {
-                ""
-            } else {
-                " (no holiday calendar loaded for the deadline's year: weekends only)"
-            }
+            escape(&clock.time_left())
         );
     }
     page.push_str("</section>\n");
