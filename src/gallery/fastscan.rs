@@ -162,6 +162,12 @@ pub(crate) struct Codes {
     pairs: usize,
     rows: usize,
     blocks: WipedVec<u8>,
+    /// The lowest and highest alignment code of any bounded row pushed since the codes were
+    /// built (removals leave them, which only widens them): the factors a scan must allow for
+    /// when it judges a block by its largest table sum alone.
+    factor_codes: Option<(u8, u8)>,
+    /// Rows whose code is [`UNBOUNDED`], which every scan must hand on whatever their sums.
+    unbounded_rows: usize,
 }
 
 impl Codes {
@@ -174,6 +180,8 @@ impl Codes {
             pairs: padded / 8,
             rows: 0,
             blocks: WipedVec::default(),
+            factor_codes: None,
+            unbounded_rows: 0,
         }
     }
 
@@ -261,6 +269,14 @@ impl Codes {
         } else {
             UNBOUNDED
         };
+        if code >= UNBOUNDED {
+            self.unbounded_rows += 1;
+        } else {
+            self.factor_codes = Some(match self.factor_codes {
+                Some((lowest, highest)) => (lowest.min(code), highest.max(code)),
+                None => (code, code),
+            });
+        }
         let at = self.alignment_at(row);
         self.blocks[at] = code;
     }
@@ -275,6 +291,9 @@ impl Codes {
             self.set_nibble(last, group, 0);
         }
         let (from, to) = (self.alignment_at(last), self.alignment_at(index));
+        if self.blocks[to] >= UNBOUNDED {
+            self.unbounded_rows -= 1;
+        }
         self.blocks[to] = self.blocks[from];
         self.blocks[from] = 0;
         self.rows -= 1;
@@ -314,6 +333,11 @@ impl Codes {
 
     fn alignment_at(&self, row: usize) -> usize {
         (row / BLOCK) * self.block_bytes() + (self.pairs - 1) * BLOCK + row % BLOCK
+    }
+
+    /// Whether any row of `block` has no bound: such a block is always looked at row by row.
+    fn has_unbounded(&self, block: usize) -> bool {
+        self.unbounded_rows > 0 && self.alignment_codes(block).iter().any(|code| *code >= UNBOUNDED)
     }
 
     /// The alignment codes of `block`'s 32 rows: its last pair.
@@ -443,17 +467,96 @@ impl Query {
         (estimate, bound)
     }
 
-    /// Bounds for every row of `block`, and the rows that pass `floor` (upper bound) and
-    /// `lower_floor` (lower bound). Rows past the end of the gallery get -∞ and never pass.
-    #[cfg(test)]
-    pub(crate) fn bounds(&self, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(cpu) = Avx2Fma::detect() {
-                return x86::bounds(cpu, self, codes, block, floor, lower_floor);
+    /// The factors 1 + c·STEP of the lowest and highest alignment codes in the gallery: a
+    /// row's bounds are linear in its factor, so what holds at both holds between them.
+    fn factor_range(codes: &Codes) -> Option<[f64; 2]> {
+        let factor = |code: u8| 1.0 + f64::from(code) * f64::from(FACTOR_STEP);
+        codes
+            .factor_codes
+            .map(|(lowest, highest)| [factor(lowest), factor(highest)])
+    }
+
+    /// The least table sums a row needs, whatever its factor, for its upper bound to reach
+    /// `floor` and for its lower bound to exceed it, each less one sum for the rounding of the
+    /// kernels' float arithmetic (a sum is worth about 1e-3 there, the rounding about 1e-7).
+    /// A block whose largest sum is below the first holds no candidate; one below the second
+    /// raises no floor. Worked out once a floor, so that most blocks need no float at all.
+    fn sum_limits(&self, codes: &Codes, floor: f32) -> SumLimits {
+        let Some(factors) = Self::factor_range(codes) else {
+            return SumLimits {
+                candidate: u16::MAX,
+                raises_floor: u16::MAX,
+            };
+        };
+        let (alpha, beta) = (f64::from(self.alpha), f64::from(self.beta));
+        let (base, per_factor) = (f64::from(self.bound_base), f64::from(self.bound_per_factor));
+        let (floor, half_step) = (f64::from(floor), f64::from(FACTOR_STEP) / 2.0);
+        // Each bound is (f + STEP/2)·(alpha·S + beta) ± (base + per_factor·f): the S at which
+        // it meets the floor is monotone in f, so the least over the range is at one end.
+        let least_sum = |sign: f64| {
+            factors
+                .iter()
+                .map(|f| ((floor - sign * (base + per_factor * f)) / (f + half_step) - beta) / alpha)
+                .fold(f64::INFINITY, f64::min)
+        };
+        let limit = |sum: f64| {
+            let below = (sum - 1.0).floor();
+            if below >= f64::from(u16::MAX) {
+                u16::MAX
+            } else if below > 0.0 {
+                // In (0, u16::MAX) and whole, so the conversion is exact.
+                below as u16
+            } else {
+                // Also a NaN: every block is then looked at row by row.
+                0
             }
+        };
+        SumLimits {
+            candidate: limit(least_sum(1.0)),
+            raises_floor: limit(least_sum(-1.0)),
         }
-        self.bounds_portable(codes, block, floor, lower_floor)
+    }
+
+    /// What bounds the upper bound of every row of a block from its largest table sum: the
+    /// bound at one sum more (for rounding, which the sum's worth far exceeds), at the gallery's
+    /// least or greatest factor, as two lines in the sum, rounded up.
+    fn peak_uppers(&self, codes: &Codes) -> PeakUppers {
+        let Some(factors) = Self::factor_range(codes) else {
+            return PeakUppers {
+                lines: [(0.0, f32::INFINITY); 2],
+            };
+        };
+        let (alpha, beta) = (f64::from(self.alpha), f64::from(self.beta));
+        let (base, per_factor) = (f64::from(self.bound_base), f64::from(self.bound_per_factor));
+        let half_step = f64::from(FACTOR_STEP) / 2.0;
+        let up = |value: f64| {
+            let rounded = value as f32;
+            if f64::from(rounded) < value {
+                rounded.next_up()
+            } else {
+                rounded
+            }
+        };
+        PeakUppers {
+            lines: factors.map(|f| {
+                let slope = (f + half_step) * alpha;
+                let intercept = slope + (f + half_step) * beta + base + per_factor * f;
+                (up(slope), up(intercept + f64::from(ROUNDING_SLACK)))
+            }),
+        }
+    }
+
+    /// Bounds for every row of `block`, and the rows that pass `floor` (upper bound) and
+    /// `lower_floor` (lower bound), from the kernel the scan uses. Rows past the end of the
+    /// gallery get -∞ and never pass.
+    pub(crate) fn bounds(&self, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
+        match code_kernel() {
+            #[cfg(target_arch = "x86_64")]
+            CodeKernel::Avx512(cpu) => x86::bounds_512(cpu, self, codes, block, floor, lower_floor),
+            #[cfg(target_arch = "x86_64")]
+            CodeKernel::Avx2(cpu) => x86::bounds(cpu, self, codes, block, floor, lower_floor),
+            CodeKernel::Portable => self.bounds_portable(codes, block, floor, lower_floor),
+        }
     }
 
     /// The reference: the same arithmetic, a row a lane. Every one of the 32 rows is computed
@@ -501,31 +604,60 @@ impl Query {
         out
     }
 
-    /// The scan over `blocks`, in order: every row whose upper bound reaches the running
-    /// `floor` goes into `candidates` with that bound, and every row whose lower bound exceeds
-    /// it is handed to `raise_floor`, which returns the new floor. The floor only rises, so
-    /// every row that can reach the final floor is among the candidates, and no block is read
-    /// twice.
+    /// The scan over `blocks`, in order: every block that may hold a row whose upper bound
+    /// reaches the running `floor` goes into `leads`, with a number at least every such bound
+    /// of its rows, and every row whose lower bound exceeds the floor is handed to
+    /// `raise_floor`, which returns the new floor. The floor only rises, so every row that can
+    /// reach the final floor is in a lead; [`Query::bounds`] later names the rows of the few
+    /// leads that matter, which is cheaper than keeping every row that passed a floor still low.
     pub(crate) fn scan(
         &self,
         codes: &Codes,
         blocks: Range<usize>,
         floor: f32,
         raise_floor: impl FnMut(usize, f32) -> f32,
-        candidates: &mut Vec<(f32, u32)>,
+        leads: &mut Vec<(f32, u32)>,
     ) {
         match code_kernel() {
             #[cfg(target_arch = "x86_64")]
-            CodeKernel::Avx512(cpu) => {
-                x86::scan_512(cpu, self, codes, blocks, floor, raise_floor, candidates)
-            }
+            CodeKernel::Avx512(cpu) => x86::scan_512(cpu, self, codes, blocks, floor, raise_floor, leads),
             #[cfg(target_arch = "x86_64")]
-            CodeKernel::Avx2(cpu) => x86::scan(cpu, self, codes, blocks, floor, raise_floor, candidates),
-            CodeKernel::Portable => scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
-                self.bounds_portable(codes, block, floor, floor)
-            }),
+            CodeKernel::Avx2(cpu) => x86::scan(cpu, self, codes, blocks, floor, raise_floor, leads),
+            CodeKernel::Portable => {
+                let peak = |block| {
+                    let mut sums = [0u16; BLOCK];
+                    block_sums_portable(codes, self, block, &mut sums);
+                    sums.into_iter().fold(0, u16::max)
+                };
+                let bounds = |block, floor| self.bounds_portable(codes, block, floor, floor);
+                scan_with(self, codes, blocks, floor, raise_floor, leads, peak, bounds)
+            }
         }
     }
+}
+
+/// A number at least the upper bound of every row of a block, from its largest table sum (see
+/// [`Query::peak_uppers`]).
+struct PeakUppers {
+    /// Slope and intercept in the sum, at the least and the greatest factor.
+    lines: [(f32, f32); 2],
+}
+
+impl PeakUppers {
+    #[inline(always)]
+    fn at(&self, peak: u16) -> f32 {
+        let [(slope_low, intercept_low), (slope_high, intercept_high)] = self.lines;
+        let peak = f32::from(peak);
+        (slope_low * peak + intercept_low).max(slope_high * peak + intercept_high)
+    }
+}
+
+/// The least table sums at which a row may pass a floor (see [`Query::sum_limits`]).
+struct SumLimits {
+    /// Below it, a row's upper bound is below the floor.
+    candidate: u16,
+    /// Below it, a row's lower bound does not exceed the floor.
+    raises_floor: u16,
 }
 
 /// A table-lookup kernel for the scan. The SIMD ones hold the token that proves this CPU runs
@@ -623,27 +755,53 @@ pub(crate) fn code_kernel() -> CodeKernel {
 }
 
 /// The scan's loop, over any kernel; inlined into each so that the kernel's code inlines too.
+/// `peak` gives the largest table sum of a block's rows, `bounds` the bounds of each row.
+///
+/// Most blocks are judged by their largest sum alone: below [`SumLimits::candidate`], none of
+/// their rows can reach the floor, and below [`SumLimits::raises_floor`] none can raise it.
+/// Only the few that may raise the floor have their rows' bounds worked out here, so that the
+/// floor rises exactly as if every row's were.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn scan_with(
+    query: &Query,
+    codes: &Codes,
     blocks: Range<usize>,
     mut floor: f32,
     mut raise_floor: impl FnMut(usize, f32) -> f32,
-    candidates: &mut Vec<(f32, u32)>,
+    leads: &mut Vec<(f32, u32)>,
+    mut peak: impl FnMut(usize) -> u16,
     mut bounds: impl FnMut(usize, f32) -> BlockBounds,
 ) {
+    let mut limits = query.sum_limits(codes, floor);
+    let peak_uppers = query.peak_uppers(codes);
     for block in blocks {
-        let found = bounds(block, floor);
-        let first_row = block * BLOCK;
-        for offset in set_bits(found.candidates) {
-            // Row numbers fit u32: the gallery holds fewer than `Gallery::MAX_ROWS`.
-            candidates.push((found.uppers[offset], (first_row + offset) as u32));
+        let peak = peak(block);
+        let unbounded = codes.has_unbounded(block);
+        if peak < limits.candidate && !unbounded {
+            continue;
         }
-        for offset in set_bits(found.above_lower_floor) {
-            let lower = found.lowers[offset];
-            if lower > floor {
-                floor = raise_floor(first_row + offset, lower);
+        let mut upper = peak_uppers.at(peak);
+        if peak >= limits.raises_floor || unbounded {
+            let found = bounds(block, floor);
+            let first_row = block * BLOCK;
+            let before = floor;
+            for offset in set_bits(found.above_lower_floor) {
+                let lower = found.lowers[offset];
+                if lower > floor {
+                    floor = raise_floor(first_row + offset, lower);
+                }
             }
+            if floor != before {
+                limits = query.sum_limits(codes, floor);
+            }
+            if found.candidates == 0 {
+                continue;
+            }
+            upper = found.max_upper;
         }
+        // Block numbers fit u32: the gallery holds fewer than `Gallery::MAX_ROWS` rows.
+        leads.push((upper, block as u32));
     }
 }
 
@@ -1130,6 +1288,231 @@ mod tests {
         }
         assert!(outside <= 5, "{outside} of 20000 scores outside their bounds");
         assert!(widest < 0.25, "bound {widest} too loose to be useful");
+    }
+
+    /// Every kernel's scan, each run with its own choice of floor-raising rows, as a list of
+    /// the kernels this CPU runs and their names.
+    type Scan =
+        fn(&Query, &Codes, Range<usize>, f32, &mut dyn FnMut(usize, f32) -> f32, &mut Vec<(f32, u32)>);
+    /// A kernel's bounds of one block's rows, at one floor for both bounds.
+    type Bounds = fn(&Query, &Codes, usize, f32) -> BlockBounds;
+
+    fn scans() -> Vec<(&'static str, Scan, Bounds)> {
+        let mut scans: Vec<(&'static str, Scan, Bounds)> = vec![(
+            "portable",
+            |query, codes, blocks, floor, raise, leads| {
+                let peak = |block| {
+                    let mut sums = [0u16; BLOCK];
+                    block_sums_portable(codes, query, block, &mut sums);
+                    sums.into_iter().fold(0, u16::max)
+                };
+                let bounds = |block, floor| query.bounds_portable(codes, block, floor, floor);
+                scan_with(query, codes, blocks, floor, raise, leads, peak, bounds);
+            },
+            |query, codes, block, floor| query.bounds_portable(codes, block, floor, floor),
+        )];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Avx2Fma::detect().is_some() {
+                scans.push((
+                    "avx2",
+                    |query, codes, blocks, floor, raise, leads| {
+                        if let Some(cpu) = Avx2Fma::detect() {
+                            x86::scan(cpu, query, codes, blocks, floor, raise, leads);
+                        }
+                    },
+                    |query, codes, block, floor| match Avx2Fma::detect() {
+                        Some(cpu) => x86::bounds(cpu, query, codes, block, floor, floor),
+                        None => unreachable!("listed only where AVX2 was detected"),
+                    },
+                ));
+            }
+            if Avx512Bw::detect().is_some() {
+                scans.push((
+                    "avx512",
+                    |query, codes, blocks, floor, raise, leads| {
+                        if let Some(cpu) = Avx512Bw::detect() {
+                            x86::scan_512(cpu, query, codes, blocks, floor, raise, leads);
+                        }
+                    },
+                    |query, codes, block, floor| match Avx512Bw::detect() {
+                        Some(cpu) => x86::bounds_512(cpu, query, codes, block, floor, floor),
+                        None => unreachable!("listed only where AVX-512BW was detected"),
+                    },
+                ));
+            } else {
+                eprintln!("skipped: this CPU lacks AVX-512BW, so its scan was not compared");
+            }
+        }
+        scans
+    }
+
+    /// The scan's shortcuts lose nothing: on random galleries and probes, from floors low and
+    /// high, each kernel's scan raises the floor to the best lower bound of all rows (as a
+    /// scan that works out every row's bounds does), and its leads hold exactly the rows whose
+    /// upper bound reaches that final floor, each lead at least their bounds.
+    #[test]
+    fn the_scans_leads_hold_every_row_that_reaches_the_final_floor() {
+        let mut generator = XorShift64::new(31);
+        for (dim, rows) in [(512, 20 * BLOCK + 3), (128, 9 * BLOCK), (20, 70)] {
+            let (rotation, codes, kept) = gallery(dim, rows, 40 + dim as u64);
+            let mut rotated = vec![0.0; rotation.padded()];
+            for probe_number in 0..6 {
+                // Half the probes near a gallery row, so that some rows have high scores.
+                let mut probe = random_unit(&mut generator, dim);
+                if probe_number % 2 == 0 {
+                    let near = &kept[(generator.next_u64() % rows as u64) as usize];
+                    probe.iter_mut().zip(near).for_each(|(p, n)| *p = 0.3 * *p + n);
+                    let norm = probe.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    probe.iter_mut().for_each(|x| *x /= norm);
+                }
+                rotation.apply(&probe, &mut rotated);
+                let query = Query::new(&codes, &rotated);
+                // Each kernel rounds its bounds its own way (FMA or not): each is held to its own.
+                for (name, scan, kernel_bounds) in scans() {
+                    let every_row: Vec<BlockBounds> = (0..codes.blocks())
+                        .map(|block| kernel_bounds(&query, &codes, block, 0.0))
+                        .collect();
+                    let best_lower = every_row
+                        .iter()
+                        .flat_map(|bounds| bounds.lowers)
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    for start_floor in [-1.0, 0.0, 0.2, 0.5, 2.0] {
+                        let final_floor = best_lower.max(start_floor);
+                        let expected: Vec<usize> = every_row
+                            .iter()
+                            .enumerate()
+                            .flat_map(|(block, bounds)| {
+                                (0..BLOCK)
+                                    .filter(|row| bounds.uppers[*row] >= final_floor)
+                                    .map(move |row| block * BLOCK + row)
+                            })
+                            .collect();
+                        let what = format!("{name} dim {dim} probe {probe_number} floor {start_floor}");
+                        let mut leads = Vec::new();
+                        let mut floor = start_floor;
+                        let mut raise = |_row: usize, lower: f32| {
+                            floor = floor.max(lower);
+                            floor
+                        };
+                        scan(
+                            &query,
+                            &codes,
+                            0..codes.blocks(),
+                            start_floor,
+                            &mut raise,
+                            &mut leads,
+                        );
+                        assert_eq!(floor, final_floor, "{what}");
+                        let mut found = Vec::new();
+                        for (lead_upper, block) in leads.iter().filter(|(upper, _)| *upper >= floor) {
+                            let block = *block as usize;
+                            let bounds = kernel_bounds(&query, &codes, block, floor);
+                            for row in set_bits(bounds.candidates) {
+                                assert!(bounds.uppers[row] <= *lead_upper, "{what}: lead below its row");
+                                found.push(block * BLOCK + row);
+                            }
+                        }
+                        assert_eq!(found, expected, "{what}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The limits a floor puts on the table sums, and the upper bound a block's largest sum
+    /// gives, hold for every row, at floors set to the rows' own bounds (where rounding would
+    /// show).
+    #[test]
+    fn sum_limits_and_peak_uppers_hold_for_every_row() {
+        let mut generator = XorShift64::new(8);
+        for dim in [512, 64] {
+            let (rotation, codes, _) = gallery(dim, 10 * BLOCK, 60 + dim as u64);
+            let mut rotated = vec![0.0; rotation.padded()];
+            for _ in 0..4 {
+                rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
+                let query = Query::new(&codes, &rotated);
+                let peak_uppers = query.peak_uppers(&codes);
+                for block in 0..codes.blocks() {
+                    let mut sums = [0u16; BLOCK];
+                    block_sums_portable(&codes, &query, block, &mut sums);
+                    let bounds = query.bounds_portable(&codes, block, 0.0, 0.0);
+                    let peak = sums.into_iter().fold(0, u16::max);
+                    for (row, sum) in sums.into_iter().enumerate() {
+                        let (upper, lower) = (bounds.uppers[row], bounds.lowers[row]);
+                        assert!(peak_uppers.at(peak) >= upper, "dim {dim} row {row}");
+                        for floor in [upper, lower.next_down()] {
+                            let limits = query.sum_limits(&codes, floor);
+                            if upper >= floor {
+                                assert!(sum >= limits.candidate, "dim {dim} row {row} floor {floor}");
+                            }
+                            if lower > floor {
+                                assert!(sum >= limits.raises_floor, "dim {dim} row {row} floor {floor}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A row with no bound is handed on by every scan whatever the floor, and a scan that
+    /// removes it stops looking at its block row by row.
+    #[test]
+    fn a_row_without_a_bound_is_always_a_lead() {
+        let (rotation, mut codes, _) = gallery(128, 3 * BLOCK, 5);
+        let at = codes.alignment_at(BLOCK + 7);
+        codes.blocks[at] = UNBOUNDED;
+        codes.unbounded_rows += 1;
+        let mut rotated = vec![0.0; rotation.padded()];
+        rotation.apply(&random_unit(&mut XorShift64::new(3), 128), &mut rotated);
+        let query = Query::new(&codes, &rotated);
+        for (name, scan, kernel_bounds) in scans() {
+            let mut leads = Vec::new();
+            scan(
+                &query,
+                &codes,
+                0..codes.blocks(),
+                5.0,
+                &mut |_, floor| floor,
+                &mut leads,
+            );
+            assert_eq!(leads, vec![(f32::INFINITY, 1)], "{name}");
+            let bounds = kernel_bounds(&query, &codes, 1, 5.0);
+            assert_eq!(bounds.candidates, 1 << 7, "{name}");
+        }
+        codes.swap_remove(BLOCK + 7);
+        assert_eq!(codes.unbounded_rows, 0);
+        assert!(!codes.has_unbounded(1));
+    }
+
+    /// Every kernel's largest sum of a block is the largest of the portable sums.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_simd_peaks_are_the_largest_portable_sums() {
+        let Some(cpu) = Avx2Fma::detect() else {
+            eprintln!("skipped: this CPU lacks AVX2 and FMA, so no SIMD peak was compared");
+            return;
+        };
+        let mut generator = XorShift64::new(99);
+        for dim in [16, 64, 512, 4096] {
+            let (rotation, codes, _) = gallery(dim, 3 * BLOCK + 9, dim as u64);
+            let mut rotated = vec![0.0; rotation.padded()];
+            rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
+            let query = Query::new(&codes, &rotated);
+            for block in 0..codes.blocks() {
+                let mut sums = [0u16; BLOCK];
+                block_sums_portable(&codes, &query, block, &mut sums);
+                let portable = sums.into_iter().fold(0, u16::max);
+                let (avx2, avx512) = x86::peaks(cpu, &codes, &query, block);
+                assert_eq!(avx2, portable, "avx2 dim {dim} block {block}");
+                match avx512 {
+                    Some(avx512) => assert_eq!(avx512, portable, "avx512 dim {dim} block {block}"),
+                    None if block == 0 && dim == 16 => eprintln!("skipped: this CPU lacks AVX-512BW"),
+                    None => {}
+                }
+            }
+        }
     }
 
     #[test]

@@ -28,10 +28,8 @@ pub(crate) mod kernels;
 mod subjects;
 
 #[cfg(test)]
-use fastscan::BLOCK;
-#[cfg(test)]
 pub(crate) use fastscan::KERNEL_VARIABLE;
-use fastscan::{grow, Codes, Query, Rotation};
+use fastscan::{grow, Codes, Query, Rotation, BLOCK};
 pub(crate) use subjects::SubjectIndex;
 
 use zeroize::{Zeroize, Zeroizing};
@@ -133,18 +131,58 @@ struct FastIndex {
 }
 
 thread_local! {
-    /// Each thread's short list (the rows to re-rank, with their upper bounds), kept between its
-    /// scans so that a query allocates none: scratch belongs to the thread, so concurrent
-    /// identifies share nothing mutable. The bounds approximate a probe's scores, so the list is
-    /// zeroed when the thread ends.
-    static SHORT_LIST: std::cell::RefCell<Zeroizing<Vec<(f32, u32)>>> =
-        std::cell::RefCell::new(Zeroizing::new(Vec::new()));
+    /// Each thread's short list, kept between its scans so that a query allocates none:
+    /// scratch belongs to the thread, so concurrent identifies share nothing mutable. The
+    /// bounds approximate a probe's scores, so the list is zeroed when the thread ends.
+    static SHORT_LIST: std::cell::RefCell<Zeroizing<ShortList>> =
+        std::cell::RefCell::new(Zeroizing::new(ShortList::default()));
 }
 
-/// Rows sorted per step of the re-rank.
-const RERANK_BATCH: usize = 32;
-/// Rows fetched ahead of the one being scored in the re-rank, which reads scattered rows.
-const PREFETCH_AHEAD: usize = 4;
+/// What the fast scan hands to the re-rank: the blocks whose rows may reach the floor, each with
+/// a number at least their upper bounds, and room for the re-rank's queue.
+#[derive(Default)]
+struct ShortList {
+    leads: Vec<(f32, u32)>,
+    queue: Vec<Pending>,
+}
+
+impl zeroize::Zeroize for ShortList {
+    fn zeroize(&mut self) {
+        self.leads.zeroize();
+        self.queue.zeroize();
+    }
+}
+
+/// A block or a row waiting in the re-rank, highest upper bound first.
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    upper: f32,
+    index: u32,
+    /// Whether `index` is a block, whose rows' bounds are yet to be worked out, or a row.
+    block: bool,
+}
+
+impl zeroize::DefaultIsZeroes for Pending {}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.upper.total_cmp(&other.upper)
+    }
+}
 
 /// Probes scanned together by a batch: their tables (2 KiB each at d=512) and a block of codes
 /// stay in the first-level cache together.
@@ -537,40 +575,40 @@ impl Gallery {
         };
         let query = FastQuery::new(fast, probe);
         SHORT_LIST.with(|short_list| match short_list.try_borrow_mut() {
-            Ok(mut candidates) => self.fast_identify(fast, &query, &request, threads, &mut candidates),
+            Ok(mut list) => self.fast_identify(fast, &query, &request, threads, &mut list),
             // Only a scan re-entered on the same thread would find the list taken; it gets its own.
-            Err(_) => self.fast_identify(fast, &query, &request, threads, &mut Zeroizing::new(Vec::new())),
+            Err(_) => self.fast_identify(fast, &query, &request, threads, &mut Zeroizing::default()),
         })
     }
 
-    /// The fast scan of one probe, its short list collected in `candidates`.
+    /// The fast scan of one probe, its short list collected in `list`.
     fn fast_identify(
         &self,
         fast: &FastIndex,
         query: &FastQuery,
         request: &IdentifyRequest,
         threads: usize,
-        candidates: &mut Zeroizing<Vec<(f32, u32)>>,
+        list: &mut ShortList,
     ) -> Vec<(SubjectId, f32)> {
         let k = request.k;
-        candidates.clear();
+        list.leads.clear();
         let shares = shares(fast.codes.blocks(), threads);
         // The first share fills the reused list; any others, lists of their own appended after.
         let mut others: Vec<Zeroizing<Vec<(f32, u32)>>> =
             (1..shares.len()).map(|_| Zeroizing::new(Vec::new())).collect();
-        let pieces: Vec<&mut Vec<(f32, u32)>> = std::iter::once(&mut **candidates)
-            .chain(others.iter_mut().map(|list| &mut **list))
+        let pieces: Vec<&mut Vec<(f32, u32)>> = std::iter::once(&mut list.leads)
+            .chain(others.iter_mut().map(|leads| &mut **leads))
             .collect();
         let share_lower_bounds = in_parallel_mut(&shares, pieces, |blocks, list| {
             let mut best_lower_bounds = TopSubjects::new(k);
             self.scan_codes(fast, query, blocks, request, &mut best_lower_bounds, list);
             best_lower_bounds
         });
-        for list in &others {
-            candidates.extend_from_slice(list);
+        for leads in &others {
+            list.leads.extend_from_slice(leads);
         }
         let best_lower_bounds = TopSubjects::merged(k, share_lower_bounds);
-        self.rerank(query, request, &best_lower_bounds, candidates)
+        self.rerank(fast, query, request, &best_lower_bounds, list)
     }
 
     /// Many probes in one pass over the gallery, for bulk work: each block of codes (or rows) is
@@ -599,17 +637,23 @@ impl Gallery {
             };
             let queries: Vec<FastQuery> = group.iter().map(|probe| FastQuery::new(fast, probe)).collect();
             let mut best_lower_bounds: Vec<TopSubjects> = group.iter().map(|_| TopSubjects::new(k)).collect();
-            let mut candidates: Vec<Zeroizing<Vec<(f32, u32)>>> =
-                group.iter().map(|_| Zeroizing::new(Vec::new())).collect();
+            let mut lists: Vec<Zeroizing<ShortList>> = group.iter().map(|_| Zeroizing::default()).collect();
             for block in 0..fast.codes.blocks() {
                 for ((query, lower_bounds), list) in
-                    queries.iter().zip(&mut best_lower_bounds).zip(&mut candidates)
+                    queries.iter().zip(&mut best_lower_bounds).zip(&mut lists)
                 {
-                    self.scan_codes(fast, query, block..block + 1, &request, lower_bounds, list);
+                    self.scan_codes(
+                        fast,
+                        query,
+                        block..block + 1,
+                        &request,
+                        lower_bounds,
+                        &mut list.leads,
+                    );
                 }
             }
-            for ((query, lower_bounds), list) in queries.iter().zip(&best_lower_bounds).zip(&mut candidates) {
-                answers.push(self.rerank(query, &request, lower_bounds, list));
+            for ((query, lower_bounds), list) in queries.iter().zip(&best_lower_bounds).zip(&mut lists) {
+                answers.push(self.rerank(fast, query, &request, lower_bounds, list));
             }
         }
         answers
@@ -649,10 +693,10 @@ impl Gallery {
         }
     }
 
-    /// The fast scan's pass over the codes of `blocks`: each live row's lower bound is offered to
-    /// `best_lower_bounds` (the `k` best subjects by lower bound: while the bounds hold, every
-    /// answer scores at least their floor), and every row whose upper bound reaches that rising
-    /// floor goes into `candidates`.
+    /// The fast scan's pass over the codes of `blocks`: each live row's lower bound that may
+    /// count is offered to `best_lower_bounds` (the `k` best subjects by lower bound: while the
+    /// bounds hold, every answer scores at least their floor), and every block that may hold a
+    /// row whose upper bound reaches that rising floor goes into `leads`.
     fn scan_codes(
         &self,
         fast: &FastIndex,
@@ -660,7 +704,7 @@ impl Gallery {
         blocks: std::ops::Range<usize>,
         request: &IdentifyRequest,
         best_lower_bounds: &mut TopSubjects,
-        candidates: &mut Vec<(f32, u32)>,
+        leads: &mut Vec<(f32, u32)>,
     ) {
         let IdentifyRequest {
             threshold, retention, ..
@@ -675,19 +719,22 @@ impl Gallery {
                 }
                 best_lower_bounds.floor().max(threshold)
             },
-            candidates,
+            leads,
         );
     }
 
-    /// The fast scan after its pass over the codes: the candidates whose upper bound reaches the
-    /// final floor, scored exactly in f32, highest upper bound first, until no bound left can
-    /// change the answer.
+    /// The fast scan after its pass over the codes: the rows whose upper bound reaches the final
+    /// floor, scored exactly in f32, highest upper bound first, until no bound left can change
+    /// the answer. The leads and the rows wait in one queue: a lead comes out before any of its
+    /// rows could (its number is at least theirs), and only then are its rows' bounds worked
+    /// out, so the many leads below the answer's score cost nothing more.
     fn rerank(
         &self,
+        fast: &FastIndex,
         query: &FastQuery,
         request: &IdentifyRequest,
         best_lower_bounds: &TopSubjects,
-        candidates: &mut Vec<(f32, u32)>,
+        list: &mut ShortList,
     ) -> Vec<(SubjectId, f32)> {
         let IdentifyRequest {
             k,
@@ -696,42 +743,51 @@ impl Gallery {
         } = *request;
         let probe = query.probe;
         let floor = best_lower_bounds.floor().max(threshold);
-        candidates.retain(|(upper, _)| *upper >= floor);
+        let mut queue = std::mem::take(&mut list.queue);
+        queue.clear();
+        queue.extend(
+            list.leads
+                .iter()
+                .filter(|(upper, _)| *upper >= floor)
+                .map(|&(upper, block)| Pending {
+                    upper,
+                    index: block,
+                    block: true,
+                }),
+        );
+        let mut queue = std::collections::BinaryHeap::from(queue);
         let kernel = kernels::best();
         let mut best = TopSubjects::new(k);
         let mut score = [0f32];
-        let mut done = 0;
-        while done < candidates.len() {
-            // Sorting a few dozen at a time: most probes stop within the first.
-            let batch = RERANK_BATCH.min(candidates.len() - done);
-            let rest = &mut candidates[done..];
-            if batch < rest.len() {
-                rest.select_nth_unstable_by(batch, |a, b| b.0.total_cmp(&a.0));
+        while let Some(next) = queue.pop() {
+            if next.upper < best.floor().max(threshold) {
+                break;
             }
-            let head = &mut rest[..batch];
-            head.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-            for &(_, row) in head.iter().take(PREFETCH_AHEAD) {
-                kernels::prefetch(self.row(row as usize));
+            let index = next.index as usize;
+            if next.block {
+                let found = query.tables.bounds(&fast.codes, index, floor, floor);
+                for offset in set_bits(found.candidates) {
+                    let row = index * BLOCK + offset;
+                    // Most rows that pass the floor are scored; their rows are scattered.
+                    kernels::prefetch(self.row(row));
+                    queue.push(Pending {
+                        upper: found.uppers[offset],
+                        // Row numbers fit u32: the gallery holds fewer than `MAX_ROWS`.
+                        index: row as u32,
+                        block: false,
+                    });
+                }
+                continue;
             }
-            for position in 0..head.len() {
-                let (upper, row) = head[position];
-                if upper < best.floor().max(threshold) {
-                    return best.into_ranked();
-                }
-                if let Some(&(_, ahead)) = head.get(position + PREFETCH_AHEAD) {
-                    kernels::prefetch(self.row(ahead as usize));
-                }
-                let row = row as usize;
-                if !retention.allows(self.row_expires[row]) {
-                    continue;
-                }
-                kernel.dots(probe, self.row(row), &mut score);
-                if score[0] >= threshold {
-                    best.offer(self.row_subject[row], score[0]);
-                }
+            if !retention.allows(self.row_expires[index]) {
+                continue;
             }
-            done += batch;
+            kernel.dots(probe, self.row(index), &mut score);
+            if score[0] >= threshold {
+                best.offer(self.row_subject[index], score[0]);
+            }
         }
+        list.queue = queue.into_vec();
         best.into_ranked()
     }
 

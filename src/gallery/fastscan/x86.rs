@@ -18,10 +18,10 @@ pub(super) fn scan(
     blocks: Range<usize>,
     floor: f32,
     raise_floor: impl FnMut(usize, f32) -> f32,
-    candidates: &mut Vec<(f32, u32)>,
+    leads: &mut Vec<(f32, u32)>,
 ) {
     // SAFETY: an `Avx2Fma` exists only where AVX2 and FMA were detected on this CPU (`cpu`).
-    unsafe { scan_avx2(query, codes, blocks, floor, raise_floor, candidates) }
+    unsafe { scan_avx2(query, codes, blocks, floor, raise_floor, leads) }
 }
 
 /// [`Query::scan`] in AVX-512BW.
@@ -33,15 +33,14 @@ pub(super) fn scan_512(
     blocks: Range<usize>,
     floor: f32,
     raise_floor: impl FnMut(usize, f32) -> f32,
-    candidates: &mut Vec<(f32, u32)>,
+    leads: &mut Vec<(f32, u32)>,
 ) {
     // SAFETY: an `Avx512Bw` exists only where AVX-512F, AVX-512BW, AVX2 and FMA were detected
     // on this CPU (`cpu`).
-    unsafe { scan_avx512(query, codes, blocks, floor, raise_floor, candidates) }
+    unsafe { scan_avx512(query, codes, blocks, floor, raise_floor, leads) }
 }
 
-/// [`Query::bounds_portable`] in AVX2, for the tests.
-#[cfg(test)]
+/// [`Query::bounds_portable`] in AVX2.
 pub(super) fn bounds(
     _cpu: Avx2Fma,
     query: &Query,
@@ -74,6 +73,23 @@ const PREFETCH_DISTANCE: usize = 4096;
 #[inline]
 #[target_feature(enable = "avx2")]
 fn block_sums_avx2(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
+    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx2(codes, query, block);
+    rows_in_order(low_whole, low_odd, high_whole, high_odd)
+}
+
+/// The largest table sum of `block`'s 32 rows, in AVX2.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn peak_avx2(codes: &Codes, query: &Query, block: usize) -> u16 {
+    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx2(codes, query, block);
+    peak_of(low_whole, low_odd, high_whole, high_odd)
+}
+
+/// The 16-bit accumulators of [`block_sums_avx2`]: the low nibbles' whole lanes and high bytes,
+/// then the high nibbles'.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn accumulate_avx2(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4] {
     let bytes = codes.block(block);
     let nibble = _mm256_set1_epi8(0x0f);
     let mut low_whole = _mm256_setzero_si256();
@@ -125,7 +141,23 @@ fn block_sums_avx2(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
         let (low, high) = lookup(codes_pair, tables_pair, 0);
         accumulate(low, high);
     }
-    rows_in_order(low_whole, low_odd, high_whole, high_odd)
+    [low_whole, low_odd, high_whole, high_odd]
+}
+
+/// The largest of the rows' sums from the 16-bit accumulators of [`accumulate_avx2`] (or
+/// [`accumulate_avx512`]'s): the sums as [`rows_in_order`] recovers them, without putting them
+/// in order, then the largest of the 32 by one `minpos` over their complements.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn peak_of(low_whole: __m256i, low_odd: __m256i, high_whole: __m256i, high_odd: __m256i) -> u16 {
+    let even = |whole: __m256i, odd: __m256i| _mm256_sub_epi16(whole, _mm256_slli_epi16(odd, 8));
+    let halves_added =
+        |both: __m256i| _mm_add_epi16(_mm256_castsi256_si128(both), _mm256_extracti128_si256(both, 1));
+    let low = _mm_max_epu16(halves_added(even(low_whole, low_odd)), halves_added(low_odd));
+    let high = _mm_max_epu16(halves_added(even(high_whole, high_odd)), halves_added(high_odd));
+    let complements = _mm_xor_si128(_mm_max_epu16(low, high), _mm_set1_epi32(-1));
+    // The least complement is in the low 16 bits, its lane above them.
+    !(_mm_cvtsi128_si32(_mm_minpos_epu16(complements)) as u16)
 }
 
 /// The rows' sums from the 16-bit accumulators of [`block_sums_avx2`] (and of
@@ -162,6 +194,22 @@ fn rows_in_order(
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512bw")]
 fn block_sums_avx512(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
+    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx512(codes, query, block);
+    rows_in_order(low_whole, low_odd, high_whole, high_odd)
+}
+
+/// The largest table sum of `block`'s 32 rows, in AVX-512BW.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+fn peak_avx512(codes: &Codes, query: &Query, block: usize) -> u16 {
+    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx512(codes, query, block);
+    peak_of(low_whole, low_odd, high_whole, high_odd)
+}
+
+/// [`accumulate_avx2`] on 512-bit registers, folded into the AVX2 kernel's accumulators.
+#[inline]
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+fn accumulate_avx512(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4] {
     let bytes = codes.block(block);
     let nibble = _mm512_set1_epi8(0x0f);
     let mut low_whole = _mm512_setzero_si512();
@@ -219,7 +267,7 @@ fn block_sums_avx512(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4]
     let fold = |both: __m512i| -> __m256i {
         _mm256_add_epi16(_mm512_castsi512_si256(both), _mm512_extracti64x4_epi64::<1>(both))
     };
-    rows_in_order(fold(low_whole), fold(low_odd), fold(high_whole), fold(high_odd))
+    [fold(low_whole), fold(low_odd), fold(high_whole), fold(high_odd)]
 }
 
 /// The AVX-512 sums, in row order, for the tests.
@@ -231,8 +279,7 @@ pub(super) fn block_sums_512(_cpu: Avx512Bw, codes: &Codes, query: &Query, block
     sums_in_row_order(sums)
 }
 
-/// [`Query::bounds_portable`] in AVX-512BW, for the tests.
-#[cfg(test)]
+/// [`Query::bounds_portable`] in AVX-512BW.
 pub(super) fn bounds_512(
     _cpu: Avx512Bw,
     query: &Query,
@@ -244,6 +291,20 @@ pub(super) fn bounds_512(
     // SAFETY: an `Avx512Bw` exists only where AVX-512F, AVX-512BW, AVX2 and FMA were detected
     // on this CPU (`cpu`).
     unsafe { bounds_avx512(query, codes, block, floor, lower_floor) }
+}
+
+/// The largest AVX2 and AVX-512 sums of `block`, for the tests.
+#[cfg(test)]
+pub(super) fn peaks(cpu: Avx2Fma, codes: &Codes, query: &Query, block: usize) -> (u16, Option<u16>) {
+    let _ = cpu;
+    // SAFETY: an `Avx2Fma` exists only where AVX2 and FMA were detected on this CPU (`cpu`);
+    // an `Avx512Bw` only where AVX-512F and AVX-512BW were too.
+    unsafe {
+        (
+            peak_avx2(codes, query, block),
+            Avx512Bw::detect().map(|_| peak_avx512(codes, query, block)),
+        )
+    }
 }
 
 /// The AVX2 sums, in row order, for the tests.
@@ -472,11 +533,11 @@ fn scan_avx2(
     blocks: Range<usize>,
     floor: f32,
     raise_floor: impl FnMut(usize, f32) -> f32,
-    candidates: &mut Vec<(f32, u32)>,
+    leads: &mut Vec<(f32, u32)>,
 ) {
-    super::scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
-        bounds_avx2(query, codes, block, floor, floor)
-    });
+    let peak = |block| peak_avx2(codes, query, block);
+    let bounds = |block, floor| bounds_avx2(query, codes, block, floor, floor);
+    super::scan_with(query, codes, blocks, floor, raise_floor, leads, peak, bounds);
 }
 
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw")]
@@ -486,9 +547,9 @@ fn scan_avx512(
     blocks: Range<usize>,
     floor: f32,
     raise_floor: impl FnMut(usize, f32) -> f32,
-    candidates: &mut Vec<(f32, u32)>,
+    leads: &mut Vec<(f32, u32)>,
 ) {
-    super::scan_with(blocks, floor, raise_floor, candidates, |block, floor| {
-        bounds_avx512(query, codes, block, floor, floor)
-    });
+    let peak = |block| peak_avx512(codes, query, block);
+    let bounds = |block, floor| bounds_avx512(query, codes, block, floor, floor);
+    super::scan_with(query, codes, blocks, floor, raise_floor, leads, peak, bounds);
 }
