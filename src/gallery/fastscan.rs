@@ -350,6 +350,14 @@ impl Codes {
         let bytes = self.block_bytes();
         &self.blocks[block * bytes..(block + 1) * bytes]
     }
+
+    /// Asks for `block`'s codes ahead of [`Query::bounds`] on it, which a re-rank does on blocks
+    /// scattered through the gallery.
+    pub(crate) fn prefetch_block(&self, block: usize) {
+        if block < self.blocks() {
+            super::kernels::prefetch(self.block(block));
+        }
+    }
 }
 
 /// Makes room for `needed` values in all, moving them into a fresh buffer (on huge pages) and

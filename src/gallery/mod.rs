@@ -763,13 +763,20 @@ impl Gallery {
             if next.upper < best.floor().max(threshold) {
                 break;
             }
+            // The one after is most likely the next to be read: its codes or its row are on
+            // their way while this one is worked on.
+            match queue.peek() {
+                Some(after) if after.block => fast.codes.prefetch_block(after.index as usize),
+                Some(after) => kernels::prefetch(self.row(after.index as usize)),
+                None => {}
+            }
             let index = next.index as usize;
             if next.block {
-                let found = query.tables.bounds(&fast.codes, index, floor, floor);
+                // Rows below the best score so far can never be scored: they are not queued.
+                let row_floor = best.floor().max(floor);
+                let found = query.tables.bounds(&fast.codes, index, row_floor, row_floor);
                 for offset in set_bits(found.candidates) {
                     let row = index * BLOCK + offset;
-                    // Most rows that pass the floor are scored; their rows are scattered.
-                    kernels::prefetch(self.row(row));
                     queue.push(Pending {
                         upper: found.uppers[offset],
                         // Row numbers fit u32: the gallery holds fewer than `MAX_ROWS`.
