@@ -20,6 +20,15 @@
 //! A probe's tables follow the same order: per pair, group 2p's table then group 2p+1's, and the
 //! last pair's tables are zero so that the alignment bytes add nothing.
 //!
+//! The scan judges most blocks without any float arithmetic. The floor it holds (the best lower
+//! bound seen, or the threshold) only rises; for each floor, [`Query::sum_limits`] works out the
+//! least table sum with which a row could reach it, and the least with which a row could raise it,
+//! at the gallery's least or greatest factor (a bound is monotone in the factor). A block whose
+//! largest sum is below the first is passed over; one at or above the second has its rows' bounds
+//! worked out, so the floor rises as if every row's were; any other is a lead, kept with a number
+//! at least its rows' upper bounds ([`Query::peak_uppers`]), whose rows the re-rank works out only
+//! if that number still reaches the answer's score.
+//!
 //! The codes, factors and the rotation's seed are derived from templates and are biometric data:
 //! they live only in memory, are rebuilt at every open from a fresh random seed, and are zeroed
 //! when dropped.

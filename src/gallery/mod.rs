@@ -6,7 +6,9 @@
 //! Identify scans in one of two modes ([`ScanMode`]). The exact scan scores every row in f32,
 //! block by block. The fast scan, the default, reads each row's one-bit code instead (`fastscan`),
 //! which gives an estimate of the row's score with an error bound, and scores in f32 only the rows
-//! whose upper bound can still reach the answer, highest upper bound first. It returns the exact
+//! whose upper bound can still reach the answer, highest upper bound first: the scan hands on
+//! blocks (leads) rather than rows, and the re-rank works out a lead's rows only when its bound
+//! comes first in the queue, which for most probes is one or two leads. It returns the exact
 //! scan's answer, the same subjects with the same scores, unless a bound is missed where it
 //! matters: the true score of an answer's row (the row that gives an answer subject its score)
 //! lies above that row's upper bound, so the row is never scored; or some row's lower bound lies
