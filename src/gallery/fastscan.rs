@@ -641,11 +641,7 @@ impl Query {
             #[cfg(target_arch = "x86_64")]
             CodeKernel::Avx2(cpu) => x86::scan(cpu, self, codes, blocks, floor, raise_floor, leads),
             CodeKernel::Portable => {
-                let peak = |block| {
-                    let mut sums = [0u16; BLOCK];
-                    block_sums_portable(codes, self, block, &mut sums);
-                    sums.into_iter().fold(0, u16::max)
-                };
+                let peak = |block| block_peak_portable(codes, self, block);
                 let bounds = |block, floor| self.bounds_portable(codes, block, floor, floor);
                 scan_with(self, codes, blocks, floor, raise_floor, leads, peak, bounds)
             }
@@ -798,8 +794,7 @@ fn scan_with(
         if peak < limits.candidate && !unbounded {
             continue;
         }
-        let mut upper = peak_uppers.at(peak);
-        if peak >= limits.raises_floor || unbounded {
+        let upper = if peak >= limits.raises_floor || unbounded {
             let found = bounds(block, floor);
             let first_row = block * BLOCK;
             let before = floor;
@@ -815,8 +810,10 @@ fn scan_with(
             if found.candidates == 0 {
                 continue;
             }
-            upper = found.max_upper;
-        }
+            found.max_upper
+        } else {
+            peak_uppers.at(peak)
+        };
         // Block numbers fit u32: the gallery holds fewer than `Gallery::MAX_ROWS` rows.
         leads.push((upper, block as u32));
     }
@@ -885,6 +882,13 @@ pub(crate) fn block_sums_portable(codes: &Codes, query: &Query, block: usize, ou
         out[j] = low[j] + low[16 + j];
         out[16 + j] = high[j] + high[16 + j];
     }
+}
+
+/// The largest table sum of `block`'s 32 rows, from the portable kernel's sums.
+fn block_peak_portable(codes: &Codes, query: &Query, block: usize) -> u16 {
+    let mut sums = [0u16; BLOCK];
+    block_sums_portable(codes, query, block, &mut sums);
+    sums.into_iter().fold(0, u16::max)
 }
 
 /// One pair's table entries, added into the low- and high-nibble byte lanes.
@@ -1318,11 +1322,7 @@ mod tests {
         let mut scans: Vec<(&'static str, Scan, Bounds)> = vec![(
             "portable",
             |query, codes, blocks, floor, raise, leads| {
-                let peak = |block| {
-                    let mut sums = [0u16; BLOCK];
-                    block_sums_portable(codes, query, block, &mut sums);
-                    sums.into_iter().fold(0, u16::max)
-                };
+                let peak = |block| block_peak_portable(codes, query, block);
                 let bounds = |block, floor| query.bounds_portable(codes, block, floor, floor);
                 scan_with(query, codes, blocks, floor, raise, leads, peak, bounds);
             },
@@ -1518,9 +1518,7 @@ mod tests {
             rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
             let query = Query::new(&codes, &rotated);
             for block in 0..codes.blocks() {
-                let mut sums = [0u16; BLOCK];
-                block_sums_portable(&codes, &query, block, &mut sums);
-                let portable = sums.into_iter().fold(0, u16::max);
+                let portable = block_peak_portable(&codes, &query, block);
                 let (avx2, avx512) = x86::peaks(cpu, &codes, &query, block);
                 assert_eq!(avx2, portable, "avx2 dim {dim} block {block}");
                 match avx512 {
