@@ -3,10 +3,18 @@
 //!
 //! Each template is rotated by a seeded random orthogonal transform (two rounds of random signs and
 //! a fast Walsh–Hadamard transform) and kept as the signs of its rotated coordinates, one bit a
-//! dimension, except for the last eight: their byte carries the row's alignment code instead, so a
-//! row costs exactly `padded / 8` bytes (64 at d=512) and the scan reads one stream. For a probe q,
-//! x = Σ sign(o'_i)·q'_i / √Dc over the Dc coded dimensions, scaled by the row's factor
-//! 1/⟨ō,o'⟩, estimates ⟨o,q⟩ with an error bound that RaBitQ proves holds with high probability.
+//! dimension. For a probe q, x = Σ sign(o'_i)·q'_i / √Dc over Dc coded dimensions, scaled by the
+//! row's factor 1/⟨ō,o'⟩, estimates ⟨o,q⟩ with an error bound that RaBitQ proves holds with high
+//! probability. It holds for any set of coded dimensions (ō is then a unit vector zero on the
+//! others); fewer give a larger factor and a wider bound.
+//!
+//! So each row's code comes in two parts, kept in two arrays ([`CodePart`]): a head of the first
+//! seven eighths of the dimensions, which the scan reads for every row and judges by its own
+//! bounds, and a tail of the rest, which only the re-rank reads, for the blocks it opens, to give
+//! their rows the whole code's tighter bounds. Each part gives its last eight dimensions' byte to
+//! an alignment code (the head's own factor; in the tail, the whole code's), so a row costs
+//! exactly `padded / 8` bytes (64 at d=512), and the scan reads a stream of seven eighths of
+//! them: at a million rows, memory bandwidth is what limits it.
 //!
 //! The probe is quantised to 4 bits a dimension, symmetrically (q'_i ≈ −R + step·v_i), so that a
 //! cleared bit can look up L − v_i for −q'_i and no per-row popcount is needed; four dimensions are
@@ -14,11 +22,10 @@
 //! Plain Rust has no byte shuffle, so the portable kernel uses that each table is linear in the
 //! bits of its nibble and adds one masked weight a bit instead ([`block_sums_portable`]).
 //!
-//! Layout, per block of 32 rows and per pair `p` of 4-dimension groups (2p, 2p+1), 32 bytes:
-//! byte `j` (j < 16) holds group 2p of row `j` (low nibble) and of row `j + 16` (high nibble);
-//! byte `16 + j` the same for group 2p+1. The last pair's 32 bytes are the rows' alignment codes.
-//! A probe's tables follow the same order: per pair, group 2p's table then group 2p+1's, and the
-//! last pair's tables are zero so that the alignment bytes add nothing.
+//! Within a part, per block of 32 rows and per pair `p` of 4-dimension groups (2p, 2p+1), 32
+//! bytes hold the 32 rows' two nibbles (see [`CodePart`]). A probe's tables follow the same order:
+//! per pair, group 2p's table then group 2p+1's, and the last pair's tables are zero so that the
+//! alignment bytes add nothing.
 //!
 //! The scan judges most blocks without any float arithmetic. The floor it holds (the best lower
 //! bound seen, or the threshold) only rises; for each floor, [`Query::sum_limits`] works out the
@@ -26,8 +33,9 @@
 //! at the gallery's least or greatest factor (a bound is monotone in the factor). A block whose
 //! largest sum is below the first is passed over; one at or above the second has its rows' bounds
 //! worked out, so the floor rises as if every row's were; any other is a lead, kept with a number
-//! at least its rows' upper bounds ([`Query::peak_uppers`]), whose rows the re-rank works out only
-//! if that number still reaches the answer's score.
+//! at least its rows' upper bounds ([`Query::peak_uppers`]), whose rows the re-rank works out
+//! (from head and tail) only if that number still reaches the answer's score. All of this is on
+//! the heads' bounds; the whole code's bounds are [`Query::bounds`].
 //!
 //! The codes, factors and the rotation's seed are derived from templates and are biometric data:
 //! they live only in memory, are rebuilt at every open from a fresh random seed, and are zeroed
@@ -82,8 +90,9 @@ pub(crate) struct Rotation {
 
 impl Rotation {
     pub(crate) fn new(dim: usize, seed: u64) -> Self {
-        // At least two pairs, so that one carries codes beside the alignment codes.
-        let padded = dim.next_power_of_two().max(16);
+        // At least four pairs, so that the head and the tail each carry codes beside their
+        // alignment codes.
+        let padded = dim.next_power_of_two().max(32);
         let mut generator = XorShift64::new(seed);
         let signs = (0..2 * padded)
             .map(|_| if generator.next_u64() & 1 == 0 { 1.0 } else { -1.0 })
@@ -161,51 +170,33 @@ fn hadamard_stage(values: &mut [f32], h: usize) {
     }
 }
 
-/// The codes of every gallery row, in blocks.
-pub(crate) struct Codes {
-    /// The rotation's dimension, a power of two.
-    padded: usize,
-    /// The original dimension, for the error bound.
-    dim: usize,
-    /// Pairs of 4-dimension groups per row, the last one holding alignment codes: padded / 8.
+/// The share of a row's pairs in its head, in eighths: the head is what the scan reads for every
+/// row, the tail only what the re-rank reads for the blocks it opens. A shorter head reads less
+/// but bounds each row less tightly, so that the re-rank opens more leads: at d=512 on clustered
+/// galleries, a head of six eighths opened a few times as many as one of seven, and at the 99th
+/// percentile ten times as many, which cost more than the bytes saved.
+const HEAD_EIGHTHS: usize = 7;
+
+/// One part of every row's code, in blocks of 32 rows: the sign bits of `pairs − 1` pairs of
+/// 4-dimension groups of the rotated coordinates from `first_dim` on, then a pair of alignment
+/// codes.
+///
+/// Layout, per block and per pair `p` of groups (2p, 2p+1), 32 bytes: byte `j` (j < 16) holds
+/// group 2p of row `j` (low nibble) and of row `j + 16` (high nibble); byte `16 + j` the same
+/// for group 2p+1. The last pair's 32 bytes are the rows' alignment codes.
+struct CodePart {
+    first_dim: usize,
     pairs: usize,
-    rows: usize,
     blocks: WipedVec<u8>,
-    /// The lowest and highest alignment code of any bounded row pushed since the codes were
-    /// built (removals leave them, which only widens them): the factors a scan must allow for
-    /// when it judges a block by its largest table sum alone.
-    factor_codes: Option<(u8, u8)>,
-    /// Rows whose code is [`UNBOUNDED`], which every scan must hand on whatever their sums.
-    unbounded_rows: usize,
 }
 
-impl Codes {
-    pub(crate) fn new(padded: usize, dim: usize) -> Self {
+impl CodePart {
+    fn new(first_dim: usize, pairs: usize) -> Self {
         Self {
-            padded,
-            dim,
-            // `padded` is a power of two of at least 16, so there are at least two pairs, and an
-            // even number of them, as the kernels take two at a time.
-            pairs: padded / 8,
-            rows: 0,
+            first_dim,
+            pairs,
             blocks: WipedVec::default(),
-            factor_codes: None,
-            unbounded_rows: 0,
         }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub(crate) fn blocks(&self) -> usize {
-        self.rows.div_ceil(BLOCK)
-    }
-
-    /// Bytes per block.
-    fn block_bytes(&self) -> usize {
-        BLOCK * self.pairs
     }
 
     /// Dimensions that carry sign bits.
@@ -213,104 +204,61 @@ impl Codes {
         (self.pairs - 1) * 8
     }
 
-    /// Where a random rotation puts a row's factor f = 1/⟨ō,o'⟩: √(π/2)·√(padded / Dc). The
-    /// bound on √(f² − 1), which is concave, uses its tangent there: above it everywhere, and
-    /// tight where the rows are.
-    fn typical_factor(&self) -> f32 {
-        (std::f32::consts::FRAC_PI_2 * self.padded as f32 / self.coded_dims() as f32).sqrt()
+    /// The coordinates of a rotated row that this part codes.
+    fn coded<'r>(&self, rotated: &'r [f32]) -> &'r [f32] {
+        &rotated[self.first_dim..][..self.coded_dims()]
     }
 
-    pub(crate) fn memory_bytes(&self) -> usize {
-        self.blocks.capacity()
+    /// Bytes per block.
+    fn block_bytes(&self) -> usize {
+        BLOCK * self.pairs
     }
 
-    /// The code blocks as they sit in memory.
-    #[cfg(test)]
-    pub(crate) fn raw_bytes(&self) -> &[u8] {
-        &self.blocks
-    }
-
-    /// Makes room for `additional` rows without leaving unzeroed copies behind.
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        let rows = self.rows + additional;
+    fn reserve(&mut self, rows: usize) {
         let needed = rows.div_ceil(BLOCK) * self.block_bytes();
         grow(&mut self.blocks, needed);
     }
 
-    /// Appends the code of a rotated unit row.
-    pub(crate) fn push(&mut self, rotated: &[f32]) {
-        super::kernels::with_wide_vectors(|| self.push_portable(rotated));
+    fn add_block(&mut self) {
+        let len = self.blocks.len() + self.block_bytes();
+        self.blocks.resize(len, 0);
     }
 
-    #[inline(always)]
-    fn push_portable(&mut self, rotated: &[f32]) {
-        self.reserve(1);
-        let row = self.rows;
-        if row.is_multiple_of(BLOCK) {
-            let len = self.blocks.len() + self.block_bytes();
-            self.blocks.resize(len, 0);
-        }
-        self.rows += 1;
-        let coded = &rotated[..self.coded_dims()];
-        for (group, values) in coded.chunks_exact(4).enumerate() {
-            let nibble = values.iter().enumerate().fold(0u8, |nibble, (bit, value)| {
-                nibble | (u8::from(*value >= 0.0) << bit)
-            });
-            self.set_nibble(row, group, nibble);
-        }
-        // Eight lanes, summed in a fixed order, so that it vectorises and every kernel agrees.
+    fn drop_last_block(&mut self) {
+        let len = self.blocks.len() - self.block_bytes();
+        self.blocks[len..].zeroize();
+        self.blocks.truncate(len);
+    }
+
+    /// Writes `row`'s sign bits and returns Σ|o'_i| over the coded coordinates, summed in eight
+    /// lanes in a fixed order, so that it vectorises and every build agrees.
+    fn set_signs(&mut self, row: usize, rotated: &[f32]) -> f32 {
         let mut lanes = [0f32; 8];
-        for eight in coded.chunks_exact(8) {
+        let coded = &rotated[self.first_dim..][..self.coded_dims()];
+        for (pair, eight) in coded.chunks_exact(8).enumerate() {
+            for (half, values) in eight.chunks_exact(4).enumerate() {
+                let nibble = values.iter().enumerate().fold(0u8, |nibble, (bit, value)| {
+                    nibble | (u8::from(*value >= 0.0) << bit)
+                });
+                self.set_nibble(row, 2 * pair + half, nibble);
+            }
             for (lane, value) in lanes.iter_mut().zip(eight) {
                 *lane += value.abs();
             }
         }
-        let abs_sum: f32 = lanes.iter().sum();
-        // ⟨ō,o'⟩ for ō = sign(o')/√Dc over the coded dimensions.
-        let alignment = abs_sum / (self.coded_dims() as f32).sqrt();
-        let factor = 1.0 / alignment.max(f32::MIN_POSITIVE);
-        let code = ((factor - 1.0) / FACTOR_STEP).floor();
-        let code = if (0.0..f32::from(UNBOUNDED)).contains(&code) {
-            // In range: the float-to-int conversion is exact for these small whole numbers.
-            code as u8
-        } else if code < 0.0 {
-            0
-        } else {
-            UNBOUNDED
-        };
-        if code >= UNBOUNDED {
-            self.unbounded_rows += 1;
-        } else {
-            self.factor_codes = Some(match self.factor_codes {
-                Some((lowest, highest)) => (lowest.min(code), highest.max(code)),
-                None => (code, code),
-            });
-        }
-        let at = self.alignment_at(row);
-        self.blocks[at] = code;
+        lanes.iter().sum()
     }
 
-    /// Moves the last row into `index` and drops the last, zeroing its bytes.
-    pub(crate) fn swap_remove(&mut self, index: usize) {
-        let last = self.rows - 1;
-        let groups = 2 * (self.pairs - 1);
-        for group in 0..groups {
-            let nibble = self.nibble(last, group);
-            self.set_nibble(index, group, nibble);
-            self.set_nibble(last, group, 0);
+    /// Moves `from`'s code into `to` and zeroes `from`'s.
+    fn move_row(&mut self, from: usize, to: usize) {
+        for group in 0..2 * (self.pairs - 1) {
+            let nibble = self.nibble(from, group);
+            self.set_nibble(to, group, nibble);
+            self.set_nibble(from, group, 0);
         }
-        let (from, to) = (self.alignment_at(last), self.alignment_at(index));
-        if self.blocks[to] >= UNBOUNDED {
-            self.unbounded_rows -= 1;
-        }
+        let (from, to) = (self.alignment_at(from), self.alignment_at(to));
         self.blocks[to] = self.blocks[from];
         self.blocks[from] = 0;
-        self.rows -= 1;
-        if self.rows.is_multiple_of(BLOCK) {
-            let len = self.blocks.len() - self.block_bytes();
-            self.blocks[len..].zeroize();
-            self.blocks.truncate(len);
-        }
     }
 
     /// Where a row's nibble of `group` lives, and whether it is the high nibble.
@@ -344,11 +292,6 @@ impl Codes {
         (row / BLOCK) * self.block_bytes() + (self.pairs - 1) * BLOCK + row % BLOCK
     }
 
-    /// Whether any row of `block` has no bound: such a block is always looked at row by row.
-    fn has_unbounded(&self, block: usize) -> bool {
-        self.unbounded_rows > 0 && self.alignment_codes(block).iter().any(|code| *code >= UNBOUNDED)
-    }
-
     /// The alignment codes of `block`'s 32 rows: its last pair.
     fn alignment_codes(&self, block: usize) -> &[u8; BLOCK] {
         let (pairs, _) = self.block(block).as_chunks::<BLOCK>();
@@ -359,12 +302,206 @@ impl Codes {
         let bytes = self.block_bytes();
         &self.blocks[block * bytes..(block + 1) * bytes]
     }
+}
 
-    /// Asks for `block`'s codes ahead of [`Query::bounds`] on it, which a re-rank does on blocks
-    /// scattered through the gallery.
+/// The alignment code of a row whose coded coordinates' absolute values sum to `abs_sum`.
+fn alignment_code(abs_sum: f32, coded_dims: usize) -> u8 {
+    // ⟨ō,o'⟩ for ō = sign(o')/√Dc over the coded dimensions.
+    let alignment = abs_sum / (coded_dims as f32).sqrt();
+    let factor = 1.0 / alignment.max(f32::MIN_POSITIVE);
+    let code = ((factor - 1.0) / FACTOR_STEP).floor();
+    if (0.0..f32::from(UNBOUNDED)).contains(&code) {
+        // In range: the float-to-int conversion is exact for these small whole numbers.
+        code as u8
+    } else if code < 0.0 {
+        0
+    } else {
+        UNBOUNDED
+    }
+}
+
+/// The lowest and highest alignment code of some rows.
+#[derive(Clone, Copy, Default)]
+struct FactorCodes {
+    lowest: u8,
+    highest: u8,
+}
+
+impl zeroize::DefaultIsZeroes for FactorCodes {}
+
+/// A block's factor codes before any bounded row: every code is below the first and above the
+/// second.
+const NO_FACTOR_CODES: FactorCodes = FactorCodes {
+    lowest: u8::MAX,
+    highest: 0,
+};
+
+/// The codes of every gallery row, in blocks, each row's split in two parts read apart: the
+/// head, which the scan reads for every row and whose own bounds judge the blocks, and the
+/// tail, read only for the blocks the re-rank opens, which with the head gives each row the
+/// whole code's tighter bounds.
+pub(crate) struct Codes {
+    /// The rotation's dimension, a power of two.
+    padded: usize,
+    /// The original dimension, for the error bound.
+    dim: usize,
+    rows: usize,
+    /// The first pairs of each row; its alignment codes are the head's own.
+    head: CodePart,
+    /// The rest of the pairs; its alignment codes are those of the whole code, head and tail.
+    tail: CodePart,
+    /// The lowest and highest head alignment code of any bounded row pushed since the codes
+    /// were built (removals leave them, which only widens them): the factors a scan must allow
+    /// for when it judges a block by its largest table sum alone.
+    factor_codes: Option<(u8, u8)>,
+    /// Rows whose head code is [`UNBOUNDED`], which every scan must hand on whatever their sums.
+    unbounded_rows: usize,
+    /// Per block, the lowest and highest head alignment code of its bounded rows: the factors
+    /// a lead's number must allow for, much narrower than the gallery's.
+    block_factor_codes: WipedVec<FactorCodes>,
+}
+
+impl Codes {
+    pub(crate) fn new(padded: usize, dim: usize) -> Self {
+        // `padded` is a power of two of at least 32, so there are at least four pairs, and each
+        // part has an even number of them, at least two, as the kernels take two at a time.
+        let pairs = padded / 8;
+        let head_pairs = (pairs * HEAD_EIGHTHS / 8) & !1;
+        let head = CodePart::new(0, head_pairs);
+        let tail = CodePart::new(head.coded_dims(), pairs - head_pairs);
+        Self {
+            padded,
+            dim,
+            rows: 0,
+            head,
+            tail,
+            factor_codes: None,
+            unbounded_rows: 0,
+            block_factor_codes: WipedVec::default(),
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn blocks(&self) -> usize {
+        self.rows.div_ceil(BLOCK)
+    }
+
+    /// Rows of `block` in the gallery: 32 but in the last block.
+    fn live_rows(&self, block: usize) -> usize {
+        self.rows.saturating_sub(block * BLOCK).min(BLOCK)
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.head.blocks.capacity() + self.tail.blocks.capacity()
+    }
+
+    /// The code blocks as they sit in memory: the heads', then the tails'.
+    #[cfg(test)]
+    pub(crate) fn raw_bytes(&self) -> Vec<u8> {
+        [&self.head.blocks[..], &self.tail.blocks[..]].concat()
+    }
+
+    /// Makes room for `additional` rows without leaving unzeroed copies behind.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let rows = self.rows + additional;
+        self.head.reserve(rows);
+        self.tail.reserve(rows);
+        grow(&mut self.block_factor_codes, rows.div_ceil(BLOCK));
+    }
+
+    /// Appends the code of a rotated unit row.
+    pub(crate) fn push(&mut self, rotated: &[f32]) {
+        super::kernels::with_wide_vectors(|| self.push_portable(rotated));
+    }
+
+    #[inline(always)]
+    fn push_portable(&mut self, rotated: &[f32]) {
+        self.reserve(1);
+        let row = self.rows;
+        if row.is_multiple_of(BLOCK) {
+            self.head.add_block();
+            self.tail.add_block();
+            self.block_factor_codes.push(NO_FACTOR_CODES);
+        }
+        self.rows += 1;
+        let head_sum = self.head.set_signs(row, rotated);
+        let tail_sum = self.tail.set_signs(row, rotated);
+        let head_code = alignment_code(head_sum, self.head.coded_dims());
+        let whole_code = alignment_code(
+            head_sum + tail_sum,
+            self.head.coded_dims() + self.tail.coded_dims(),
+        );
+        if head_code >= UNBOUNDED {
+            self.unbounded_rows += 1;
+        } else {
+            self.factor_codes = Some(match self.factor_codes {
+                Some((lowest, highest)) => (lowest.min(head_code), highest.max(head_code)),
+                None => (head_code, head_code),
+            });
+            let block = &mut self.block_factor_codes[row / BLOCK];
+            block.lowest = block.lowest.min(head_code);
+            block.highest = block.highest.max(head_code);
+        }
+        let at = self.head.alignment_at(row);
+        self.head.blocks[at] = head_code;
+        let at = self.tail.alignment_at(row);
+        self.tail.blocks[at] = whole_code;
+    }
+
+    /// Moves the last row into `index` and drops the last, zeroing its bytes.
+    pub(crate) fn swap_remove(&mut self, index: usize) {
+        let last = self.rows - 1;
+        if self.head.blocks[self.head.alignment_at(index)] >= UNBOUNDED {
+            self.unbounded_rows -= 1;
+        }
+        self.head.move_row(last, index);
+        self.tail.move_row(last, index);
+        self.rows -= 1;
+        if self.rows.is_multiple_of(BLOCK) {
+            self.head.drop_last_block();
+            self.tail.drop_last_block();
+            self.block_factor_codes.truncate(self.blocks());
+        }
+        for block in [index / BLOCK, last / BLOCK] {
+            if block < self.blocks() {
+                self.block_factor_codes[block] = self.factor_codes_of(block);
+            }
+        }
+    }
+
+    /// The lowest and highest head alignment code of `block`'s bounded rows.
+    fn factor_codes_of(&self, block: usize) -> FactorCodes {
+        let codes = &self.head.alignment_codes(block)[..self.live_rows(block)];
+        codes
+            .iter()
+            .filter(|code| **code < UNBOUNDED)
+            .fold(NO_FACTOR_CODES, |range, code| FactorCodes {
+                lowest: range.lowest.min(*code),
+                highest: range.highest.max(*code),
+            })
+    }
+
+    /// Whether any row of `block` has no head bound: such a block is always looked at row by
+    /// row.
+    fn has_unbounded(&self, block: usize) -> bool {
+        self.unbounded_rows > 0
+            && self
+                .head
+                .alignment_codes(block)
+                .iter()
+                .any(|code| *code >= UNBOUNDED)
+    }
+
+    /// Asks for `block`'s head and tail ahead of [`Query::bounds`] on it, which a re-rank does
+    /// on blocks scattered through the gallery.
     pub(crate) fn prefetch_block(&self, block: usize) {
         if block < self.blocks() {
-            super::kernels::prefetch(self.block(block));
+            super::kernels::prefetch(self.head.block(block));
+            super::kernels::prefetch(self.tail.block(block));
         }
     }
 }
@@ -381,8 +518,8 @@ pub(super) fn grow<T: zeroize::DefaultIsZeroes>(buffer: &mut WipedVec<T>, needed
     *buffer = grown;
 }
 
-/// A probe prepared for the scan: its lookup tables and what turns table sums into bounds.
-pub(crate) struct Query {
+/// A probe's lookup tables for one part of the codes.
+struct PartTables {
     /// 32 bytes a pair: group 2p's 16-entry table, then group 2p+1's; zero for the last pair.
     /// Entry `n` is Σ over the group's four dimensions of v_i where bit i of n is set, L − v_i
     /// where it is clear.
@@ -391,48 +528,12 @@ pub(crate) struct Query {
     /// pair (see [`portable_weights`]): every entry is its table's entry 0 plus one weight per
     /// set bit, so the kernel adds masked weights instead of looking entries up.
     weights: WipedVec<u8>,
-    /// x̂ = alpha·S + beta for a table sum S.
-    alpha: f32,
-    beta: f32,
-    /// A row with alignment code c and x̂ gets estimate (1 + c·STEP + STEP/2)·x̂ and bound
-    /// `bound_base + bound_per_factor·(1 + c·STEP)`.
-    bound_base: f32,
-    bound_per_factor: f32,
 }
 
-/// The scan's verdict on one block of 32 rows: bounds for each, and which rows pass the two
-/// floors the caller gave (bit `i` for row `i` of the block).
-pub(crate) struct BlockBounds {
-    pub uppers: [f32; BLOCK],
-    pub lowers: [f32; BLOCK],
-    /// Rows whose upper bound reaches `floor`.
-    pub candidates: u32,
-    /// Rows whose lower bound exceeds `lower_floor`.
-    pub above_lower_floor: u32,
-    /// The highest upper bound in the block.
-    pub max_upper: f32,
-}
-
-impl Query {
-    pub(crate) fn new(codes: &Codes, rotated: &[f32]) -> Self {
-        let coded_dims = codes.coded_dims();
-        let coded = &rotated[..coded_dims];
-        let range = coded
-            .iter()
-            .fold(0f32, |max, value| max.max(value.abs()))
-            .max(f32::MIN_POSITIVE);
-        let step = 2.0 * range / f32::from(LEVELS);
-        let levels = WipedVec::new(
-            coded
-                .iter()
-                .map(|value| {
-                    // In [0, LEVELS] after the clamp, so the conversion is exact.
-                    ((value + range) / step).round().clamp(0.0, f32::from(LEVELS)) as u8
-                })
-                .collect(),
-        );
-        // The pairs past the coded ones (the alignment codes, and any padding) keep zero tables.
-        let mut tables = WipedVec::new(vec![0u8; codes.pairs * 32]);
+impl PartTables {
+    fn new(part: &CodePart, levels: &[u8]) -> Self {
+        // The pairs past the coded ones (the alignment codes) keep zero tables.
+        let mut tables = WipedVec::new(vec![0u8; part.pairs * 32]);
         for (group, level) in levels.chunks_exact(4).enumerate() {
             let start = (group / 2) * 32 + (group % 2) * 16;
             let table = &mut tables[start..start + 16];
@@ -444,6 +545,30 @@ impl Query {
                 table[nibble] = table[nibble & (nibble - 1)] + 2 * level[lowest] - LEVELS;
             }
         }
+        Self {
+            weights: portable_weights(&tables),
+            tables,
+        }
+    }
+}
+
+/// What turns a row's table sum S over some coded dimensions, and its alignment code, into an
+/// estimate of its score and a bound on the estimate's error.
+#[derive(Clone, Copy)]
+struct Estimator {
+    /// x̂ = alpha·S + beta.
+    alpha: f32,
+    beta: f32,
+    /// A row with alignment code c and x̂ gets estimate (1 + c·STEP + STEP/2)·x̂ and bound
+    /// `bound_base + bound_per_factor·(1 + c·STEP)`.
+    bound_base: f32,
+    bound_per_factor: f32,
+}
+
+impl Estimator {
+    /// For a probe quantised with `step` over [−range, range], and codes of `coded_dims` of
+    /// the rotation's `padded` dimensions, of vectors of `dim`.
+    fn new(step: f32, range: f32, coded_dims: usize, padded: usize, dim: usize) -> Self {
         let root_coded = (coded_dims as f32).sqrt();
         // Σ sign_i·q̂_i = step·S − range·Dc, divided by √Dc.
         let alpha = step / root_coded;
@@ -452,9 +577,11 @@ impl Query {
         // divided by √Dc, has standard deviation step/√12.
         let quantisation = EPSILON * step / 12f32.sqrt();
         // RaBitQ: |error| ≤ √(f² − 1)·ε0/√(d − 1), with √(f² − 1) ≤ g0 + g0'·(f − f0) for the
-        // tangent at the typical factor f0.
-        let spread = EPSILON / ((codes.dim.max(2) - 1) as f32).sqrt();
-        let tangent = codes.typical_factor();
+        // tangent at the typical factor f0. A random rotation puts f near √(π/2)·√(padded / Dc);
+        // √(f² − 1) is concave, so its tangent there is above it everywhere, and tight where
+        // the rows are.
+        let spread = EPSILON / ((dim.max(2) - 1) as f32).sqrt();
+        let tangent = (std::f32::consts::FRAC_PI_2 * padded as f32 / coded_dims as f32).sqrt();
         let g0 = (tangent * tangent - 1.0).sqrt();
         let slope = tangent / g0;
         // With f_lo = 1 + c·STEP and f ≤ f_hi = f_lo + STEP, the bound is
@@ -465,8 +592,6 @@ impl Query {
             + FACTOR_STEP / 2.0
             + ROUNDING_SLACK;
         Self {
-            weights: portable_weights(&tables),
-            tables,
             alpha,
             beta,
             bound_base,
@@ -483,8 +608,62 @@ impl Query {
         let bound = self.bound_base + self.bound_per_factor * factor;
         (estimate, bound)
     }
+}
 
-    /// The factors 1 + c·STEP of the lowest and highest alignment codes in the gallery: a
+/// A probe prepared for the scan: its lookup tables and what turns table sums into bounds.
+pub(crate) struct Query {
+    head: PartTables,
+    tail: PartTables,
+    /// The head's own estimate and bound, from its sums alone: what the scan judges by.
+    head_estimator: Estimator,
+    /// The whole code's, from the sums of head and tail added: what the re-rank judges by.
+    whole_estimator: Estimator,
+    /// The numbers of the scan's leads, worked out once a probe.
+    peak_uppers: PeakUppers,
+}
+
+/// The bounds of one block's 32 rows, and which rows pass the two floors the caller gave (bit
+/// `i` for row `i` of the block).
+pub(crate) struct BlockBounds {
+    pub uppers: [f32; BLOCK],
+    pub lowers: [f32; BLOCK],
+    /// Rows whose upper bound reaches `floor`.
+    pub candidates: u32,
+    /// Rows whose lower bound exceeds `lower_floor`.
+    pub above_lower_floor: u32,
+    /// The highest upper bound in the block.
+    pub max_upper: f32,
+}
+
+impl Query {
+    pub(crate) fn new(codes: &Codes, rotated: &[f32]) -> Self {
+        let (head, tail) = (codes.head.coded(rotated), codes.tail.coded(rotated));
+        let range = head
+            .iter()
+            .chain(tail)
+            .fold(0f32, |max, value| max.max(value.abs()))
+            .max(f32::MIN_POSITIVE);
+        let step = 2.0 * range / f32::from(LEVELS);
+        let levels = |coded: &[f32]| {
+            let levels = coded.iter().map(|value| {
+                // In [0, LEVELS] after the clamp, so the conversion is exact.
+                ((value + range) / step).round().clamp(0.0, f32::from(LEVELS)) as u8
+            });
+            WipedVec::new(levels.collect())
+        };
+        let head_dims = codes.head.coded_dims();
+        let whole_dims = head_dims + codes.tail.coded_dims();
+        let head_estimator = Estimator::new(step, range, head_dims, codes.padded, codes.dim);
+        Self {
+            head: PartTables::new(&codes.head, &levels(head)),
+            tail: PartTables::new(&codes.tail, &levels(tail)),
+            peak_uppers: Self::peak_uppers(&head_estimator, codes),
+            head_estimator,
+            whole_estimator: Estimator::new(step, range, whole_dims, codes.padded, codes.dim),
+        }
+    }
+
+    /// The factors 1 + c·STEP of the lowest and highest head alignment codes in the gallery: a
     /// row's bounds are linear in its factor, so what holds at both holds between them.
     fn factor_range(codes: &Codes) -> Option<[f64; 2]> {
         let factor = |code: u8| 1.0 + f64::from(code) * f64::from(FACTOR_STEP);
@@ -493,11 +672,11 @@ impl Query {
             .map(|(lowest, highest)| [factor(lowest), factor(highest)])
     }
 
-    /// The least table sums a row needs, whatever its factor, for its upper bound to reach
-    /// `floor` and for its lower bound to exceed it, each less one sum for the rounding of the
-    /// kernels' float arithmetic (a sum is worth about 1e-3 there, the rounding about 1e-7).
-    /// A block whose largest sum is below the first holds no candidate; one below the second
-    /// raises no floor. Worked out once a floor, so that most blocks need no float at all.
+    /// The least head table sums a row needs, whatever its factor, for its head upper bound to
+    /// reach `floor` and for its head lower bound to exceed it, each less one sum for the
+    /// rounding of the kernels' float arithmetic (a sum is worth about 1e-3 there, the rounding
+    /// about 1e-7). A block whose largest sum is below the first holds no candidate; one below
+    /// the second raises no floor. Worked out once a floor, so that most blocks need no float.
     fn sum_limits(&self, codes: &Codes, floor: f32) -> SumLimits {
         let Some(factors) = Self::factor_range(codes) else {
             return SumLimits {
@@ -505,8 +684,12 @@ impl Query {
                 raises_floor: u16::MAX,
             };
         };
-        let (alpha, beta) = (f64::from(self.alpha), f64::from(self.beta));
-        let (base, per_factor) = (f64::from(self.bound_base), f64::from(self.bound_per_factor));
+        let estimator = &self.head_estimator;
+        let (alpha, beta) = (f64::from(estimator.alpha), f64::from(estimator.beta));
+        let (base, per_factor) = (
+            f64::from(estimator.bound_base),
+            f64::from(estimator.bound_per_factor),
+        );
         let (floor, half_step) = (f64::from(floor), f64::from(FACTOR_STEP) / 2.0);
         // Each bound is (f + STEP/2)·(alpha·S + beta) ± (base + per_factor·f): the S at which
         // it meets the floor is monotone in f, so the least over the range is at one end.
@@ -534,17 +717,22 @@ impl Query {
         }
     }
 
-    /// What bounds the upper bound of every row of a block from its largest table sum: the
-    /// bound at one sum more (for rounding, which the sum's worth far exceeds), at the gallery's
-    /// least or greatest factor, as two lines in the sum, rounded up.
-    fn peak_uppers(&self, codes: &Codes) -> PeakUppers {
-        let Some(factors) = Self::factor_range(codes) else {
+    /// What bounds the head upper bound of every row of a block from its largest head table
+    /// sum and its rows' factor codes: for each code in the gallery's range, the bound at one
+    /// sum more (for rounding, which the sum's worth far exceeds), as a line in the sum,
+    /// rounded up.
+    fn peak_uppers(head_estimator: &Estimator, codes: &Codes) -> PeakUppers {
+        let Some((lowest, highest)) = codes.factor_codes else {
             return PeakUppers {
-                lines: [(0.0, f32::INFINITY); 2],
+                lowest: 0,
+                lines: WipedVec::default(),
             };
         };
-        let (alpha, beta) = (f64::from(self.alpha), f64::from(self.beta));
-        let (base, per_factor) = (f64::from(self.bound_base), f64::from(self.bound_per_factor));
+        let (alpha, beta) = (f64::from(head_estimator.alpha), f64::from(head_estimator.beta));
+        let (base, per_factor) = (
+            f64::from(head_estimator.bound_base),
+            f64::from(head_estimator.bound_per_factor),
+        );
         let half_step = f64::from(FACTOR_STEP) / 2.0;
         let up = |value: f64| {
             let rounded = value as f32;
@@ -554,18 +742,20 @@ impl Query {
                 rounded
             }
         };
-        PeakUppers {
-            lines: factors.map(|f| {
-                let slope = (f + half_step) * alpha;
-                let intercept = slope + (f + half_step) * beta + base + per_factor * f;
-                (up(slope), up(intercept + f64::from(ROUNDING_SLACK)))
-            }),
+        let mut lines = WipedVec::with_capacity(2 * usize::from(highest - lowest + 1));
+        for code in lowest..=highest {
+            let f = 1.0 + f64::from(code) * f64::from(FACTOR_STEP);
+            let slope = (f + half_step) * alpha;
+            let intercept = slope + (f + half_step) * beta + base + per_factor * f;
+            lines.push(up(slope));
+            lines.push(up(intercept + f64::from(ROUNDING_SLACK)));
         }
+        PeakUppers { lowest, lines }
     }
 
-    /// Bounds for every row of `block`, and the rows that pass `floor` (upper bound) and
-    /// `lower_floor` (lower bound), from the kernel the scan uses. Rows past the end of the
-    /// gallery get -∞ and never pass.
+    /// Bounds for every row of `block` from its whole code, head and tail, and the rows that
+    /// pass `floor` (upper bound) and `lower_floor` (lower bound), from the kernel the scan
+    /// uses. Rows past the end of the gallery get -∞ and never pass.
     pub(crate) fn bounds(&self, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
         match code_kernel() {
             #[cfg(target_arch = "x86_64")]
@@ -576,9 +766,7 @@ impl Query {
         }
     }
 
-    /// The reference: the same arithmetic, a row a lane. Every one of the 32 rows is computed
-    /// (rows past the end of the gallery, then masked, cost less than a branch per row), so the
-    /// loops have a constant length and vectorise.
+    /// [`Query::bounds`] in the reference kernel.
     pub(crate) fn bounds_portable(
         &self,
         codes: &Codes,
@@ -586,47 +774,40 @@ impl Query {
         floor: f32,
         lower_floor: f32,
     ) -> BlockBounds {
-        let mut sums = [0u16; BLOCK];
-        block_sums_portable(codes, self, block, &mut sums);
-        let alignment = codes.alignment_codes(block);
-        let live = codes.rows.saturating_sub(block * BLOCK).min(BLOCK);
-        let mut out = BlockBounds {
-            uppers: [f32::NEG_INFINITY; BLOCK],
-            lowers: [f32::NEG_INFINITY; BLOCK],
-            candidates: 0,
-            above_lower_floor: 0,
-            max_upper: f32::NEG_INFINITY,
-        };
-        for row in 0..BLOCK {
-            let code = alignment[row];
-            let (estimate, bound) = self.estimate(sums[row], code);
-            let (upper, lower) = if code >= UNBOUNDED {
-                (f32::INFINITY, f32::NEG_INFINITY)
-            } else {
-                (estimate + bound, estimate - bound)
-            };
-            // Rows past the end keep -∞.
-            let in_gallery = row < live;
-            out.uppers[row] = if in_gallery { upper } else { f32::NEG_INFINITY };
-            out.lowers[row] = if in_gallery { lower } else { f32::NEG_INFINITY };
-        }
-        let live_rows = u32::MAX.checked_shr((BLOCK - live) as u32).unwrap_or(0);
-        for row in 0..BLOCK {
-            out.candidates |= u32::from(out.uppers[row] >= floor) << row;
-            out.above_lower_floor |= u32::from(out.lowers[row] > lower_floor) << row;
-            out.max_upper = out.max_upper.max(out.uppers[row]);
-        }
-        out.candidates &= live_rows;
-        out.above_lower_floor &= live_rows;
-        out
+        let mut head = [0u16; BLOCK];
+        let mut tail = [0u16; BLOCK];
+        block_sums_portable(&codes.head, &self.head, block, &mut head);
+        block_sums_portable(&codes.tail, &self.tail, block, &mut tail);
+        // At most 120 a pair: the vault's largest dimension, 4,096, has 512 pairs, so the sum of
+        // both parts fits 16 bits.
+        let sums = std::array::from_fn(|row| head[row].wrapping_add(tail[row]));
+        let alignment = codes.tail.alignment_codes(block);
+        let live = codes.live_rows(block);
+        bounds_from_sums_portable(&sums, &self.whole_estimator, alignment, live, floor, lower_floor)
     }
 
-    /// The scan over `blocks`, in order: every block that may hold a row whose upper bound
-    /// reaches the running `floor` goes into `leads`, with a number at least every such bound
-    /// of its rows, and every row whose lower bound exceeds the floor is handed to
-    /// `raise_floor`, which returns the new floor. The floor only rises, so every row that can
-    /// reach the final floor is in a lead; [`Query::bounds`] later names the rows of the few
-    /// leads that matter, which is cheaper than keeping every row that passed a floor still low.
+    /// The bounds the scan judges by: those of each row's head alone, in the reference kernel.
+    pub(crate) fn head_bounds_portable(
+        &self,
+        codes: &Codes,
+        block: usize,
+        floor: f32,
+        lower_floor: f32,
+    ) -> BlockBounds {
+        let mut sums = [0u16; BLOCK];
+        block_sums_portable(&codes.head, &self.head, block, &mut sums);
+        let alignment = codes.head.alignment_codes(block);
+        let live = codes.live_rows(block);
+        bounds_from_sums_portable(&sums, &self.head_estimator, alignment, live, floor, lower_floor)
+    }
+
+    /// The scan over the heads of `blocks`, in order: every block that may hold a row whose
+    /// head upper bound reaches the running `floor` goes into `leads`, with a number at least
+    /// every such bound of its rows, and every row whose head lower bound exceeds the floor is
+    /// handed to `raise_floor`, which returns the new floor. The floor only rises, so every row
+    /// that can reach the final floor is in a lead; [`Query::bounds`] later names the rows of
+    /// the few leads that matter, from their whole codes, which is cheaper than keeping every
+    /// row that passed a floor still low.
     pub(crate) fn scan(
         &self,
         codes: &Codes,
@@ -641,27 +822,80 @@ impl Query {
             #[cfg(target_arch = "x86_64")]
             CodeKernel::Avx2(cpu) => x86::scan(cpu, self, codes, blocks, floor, raise_floor, leads),
             CodeKernel::Portable => {
-                let peak = |block| block_peak_portable(codes, self, block);
-                let bounds = |block, floor| self.bounds_portable(codes, block, floor, floor);
+                let peak = |block| block_peak_portable(&codes.head, &self.head, block);
+                let bounds = |block, floor| self.head_bounds_portable(codes, block, floor, floor);
                 scan_with(self, codes, blocks, floor, raise_floor, leads, peak, bounds)
             }
         }
     }
 }
 
-/// A number at least the upper bound of every row of a block, from its largest table sum (see
-/// [`Query::peak_uppers`]).
+/// The reference bounds of a block's rows from their table sums and alignment codes: the same
+/// arithmetic as the SIMD kernels', a row a lane. Every one of the 32 rows is computed (rows
+/// past the end of the gallery, then masked, cost less than a branch per row), so the loops
+/// have a constant length and vectorise.
+fn bounds_from_sums_portable(
+    sums: &[u16; BLOCK],
+    estimator: &Estimator,
+    alignment: &[u8; BLOCK],
+    live: usize,
+    floor: f32,
+    lower_floor: f32,
+) -> BlockBounds {
+    let mut out = BlockBounds {
+        uppers: [f32::NEG_INFINITY; BLOCK],
+        lowers: [f32::NEG_INFINITY; BLOCK],
+        candidates: 0,
+        above_lower_floor: 0,
+        max_upper: f32::NEG_INFINITY,
+    };
+    for row in 0..BLOCK {
+        let code = alignment[row];
+        let (estimate, bound) = estimator.estimate(sums[row], code);
+        let (upper, lower) = if code >= UNBOUNDED {
+            (f32::INFINITY, f32::NEG_INFINITY)
+        } else {
+            (estimate + bound, estimate - bound)
+        };
+        // Rows past the end keep -∞.
+        let in_gallery = row < live;
+        out.uppers[row] = if in_gallery { upper } else { f32::NEG_INFINITY };
+        out.lowers[row] = if in_gallery { lower } else { f32::NEG_INFINITY };
+    }
+    let live_rows = u32::MAX.checked_shr((BLOCK - live) as u32).unwrap_or(0);
+    for row in 0..BLOCK {
+        out.candidates |= u32::from(out.uppers[row] >= floor) << row;
+        out.above_lower_floor |= u32::from(out.lowers[row] > lower_floor) << row;
+        out.max_upper = out.max_upper.max(out.uppers[row]);
+    }
+    out.candidates &= live_rows;
+    out.above_lower_floor &= live_rows;
+    out
+}
+
+/// A number at least the head upper bound of every row of a block, from its largest head table
+/// sum and the lowest and highest of its rows' factor codes (see [`Query::peak_uppers`]).
 struct PeakUppers {
-    /// Slope and intercept in the sum, at the least and the greatest factor.
-    lines: [(f32, f32); 2],
+    /// The code of the first line.
+    lowest: u8,
+    /// Slope and intercept in the sum, for each code from `lowest` to the gallery's highest.
+    lines: WipedVec<f32>,
 }
 
 impl PeakUppers {
+    /// A row's upper bound is increasing in its sum and linear in its factor, so what holds at
+    /// both ends of the block's range of factors holds between them.
     #[inline(always)]
-    fn at(&self, peak: u16) -> f32 {
-        let [(slope_low, intercept_low), (slope_high, intercept_high)] = self.lines;
-        let peak = f32::from(peak);
-        (slope_low * peak + intercept_low).max(slope_high * peak + intercept_high)
+    fn at(&self, peak: u16, factor_codes: FactorCodes) -> f32 {
+        let line = |code: u8| {
+            let at = 2 * usize::from(code.wrapping_sub(self.lowest));
+            match self.lines.get(at..at + 2) {
+                Some(&[slope, intercept]) => slope * f32::from(peak) + intercept,
+                // Outside the gallery's range: a code no bounded row has.
+                _ => f32::INFINITY,
+            }
+        };
+        line(factor_codes.lowest).max(line(factor_codes.highest))
     }
 }
 
@@ -768,7 +1002,7 @@ pub(crate) fn code_kernel() -> CodeKernel {
 }
 
 /// The scan's loop, over any kernel; inlined into each so that the kernel's code inlines too.
-/// `peak` gives the largest table sum of a block's rows, `bounds` the bounds of each row.
+/// `peak` gives the largest head table sum of a block's rows, `bounds` each row's head bounds.
 ///
 /// Most blocks are judged by their largest sum alone: below [`SumLimits::candidate`], none of
 /// their rows can reach the floor, and below [`SumLimits::raises_floor`] none can raise it.
@@ -787,7 +1021,7 @@ fn scan_with(
     mut bounds: impl FnMut(usize, f32) -> BlockBounds,
 ) {
     let mut limits = query.sum_limits(codes, floor);
-    let peak_uppers = query.peak_uppers(codes);
+    let peak_uppers = &query.peak_uppers;
     for block in blocks {
         let peak = peak(block);
         let unbounded = codes.has_unbounded(block);
@@ -812,7 +1046,11 @@ fn scan_with(
             }
             found.max_upper
         } else {
-            peak_uppers.at(peak)
+            let upper = peak_uppers.at(peak, codes.block_factor_codes[block]);
+            if upper < floor {
+                continue;
+            }
+            upper
         };
         // Block numbers fit u32: the gallery holds fewer than `Gallery::MAX_ROWS` rows.
         leads.push((upper, block as u32));
@@ -858,9 +1096,9 @@ const PORTABLE_ROUND: usize = 4;
 /// added in wrapping bytes, whose result is exact (at most 240), then widened into 16-bit sums.
 /// Fixed-length arrays and constant trip counts leave no bounds check in the loop; the sums are
 /// the lookups' to the bit.
-pub(crate) fn block_sums_portable(codes: &Codes, query: &Query, block: usize, out: &mut [u16; BLOCK]) {
-    let (code_pairs, _) = codes.block(block).as_chunks::<32>();
-    let (weight_pairs, _) = query.weights.as_chunks::<{ PORTABLE_VECTORS * 32 }>();
+fn block_sums_portable(part: &CodePart, tables: &PartTables, block: usize, out: &mut [u16; BLOCK]) {
+    let (code_pairs, _) = part.block(block).as_chunks::<32>();
+    let (weight_pairs, _) = tables.weights.as_chunks::<{ PORTABLE_VECTORS * 32 }>();
     let mut low = [0u16; 32];
     let mut high = [0u16; 32];
     for (code_round, weight_round) in code_pairs
@@ -885,9 +1123,9 @@ pub(crate) fn block_sums_portable(codes: &Codes, query: &Query, block: usize, ou
 }
 
 /// The largest table sum of `block`'s 32 rows, from the portable kernel's sums.
-fn block_peak_portable(codes: &Codes, query: &Query, block: usize) -> u16 {
+fn block_peak_portable(part: &CodePart, tables: &PartTables, block: usize) -> u16 {
     let mut sums = [0u16; BLOCK];
-    block_sums_portable(codes, query, block, &mut sums);
+    block_sums_portable(part, tables, block, &mut sums);
     sums.into_iter().fold(0, u16::max)
 }
 
@@ -916,10 +1154,10 @@ fn pair_sums(
 /// The kernel the portable one replaced, one table lookup a nibble: the tests' reference for
 /// what a lookup gives.
 #[cfg(test)]
-fn block_sums_by_lookup(codes: &Codes, query: &Query, block: usize) -> [u16; BLOCK] {
+fn block_sums_by_lookup(part: &CodePart, tables: &PartTables, block: usize) -> [u16; BLOCK] {
     let mut out = [0u16; BLOCK];
-    let bytes = codes.block(block);
-    for (pair, table) in query.tables.chunks_exact(32).enumerate() {
+    let bytes = part.block(block);
+    for (pair, table) in tables.tables.chunks_exact(32).enumerate() {
         let pair_bytes = &bytes[pair * BLOCK..(pair + 1) * BLOCK];
         for (lane, lane_table) in table.chunks_exact(16).enumerate() {
             for j in 0..16 {
@@ -956,6 +1194,35 @@ mod tests {
             kept.push(row);
         }
         (rotation, codes, kept)
+    }
+
+    /// Each part of the codes with the probe's tables for it, by name.
+    fn parts<'a>(codes: &'a Codes, query: &'a Query) -> [(&'static str, &'a CodePart, &'a PartTables); 2] {
+        [
+            ("head", &codes.head, &query.head),
+            ("tail", &codes.tail, &query.tail),
+        ]
+    }
+
+    fn portable_sums(part: &CodePart, tables: &PartTables, block: usize) -> [u16; BLOCK] {
+        let mut sums = [0u16; BLOCK];
+        block_sums_portable(part, tables, block, &mut sums);
+        sums
+    }
+
+    /// Two kernels' bounds of one block agree to the rounding of FMA, and the same rows pass
+    /// each floor.
+    fn assert_same_bounds(portable: &BlockBounds, simd: &BlockBounds, what: &str) {
+        for row in 0..BLOCK {
+            for (a, b) in [
+                (portable.uppers[row], simd.uppers[row]),
+                (portable.lowers[row], simd.lowers[row]),
+            ] {
+                assert!(a == b || (a - b).abs() < 1e-5, "{what} row {row}: {a} vs {b}");
+            }
+        }
+        assert_eq!(portable.candidates, simd.candidates, "{what}");
+        assert_eq!(portable.above_lower_floor, simd.above_lower_floor, "{what}");
     }
 
     #[test]
@@ -1013,21 +1280,23 @@ mod tests {
 
     /// The rotation's signs for a few seeds, as the generator written out in `Rotation::new`
     /// drew them before it moved into `XorShift64`: a rotation must not change with the code
-    /// that draws it. Seeds 0 and 1 give the same signs (`seed | 1`).
+    /// that draws it. Seeds 0 and 1 give the same signs (`seed | 1`). A dimension of 16 was
+    /// then padded to 16, so its first 32 draws were all the signs; it is padded to 32 now.
     #[test]
     fn rotation_signs_are_those_drawn_before() {
-        for (dim, seed, negative_signs) in [
-            (16usize, 0u64, 0x0ca7_a9ffu128),
-            (16, 1, 0x0ca7_a9ff),
-            (16, 42, 0xcbb1_5f9d),
-            (64, 0xdead_beef, 0x5c68_cd06_79a8_4439_50f9_f4ec_ed3c_cb04),
-            (64, u64::MAX, 0xfd6e_0bda_3392_55ad_89bf_77ec_1662_644a),
+        for (dim, seed, draws, negative_signs) in [
+            (16usize, 0u64, 32usize, 0x0ca7_a9ffu128),
+            (16, 1, 32, 0x0ca7_a9ff),
+            (16, 42, 32, 0xcbb1_5f9d),
+            (64, 0xdead_beef, 128, 0x5c68_cd06_79a8_4439_50f9_f4ec_ed3c_cb04),
+            (64, u64::MAX, 128, 0xfd6e_0bda_3392_55ad_89bf_77ec_1662_644a),
         ] {
             let rotation = Rotation::new(dim, seed);
             assert_eq!(rotation.signs.len(), 2 * rotation.padded());
             let drawn = rotation
                 .signs
                 .iter()
+                .take(draws)
                 .enumerate()
                 .fold(0u128, |mask, (i, sign)| mask | (u128::from(*sign < 0.0) << i));
             assert_eq!(drawn, negative_signs, "dim {dim} seed {seed:#x}");
@@ -1047,8 +1316,43 @@ mod tests {
         assert!((dot(&ra, &ra) - 1.0).abs() < 1e-5);
     }
 
-    /// The AVX2 table sums equal the portable ones exactly; the bounds agree to the rounding of
-    /// FMA, and the rows that pass each floor are the same.
+    /// A SIMD kernel's sums of each part equal the portable ones exactly, and its bounds, the
+    /// head's and the whole code's, agree to the rounding of FMA with the same rows passing
+    /// each floor.
+    #[cfg(target_arch = "x86_64")]
+    fn assert_kernel_equals_the_portable_one(
+        name: &str,
+        dims_and_rows: &[(usize, usize)],
+        sums: impl Fn(&CodePart, &PartTables, usize) -> [u16; BLOCK],
+        head_bounds: impl Fn(&Query, &Codes, usize, f32, f32) -> BlockBounds,
+        bounds: impl Fn(&Query, &Codes, usize, f32, f32) -> BlockBounds,
+    ) {
+        for &(dim, rows) in dims_and_rows {
+            let (rotation, codes, _) = gallery(dim, rows, dim as u64);
+            let mut generator = XorShift64::new(77);
+            let mut rotated = vec![0.0; rotation.padded()];
+            rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
+            let query = Query::new(&codes, &rotated);
+            for block in 0..codes.blocks() {
+                let what = format!("{name} dim {dim} block {block}");
+                for (part_name, part, tables) in parts(&codes, &query) {
+                    let portable = portable_sums(part, tables, block);
+                    assert_eq!(portable, sums(part, tables, block), "{what} {part_name}");
+                }
+                assert_same_bounds(
+                    &query.head_bounds_portable(&codes, block, 0.05, -0.02),
+                    &head_bounds(&query, &codes, block, 0.05, -0.02),
+                    &format!("{what} head"),
+                );
+                assert_same_bounds(
+                    &query.bounds_portable(&codes, block, 0.05, -0.02),
+                    &bounds(&query, &codes, block, 0.05, -0.02),
+                    &format!("{what} whole"),
+                );
+            }
+        }
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx2_scan_kernel_equals_the_portable_one() {
@@ -1056,37 +1360,15 @@ mod tests {
             eprintln!("skipped: this CPU lacks AVX2 and FMA, so the AVX2 scan kernel was not compared");
             return;
         };
-        for (dim, rows) in [(256, 3 * BLOCK + 5), (512, 2 * BLOCK), (20, 40), (512, 7)] {
-            let (rotation, codes, _) = gallery(dim, rows, dim as u64);
-            let mut generator = XorShift64::new(77);
-            let mut rotated = vec![0.0; rotation.padded()];
-            rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
-            let query = Query::new(&codes, &rotated);
-            for block in 0..codes.blocks() {
-                let mut sums = [0u16; BLOCK];
-                block_sums_portable(&codes, &query, block, &mut sums);
-                assert_eq!(sums, x86::block_sums(cpu, &codes, &query, block), "block {block}");
-                let portable = query.bounds_portable(&codes, block, 0.05, -0.02);
-                let avx2 = x86::bounds(cpu, &query, &codes, block, 0.05, -0.02);
-                for row in 0..BLOCK {
-                    for (a, b) in [
-                        (portable.uppers[row], avx2.uppers[row]),
-                        (portable.lowers[row], avx2.lowers[row]),
-                    ] {
-                        assert!(a == b || (a - b).abs() < 1e-5, "dim {dim} row {row}: {a} vs {b}");
-                    }
-                }
-                assert_eq!(portable.candidates, avx2.candidates, "dim {dim} block {block}");
-                assert_eq!(
-                    portable.above_lower_floor, avx2.above_lower_floor,
-                    "dim {dim} block {block}"
-                );
-            }
-        }
+        assert_kernel_equals_the_portable_one(
+            "avx2",
+            &[(256, 3 * BLOCK + 5), (512, 2 * BLOCK), (20, 40), (512, 7)],
+            |part, tables, block| x86::block_sums(cpu, part, tables, block),
+            |query, codes, block, floor, lower| x86::head_bounds(cpu, query, codes, block, floor, lower),
+            |query, codes, block, floor, lower| x86::bounds(cpu, query, codes, block, floor, lower),
+        );
     }
 
-    /// The AVX-512 table sums equal the portable ones exactly; the bounds agree to the rounding
-    /// of FMA, and the rows that pass each floor are the same.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_avx512_scan_kernel_equals_the_portable_one() {
@@ -1094,50 +1376,28 @@ mod tests {
             eprintln!("skipped: this CPU lacks AVX-512BW");
             return;
         };
-        // Pair counts of 2, 4, 8 and 64 (d = 512): the 512-bit loop's remainders 2 and 4 pairs,
-        // and whole steps of 8.
-        for (dim, rows) in [
-            (256, 3 * BLOCK + 5),
-            (512, 2 * BLOCK),
-            (20, 40),
-            (16, 33),
-            (64, 70),
-            (512, 7),
-        ] {
-            let (rotation, codes, _) = gallery(dim, rows, dim as u64);
-            let mut generator = XorShift64::new(77);
-            let mut rotated = vec![0.0; rotation.padded()];
-            rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
-            let query = Query::new(&codes, &rotated);
-            for block in 0..codes.blocks() {
-                let mut sums = [0u16; BLOCK];
-                block_sums_portable(&codes, &query, block, &mut sums);
-                assert_eq!(
-                    sums,
-                    x86::block_sums_512(cpu, &codes, &query, block),
-                    "block {block}"
-                );
-                let portable = query.bounds_portable(&codes, block, 0.05, -0.02);
-                let avx512 = x86::bounds_512(cpu, &query, &codes, block, 0.05, -0.02);
-                for row in 0..BLOCK {
-                    for (a, b) in [
-                        (portable.uppers[row], avx512.uppers[row]),
-                        (portable.lowers[row], avx512.lowers[row]),
-                    ] {
-                        assert!(a == b || (a - b).abs() < 1e-5, "dim {dim} row {row}: {a} vs {b}");
-                    }
-                }
-                assert_eq!(portable.candidates, avx512.candidates, "dim {dim} block {block}");
-                assert_eq!(
-                    portable.above_lower_floor, avx512.above_lower_floor,
-                    "dim {dim} block {block}"
-                );
-            }
-        }
+        // Parts of 2 pairs (d = 16 and 20), 6 and 2 (64), 14 and 2 (128), 28 and 4 (256), 56
+        // and 8 (512): the 512-bit loop's remainders of 2, 4 and 6 pairs, and whole steps of 8.
+        assert_kernel_equals_the_portable_one(
+            "avx512",
+            &[
+                (256, 3 * BLOCK + 5),
+                (512, 2 * BLOCK),
+                (20, 40),
+                (16, 33),
+                (64, 70),
+                (128, 45),
+                (512, 7),
+            ],
+            |part, tables, block| x86::block_sums_512(cpu, part, tables, block),
+            |query, codes, block, floor, lower| x86::head_bounds_512(cpu, query, codes, block, floor, lower),
+            |query, codes, block, floor, lower| x86::bounds_512(cpu, query, codes, block, floor, lower),
+        );
     }
 
     /// The table sums of the largest rows the kernels take: every lookup at its most (60),
-    /// so that the byte adds and the 16-bit accumulators are pushed as far as they go.
+    /// so that the byte adds and the 16-bit accumulators are pushed as far as they go, in each
+    /// part and in their total.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_simd_sums_hold_at_the_largest_lookups() {
@@ -1146,20 +1406,36 @@ mod tests {
         let mut rotated = vec![0.0; rotation.padded()];
         rotation.apply(&random_unit(&mut XorShift64::new(8), dim), &mut rotated);
         let mut query = Query::new(&codes, &rotated);
-        let coded_bytes = (codes.pairs - 1) * 32;
-        query.tables[..coded_bytes].fill(60);
-        query.weights = portable_weights(&query.tables);
-        let mut sums = [0u16; BLOCK];
-        block_sums_portable(&codes, &query, 0, &mut sums);
-        assert_eq!(sums, block_sums_by_lookup(&codes, &query, 0), "lookups");
-        assert!(sums
-            .iter()
-            .all(|sum| usize::from(*sum) == 120 * (codes.pairs - 1)));
+        for tables in [&mut query.head, &mut query.tail] {
+            let coded_bytes = tables.tables.len() - 32;
+            tables.tables[..coded_bytes].fill(60);
+            tables.weights = portable_weights(&tables.tables);
+        }
+        let mut total = 0;
+        for (name, part, tables) in parts(&codes, &query) {
+            let sums = portable_sums(part, tables, 0);
+            assert_eq!(sums, block_sums_by_lookup(part, tables, 0), "{name} lookups");
+            assert!(sums.iter().all(|sum| usize::from(*sum) == 120 * (part.pairs - 1)));
+            if let Some(cpu) = Avx2Fma::detect() {
+                assert_eq!(sums, x86::block_sums(cpu, part, tables, 0), "{name} avx2");
+            }
+            if let Some(cpu) = Avx512Bw::detect() {
+                assert_eq!(sums, x86::block_sums_512(cpu, part, tables, 0), "{name} avx512");
+            }
+            total += usize::from(sums[0]);
+        }
+        // What the whole code's bounds add in 16 bits, at the vault's largest dimension.
+        assert!(total <= usize::from(u16::MAX), "{total}");
+        let portable = query.bounds_portable(&codes, 0, 0.0, 0.0);
         if let Some(cpu) = Avx2Fma::detect() {
-            assert_eq!(sums, x86::block_sums(cpu, &codes, &query, 0), "avx2");
+            assert_same_bounds(&portable, &x86::bounds(cpu, &query, &codes, 0, 0.0, 0.0), "avx2");
         }
         if let Some(cpu) = Avx512Bw::detect() {
-            assert_eq!(sums, x86::block_sums_512(cpu, &codes, &query, 0), "avx512");
+            assert_same_bounds(
+                &portable,
+                &x86::bounds_512(cpu, &query, &codes, 0, 0.0, 0.0),
+                "avx512",
+            );
         }
     }
 
@@ -1173,8 +1449,14 @@ mod tests {
             let mut rotated = vec![0.0; rotation.padded()];
             rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
             let query = Query::new(&codes, &rotated);
-            let weights = portable_weights(&query.tables);
-            for (pair, table) in query.tables.chunks_exact(32).enumerate() {
+            for (pair, table, weights) in [&query.head, &query.tail].into_iter().flat_map(|tables| {
+                let weights = &tables.weights;
+                tables
+                    .tables
+                    .chunks_exact(32)
+                    .enumerate()
+                    .map(move |(pair, table)| (pair, table, weights))
+            }) {
                 let pair_weights = &weights[pair * PORTABLE_VECTORS * 32..][..PORTABLE_VECTORS * 32];
                 for lane in 0..32 {
                     let entries = &table[(lane / 16) * 16..][..16];
@@ -1191,10 +1473,10 @@ mod tests {
         }
     }
 
-    /// The portable kernel on random galleries of many sizes (every pair count from 2 to 512,
+    /// The portable kernel on random galleries of many sizes (part pair counts from 2 to 384,
     /// and always a partial last block) and random probes: the sums of one table lookup a
     /// nibble, to the bit, and, where this CPU runs them, the SIMD kernels' sums and the rows
-    /// that pass each floor.
+    /// that pass each floor, by the heads' bounds and the whole codes'.
     #[test]
     fn the_portable_kernel_gives_the_lookups_sums_on_random_data() {
         let mut generator = XorShift64::new(2024);
@@ -1211,39 +1493,50 @@ mod tests {
                 rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
                 let query = Query::new(&codes, &rotated);
                 for block in 0..codes.blocks() {
-                    let mut sums = [0u16; BLOCK];
-                    block_sums_portable(&codes, &query, block, &mut sums);
                     let what = format!("dim {dim} rows {rows} block {block}");
-                    assert_eq!(sums, block_sums_by_lookup(&codes, &query, block), "{what}");
-                    let portable = query.bounds_portable(&codes, block, 0.05, -0.02);
+                    for (name, part, tables) in parts(&codes, &query) {
+                        let sums = portable_sums(part, tables, block);
+                        assert_eq!(sums, block_sums_by_lookup(part, tables, block), "{name} {what}");
+                        #[cfg(target_arch = "x86_64")]
+                        {
+                            if let Some(cpu) = Avx2Fma::detect() {
+                                let avx2 = x86::block_sums(cpu, part, tables, block);
+                                assert_eq!(sums, avx2, "avx2 {name} {what}");
+                            }
+                            if let Some(cpu) = Avx512Bw::detect() {
+                                let avx512 = x86::block_sums_512(cpu, part, tables, block);
+                                assert_eq!(sums, avx512, "avx512 {name} {what}");
+                            }
+                        }
+                    }
+                    let head = query.head_bounds_portable(&codes, block, 0.05, -0.02);
+                    let whole = query.bounds_portable(&codes, block, 0.05, -0.02);
                     #[cfg(target_arch = "x86_64")]
                     {
-                        let mut compared = Vec::new();
+                        let mut compared = false;
                         if let Some(cpu) = Avx2Fma::detect() {
-                            assert_eq!(sums, x86::block_sums(cpu, &codes, &query, block), "avx2 {what}");
-                            let avx2 = x86::bounds(cpu, &query, &codes, block, 0.05, -0.02);
-                            compared.push(avx2);
+                            let simd = x86::head_bounds(cpu, &query, &codes, block, 0.05, -0.02);
+                            assert_same_bounds(&head, &simd, &format!("avx2 head {what}"));
+                            let simd = x86::bounds(cpu, &query, &codes, block, 0.05, -0.02);
+                            assert_same_bounds(&whole, &simd, &format!("avx2 whole {what}"));
+                            compared = true;
                         }
                         if let Some(cpu) = Avx512Bw::detect() {
-                            assert_eq!(
-                                sums,
-                                x86::block_sums_512(cpu, &codes, &query, block),
-                                "avx512 {what}"
-                            );
-                            compared.push(x86::bounds_512(cpu, &query, &codes, block, 0.05, -0.02));
+                            let simd = x86::head_bounds_512(cpu, &query, &codes, block, 0.05, -0.02);
+                            assert_same_bounds(&head, &simd, &format!("avx512 head {what}"));
+                            let simd = x86::bounds_512(cpu, &query, &codes, block, 0.05, -0.02);
+                            assert_same_bounds(&whole, &simd, &format!("avx512 whole {what}"));
                         }
-                        if compared.is_empty() && case == 0 && block == 0 {
+                        if !compared && case == 0 && block == 0 {
                             eprintln!("skipped: this CPU lacks AVX2, so only the lookups were compared");
-                        }
-                        for simd in compared {
-                            assert_eq!(portable.candidates, simd.candidates, "{what}");
-                            assert_eq!(portable.above_lower_floor, simd.above_lower_floor, "{what}");
                         }
                     }
                     let live = rows.saturating_sub(block * BLOCK).min(BLOCK);
-                    let past_the_end = portable.candidates.checked_shr(live as u32).unwrap_or(0);
-                    assert_eq!(past_the_end, 0, "{what}");
-                    assert!(portable.uppers[live..].iter().all(|u| *u == f32::NEG_INFINITY));
+                    for bounds in [&head, &whole] {
+                        let past_the_end = bounds.candidates.checked_shr(live as u32).unwrap_or(0);
+                        assert_eq!(past_the_end, 0, "{what}");
+                        assert!(bounds.uppers[live..].iter().all(|u| *u == f32::NEG_INFINITY));
+                    }
                 }
             }
         }
@@ -1284,49 +1577,69 @@ mod tests {
         }
     }
 
+    /// Both bounds of a row hold its true score but for the rare miss the bound allows, and
+    /// the whole code's, which the re-rank uses, are the narrower.
     #[test]
     fn estimates_fall_within_their_bounds() {
         let dim = 512;
         let (rotation, codes, rows) = gallery(dim, 4000, 11);
         let mut generator = XorShift64::new(5);
         let mut rotated = vec![0.0; rotation.padded()];
-        let mut outside = 0;
-        let mut widest = 0f32;
+        // Per kind of bound: scores outside, the widest half-width, and the half-widths' sum.
+        let mut head = (0, 0f32, 0f64);
+        let mut whole = (0, 0f32, 0f64);
         for _ in 0..5 {
             let probe = random_unit(&mut generator, dim);
             rotation.apply(&probe, &mut rotated);
             let query = Query::new(&codes, &rotated);
             for block in 0..codes.blocks() {
-                let bounds = query.bounds(&codes, block, 0.0, 0.0);
-                for offset in 0..BLOCK.min(rows.len() - block * BLOCK) {
-                    let values = &rows[block * BLOCK + offset];
-                    let exact: f32 = values.iter().zip(&probe).map(|(a, b)| a * b).sum();
-                    let (upper, lower) = (bounds.uppers[offset], bounds.lowers[offset]);
-                    outside += usize::from(exact > upper || exact < lower);
-                    widest = widest.max((upper - lower) / 2.0);
+                for (bounds, tally) in [
+                    (query.head_bounds_portable(&codes, block, 0.0, 0.0), &mut head),
+                    (query.bounds(&codes, block, 0.0, 0.0), &mut whole),
+                ] {
+                    for offset in 0..BLOCK.min(rows.len() - block * BLOCK) {
+                        let values = &rows[block * BLOCK + offset];
+                        let exact: f32 = values.iter().zip(&probe).map(|(a, b)| a * b).sum();
+                        let (upper, lower) = (bounds.uppers[offset], bounds.lowers[offset]);
+                        tally.0 += usize::from(exact > upper || exact < lower);
+                        tally.1 = tally.1.max((upper - lower) / 2.0);
+                        tally.2 += f64::from((upper - lower) / 2.0);
+                    }
                 }
             }
         }
-        assert!(outside <= 5, "{outside} of 20000 scores outside their bounds");
-        assert!(widest < 0.25, "bound {widest} too loose to be useful");
+        for (name, (outside, widest, _)) in [("head", head), ("whole", whole)] {
+            assert!(
+                outside <= 5,
+                "{name}: {outside} of 20000 scores outside their bounds"
+            );
+            assert!(widest < 0.3, "{name}: bound {widest} too loose to be useful");
+        }
+        assert!(whole.1 < 0.25, "whole: bound {} too loose", whole.1);
+        assert!(
+            whole.2 < 0.9 * head.2,
+            "whole {} against head {}",
+            whole.2,
+            head.2
+        );
     }
 
     /// Every kernel's scan, each run with its own choice of floor-raising rows, as a list of
     /// the kernels this CPU runs and their names.
     type Scan =
         fn(&Query, &Codes, Range<usize>, f32, &mut dyn FnMut(usize, f32) -> f32, &mut Vec<(f32, u32)>);
-    /// A kernel's bounds of one block's rows, at one floor for both bounds.
+    /// A kernel's head bounds of one block's rows, at one floor for both bounds.
     type Bounds = fn(&Query, &Codes, usize, f32) -> BlockBounds;
 
     fn scans() -> Vec<(&'static str, Scan, Bounds)> {
         let mut scans: Vec<(&'static str, Scan, Bounds)> = vec![(
             "portable",
             |query, codes, blocks, floor, raise, leads| {
-                let peak = |block| block_peak_portable(codes, query, block);
-                let bounds = |block, floor| query.bounds_portable(codes, block, floor, floor);
+                let peak = |block| block_peak_portable(&codes.head, &query.head, block);
+                let bounds = |block, floor| query.head_bounds_portable(codes, block, floor, floor);
                 scan_with(query, codes, blocks, floor, raise, leads, peak, bounds);
             },
-            |query, codes, block, floor| query.bounds_portable(codes, block, floor, floor),
+            |query, codes, block, floor| query.head_bounds_portable(codes, block, floor, floor),
         )];
         #[cfg(target_arch = "x86_64")]
         {
@@ -1339,7 +1652,7 @@ mod tests {
                         }
                     },
                     |query, codes, block, floor| match Avx2Fma::detect() {
-                        Some(cpu) => x86::bounds(cpu, query, codes, block, floor, floor),
+                        Some(cpu) => x86::head_bounds(cpu, query, codes, block, floor, floor),
                         None => unreachable!("listed only where AVX2 was detected"),
                     },
                 ));
@@ -1353,7 +1666,7 @@ mod tests {
                         }
                     },
                     |query, codes, block, floor| match Avx512Bw::detect() {
-                        Some(cpu) => x86::bounds_512(cpu, query, codes, block, floor, floor),
+                        Some(cpu) => x86::head_bounds_512(cpu, query, codes, block, floor, floor),
                         None => unreachable!("listed only where AVX-512BW was detected"),
                     },
                 ));
@@ -1449,15 +1762,15 @@ mod tests {
             for _ in 0..4 {
                 rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
                 let query = Query::new(&codes, &rotated);
-                let peak_uppers = query.peak_uppers(&codes);
+                let peak_uppers = &query.peak_uppers;
                 for block in 0..codes.blocks() {
-                    let mut sums = [0u16; BLOCK];
-                    block_sums_portable(&codes, &query, block, &mut sums);
-                    let bounds = query.bounds_portable(&codes, block, 0.0, 0.0);
+                    let sums = portable_sums(&codes.head, &query.head, block);
+                    let bounds = query.head_bounds_portable(&codes, block, 0.0, 0.0);
                     let peak = sums.into_iter().fold(0, u16::max);
                     for (row, sum) in sums.into_iter().enumerate() {
                         let (upper, lower) = (bounds.uppers[row], bounds.lowers[row]);
-                        assert!(peak_uppers.at(peak) >= upper, "dim {dim} row {row}");
+                        let factor_codes = codes.block_factor_codes[block];
+                        assert!(peak_uppers.at(peak, factor_codes) >= upper, "dim {dim} row {row}");
                         for floor in [upper, lower.next_down()] {
                             let limits = query.sum_limits(&codes, floor);
                             if upper >= floor {
@@ -1473,14 +1786,17 @@ mod tests {
         }
     }
 
-    /// A row with no bound is handed on by every scan whatever the floor, and a scan that
-    /// removes it stops looking at its block row by row.
+    /// A row with no head bound is handed on by every scan whatever the floor, and a scan that
+    /// removes it stops looking at its block row by row; a row with no whole-code bound always
+    /// passes the re-rank's floor.
     #[test]
     fn a_row_without_a_bound_is_always_a_lead() {
         let (rotation, mut codes, _) = gallery(128, 3 * BLOCK, 5);
-        let at = codes.alignment_at(BLOCK + 7);
-        codes.blocks[at] = UNBOUNDED;
+        let at = codes.head.alignment_at(BLOCK + 7);
+        codes.head.blocks[at] = UNBOUNDED;
         codes.unbounded_rows += 1;
+        let at = codes.tail.alignment_at(2 * BLOCK + 3);
+        codes.tail.blocks[at] = UNBOUNDED;
         let mut rotated = vec![0.0; rotation.padded()];
         rotation.apply(&random_unit(&mut XorShift64::new(3), 128), &mut rotated);
         let query = Query::new(&codes, &rotated);
@@ -1498,6 +1814,8 @@ mod tests {
             let bounds = kernel_bounds(&query, &codes, 1, 5.0);
             assert_eq!(bounds.candidates, 1 << 7, "{name}");
         }
+        assert_eq!(query.bounds(&codes, 2, 5.0, 5.0).candidates, 1 << 3);
+        assert_eq!(query.bounds_portable(&codes, 2, 5.0, 5.0).candidates, 1 << 3);
         codes.swap_remove(BLOCK + 7);
         assert_eq!(codes.unbounded_rows, 0);
         assert!(!codes.has_unbounded(1));
@@ -1518,13 +1836,18 @@ mod tests {
             rotation.apply(&random_unit(&mut generator, dim), &mut rotated);
             let query = Query::new(&codes, &rotated);
             for block in 0..codes.blocks() {
-                let portable = block_peak_portable(&codes, &query, block);
-                let (avx2, avx512) = x86::peaks(cpu, &codes, &query, block);
-                assert_eq!(avx2, portable, "avx2 dim {dim} block {block}");
-                match avx512 {
-                    Some(avx512) => assert_eq!(avx512, portable, "avx512 dim {dim} block {block}"),
-                    None if block == 0 && dim == 16 => eprintln!("skipped: this CPU lacks AVX-512BW"),
-                    None => {}
+                for (name, part, tables) in parts(&codes, &query) {
+                    let portable = block_peak_portable(part, tables, block);
+                    let (avx2, avx512) = x86::peaks(cpu, part, tables, block);
+                    let what = format!("{name} dim {dim} block {block}");
+                    assert_eq!(avx2, portable, "avx2 {what}");
+                    match avx512 {
+                        Some(avx512) => assert_eq!(avx512, portable, "avx512 {what}"),
+                        None if block == 0 && dim == 16 && name == "head" => {
+                            eprintln!("skipped: this CPU lacks AVX-512BW")
+                        }
+                        None => {}
+                    }
                 }
             }
         }
@@ -1537,18 +1860,24 @@ mod tests {
         let mut generator = XorShift64::new(6);
         rotation.apply(&random_unit(&mut generator, 64), &mut rotated);
         let query = Query::new(&codes, &rotated);
-        let bounds = query.bounds(&codes, 1, f32::NEG_INFINITY, f32::NEG_INFINITY);
-        assert_eq!(bounds.candidates, 0b111);
-        assert_eq!(bounds.above_lower_floor, 0b111);
+        for bounds in [
+            query.bounds(&codes, 1, f32::NEG_INFINITY, f32::NEG_INFINITY),
+            query.head_bounds_portable(&codes, 1, f32::NEG_INFINITY, f32::NEG_INFINITY),
+        ] {
+            assert_eq!(bounds.candidates, 0b111);
+            assert_eq!(bounds.above_lower_floor, 0b111);
+        }
     }
 
     #[test]
     fn swap_remove_keeps_the_other_codes() {
         let (rotation, mut codes, _) = gallery(64, BLOCK + 3, 1);
-        let groups = 2 * (codes.pairs - 1);
         let row_code = |codes: &Codes, row: usize| -> Vec<u8> {
-            let mut code: Vec<u8> = (0..groups).map(|group| codes.nibble(row, group)).collect();
-            code.push(codes.blocks[codes.alignment_at(row)]);
+            let mut code = Vec::new();
+            for part in [&codes.head, &codes.tail] {
+                code.extend((0..2 * (part.pairs - 1)).map(|group| part.nibble(row, group)));
+                code.push(part.blocks[part.alignment_at(row)]);
+            }
             code
         };
         let expected_last = row_code(&codes, BLOCK + 2);
@@ -1561,7 +1890,33 @@ mod tests {
             codes.swap_remove(0);
         }
         assert_eq!(codes.len(), BLOCK - 1);
-        assert_eq!(codes.blocks.len(), BLOCK * codes.pairs);
+        for part in [&codes.head, &codes.tail] {
+            assert_eq!(part.blocks.len(), BLOCK * part.pairs);
+        }
         assert_eq!(rotation.padded(), 64);
+    }
+
+    /// The head has seven eighths of the pairs, rounded down to an even number, and the tail
+    /// the rest, whose coded dimensions follow the head's.
+    #[test]
+    fn the_codes_split_into_a_head_and_a_tail() {
+        for (dim, head_pairs, tail_pairs) in [
+            (1, 2, 2),
+            (20, 2, 2),
+            (64, 6, 2),
+            (128, 14, 2),
+            (256, 28, 4),
+            (512, 56, 8),
+        ] {
+            let codes = Codes::new(Rotation::new(dim, 1).padded(), dim);
+            assert_eq!(
+                (codes.head.pairs, codes.tail.pairs),
+                (head_pairs, tail_pairs),
+                "dim {dim}"
+            );
+            assert_eq!(codes.head.first_dim, 0);
+            assert_eq!(codes.tail.first_dim, codes.head.coded_dims());
+            assert_eq!(codes.head.pairs + codes.tail.pairs, codes.padded / 8);
+        }
     }
 }

@@ -4,19 +4,21 @@
 //!
 //! Verify scores a subject's rows in f32 through the fastest kernel the CPU has (`kernels`).
 //! Identify scans in one of two modes ([`ScanMode`]). The exact scan scores every row in f32,
-//! block by block. The fast scan, the default, reads each row's one-bit code instead (`fastscan`),
-//! which gives an estimate of the row's score with an error bound, and scores in f32 only the rows
-//! whose upper bound can still reach the answer, highest upper bound first: the scan hands on
-//! blocks (leads) rather than rows, and the re-rank works out a lead's rows only when its bound
-//! comes first in the queue, which for most probes is one or two leads. It returns the exact
-//! scan's answer, the same subjects with the same scores, unless a bound is missed where it
-//! matters: the true score of an answer's row (the row that gives an answer subject its score)
-//! lies above that row's upper bound, so the row is never scored; or some row's lower bound lies
-//! above its true score by so much that it also tops an answer row's upper bound, so the floor
-//! the pass sets rules that row out. Each row's estimate misses its bound with chance below about
-//! 7e-4 per lookup (`EPSILON` in `fastscan`): that is the chance of the first case for a top-1
-//! answer. The second needs a miss larger than the bound by the gap between the two rows' scores,
-//! so only rows that score close to an answer make it worth counting.
+//! block by block. The fast scan, the default, reads the head of each row's one-bit code instead
+//! (`fastscan`: seven eighths of its bytes), which gives an estimate of the row's score with an
+//! error bound, and scores in f32 only the rows whose upper bound can still reach the answer,
+//! highest upper bound first: the scan hands on blocks (leads) rather than rows, and the re-rank
+//! works out a lead's rows, from their whole codes (head and tail) and so with tighter bounds,
+//! only when its bound comes first in the queue, which for most probes is one or two leads. It
+//! returns the exact scan's answer, the same subjects with the same scores, unless a bound is
+//! missed where it matters: the true score of an answer's row (the row that gives an answer
+//! subject its score) lies above that row's head or whole upper bound, so the row is never
+//! scored; or some row's lower bound lies above its true score by so much that it also tops an
+//! answer row's upper bound, so the floor the pass sets rules that row out. Each of a row's two
+//! estimates misses its bound with chance below about 7e-4 per lookup (`EPSILON` in
+//! `fastscan`), so the first case has a chance below 1.4e-3 for a top-1 answer. The second needs
+//! a miss larger than the bound by the gap between the two rows' scores, so only rows that score
+//! close to an answer make it worth counting.
 //!
 //! Each row carries its subject's expiry, so a subject past its retention never matches, checked
 //! only for rows that score high enough to matter. Erasures compact the buffer (on the write path);
@@ -836,7 +838,8 @@ impl Gallery {
         cpu_model_name()
     }
 
-    /// The fast scan's bound half-widths for `probe`, one per row: the error the mode allows.
+    /// The fast scan's bound half-widths for `probe`, one per row: the error the mode allows,
+    /// the wider of the row's head bound (the scan's) and its whole code's (the re-rank's).
     #[cfg(test)]
     fn fast_half_widths(&self, probe: &[f32]) -> Vec<f32> {
         let Some(fast) = &self.fast else {
@@ -845,8 +848,13 @@ impl Gallery {
         let query = FastQuery::new(fast, probe);
         (0..fast.codes.blocks())
             .flat_map(|block| {
-                let bounds = query.tables.bounds(&fast.codes, block, 0.0, 0.0);
-                (0..BLOCK).map(move |i| (bounds.uppers[i] - bounds.lowers[i]) / 2.0)
+                let whole = query.tables.bounds(&fast.codes, block, 0.0, 0.0);
+                let head = query.tables.head_bounds_portable(&fast.codes, block, 0.0, 0.0);
+                (0..BLOCK).map(move |i| {
+                    let half_width =
+                        |bounds: &fastscan::BlockBounds| (bounds.uppers[i] - bounds.lowers[i]) / 2.0;
+                    half_width(&whole).max(half_width(&head))
+                })
             })
             .take(self.template_count())
             .collect()

@@ -6,7 +6,9 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::{BlockBounds, Codes, Query, BLOCK, FACTOR_STEP, UNBOUNDED};
+use super::{BlockBounds, Codes, Estimator, Query, BLOCK, FACTOR_STEP, UNBOUNDED};
+#[cfg(test)]
+use super::{CodePart, PartTables};
 use crate::gallery::cpu::{Avx2Fma, Avx512Bw};
 
 /// [`Query::scan`] in AVX2.
@@ -53,6 +55,20 @@ pub(super) fn bounds(
     unsafe { bounds_avx2(query, codes, block, floor, lower_floor) }
 }
 
+/// [`Query::head_bounds_portable`] in AVX2, as the scan works them out.
+#[cfg(test)]
+pub(super) fn head_bounds(
+    _cpu: Avx2Fma,
+    query: &Query,
+    codes: &Codes,
+    block: usize,
+    floor: f32,
+    lower_floor: f32,
+) -> BlockBounds {
+    // SAFETY: an `Avx2Fma` exists only where AVX2 and FMA were detected on this CPU (`cpu`).
+    unsafe { head_bounds_avx2(query, codes, block, floor, lower_floor) }
+}
+
 /// [`super::walsh_hadamard`] in AVX2, for a power of two of at least [`HADAMARD_CHUNK`] values
 /// (fewer would be left untransformed: a wrong answer, though never an unsound one).
 #[inline]
@@ -72,16 +88,16 @@ const PREFETCH_DISTANCE: usize = 4096;
 /// a mask per step).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn block_sums_avx2(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
-    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx2(codes, query, block);
+fn block_sums_avx2(codes: &[u8], tables: &[u8]) -> [__m128i; 4] {
+    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx2(codes, tables);
     rows_in_order(low_whole, low_odd, high_whole, high_odd)
 }
 
-/// The largest table sum of `block`'s 32 rows, in AVX2.
+/// The largest table sum of a block's 32 rows, in AVX2.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn peak_avx2(codes: &Codes, query: &Query, block: usize) -> u16 {
-    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx2(codes, query, block);
+fn peak_avx2(codes: &[u8], tables: &[u8]) -> u16 {
+    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx2(codes, tables);
     peak_of(low_whole, low_odd, high_whole, high_odd)
 }
 
@@ -89,8 +105,7 @@ fn peak_avx2(codes: &Codes, query: &Query, block: usize) -> u16 {
 /// then the high nibbles'.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn accumulate_avx2(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4] {
-    let bytes = codes.block(block);
+fn accumulate_avx2(bytes: &[u8], tables: &[u8]) -> [__m256i; 4] {
     let nibble = _mm256_set1_epi8(0x0f);
     let mut low_whole = _mm256_setzero_si256();
     let mut low_odd = _mm256_setzero_si256();
@@ -119,7 +134,7 @@ fn accumulate_avx2(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4] {
         high_odd = _mm256_add_epi16(high_odd, _mm256_srli_epi16(high, 8));
     };
     let code_quads = bytes.chunks_exact(128);
-    let table_quads = query.tables.chunks_exact(128);
+    let table_quads = tables.chunks_exact(128);
     let (code_rest, table_rest) = (code_quads.remainder(), table_quads.remainder());
     for (codes_quad, tables_quad) in code_quads.zip(table_quads) {
         // The scan reads one stream; asking for the lines a few blocks ahead keeps it in
@@ -136,7 +151,7 @@ fn accumulate_avx2(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4] {
         let high = _mm256_add_epi8(_mm256_add_epi8(high0, high1), _mm256_add_epi8(high2, high3));
         accumulate(low, high);
     }
-    // Rows have an even number of pairs: at most two are left.
+    // A part has an even number of pairs: at most two are left.
     for (codes_pair, tables_pair) in code_rest.chunks_exact(32).zip(table_rest.chunks_exact(32)) {
         let (low, high) = lookup(codes_pair, tables_pair, 0);
         accumulate(low, high);
@@ -193,24 +208,23 @@ fn rows_in_order(
 /// kernel's accumulators, and it finishes the same way. Same sums, same bits.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512bw")]
-fn block_sums_avx512(codes: &Codes, query: &Query, block: usize) -> [__m128i; 4] {
-    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx512(codes, query, block);
+fn block_sums_avx512(codes: &[u8], tables: &[u8]) -> [__m128i; 4] {
+    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx512(codes, tables);
     rows_in_order(low_whole, low_odd, high_whole, high_odd)
 }
 
-/// The largest table sum of `block`'s 32 rows, in AVX-512BW.
+/// The largest table sum of a block's 32 rows, in AVX-512BW.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512bw")]
-fn peak_avx512(codes: &Codes, query: &Query, block: usize) -> u16 {
-    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx512(codes, query, block);
+fn peak_avx512(codes: &[u8], tables: &[u8]) -> u16 {
+    let [low_whole, low_odd, high_whole, high_odd] = accumulate_avx512(codes, tables);
     peak_of(low_whole, low_odd, high_whole, high_odd)
 }
 
 /// [`accumulate_avx2`] on 512-bit registers, folded into the AVX2 kernel's accumulators.
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512bw")]
-fn accumulate_avx512(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4] {
-    let bytes = codes.block(block);
+fn accumulate_avx512(bytes: &[u8], tables: &[u8]) -> [__m256i; 4] {
     let nibble = _mm512_set1_epi8(0x0f);
     let mut low_whole = _mm512_setzero_si512();
     let mut low_odd = _mm512_setzero_si512();
@@ -239,7 +253,7 @@ fn accumulate_avx512(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4]
         high_odd = _mm512_add_epi16(high_odd, _mm512_srli_epi16(high, 8));
     };
     let code_octets = bytes.chunks_exact(256);
-    let table_octets = query.tables.chunks_exact(256);
+    let table_octets = tables.chunks_exact(256);
     let (code_rest, table_rest) = (code_octets.remainder(), table_octets.remainder());
     for (codes_octet, tables_octet) in code_octets.zip(table_octets) {
         // As in AVX2: keep the one stream in flight, four lines a step here. A prefetch never
@@ -258,7 +272,7 @@ fn accumulate_avx512(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4]
         let high = _mm512_add_epi8(_mm512_add_epi8(high0, high1), _mm512_add_epi8(high2, high3));
         accumulate(low, high);
     }
-    // Rows have a power of two of pairs, at least two: at most four are left, two a register.
+    // A part has an even number of pairs: at most six are left, two a register.
     for (codes_two, tables_two) in code_rest.chunks_exact(64).zip(table_rest.chunks_exact(64)) {
         let (low, high) = lookup(codes_two, tables_two, 0);
         accumulate(low, high);
@@ -272,10 +286,15 @@ fn accumulate_avx512(codes: &Codes, query: &Query, block: usize) -> [__m256i; 4]
 
 /// The AVX-512 sums, in row order, for the tests.
 #[cfg(test)]
-pub(super) fn block_sums_512(_cpu: Avx512Bw, codes: &Codes, query: &Query, block: usize) -> [u16; BLOCK] {
+pub(super) fn block_sums_512(
+    _cpu: Avx512Bw,
+    part: &CodePart,
+    tables: &PartTables,
+    block: usize,
+) -> [u16; BLOCK] {
     // SAFETY: an `Avx512Bw` exists only where AVX-512F, AVX-512BW, AVX2 and FMA were detected
     // on this CPU (`cpu`).
-    let sums = unsafe { block_sums_avx512(codes, query, block) };
+    let sums = unsafe { block_sums_avx512(part.block(block), &tables.tables) };
     sums_in_row_order(sums)
 }
 
@@ -293,25 +312,41 @@ pub(super) fn bounds_512(
     unsafe { bounds_avx512(query, codes, block, floor, lower_floor) }
 }
 
+/// [`Query::head_bounds_portable`] in AVX-512BW, as the scan works them out.
+#[cfg(test)]
+pub(super) fn head_bounds_512(
+    _cpu: Avx512Bw,
+    query: &Query,
+    codes: &Codes,
+    block: usize,
+    floor: f32,
+    lower_floor: f32,
+) -> BlockBounds {
+    // SAFETY: an `Avx512Bw` exists only where AVX-512F, AVX-512BW, AVX2 and FMA were detected
+    // on this CPU (`cpu`).
+    unsafe { head_bounds_avx512(query, codes, block, floor, lower_floor) }
+}
+
 /// The largest AVX2 and AVX-512 sums of `block`, for the tests.
 #[cfg(test)]
-pub(super) fn peaks(cpu: Avx2Fma, codes: &Codes, query: &Query, block: usize) -> (u16, Option<u16>) {
+pub(super) fn peaks(cpu: Avx2Fma, part: &CodePart, tables: &PartTables, block: usize) -> (u16, Option<u16>) {
     let _ = cpu;
+    let (codes, tables) = (part.block(block), &tables.tables[..]);
     // SAFETY: an `Avx2Fma` exists only where AVX2 and FMA were detected on this CPU (`cpu`);
     // an `Avx512Bw` only where AVX-512F and AVX-512BW were too.
     unsafe {
         (
-            peak_avx2(codes, query, block),
-            Avx512Bw::detect().map(|_| peak_avx512(codes, query, block)),
+            peak_avx2(codes, tables),
+            Avx512Bw::detect().map(|_| peak_avx512(codes, tables)),
         )
     }
 }
 
 /// The AVX2 sums, in row order, for the tests.
 #[cfg(test)]
-pub(super) fn block_sums(_cpu: Avx2Fma, codes: &Codes, query: &Query, block: usize) -> [u16; BLOCK] {
+pub(super) fn block_sums(_cpu: Avx2Fma, part: &CodePart, tables: &PartTables, block: usize) -> [u16; BLOCK] {
     // SAFETY: an `Avx2Fma` exists only where AVX2 and FMA were detected on this CPU (`cpu`).
-    let sums = unsafe { block_sums_avx2(codes, query, block) };
+    let sums = unsafe { block_sums_avx2(part.block(block), &tables.tables) };
     sums_in_row_order(sums)
 }
 
@@ -327,46 +362,76 @@ fn sums_in_row_order(sums: [__m128i; 4]) -> [u16; BLOCK] {
     out
 }
 
+/// The sums of a block's head and tail added: its rows' whole-code sums. Each part's sums
+/// fit 16 bits and so does their total (see [`Query::bounds_portable`]).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn whole_sums(head: [__m128i; 4], tail: [__m128i; 4]) -> [__m128i; 4] {
+    std::array::from_fn(|eight| _mm_add_epi16(head[eight], tail[eight]))
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn bounds_avx2(query: &Query, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
-    bounds_from_sums(
-        block_sums_avx2(codes, query, block),
-        query,
-        codes,
-        block,
-        floor,
-        lower_floor,
-    )
+    let sums = whole_sums(
+        block_sums_avx2(codes.head.block(block), &query.head.tables),
+        block_sums_avx2(codes.tail.block(block), &query.tail.tables),
+    );
+    let alignment = codes.tail.alignment_codes(block);
+    let live = codes.live_rows(block);
+    bounds_from_sums(sums, &query.whole_estimator, alignment, live, floor, lower_floor)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn head_bounds_avx2(query: &Query, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
+    let sums = block_sums_avx2(codes.head.block(block), &query.head.tables);
+    let alignment = codes.head.alignment_codes(block);
+    let live = codes.live_rows(block);
+    bounds_from_sums(sums, &query.head_estimator, alignment, live, floor, lower_floor)
 }
 
 /// [`bounds_avx2`] with the AVX-512 sums: the bounds arithmetic is the same, in AVX2.
 #[inline]
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw")]
 fn bounds_avx512(query: &Query, codes: &Codes, block: usize, floor: f32, lower_floor: f32) -> BlockBounds {
-    bounds_from_sums(
-        block_sums_avx512(codes, query, block),
-        query,
-        codes,
-        block,
-        floor,
-        lower_floor,
-    )
+    let sums = whole_sums(
+        block_sums_avx512(codes.head.block(block), &query.head.tables),
+        block_sums_avx512(codes.tail.block(block), &query.tail.tables),
+    );
+    let alignment = codes.tail.alignment_codes(block);
+    let live = codes.live_rows(block);
+    bounds_from_sums(sums, &query.whole_estimator, alignment, live, floor, lower_floor)
 }
 
-/// The bounds of `block`'s rows from their table sums (rows 0-7, 8-15, 16-23, 24-31).
+/// [`head_bounds_avx2`] with the AVX-512 sums.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-fn bounds_from_sums(
-    sums: [__m128i; 4],
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw")]
+fn head_bounds_avx512(
     query: &Query,
     codes: &Codes,
     block: usize,
     floor: f32,
     lower_floor: f32,
 ) -> BlockBounds {
-    let alignment = &codes.block(block)[(codes.pairs - 1) * BLOCK..][..BLOCK];
-    let live = codes.rows.saturating_sub(block * BLOCK).min(BLOCK);
+    let sums = block_sums_avx512(codes.head.block(block), &query.head.tables);
+    let alignment = codes.head.alignment_codes(block);
+    let live = codes.live_rows(block);
+    bounds_from_sums(sums, &query.head_estimator, alignment, live, floor, lower_floor)
+}
+
+/// The bounds of a block's rows from their table sums (rows 0-7, 8-15, 16-23, 24-31) and
+/// alignment codes, of which the first `live` are in the gallery.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn bounds_from_sums(
+    sums: [__m128i; 4],
+    estimator: &Estimator,
+    alignment: &[u8; BLOCK],
+    live: usize,
+    floor: f32,
+    lower_floor: f32,
+) -> BlockBounds {
     let mut out = BlockBounds {
         uppers: [0.0; BLOCK],
         lowers: [0.0; BLOCK],
@@ -375,13 +440,13 @@ fn bounds_from_sums(
         max_upper: f32::NEG_INFINITY,
     };
     let mut max_upper = _mm256_set1_ps(f32::NEG_INFINITY);
-    let alpha = _mm256_set1_ps(query.alpha);
-    let beta = _mm256_set1_ps(query.beta);
+    let alpha = _mm256_set1_ps(estimator.alpha);
+    let beta = _mm256_set1_ps(estimator.beta);
     let step = _mm256_set1_ps(FACTOR_STEP);
     let half_step = _mm256_set1_ps(FACTOR_STEP / 2.0);
     let one = _mm256_set1_ps(1.0);
-    let bound_base = _mm256_set1_ps(query.bound_base);
-    let bound_per_factor = _mm256_set1_ps(query.bound_per_factor);
+    let bound_base = _mm256_set1_ps(estimator.bound_base);
+    let bound_per_factor = _mm256_set1_ps(estimator.bound_per_factor);
     let unbounded = _mm256_set1_epi32(i32::from(UNBOUNDED) - 1);
     let floor = _mm256_set1_ps(floor);
     let lower_floor = _mm256_set1_ps(lower_floor);
@@ -535,8 +600,8 @@ fn scan_avx2(
     raise_floor: impl FnMut(usize, f32) -> f32,
     leads: &mut Vec<(f32, u32)>,
 ) {
-    let peak = |block| peak_avx2(codes, query, block);
-    let bounds = |block, floor| bounds_avx2(query, codes, block, floor, floor);
+    let peak = |block| peak_avx2(codes.head.block(block), &query.head.tables);
+    let bounds = |block, floor| head_bounds_avx2(query, codes, block, floor, floor);
     super::scan_with(query, codes, blocks, floor, raise_floor, leads, peak, bounds);
 }
 
@@ -549,7 +614,7 @@ fn scan_avx512(
     raise_floor: impl FnMut(usize, f32) -> f32,
     leads: &mut Vec<(f32, u32)>,
 ) {
-    let peak = |block| peak_avx512(codes, query, block);
-    let bounds = |block, floor| bounds_avx512(query, codes, block, floor, floor);
+    let peak = |block| peak_avx512(codes.head.block(block), &query.head.tables);
+    let bounds = |block, floor| head_bounds_avx512(query, codes, block, floor, floor);
     super::scan_with(query, codes, blocks, floor, raise_floor, leads, peak, bounds);
 }
