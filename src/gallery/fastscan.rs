@@ -1880,19 +1880,38 @@ mod tests {
             }
             code
         };
+        // Each block's factor range is exactly its live rows' least and greatest head code: a
+        // range left narrower after an erasure would give leads numbers below their rows' bounds.
+        let assert_tight_ranges = |codes: &Codes| {
+            for block in 0..codes.blocks() {
+                let live = (block * BLOCK..codes.len().min((block + 1) * BLOCK))
+                    .map(|row| codes.head.blocks[codes.head.alignment_at(row)]);
+                let (lowest, highest) = (live.clone().min(), live.max());
+                let range = codes.block_factor_codes[block];
+                assert_eq!(
+                    (Some(range.lowest), Some(range.highest)),
+                    (lowest, highest),
+                    "block {block}"
+                );
+            }
+        };
+        assert_tight_ranges(&codes);
         let expected_last = row_code(&codes, BLOCK + 2);
         let kept_second = row_code(&codes, 1);
         codes.swap_remove(4);
         assert_eq!(row_code(&codes, 4), expected_last);
         assert_eq!(row_code(&codes, 1), kept_second);
         assert_eq!(codes.len(), BLOCK + 2);
+        assert_tight_ranges(&codes);
         for _ in 0..3 {
             codes.swap_remove(0);
+            assert_tight_ranges(&codes);
         }
         assert_eq!(codes.len(), BLOCK - 1);
         for part in [&codes.head, &codes.tail] {
             assert_eq!(part.blocks.len(), BLOCK * part.pairs);
         }
+        assert_eq!(codes.block_factor_codes.len(), 1);
         assert_eq!(rotation.padded(), 64);
     }
 
