@@ -234,7 +234,7 @@ impl CodePart {
     /// lanes in a fixed order, so that it vectorises and every build agrees.
     fn set_signs(&mut self, row: usize, rotated: &[f32]) -> f32 {
         let mut lanes = [0f32; 8];
-        let coded = &rotated[self.first_dim..][..self.coded_dims()];
+        let coded = self.coded(rotated);
         for (pair, eight) in coded.chunks_exact(8).enumerate() {
             for (half, values) in eight.chunks_exact(4).enumerate() {
                 let nibble = values.iter().enumerate().fold(0u8, |nibble, (bit, value)| {
@@ -302,6 +302,11 @@ impl CodePart {
         let bytes = self.block_bytes();
         &self.blocks[block * bytes..(block + 1) * bytes]
     }
+}
+
+/// The least factor 1 + c·STEP of alignment code `code`, in f64.
+fn factor_of(code: u8) -> f64 {
+    1.0 + f64::from(code) * f64::from(FACTOR_STEP)
 }
 
 /// The alignment code of a row whose coded coordinates' absolute values sum to `abs_sum`.
@@ -599,6 +604,12 @@ impl Estimator {
         }
     }
 
+    /// alpha, beta, `bound_base` and `bound_per_factor` in f64, for the limits and lines
+    /// worked out once a floor or a probe.
+    fn terms_f64(&self) -> [f64; 4] {
+        [self.alpha, self.beta, self.bound_base, self.bound_per_factor].map(f64::from)
+    }
+
     /// The estimate and bound of one row, from its table sum and alignment code.
     #[inline(always)]
     fn estimate(&self, sum: u16, code: u8) -> (f32, f32) {
@@ -666,10 +677,9 @@ impl Query {
     /// The factors 1 + c·STEP of the lowest and highest head alignment codes in the gallery: a
     /// row's bounds are linear in its factor, so what holds at both holds between them.
     fn factor_range(codes: &Codes) -> Option<[f64; 2]> {
-        let factor = |code: u8| 1.0 + f64::from(code) * f64::from(FACTOR_STEP);
         codes
             .factor_codes
-            .map(|(lowest, highest)| [factor(lowest), factor(highest)])
+            .map(|(lowest, highest)| [factor_of(lowest), factor_of(highest)])
     }
 
     /// The least head table sums a row needs, whatever its factor, for its head upper bound to
@@ -684,12 +694,7 @@ impl Query {
                 raises_floor: u16::MAX,
             };
         };
-        let estimator = &self.head_estimator;
-        let (alpha, beta) = (f64::from(estimator.alpha), f64::from(estimator.beta));
-        let (base, per_factor) = (
-            f64::from(estimator.bound_base),
-            f64::from(estimator.bound_per_factor),
-        );
+        let [alpha, beta, base, per_factor] = self.head_estimator.terms_f64();
         let (floor, half_step) = (f64::from(floor), f64::from(FACTOR_STEP) / 2.0);
         // Each bound is (f + STEP/2)·(alpha·S + beta) ± (base + per_factor·f): the S at which
         // it meets the floor is monotone in f, so the least over the range is at one end.
@@ -728,11 +733,7 @@ impl Query {
                 lines: WipedVec::default(),
             };
         };
-        let (alpha, beta) = (f64::from(head_estimator.alpha), f64::from(head_estimator.beta));
-        let (base, per_factor) = (
-            f64::from(head_estimator.bound_base),
-            f64::from(head_estimator.bound_per_factor),
-        );
+        let [alpha, beta, base, per_factor] = head_estimator.terms_f64();
         let half_step = f64::from(FACTOR_STEP) / 2.0;
         let up = |value: f64| {
             let rounded = value as f32;
@@ -744,7 +745,7 @@ impl Query {
         };
         let mut lines = WipedVec::with_capacity(2 * usize::from(highest - lowest + 1));
         for code in lowest..=highest {
-            let f = 1.0 + f64::from(code) * f64::from(FACTOR_STEP);
+            let f = factor_of(code);
             let slope = (f + half_step) * alpha;
             let intercept = slope + (f + half_step) * beta + base + per_factor * f;
             lines.push(up(slope));
