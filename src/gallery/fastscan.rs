@@ -51,6 +51,7 @@ use std::sync::OnceLock;
 
 use zeroize::Zeroize;
 
+use super::pages::Span;
 use super::set_bits;
 
 use crate::wiped::WipedVec;
@@ -404,10 +405,24 @@ impl Codes {
         self.head.blocks.capacity() + self.tail.blocks.capacity()
     }
 
+    /// Each part's code blocks: the heads', then the tails'.
+    #[cfg(test)]
+    pub(crate) fn part_blocks(&self) -> [&[u8]; 2] {
+        [&self.head.blocks, &self.tail.blocks]
+    }
+
     /// The code blocks as they sit in memory: the heads', then the tails'.
     #[cfg(test)]
     pub(crate) fn raw_bytes(&self) -> Vec<u8> {
         [&self.head.blocks[..], &self.tail.blocks[..]].concat()
+    }
+
+    /// Where the codes of the next `rows` rows will be written (see [`Gallery::memory_to_load`]).
+    ///
+    /// [`Gallery::memory_to_load`]: super::Gallery::memory_to_load
+    pub(crate) fn spare_spans(&self, rows: usize) -> [Span; 2] {
+        let blocks = (self.rows + rows).div_ceil(BLOCK) - self.rows.div_ceil(BLOCK);
+        [&self.head, &self.tail].map(|part| Span::of_spare(&part.blocks, blocks * part.block_bytes()))
     }
 
     /// Makes room for `additional` rows without leaving unzeroed copies behind.
@@ -518,7 +533,7 @@ pub(super) fn grow<T: zeroize::DefaultIsZeroes>(buffer: &mut WipedVec<T>, needed
         return;
     }
     let mut grown = WipedVec::with_capacity(needed.max(buffer.capacity() * 2));
-    super::huge_pages::advise(grown.spare_capacity_mut());
+    super::pages::advise_huge(grown.spare_capacity_mut());
     grown.extend_from_slice(buffer);
     *buffer = grown;
 }

@@ -27,8 +27,8 @@
 #[cfg(target_arch = "x86_64")]
 mod cpu;
 mod fastscan;
-pub(crate) mod huge_pages;
 pub(crate) mod kernels;
+pub(crate) mod pages;
 mod subjects;
 
 #[cfg(test)]
@@ -384,6 +384,18 @@ impl Gallery {
         ledger.row_subject.reserve(additional);
         ledger.row_template.reserve(additional);
         ledger.row_expires.reserve(additional);
+    }
+
+    /// Where loading `rows` more rows will write: their codes, then the rows, the bulk of a
+    /// gallery. Another thread may fault these pages in meanwhile ([`pages::populate`]): the
+    /// codes first, since they are small and written from the first row on.
+    pub(crate) fn memory_to_load(&self, rows: usize) -> Vec<pages::Span> {
+        let mut spans = Vec::with_capacity(3);
+        if let Some(fast) = &self.fast {
+            spans.extend(fast.codes.spare_spans(rows));
+        }
+        spans.push(pages::Span::of_spare(&self.rows, rows.saturating_mul(self.dim)));
+        spans
     }
 
     /// Makes room for `subjects` more subjects in the index.
@@ -1015,6 +1027,36 @@ mod tests {
             assert_eq!(g.identify(&unit(4, 0), 1, 0.5, at(0)).len(), 1);
             assert_eq!(g.verify(&id(1), &unit(4, 1), at(0)), Lookup::Score(0.8));
             assert_eq!(g.verify(&id(9), &unit(4, 1), at(0)), Lookup::Unknown);
+        }
+    }
+
+    /// The memory handed to the populating thread is exactly where loading then writes the
+    /// rows and both parts of their codes.
+    #[test]
+    fn the_memory_to_load_is_where_the_rows_and_codes_go() {
+        let dim = 64;
+        let rows = 100;
+        for mode in [ScanMode::Exact, ScanMode::Fast] {
+            let mut g = Gallery::new(dim, mode, 7);
+            assert!(g.push(id(0), FOREVER, 0, &unit(dim, 0)));
+            g.reserve(rows + 50);
+            let spans = g.memory_to_load(rows);
+            assert_eq!(spans.len(), if mode == ScanMode::Fast { 3 } else { 1 });
+            let rows_span = spans[spans.len() - 1];
+            for n in 1..=rows {
+                assert!(g.push(id(n as u8), FOREVER, n as i64, &unit(dim, n % dim)));
+            }
+            // The rows pushed lie inside the rows' span; the first, pushed before, outside it.
+            assert!(rows_span.holds(&g.rows[dim..]));
+            assert!(!rows_span.holds(&g.rows[..dim]));
+            if let Some(fast) = &g.fast {
+                for (span, blocks) in spans.iter().zip(fast.codes.part_blocks()) {
+                    // The first block, which holds the row pushed before, was there already.
+                    let block_bytes = blocks.len() / (rows + 1).div_ceil(fastscan::BLOCK);
+                    assert!(span.holds(&blocks[block_bytes..]));
+                    assert!(!span.holds(&blocks[..block_bytes]));
+                }
+            }
         }
     }
 

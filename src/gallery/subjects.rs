@@ -98,7 +98,7 @@ impl SubjectIndex {
 
     fn rebuild(&mut self, capacity: usize) {
         let mut slots = Vec::with_capacity(capacity);
-        super::huge_pages::advise(slots.spare_capacity_mut());
+        super::pages::advise_huge(slots.spare_capacity_mut());
         slots.resize(capacity, EMPTY);
         let old = std::mem::replace(&mut self.slots, slots);
         let mask = capacity - 1;

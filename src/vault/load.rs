@@ -9,11 +9,12 @@
 //! named, whichever thread finds it: a record the helper rejects was handed over before anything
 //! this thread rejects.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, Result};
-use crate::gallery::{huge_pages, Gallery, SubjectIndex};
+use crate::gallery::{pages, Gallery, SubjectIndex};
 use crate::store::{self, Store, SubjectKeyRow, TemplateRow};
 use crate::subject::SubjectId;
 use crate::wiped::WipedVec;
@@ -56,27 +57,51 @@ pub(super) fn galleries(store: &Store, settings: &Settings, keys: &VaultKeys) ->
     let in_use: Vec<usize> = (0..settings.models.len())
         .filter(|&index| settings.models[index].retired_at.is_none())
         .collect();
+    // Per model, the templates to load, where known.
+    let mut to_load = vec![None; by_model.len()];
     if let [only] = in_use[..] {
-        by_model[only].reserve(template_count + GROWTH_ROOM);
+        to_load[only] = Some(template_count);
         by_model[only].reserve_subjects(subject_count + GROWTH_ROOM);
     } else {
         // Counting per model reads the model index, not the templates.
         for (name, count) in store::templates_per_model(store.conn())? {
             if let Some(index) = settings.models.iter().position(|model| *model.name == name) {
-                by_model[index].reserve(count + GROWTH_ROOM);
+                to_load[index] = Some(count);
                 by_model[index].reserve_subjects(count + GROWTH_ROOM);
             }
         }
     }
+    for (gallery, rows) in by_model.iter_mut().zip(&to_load) {
+        if let Some(rows) = rows {
+            gallery.reserve(rows + GROWTH_ROOM);
+        }
+    }
+    let fresh_memory: Vec<pages::Span> = by_model
+        .iter()
+        .zip(&to_load)
+        .filter_map(|(gallery, rows)| Some(gallery.memory_to_load((*rows)?)))
+        .flatten()
+        .collect();
     // The subjects in table order, found by ID through the gallery's own kind of index (one
     // cache miss a lookup, on huge pages): at a million subjects a general hash map's two
     // misses and 4 KiB pages cost more than decrypting the templates.
     let mut loading: Vec<LoadingSubject> = Vec::with_capacity(subject_count);
-    huge_pages::advise(loading.spare_capacity_mut());
+    pages::advise_huge(loading.spare_capacity_mut());
     let mut position = SubjectIndex::default();
     position.reserve(subject_count);
-    read_subjects(store, settings, keys, &mut position, &mut loading)?;
-    read_templates(store, settings, &position, &mut loading, &mut by_model)?;
+    // While the two loading threads work, a third faults in the pages the templates will fill,
+    // ahead of the thread writing them (see `pages`).
+    let populated = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Without the thread, the writer faults in its own pages, as it would anyway.
+        let _populating = std::thread::Builder::new()
+            .name("facevault-pages".into())
+            .spawn_scoped(scope, || pages::populate(&fresh_memory, &populated));
+        let loaded = read_subjects(store, settings, keys, &mut position, &mut loading)
+            .and_then(|()| read_templates(store, settings, &position, &mut loading, &mut by_model));
+        populated.store(true, Ordering::Relaxed);
+        loaded
+    })?;
     let mut miscounted: Vec<&SubjectId> = loading
         .iter()
         .filter(|loaded| loaded.seen != loaded.expected)
