@@ -511,6 +511,12 @@ impl Gallery {
         all
     }
 
+    /// Starts fetching where the index holds `subject`, before the checks at a verify's door:
+    /// [`Gallery::prefetch_subject`] then finds it in cache.
+    pub(crate) fn prefetch_slot(&self, subject: &SubjectId) {
+        self.subjects.prefetch(subject);
+    }
+
     /// Starts fetching `subject`'s rows from memory, so that work done before [`Gallery::verify`]
     /// (normalising the probe) overlaps the wait: a verify's rows are almost never in cache.
     pub(crate) fn prefetch_subject(&self, subject: &SubjectId) {

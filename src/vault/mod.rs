@@ -2312,11 +2312,16 @@ impl Vault {
         subject: Option<SubjectId>,
         body: impl FnOnce(&LookupContext<'_>, &mut WipedVec<f32>) -> Result<(T, D)>,
     ) -> Result<T> {
+        let state = self.read_state();
+        // A verify's one certain cache miss, the subject's index slot, is under way while the
+        // door checks the session.
+        if let (Some(subject), Some(galleries)) = (&subject, &state.galleries) {
+            galleries.prefetch_slots(subject);
+        }
         let now = self.core.clock.now();
         let result = if let Err(e) = self.authorise(session, action, now) {
             Err(e)
         } else {
-            let state = self.read_state();
             let answer = match (&state.galleries, &state.governance.matching) {
                 // Arts. 3-4, 10, 13, 15: a deployment the law forbids matches no one.
                 (_, Some(refusal)) => Err(Error::Refused(refusal.clone())),
@@ -2347,6 +2352,7 @@ impl Vault {
             };
             answer
         };
+        drop(state);
         let record = |outcome, detail| LookupEvent {
             at: now,
             actor: ActorName::new(&session.name),

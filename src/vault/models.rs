@@ -154,6 +154,13 @@ impl Galleries {
         self.by_model.push(gallery);
     }
 
+    /// Starts fetching where each gallery indexes `subject`, for a verify about to look.
+    pub(super) fn prefetch_slots(&self, subject: &SubjectId) {
+        for gallery in &self.by_model {
+            gallery.prefetch_slot(subject);
+        }
+    }
+
     /// Whether any gallery holds a template of `subject`.
     pub(super) fn holds(&self, subject: &SubjectId) -> bool {
         self.by_model.iter().any(|gallery| gallery.contains(subject))
