@@ -287,7 +287,7 @@ impl OperationContext<'_> {
         };
         row.mac = self
             .keys
-            .record_mac("subject", &as_slices(&subject_mac_fields(&row.id, &row.facts)));
+            .record_mac("subject", &subject_mac_fields(&row.id, &row.facts).slices());
         store::insert_subject(self.tx, &row)?;
         let evidence = Evidence {
             method: enrolment.consent_method.clone(),
@@ -508,7 +508,7 @@ impl Vault {
             subject_row.facts.templates += 1;
             let mac = act.keys.record_mac(
                 "subject",
-                &as_slices(&subject_mac_fields(&subject_row.id, &subject_row.facts)),
+                &subject_mac_fields(&subject_row.id, &subject_row.facts).slices(),
             );
             store::set_subject_templates(act.tx, subject.as_bytes(), subject_row.facts.templates, &mac)?;
             let detail = format!("templates=+1 model={}", act.settings.models[model].name);

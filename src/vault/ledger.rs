@@ -493,10 +493,7 @@ pub(crate) fn load_sealer_state(
 /// One row's share of the state digest: a MAC (under the record key) of its table and its own
 /// MAC. Keyed, so that no one without the key can pick rows whose shares cancel.
 fn row_hash(keys: &VaultKeys, table: &str, mac: &[u8]) -> [u8; 32] {
-    let share = keys.record_mac("state row", &[table.as_bytes(), mac]);
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(&share[..32]);
-    hash
+    keys.record_mac_array("state row", &[table.as_bytes(), mac])
 }
 
 fn xor_into(digest: &mut [u8; 32], share: &[u8; 32]) {

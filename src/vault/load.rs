@@ -20,7 +20,7 @@ use crate::subject::SubjectId;
 use crate::wiped::WipedVec;
 
 use super::models::Galleries;
-use super::{as_slices, subject_mac_fields, Settings};
+use super::{subject_mac_fields, Settings};
 
 /// Rows per hand-over: enough to make a channel message rare, few enough (about 130 KB of
 /// templates at d=512) to stay in the second-level cache between the threads.
@@ -140,7 +140,7 @@ fn read_subjects(
     let check_and_unwrap = |batch: &mut Vec<(SubjectId, SubjectKeyRow)>| {
         for (subject, row) in batch.iter() {
             let fields = subject_mac_fields(subject.as_bytes(), &row.facts);
-            if !keys.record_mac_matches("subject", &as_slices(&fields), &row.mac) {
+            if !keys.record_mac_matches("subject", &fields.slices(), &row.mac) {
                 return Err(damaged(&row.id));
             }
             let key = row

@@ -116,7 +116,7 @@ fn rewrap_subjects(
     for id in &ids {
         let row = store::subject(tx, id)?.ok_or_else(|| damaged("subjects", crate::crypto::hex(id)))?;
         let fields = subject_mac_fields(id, &row.facts);
-        if !old.record_mac_matches("subject", &as_slices(&fields), &row.mac) {
+        if !old.record_mac_matches("subject", &fields.slices(), &row.mac) {
             return Err(damaged("subjects", crate::crypto::hex(id)));
         }
         let wrapped = match &row.wrapped_key {
@@ -128,7 +128,7 @@ fn rewrap_subjects(
             }
             None => None,
         };
-        let mac = new.record_mac("subject", &as_slices(&fields));
+        let mac = new.record_mac("subject", &fields.slices());
         store::update_subject_key(tx, id, wrapped.as_deref(), &mac)?;
     }
     Ok(ids.len())

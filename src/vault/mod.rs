@@ -749,14 +749,36 @@ fn principal_mac_fields(name: &str, row: &PrincipalRow) -> Vec<Vec<u8>> {
 }
 
 /// The MACed fields of a subject row: its ID and its facts.
-fn subject_mac_fields(id: &[u8; 16], facts: &SubjectFacts) -> [Vec<u8>; 5] {
-    [
-        id.to_vec(),
-        facts.created_at.to_le_bytes().to_vec(),
-        facts.expires_at.to_le_bytes().to_vec(),
-        vec![u8::from(facts.minor)],
-        facts.templates.to_le_bytes().to_vec(),
-    ]
+/// A subject row's MAC fields, held in place: opening a 1M vault checks a million of them, and
+/// five small allocations each cost more than the MAC.
+struct SubjectMacFields {
+    id: [u8; 16],
+    created_at: [u8; 8],
+    expires_at: [u8; 8],
+    minor: [u8; 1],
+    templates: [u8; 8],
+}
+
+impl SubjectMacFields {
+    fn slices(&self) -> [&[u8]; 5] {
+        [
+            &self.id,
+            &self.created_at,
+            &self.expires_at,
+            &self.minor,
+            &self.templates,
+        ]
+    }
+}
+
+fn subject_mac_fields(id: &[u8; 16], facts: &SubjectFacts) -> SubjectMacFields {
+    SubjectMacFields {
+        id: *id,
+        created_at: facts.created_at.to_le_bytes(),
+        expires_at: facts.expires_at.to_le_bytes(),
+        minor: [u8::from(facts.minor)],
+        templates: facts.templates.to_le_bytes(),
+    }
 }
 
 /// One audit entry an operation asks the door to write when it succeeds.
@@ -902,7 +924,7 @@ impl OperationContext<'_> {
         let row = store::subject(self.tx, subject.as_bytes())?.ok_or(Error::UnknownSubject(*subject))?;
         if !self.keys.record_mac_matches(
             "subject",
-            &as_slices(&subject_mac_fields(&row.id, &row.facts)),
+            &subject_mac_fields(&row.id, &row.facts).slices(),
             &row.mac,
         ) {
             return Err(Error::Integrity {
@@ -949,7 +971,7 @@ impl OperationContext<'_> {
             let fields = subject_mac_fields(&id, &row.facts);
             if !self
                 .keys
-                .record_mac_matches("subject", &as_slices(&fields), &row.mac)
+                .record_mac_matches("subject", &fields.slices(), &row.mac)
             {
                 return Err(damaged());
             }

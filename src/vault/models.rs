@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{
-    as_slices, check_threshold, invalid, shortest_f64, subject_mac_fields, AuditEntry, OperationContext,
-    Vault, MAX_MODEL_NAME_LEN,
+    check_threshold, invalid, shortest_f64, subject_mac_fields, AuditEntry, OperationContext, Vault,
+    MAX_MODEL_NAME_LEN,
 };
 use crate::access::Action;
 use crate::clock::UnixMillis;
@@ -515,7 +515,7 @@ impl OperationContext<'_> {
         let wrapped = self.keys.wrap(&self.settings.vault_id, &id, &new_key)?;
         let mac = self
             .keys
-            .record_mac("subject", &as_slices(&subject_mac_fields(&id, &row.facts)));
+            .record_mac("subject", &subject_mac_fields(&id, &row.facts).slices());
         store::update_subject_key(self.tx, &id, Some(&wrapped), &mac)?;
         store::set_subject_templates(self.tx, &id, row.facts.templates, &mac)?;
         Ok((erased, row.facts.templates, row.facts.expires_at))
