@@ -336,9 +336,7 @@ impl VaultKeys {
     /// (settings such as the match threshold, principals' roles and password hashes). Each field is
     /// length-prefixed and `label` separates the kinds of record.
     pub(crate) fn record_mac(&self, label: &str, fields: &[&[u8]]) -> Vec<u8> {
-        hmac::sign(&self.records, &record_mac_input(label, fields))
-            .as_ref()
-            .to_vec()
+        self.record_mac_array(label, fields).to_vec()
     }
 
     /// [`VaultKeys::record_mac`] as an array, for callers that combine many of them (the state

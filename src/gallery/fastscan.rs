@@ -414,7 +414,7 @@ impl Codes {
     /// The code blocks as they sit in memory: the heads', then the tails'.
     #[cfg(test)]
     pub(crate) fn raw_bytes(&self) -> Vec<u8> {
-        [&self.head.blocks[..], &self.tail.blocks[..]].concat()
+        self.part_blocks().concat()
     }
 
     /// Where the codes of the next `rows` rows will be written (see [`Gallery::memory_to_load`]).

@@ -33,15 +33,13 @@ pub(crate) fn advise_huge<T>(buffer: &[T]) {
     #[cfg(target_os = "linux")]
     {
         let start = buffer.as_ptr() as usize;
-        let end = start + std::mem::size_of_val(buffer);
-        let first = start.next_multiple_of(HUGE_PAGE);
-        let last = end - end % HUGE_PAGE;
-        if first < last {
-            // SAFETY: [first, last) lies inside `buffer`'s allocation, which stays alive for the
-            // call; MADV_HUGEPAGE changes how the kernel backs those pages, never their contents
-            // or validity, and a failure (EINVAL where THP is off) only means the hint is ignored.
+        let pages = whole_pages(start, start + std::mem::size_of_val(buffer), HUGE_PAGE);
+        if !pages.is_empty() {
+            // SAFETY: `pages` lies inside `buffer`'s allocation, which stays alive for the call;
+            // MADV_HUGEPAGE changes how the kernel backs those pages, never their contents or
+            // validity, and a failure (EINVAL where THP is off) only means the hint is ignored.
             unsafe {
-                libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE);
+                libc::madvise(pages.start as *mut libc::c_void, pages.len(), libc::MADV_HUGEPAGE);
             }
         }
     }
@@ -77,14 +75,16 @@ impl Span {
 
     /// The whole pages inside the span, in steps of at most `step` bytes.
     fn page_steps(self, step: usize) -> impl Iterator<Item = (usize, usize)> {
-        let page = PAGE_GRANULE;
-        let first = self.start.next_multiple_of(page);
-        let end = self.start + self.len;
-        let last = end - end % page;
-        (first..last.max(first))
-            .step_by(step)
-            .map(move |from| (from, step.min(last - from)))
+        let pages = whole_pages(self.start, self.start + self.len, PAGE_GRANULE);
+        let last = pages.end;
+        pages.step_by(step).map(move |from| (from, step.min(last - from)))
     }
+}
+
+/// The addresses of the whole `page`-aligned pages within `start..end`; empty when there are none.
+fn whole_pages(start: usize, end: usize, page: usize) -> std::ops::Range<usize> {
+    let first = start.next_multiple_of(page);
+    first..(end - end % page).max(first)
 }
 
 /// Faults in `spans`' pages, writable, in order and a step at a time, until they are all in or

@@ -748,9 +748,8 @@ fn principal_mac_fields(name: &str, row: &PrincipalRow) -> Vec<Vec<u8>> {
     ]
 }
 
-/// The MACed fields of a subject row: its ID and its facts.
-/// A subject row's MAC fields, held in place: opening a 1M vault checks a million of them, and
-/// five small allocations each cost more than the MAC.
+/// The MACed fields of a subject row, its ID and its facts, held in place: opening a 1M vault
+/// checks a million of them, and five small allocations each cost more than the MAC.
 struct SubjectMacFields {
     id: [u8; 16],
     created_at: [u8; 8],
