@@ -178,33 +178,42 @@ pub(crate) fn normalise_rows_into(
         // A fresh buffer rather than a grown one, which would free the old unzeroed.
         *out = WipedVec::with_capacity(values_len);
     }
-    let normalised = crate::gallery::kernels::with_wide_vectors(|| match input.data {
-        // Read once for the norm and once to write the scaled copy: no separate copy first.
-        Data::Values(values) => values
-            .chunks_exact(dim)
-            .enumerate()
-            .try_for_each(|(row, values)| {
-                let inverse = inverse_norm(row, values)?;
-                out.extend(values.iter().map(|value| scaled(*value, inverse)));
-                Ok(())
-            }),
-        Data::LeBytes(bytes) => {
-            out.extend(le_f32s(bytes));
-            out.chunks_exact_mut(dim)
-                .enumerate()
-                .try_for_each(|(row, values)| {
-                    let inverse = inverse_norm(row, values)?;
-                    values
-                        .iter_mut()
-                        .for_each(|value| *value = scaled(*value, inverse));
-                    Ok(())
-                })
-        }
-    });
+    // Plain loops, so that everything the closure runs is inlined into its AVX2 copy.
+    let normalised = crate::gallery::kernels::with_wide_vectors(
+        #[inline(always)]
+        || -> Result<(), TemplateError> {
+            match input.data {
+                // Read once for the norm and once to write the scaled copy: no separate copy first.
+                Data::Values(values) => {
+                    for (row, values) in values.chunks_exact(dim).enumerate() {
+                        let inverse = inverse_norm(row, values)?;
+                        out.extend_mapped(values, |value| scaled(*value, inverse));
+                    }
+                }
+                Data::LeBytes(bytes) => {
+                    extend_le_f32s(out, bytes);
+                    for (row, values) in out.chunks_exact_mut(dim).enumerate() {
+                        let inverse = inverse_norm(row, values)?;
+                        for value in values {
+                            *value = scaled(*value, inverse);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
     if normalised.is_err() {
         out.wipe_and_clear();
     }
     normalised
+}
+
+/// Appends `bytes` read as little-endian f32 to `out`, four bytes a value; a trailing partial
+/// value is ignored.
+#[inline(always)]
+pub(crate) fn extend_le_f32s(out: &mut WipedVec<f32>, bytes: &[u8]) {
+    out.extend_mapped(bytes.as_chunks::<4>().0, |value| f32::from_le_bytes(*value));
 }
 
 /// `bytes` read as little-endian f32, four bytes a value; a trailing partial value is ignored.

@@ -14,8 +14,8 @@ use zeroize::{DefaultIsZeroes, Zeroize};
 ///
 /// It reaches its values only as a slice: `Vec`'s own `push` or `extend` would move the values
 /// to a larger allocation and free the old one unwiped. Every way it grows here
-/// ([`WipedVec::reserve`], [`WipedVec::extend_from_slice`], [`WipedVec::push`]) moves the values
-/// itself and wipes the allocation it leaves.
+/// ([`WipedVec::reserve`], [`WipedVec::extend_from_slice`], [`WipedVec::extend_mapped`],
+/// [`WipedVec::push`]) moves the values itself and wipes the allocation it leaves.
 pub(crate) struct WipedVec<T: DefaultIsZeroes>(Vec<T>);
 
 impl<T: DefaultIsZeroes> WipedVec<T> {
@@ -62,17 +62,13 @@ impl<T: DefaultIsZeroes> WipedVec<T> {
         self.0.push(value);
     }
 
-    /// Appends every value of `values` (see [`WipedVec::push`] for growth).
-    pub(crate) fn extend(&mut self, values: impl IntoIterator<Item = T>) {
-        let mut values = values.into_iter();
-        self.reserve(values.size_hint().0);
-        // Within the room there is, `Vec::extend` cannot reallocate, and keeps its fast
-        // (vectorised) path for a slice iterator; anything past the size hint goes one by one.
-        let room = self.0.capacity() - self.0.len();
-        self.0.extend(values.by_ref().take(room));
-        for value in values {
-            self.push(value);
-        }
+    /// Appends `map` of each of `values`. Room for them all is made first (see
+    /// [`WipedVec::reserve`]), so the copy never reallocates; a slice's exact length lets it
+    /// vectorise.
+    #[inline(always)]
+    pub(crate) fn extend_mapped<S>(&mut self, values: &[S], map: impl FnMut(&S) -> T) {
+        self.reserve(values.len());
+        self.0.extend(values.iter().map(map));
     }
 
     /// Sets the length to `len`, new values being `value` (see [`WipedVec::reserve`] for growth).
@@ -232,7 +228,7 @@ mod tests {
         let mut values = WipedVec::with_capacity(2);
         values.extend_from_slice(&[1u32, 2]);
         values.push(3);
-        values.extend([4, 5, 6]);
+        values.extend_mapped(&[4u8, 5, 6], |value| u32::from(*value));
         values.extend_from_slice(&[7; 100]);
         assert_eq!(&values[..6], &[1, 2, 3, 4, 5, 6]);
         assert_eq!(values.len(), 106);

@@ -111,7 +111,10 @@ impl Rotation {
     /// Writes the rotation of `x` into `out` (length `padded`): x ↦ H·S2·H·S1·x, H normalised.
     /// Every kernel computes the same operations in the same order, so all give the same bits.
     pub(crate) fn apply(&self, x: &[f32], out: &mut [f32]) {
-        super::kernels::with_wide_vectors(|| self.apply_portable(x, out));
+        super::kernels::with_wide_vectors(
+            #[inline(always)]
+            || self.apply_portable(x, out),
+        );
     }
 
     #[inline(always)]
@@ -435,7 +438,10 @@ impl Codes {
 
     /// Appends the code of a rotated unit row.
     pub(crate) fn push(&mut self, rotated: &[f32]) {
-        super::kernels::with_wide_vectors(|| self.push_portable(rotated));
+        super::kernels::with_wide_vectors(
+            #[inline(always)]
+            || self.push_portable(rotated),
+        );
     }
 
     #[inline(always)]

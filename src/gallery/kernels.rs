@@ -90,6 +90,11 @@ pub(crate) fn prefetch<T>(values: &[T]) {
 /// Runs `work` compiled for AVX2 when the CPU has it: plain loops over floats in `work` (and what
 /// it inlines) then vectorise 8 wide instead of 4. The same operations in the same order either
 /// way, so the results are the same bits.
+///
+/// Only code inlined into the AVX2 copy is compiled for AVX2, and LLVM keeps a large closure out
+/// of line, compiled for the baseline, unless told otherwise: callers mark `work`
+/// `#[inline(always)]`, and keep its hot loops as plain `for` loops over slices rather than
+/// iterator adapters (`try_for_each`, say) whose calls may themselves stay out of line.
 #[inline]
 pub(crate) fn with_wide_vectors<R>(work: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

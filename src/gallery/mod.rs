@@ -307,7 +307,7 @@ impl RowSink<'_> {
         if bytes.len() != self.dim * 4 {
             return false;
         }
-        self.push_extending(|rows| rows.extend(crate::template::le_f32s(bytes)));
+        self.push_extending(|rows| crate::template::extend_le_f32s(rows, bytes));
         true
     }
 

@@ -189,12 +189,15 @@ mod tests {
         const VALUES: usize = 24 << 20;
         let mut buffer: WipedVec<u32> = WipedVec::with_capacity(VALUES);
         advise_huge(buffer.spare_capacity_mut());
-        buffer.extend(0..1000);
+        buffer.extend_from_slice(&(0..1000).collect::<Vec<u32>>());
+        let before: Vec<u32> = (1000..VALUES as u32 / 2)
+            .map(|value| value.wrapping_mul(2_654_435_761))
+            .collect();
         let span = Span::of_spare(&buffer, VALUES);
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
             scope.spawn(|| populate(&[span], &stop));
-            buffer.extend((1000..VALUES as u32 / 2).map(|value| value.wrapping_mul(2_654_435_761)));
+            buffer.extend_from_slice(&before);
         });
         assert!(buffer[..1000]
             .iter()
