@@ -87,6 +87,18 @@ pub(crate) fn prefetch<T>(values: &[T]) {
     let _ = values;
 }
 
+/// [`prefetch`] for a whole row (2 KB at 512 dimensions): its lines are asked for into L2, which
+/// can have more misses outstanding than L1, so the row arrives sooner. On Zen 4 under KVM a cold
+/// 2 KB row, fetched after the miss that finds it, arrived in about 330 ns this way against 420 ns
+/// into L1 (a C loop over 2 GB), and a cold verify at 1M took 30-80 ns less.
+#[inline]
+pub(crate) fn prefetch_row<T>(row: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch_to_l2(row);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// Runs `work` compiled for AVX2 when the CPU has it: plain loops over floats in `work` (and what
 /// it inlines) then vectorise 8 wide instead of 4. The same operations in the same order either
 /// way, so the results are the same bits.

@@ -522,7 +522,7 @@ impl Gallery {
     pub(crate) fn prefetch_subject(&self, subject: &SubjectId) {
         if let Some(entry) = self.subjects.get(subject) {
             for index in entry.iter() {
-                kernels::prefetch(self.row(index));
+                kernels::prefetch_row(self.row(index));
             }
         }
     }
@@ -789,7 +789,7 @@ impl Gallery {
             // their way while this one is worked on.
             match queue.peek() {
                 Some(after) if after.block => fast.codes.prefetch_block(after.index as usize),
-                Some(after) => kernels::prefetch(self.row(after.index as usize)),
+                Some(after) => kernels::prefetch_row(self.row(after.index as usize)),
                 None => {}
             }
             let index = next.index as usize;

@@ -21,15 +21,26 @@ pub(super) fn dots_avx512f(_cpu: Avx512F, probe: &[f32], rows: &[f32], out: &mut
     unsafe { dots_avx512(probe, rows, out) }
 }
 
-/// [`super::prefetch`]: one prefetch a cache line of `values`.
+/// [`super::prefetch`]: one prefetch a cache line of `values`, into every level.
 #[inline]
 pub(super) fn prefetch<T>(values: &[T]) {
+    prefetch_with::<_MM_HINT_T0, T>(values);
+}
+
+/// [`super::prefetch_row`]: one prefetch a cache line of `values`, into L2 and not L1.
+#[inline]
+pub(super) fn prefetch_to_l2<T>(values: &[T]) {
+    prefetch_with::<_MM_HINT_T1, T>(values);
+}
+
+#[inline]
+fn prefetch_with<const HINT: i32, T>(values: &[T]) {
     let start = values.as_ptr().cast::<i8>();
     for offset in (0..std::mem::size_of_val(values)).step_by(64) {
         // SAFETY: the intrinsic needs SSE, which every x86_64 CPU has (it is part of the
         // architecture's baseline). `start + offset` lies inside `values`, a live slice; a
         // prefetch never faults and changes nothing but the cache.
-        unsafe { _mm_prefetch(start.add(offset), _MM_HINT_T0) };
+        unsafe { _mm_prefetch::<HINT>(start.add(offset)) };
     }
 }
 
