@@ -17,6 +17,7 @@ mod store;
 mod subject;
 mod template;
 mod vault;
+mod vfs;
 mod wiped;
 
 #[cfg(feature = "fault-injection")]
@@ -39,6 +40,11 @@ mod faults {
     #[inline(always)]
     pub(crate) fn check(_kind: FaultKind) -> std::io::Result<()> {
         Ok(())
+    }
+
+    #[inline(always)]
+    pub(crate) fn fails(_kind: FaultKind) -> bool {
+        false
     }
 }
 mod xorshift;

@@ -427,10 +427,7 @@ impl Store {
 
     fn connect_unkeyed(path: &Path, exclusive: std::fs::File) -> Result<Self> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        #[cfg(not(feature = "fault-injection"))]
-        let conn = Connection::open_with_flags(path, flags)?;
-        #[cfg(feature = "fault-injection")]
-        let conn = Connection::open_with_flags_and_vfs(path, flags, crate::faults::vfs())?;
+        let conn = Connection::open_with_flags_and_vfs(path, flags, crate::vfs::name())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             conn,
@@ -488,7 +485,10 @@ impl Store {
                 None,
             )?;
             let image = memory.serialize(rusqlite::DatabaseName::Main)?;
-            Ok(zeroize::Zeroizing::new(image.to_vec()))
+            let mut image = zeroize::Zeroizing::new(image.to_vec());
+            // The backup API copies pages as they are, stale bytes between their cells included.
+            crate::vfs::scrub_image(&mut image);
+            Ok(image)
         }
         #[cfg(feature = "sqlcipher")]
         {
