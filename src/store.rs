@@ -658,18 +658,21 @@ pub(crate) fn take_changed_macs(conn: &Connection) -> Result<Vec<(String, Vec<u8
 }
 
 /// Visits the MAC of every row of the state tables, and the state `meta` values.
-pub(crate) fn for_each_row_mac(conn: &Connection, mut visit: impl FnMut(&str, &[u8])) -> Result<()> {
+pub(crate) fn for_each_row_mac(
+    conn: &Connection,
+    mut visit: impl FnMut(&str, &[u8]) -> Result<()>,
+) -> Result<()> {
     for table in present_state_tables(conn)? {
         let mut statement = conn.prepare(&format!("SELECT mac FROM {table}"))?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
             let mac = row.get_ref(0)?;
-            visit(table, mac.as_blob().unwrap_or_default());
+            visit(table, mac.as_blob().unwrap_or_default())?;
         }
     }
     for key in STATE_META_KEYS {
         if let Some(value) = meta_get_optional::<Vec<u8>>(conn, key)? {
-            visit(&format!("meta:{key}"), &value);
+            visit(&format!("meta:{key}"), &value)?;
         }
     }
     Ok(())

@@ -10,7 +10,6 @@
 //! this thread rejects.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 
 use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, Result};
@@ -20,6 +19,7 @@ use crate::subject::SubjectId;
 use crate::wiped::WipedVec;
 
 use super::models::Galleries;
+use super::pipeline::{pipelined, Batch};
 use super::{subject_mac_fields, Settings};
 
 /// Rows per hand-over: enough to make a channel message rare, few enough (about 130 KB of
@@ -28,8 +28,6 @@ const BATCH_ROWS: usize = 64;
 /// Templates (and subjects) the gallery has room for beyond those loaded: 8 MiB of rows at d=512.
 /// Past it, the next enrolment grows the gallery, copying it while lookups wait.
 const GROWTH_ROOM: usize = 4096;
-/// Batches handed over and not yet taken, before the reading thread waits.
-const BATCHES_IN_FLIGHT: usize = 4;
 
 /// A subject while the gallery loads: its unwrapped key, and its templates counted against the
 /// MACed count.
@@ -168,7 +166,7 @@ fn read_subjects(
                 }
                 next += 1;
                 batch.push((subject, row));
-                belt.hand_over_when_full(&mut batch)
+                belt.hand_over_when_full(&mut batch, BATCH_ROWS)
             })?;
             belt.hand_over(&mut batch)
         },
@@ -269,92 +267,10 @@ fn read_templates(
                 });
                 batch.bytes.extend_from_slice(row.nonce);
                 batch.bytes.extend_from_slice(row.ciphertext);
-                belt.hand_over_when_full(&mut batch)
+                belt.hand_over_when_full(&mut batch, BATCH_ROWS)
             })?;
             belt.hand_over(&mut batch)
         },
         decrypt,
     )
-}
-
-/// What crosses between the threads: rows in table order.
-trait Batch: Default + Send {
-    fn len(&self) -> usize;
-    fn clear(&mut self);
-}
-
-impl<T: Send> Batch for Vec<T> {
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-
-    fn clear(&mut self) {
-        Vec::clear(self);
-    }
-}
-
-/// The reading thread's end of a pipeline: full batches go to the helper, emptied ones come
-/// back to be filled again.
-struct BatchPipe<B> {
-    full: mpsc::SyncSender<B>,
-    emptied: mpsc::Receiver<B>,
-}
-
-impl<B: Batch> BatchPipe<B> {
-    /// [`BatchPipe::hand_over`] once `batch` holds [`BATCH_ROWS`].
-    fn hand_over_when_full(&self, batch: &mut B) -> Result<()> {
-        if batch.len() < BATCH_ROWS {
-            return Ok(());
-        }
-        self.hand_over(batch)
-    }
-
-    /// Hands `batch` to the helper and leaves an empty one in its place. Fails once the helper
-    /// has stopped, having found damage: reading on would be wasted.
-    fn hand_over(&self, batch: &mut B) -> Result<()> {
-        if batch.len() == 0 {
-            return Ok(());
-        }
-        let empty = self.emptied.try_recv().unwrap_or_default();
-        // The helper stops only on an error of its own, which `pipelined` returns instead of
-        // this one.
-        self.full
-            .send(std::mem::replace(batch, empty))
-            .map_err(|_| Error::Integrity {
-                table: "templates",
-                record: "(the helper stopped)".into(),
-            })
-    }
-}
-
-/// Runs `read` here and `work` on a helper thread, which takes every batch `read` hands over,
-/// in order. The helper's error comes first: it is about a row handed over before anything
-/// `read` was looking at when it stopped.
-fn pipelined<B: Batch>(
-    read: impl FnOnce(&BatchPipe<B>) -> Result<()>,
-    mut work: impl FnMut(&mut B) -> Result<()> + Send,
-) -> Result<()> {
-    let (full, taken) = mpsc::sync_channel::<B>(BATCHES_IN_FLIGHT);
-    let (give_back, emptied) = mpsc::sync_channel::<B>(BATCHES_IN_FLIGHT + 1);
-    std::thread::scope(|scope| {
-        let helper = std::thread::Builder::new()
-            .name("facevault-open".into())
-            .spawn_scoped(scope, move || {
-                for mut batch in taken {
-                    work(&mut batch)?;
-                    batch.clear();
-                    // The reader may have stopped taking batches back; it then makes new ones.
-                    let _ = give_back.try_send(batch);
-                }
-                Ok(())
-            })?;
-        let belt = BatchPipe { full, emptied };
-        let read = read(&belt);
-        // Closing the channel lets the helper finish what it holds and return.
-        drop(belt);
-        let worked = helper
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        worked.and(read)
-    })
 }

@@ -18,6 +18,7 @@ mod load;
 mod match_log;
 mod migrate;
 mod models;
+mod pipeline;
 mod purge_timer;
 mod report;
 mod throttle;
