@@ -501,8 +501,8 @@ fn xor_into(digest: &mut [u8; 32], share: &[u8; 32]) {
     digest.iter_mut().zip(share).for_each(|(d, s)| *d ^= s);
 }
 
-/// Rows' MACs per hand-over in [`compute_state_digest`]: about 100 KB, so that a channel
-/// message is rare next to the 4,096 MACs it carries.
+/// Rows' MACs per hand-over in [`compute_state_digest`]: about 200 KB, so that a channel
+/// message is rare next to the MACs it carries.
 const DIGEST_BATCH_ROWS: usize = 4096;
 
 /// Rows of the state tables waiting for their share of the digest: each row's table name and
@@ -662,7 +662,8 @@ mod tests {
         .unwrap();
         let subjects = 3 * DIGEST_BATCH_ROWS + 5;
         for row in 0..subjects {
-            conn.execute("INSERT INTO subjects VALUES (?1)", [[row as u8; 32]])
+            // Distinct MACs: two equal shares would cancel out.
+            conn.execute("INSERT INTO subjects VALUES (?1)", [(row as u64).to_le_bytes()])
                 .unwrap();
         }
         for row in 0..7u8 {
