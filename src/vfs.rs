@@ -169,40 +169,54 @@ unsafe fn methods(file: *mut ffi::sqlite3_file) -> *const ffi::sqlite3_io_method
     unsafe { (*real(file)).pMethods }
 }
 
+/// The registered VFS, in static memory: it must outlive every connection, and a leaked box
+/// would show as memory in use at exit (the C ABI's test runs under valgrind). SQLite links it
+/// into its list through `pNext`, so it sits in an `UnsafeCell`.
+struct Registered(std::cell::UnsafeCell<ffi::sqlite3_vfs>);
+
+// SAFETY: after `register` builds it, once, only SQLite touches it, under its own mutex.
+unsafe impl Sync for Registered {}
+// SAFETY: as for `Sync`; its pointers are to the default VFS and to statics, valid everywhere.
+unsafe impl Send for Registered {}
+
+static VFS: std::sync::OnceLock<Registered> = std::sync::OnceLock::new();
+
 fn register() {
-    // SAFETY: sqlite3_vfs_find(NULL) returns the default VFS, static for the process; the
-    // new VFS is leaked, so it outlives every connection, as SQLite requires.
+    // SAFETY: sqlite3_vfs_find(NULL) returns the default VFS, static for the process; the new
+    // VFS lives in a static, so it outlives every connection, as SQLite requires.
     unsafe {
         let default = ffi::sqlite3_vfs_find(ptr::null());
         if default.is_null() {
             return;
         }
         let shim_size = std::mem::size_of::<ShimFile>() as c_int;
-        let vfs = Box::new(ffi::sqlite3_vfs {
-            iVersion: 2,
-            szOsFile: shim_size + (*default).szOsFile,
-            mxPathname: (*default).mxPathname,
-            pNext: ptr::null_mut(),
-            zName: NAME.as_ptr().cast(),
-            pAppData: default.cast(),
-            xOpen: Some(open),
-            xDelete: Some(delete),
-            xAccess: Some(access),
-            xFullPathname: Some(full_pathname),
-            xDlOpen: None,
-            xDlError: None,
-            xDlSym: None,
-            xDlClose: None,
-            xRandomness: Some(randomness),
-            xSleep: Some(sleep),
-            xCurrentTime: Some(current_time),
-            xGetLastError: Some(last_error),
-            xCurrentTimeInt64: Some(current_time_int64),
-            xSetSystemCall: None,
-            xGetSystemCall: None,
-            xNextSystemCall: None,
+        let vfs = VFS.get_or_init(|| {
+            Registered(std::cell::UnsafeCell::new(ffi::sqlite3_vfs {
+                iVersion: 2,
+                szOsFile: shim_size + (*default).szOsFile,
+                mxPathname: (*default).mxPathname,
+                pNext: ptr::null_mut(),
+                zName: NAME.as_ptr().cast(),
+                pAppData: default.cast(),
+                xOpen: Some(open),
+                xDelete: Some(delete),
+                xAccess: Some(access),
+                xFullPathname: Some(full_pathname),
+                xDlOpen: None,
+                xDlError: None,
+                xDlSym: None,
+                xDlClose: None,
+                xRandomness: Some(randomness),
+                xSleep: Some(sleep),
+                xCurrentTime: Some(current_time),
+                xGetLastError: Some(last_error),
+                xCurrentTimeInt64: Some(current_time_int64),
+                xSetSystemCall: None,
+                xGetSystemCall: None,
+                xNextSystemCall: None,
+            }))
         });
-        ffi::sqlite3_vfs_register(Box::into_raw(vfs), 0);
+        ffi::sqlite3_vfs_register(vfs.0.get(), 0);
     }
 }
 
