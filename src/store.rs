@@ -1015,6 +1015,12 @@ pub(crate) fn counts(conn: &Connection) -> Result<(usize, usize)> {
     ))
 }
 
+/// How many subjects the vault holds.
+pub(crate) fn subject_count(conn: &Connection) -> Result<usize> {
+    let subjects: i64 = conn.query_row("SELECT count(*) FROM subjects", [], |row| row.get(0))?;
+    Ok(usize::try_from(subjects).unwrap_or(0))
+}
+
 /// Every enrolled subject's ID, in key order.
 pub(crate) fn subject_ids(conn: &Connection) -> Result<Vec<[u8; 16]>> {
     let mut statement = conn.prepare("SELECT id FROM subjects ORDER BY id")?;

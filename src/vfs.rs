@@ -64,7 +64,7 @@ pub(crate) fn scrub_image(image: &mut [u8]) {
     else {
         return;
     };
-    if !SCRUBS || auto_vacuum(image) || !is_whole_page(size, 0) {
+    if auto_vacuum(image) || !is_whole_page(size, 0) {
         return;
     }
     for (index, page) in image.chunks_exact_mut(size).enumerate() {
