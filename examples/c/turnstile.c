@@ -2,7 +2,7 @@
  *
  * It creates a vault in DIR, enrols three people at the front desk, lets two camera threads
  * identify them while the desk works, verifies one, withdraws another (whom no camera then
- * finds), and checks the audit chain. Every call's status is checked; the program exits 0 only
+ * finds), checks the audit chain, and opens the vault again as a restarted terminal would. Every call's status is checked; the program exits 0 only
  * if every answer was the right one. tests/ffi.rs builds it against the static library, runs it,
  * and runs it again under valgrind.
  *
@@ -213,6 +213,30 @@ int main(int argc, char **argv) {
     fv_session_free(desk);
     fv_session_free(admin);
     check(fv_close(vault), "fv_close");
+
+    /* The terminal restarts: the vault opens again from its file, person 0 still verifies at the
+       gate, and the person who withdrew is still gone. */
+    for (int i = 0; i < 32; i++)
+        key[i] = (uint8_t)(i * 7 + 1);
+    vault = NULL;
+    fv_status opened = fv_open(db, &key, &vault);
+    memset(key, 0, sizeof key);
+    if (check(opened, "fv_open")) {
+        check(fv_login(vault, "desk", "desk password 1", &desk), "fv_login desk after the restart");
+        check(fv_login(vault, "gate", "gate password 1", &gate), "fv_login gate after the restart");
+        face(0, 98, template_);
+        matched = false;
+        check(fv_verify(vault, gate, &cameras[0].subjects[0], template_, DIM, &matched, &score),
+              "fv_verify after the restart");
+        check(fv_stats(vault, desk, &stats), "fv_stats after the restart");
+        expect(matched && stats.subjects == PEOPLE - 1,
+               "after the restart person 0 verifies, and the one who withdrew is gone");
+        printf("reopened: %llu subjects, person 0 verifies: match=%d\n",
+               (unsigned long long)stats.subjects, (int)matched);
+        fv_session_free(gate);
+        fv_session_free(desk);
+        check(fv_close(vault), "fv_close after the restart");
+    }
     if (failures != 0) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;

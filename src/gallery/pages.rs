@@ -87,6 +87,28 @@ fn whole_pages(start: usize, end: usize, page: usize) -> std::ops::Range<usize> 
     first..(end - end % page).max(first)
 }
 
+/// Runs `fill`, which writes `spans`, while a helper thread faults their pages in ahead of it
+/// (see [`populate`]). Spans of less than one populating step are left to `fill`'s own first
+/// writes, with no thread: there the thread costs more than the faults, and a small vault's
+/// opening from a C caller's thread then starts none (std keeps a handle for any such thread
+/// that starts one, which valgrind reports at exit).
+pub(crate) fn populating_while<R>(spans: &[Span], fill: impl FnOnce() -> R) -> R {
+    let bytes: usize = spans.iter().map(|span| span.len).sum();
+    if bytes < POPULATE_STEP {
+        return fill();
+    }
+    let populated = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Without the thread, the writer faults in its own pages, as it would anyway.
+        let _populating = std::thread::Builder::new()
+            .name("facevault-pages".into())
+            .spawn_scoped(scope, || populate(spans, &populated));
+        let filled = fill();
+        populated.store(true, Ordering::Relaxed);
+        filled
+    })
+}
+
 /// Faults in `spans`' pages, writable, in order and a step at a time, until they are all in or
 /// `stop` is set. Nothing in them changes: `MADV_POPULATE_WRITE` does what a first write's fault
 /// would (maps a zeroed page, a huge one where advised) without writing, and leaves a page
@@ -182,7 +204,8 @@ mod tests {
         );
     }
 
-    /// Pages faulted in while another thread writes the same buffer: every value written is
+    /// Pages faulted in while another thread writes the same buffer (through
+    /// [`populating_while`]): every value written is
     /// there afterwards, the values written before are untouched, and the rest reads as zero.
     #[test]
     fn populating_while_writing_changes_nothing_written() {
@@ -194,11 +217,8 @@ mod tests {
             .map(|value| value.wrapping_mul(2_654_435_761))
             .collect();
         let span = Span::of_spare(&buffer, VALUES);
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            scope.spawn(|| populate(&[span], &stop));
-            buffer.extend_from_slice(&before);
-        });
+        assert!(span.len >= POPULATE_STEP, "a helper thread populates");
+        populating_while(&[span], || buffer.extend_from_slice(&before));
         assert!(buffer[..1000]
             .iter()
             .enumerate()

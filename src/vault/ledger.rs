@@ -525,22 +525,12 @@ impl Batch for RowMacs {
     }
 }
 
-/// The state digest recomputed from every row of the state tables. In a vault of
-/// [`DIGEST_BATCH_ROWS`] subjects or more, the rows are read here and their shares (a MAC each:
-/// at a million subjects, two million) worked out on a helper thread; XOR does not care about
-/// the order. A smaller vault's are worked out here: a thread costs more than a few thousand
-/// MACs, and one started from a thread Rust did not start (a C caller's, creating a vault through
-/// the C ABI) leaves std a handle for that thread, which valgrind reports at exit. Only the
-/// subjects are counted to decide.
+/// The state digest recomputed from every row of the state tables: the rows are read here and
+/// their shares (a MAC each: at a million subjects, two million) worked out on a helper thread;
+/// XOR does not care about the order. There are about two rows a subject (its own and its
+/// consent's); the subjects alone are counted, to decide whether a helper is worth its thread.
 pub(crate) fn compute_state_digest(conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<[u8; 32]> {
     let mut digest = [0u8; 32];
-    if store::subject_count(conn)? < DIGEST_BATCH_ROWS {
-        store::for_each_row_mac(conn, |table, mac| {
-            xor_into(&mut digest, &row_hash(keys, table.as_bytes(), mac));
-            Ok(())
-        })?;
-        return Ok(digest);
-    }
     let add_shares = |batch: &mut RowMacs| {
         let mut bytes = batch.bytes.as_slice();
         for &(table_len, mac_len) in &batch.rows {
@@ -552,13 +542,15 @@ pub(crate) fn compute_state_digest(conn: &rusqlite::Connection, keys: &VaultKeys
         Ok(())
     };
     pipelined(
+        store::subject_count(conn)?,
+        DIGEST_BATCH_ROWS,
         |belt| {
             let mut batch = RowMacs::default();
             store::for_each_row_mac(conn, |table, mac| {
                 batch.rows.push((table.len(), mac.len()));
                 batch.bytes.extend_from_slice(table.as_bytes());
                 batch.bytes.extend_from_slice(mac);
-                belt.hand_over_when_full(&mut batch, DIGEST_BATCH_ROWS)
+                belt.hand_over_when_full(&mut batch)
             })?;
             belt.hand_over(&mut batch)
         },

@@ -9,8 +9,6 @@
 //! named, whichever thread finds it: a record the helper rejects was handed over before anything
 //! this thread rejects.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::crypto::{self, DataKey, TemplateBinding, VaultKeys};
 use crate::error::{Error, Result};
 use crate::gallery::{pages, Gallery, SubjectIndex};
@@ -89,16 +87,17 @@ pub(super) fn galleries(store: &Store, settings: &Settings, keys: &VaultKeys) ->
     position.reserve(subject_count);
     // While the two loading threads work, a third faults in the pages the templates will fill,
     // ahead of the thread writing them (see `pages`).
-    let populated = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        // Without the thread, the writer faults in its own pages, as it would anyway.
-        let _populating = std::thread::Builder::new()
-            .name("facevault-pages".into())
-            .spawn_scoped(scope, || pages::populate(&fresh_memory, &populated));
-        let loaded = read_subjects(store, settings, keys, &mut position, &mut loading)
-            .and_then(|()| read_templates(store, settings, &position, &mut loading, &mut by_model));
-        populated.store(true, Ordering::Relaxed);
-        loaded
+    pages::populating_while(&fresh_memory, || {
+        read_subjects(store, settings, keys, subject_count, &mut position, &mut loading).and_then(|()| {
+            read_templates(
+                store,
+                settings,
+                template_count,
+                &position,
+                &mut loading,
+                &mut by_model,
+            )
+        })
     })?;
     let mut miscounted: Vec<&SubjectId> = loading
         .iter()
@@ -127,6 +126,7 @@ fn read_subjects(
     store: &Store,
     settings: &Settings,
     keys: &VaultKeys,
+    expected_subjects: usize,
     position: &mut SubjectIndex,
     loading: &mut Vec<LoadingSubject>,
 ) -> Result<()> {
@@ -156,6 +156,8 @@ fn read_subjects(
         Ok(())
     };
     pipelined(
+        expected_subjects,
+        BATCH_ROWS,
         |belt| {
             let mut batch = Vec::with_capacity(BATCH_ROWS);
             let mut next = 0;
@@ -166,7 +168,7 @@ fn read_subjects(
                 }
                 next += 1;
                 batch.push((subject, row));
-                belt.hand_over_when_full(&mut batch, BATCH_ROWS)
+                belt.hand_over_when_full(&mut batch)
             })?;
             belt.hand_over(&mut batch)
         },
@@ -208,6 +210,7 @@ impl Batch for SealedTemplates {
 fn read_templates(
     store: &Store,
     settings: &Settings,
+    expected_templates: usize,
     position: &SubjectIndex,
     loading: &mut [LoadingSubject],
     galleries: &mut [Gallery],
@@ -245,6 +248,8 @@ fn read_templates(
         Ok(())
     };
     pipelined(
+        expected_templates,
+        BATCH_ROWS,
         |belt| {
             let mut batch = SealedTemplates::default();
             store::for_each_template(store.conn(), |row: TemplateRow<'_>| {
@@ -267,7 +272,7 @@ fn read_templates(
                 });
                 batch.bytes.extend_from_slice(row.nonce);
                 batch.bytes.extend_from_slice(row.ciphertext);
-                belt.hand_over_when_full(&mut batch, BATCH_ROWS)
+                belt.hand_over_when_full(&mut batch)
             })?;
             belt.hand_over(&mut batch)
         },
