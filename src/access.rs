@@ -260,6 +260,7 @@ impl Role {
                             | SetCalendar
                             | RecordFiling
                             | Decommission
+                            | Compact
                     )
                     || governance_reads
             }
@@ -411,6 +412,8 @@ pub enum Action {
     Decommission,
     /// Writing the compliance report.
     Compliance,
+    /// Rewriting the database file from its rows.
+    Compact,
 }
 
 impl Action {
@@ -465,6 +468,7 @@ impl Action {
             Action::FilingReport => "filing_report",
             Action::RecordFiling => "filing_record",
             Action::Decommission => "decommission",
+            Action::Compact => "compact",
             Action::Compliance => "compliance",
         }
     }

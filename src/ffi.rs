@@ -705,6 +705,25 @@ pub unsafe extern "C" fn fv_backup(
     })
 }
 
+/// Rewrites the database file from its rows ([`Vault::compact`]): no byte a row no longer holds
+/// stays in it, and it shrinks to its rows. Run it once after updating from a build older than
+/// 2026-12-05. Lookups go on meanwhile; it needs about the file's size in free memory.
+/// `*bytes_after` receives the file's new size. Admins.
+///
+/// # Safety
+/// As [`fv_login`]; `bytes_after` writable.
+#[no_mangle]
+pub unsafe extern "C" fn fv_compact(
+    vault: *const fv_vault,
+    session: *const fv_session,
+    bytes_after: *mut u64,
+) -> fv_status {
+    boundary(|| {
+        let compacted = self::vault(vault)?.compact(self::session(session)?)?;
+        put(bytes_after, "bytes_after", compacted.file_bytes_after)
+    })
+}
+
 /// Restores the backup at `backup_path` into the vault at `db_path`, with the key file at
 /// `key_path` and its erasure ledger beside it, and opens it: every subject erased since the
 /// backup is erased again and the expired purged first. `admin` must be an admin of the backup. A

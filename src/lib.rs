@@ -85,9 +85,9 @@ pub use vault::{
     ProcessorItem, ProfileRecorded, Proof, PurposeItem, Recorded, RulesItem, EXPIRY_WARNING_DAYS,
 };
 pub use vault::{
-    AuditCheckpoint, AuditVerification, BackupInfo, Candidate, ExportRequest, ExportedBundle, ExportedFile,
-    ModelInfo, ModelStatus, OpenOptions, Progress, RestoreOptions, Restored, RetiredModel, Session, Stats,
-    SubjectEntry, Vault, VaultConfig, Verification, DEFAULT_PURGE_INTERVAL, DEFAULT_SCORE_DECIMALS,
-    DEFAULT_SCORE_ROLES, DEFAULT_THRESHOLD, FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM, MAX_K, MAX_LOOKUP_THREADS,
-    MAX_MODELS, MAX_SCORE_DECIMALS, MAX_TEMPLATES_PER_SUBJECT,
+    AuditCheckpoint, AuditVerification, BackupInfo, Candidate, Compacted, ExportRequest, ExportedBundle,
+    ExportedFile, ModelInfo, ModelStatus, OpenOptions, Progress, RestoreOptions, Restored, RetiredModel,
+    Session, Stats, SubjectEntry, Vault, VaultConfig, Verification, DEFAULT_PURGE_INTERVAL,
+    DEFAULT_SCORE_DECIMALS, DEFAULT_SCORE_ROLES, DEFAULT_THRESHOLD, FLUSH_BATCH, FLUSH_INTERVAL, MAX_DIM,
+    MAX_K, MAX_LOOKUP_THREADS, MAX_MODELS, MAX_SCORE_DECIMALS, MAX_TEMPLATES_PER_SUBJECT,
 };

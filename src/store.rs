@@ -563,6 +563,21 @@ impl Store {
         &self.conn
     }
 
+    /// Rebuilds the database file from its rows (`VACUUM`): SQLite copies every row into a new
+    /// database (in memory: `temp_store=MEMORY`) and writes its pages back over the file's, through
+    /// the WAL, and the file ends where the rows do. Nothing a row no longer holds is copied: not
+    /// the bytes between a page's cells, not a free page. Rowids may change where a table has no
+    /// integer key, which nothing here uses.
+    pub(crate) fn rebuild_from_rows(&self) -> Result<()> {
+        self.conn.execute_batch("VACUUM")?;
+        Ok(())
+    }
+
+    /// The database file's size in bytes (without its WAL).
+    pub(crate) fn file_bytes(&self) -> Result<u64> {
+        Ok(std::fs::metadata(&self.path)?.len())
+    }
+
     /// Copies the WAL into the database and truncates it to zero bytes, so no frame holding an
     /// erased key or ciphertext survives in the WAL file.
     pub(crate) fn checkpoint_truncate(&self) -> Result<()> {

@@ -1,5 +1,6 @@
 //! The crash sweep (issue 16): a driver process loops through the vault's writing operations
-//! (enrol, enrol-batch, add a template, erase, withdraw, lookups with their audit, backup),
+//! (enrol, enrol-batch, add a template, erase, withdraw, lookups with their audit, backup,
+//! compaction),
 //! keeping a journal of what it began and what returned, while this test kills it with SIGKILL
 //! at random moments. After each kill the vault must open with its key, pass
 //! `PRAGMA integrity_check`, verify its audit chain, and hold exactly what the journal says: every
@@ -125,6 +126,13 @@ fn drive(dir: &Path, seed: u64) {
                 }
                 match vault.flush_audit() {
                     Ok(()) => note(format!("done {seq}")),
+                    Err(e) => note(format!("failed {seq} {}", e.code())),
+                }
+            }
+            (95..=96, _) => {
+                note(format!("begin {seq} compact"));
+                match vault.compact(&admin) {
+                    Ok(compacted) => note(format!("done {seq} {}", compacted.file_bytes_after)),
                     Err(e) => note(format!("failed {seq} {}", e.code())),
                 }
             }

@@ -102,6 +102,15 @@ fn erasure_is_audited_with_the_subject() {
 #[cfg(not(feature = "sqlcipher"))]
 fn unallocated_areas(path: &std::path::Path) -> Vec<(usize, Vec<u8>)> {
     let file = std::fs::read(path).unwrap();
+    unallocated_ranges(&file)
+        .into_iter()
+        .map(|(page, range)| (page, file[range].to_vec()))
+        .collect()
+}
+
+/// Each b-tree page's number and its unallocated area's place in `file`, a database image.
+#[cfg(not(feature = "sqlcipher"))]
+fn unallocated_ranges(file: &[u8]) -> Vec<(usize, std::ops::Range<usize>)> {
     let page_size = match u16::from_be_bytes([file[16], file[17]]) {
         1 => 65536,
         size => usize::from(size),
@@ -121,7 +130,8 @@ fn unallocated_areas(path: &std::path::Path) -> Vec<(usize, Vec<u8>)> {
                 0 => 65536,
                 start => start,
             };
-            Some((index + 1, page[pointers_end..content_start].to_vec()))
+            let start = index * page_size;
+            Some((index + 1, start + pointers_end..start + content_start))
         })
         .collect()
 }
@@ -167,4 +177,117 @@ fn a_bulk_purge_leaves_no_stale_copy_in_any_page() {
         .collect();
     assert_eq!(stale, Vec::<usize>::new(), "pages with stale bytes");
     assert_gone_from_files(&tv.path, &windows::<16>(&secrets), "purged subjects' bytes");
+}
+
+/// What a build before facevault's VFS could leave: bytes of deleted rows in the free space of
+/// pages that no change has rewritten since. They are planted here, in every b-tree page with room,
+/// into a closed vault. Opening it and working with it leaves them where they are; `compact`
+/// rewrites the file from its rows and leaves none, in the file or the WAL, and the vault opens
+/// afterwards with everything it held, the compaction in its audit.
+#[cfg(not(feature = "sqlcipher"))]
+#[test]
+fn compacting_clears_what_an_older_build_left_in_pages() {
+    const RESIDUE: &[u8; 24] = b"a purged subject's key!!";
+    let count_planted = |path: &std::path::Path| {
+        let file = std::fs::read(path).unwrap();
+        file.windows(RESIDUE.len())
+            .filter(|window| window == RESIDUE)
+            .count()
+    };
+    let dim = 64;
+    let tv = TestVault::new(dim);
+    let mut faces = Faces::new(dim, 8, 34);
+    let people: Vec<Vec<f32>> = (0..300).map(|_| faces.person()).collect();
+    let enrolled = tv
+        .vault
+        .enrol_batch(&tv.admin, &consent(), &people.concat())
+        .unwrap();
+    for subject in &enrolled[..150] {
+        tv.vault.erase(&tv.admin, subject).unwrap();
+    }
+    let TestVault {
+        dir,
+        path,
+        clock,
+        vault,
+        ..
+    } = tv;
+    vault.close().unwrap();
+    let mut file = std::fs::read(&path).unwrap();
+    let mut planted = 0;
+    for (_, area) in unallocated_ranges(&file) {
+        if area.len() >= RESIDUE.len() {
+            file[area.start..area.start + RESIDUE.len()].copy_from_slice(RESIDUE);
+            planted += 1;
+        }
+    }
+    std::fs::write(&path, &file).unwrap();
+    assert!(planted >= 3, "only {planted} pages had room");
+
+    // Opened, enrolled into and closed: most pages are not rewritten, and keep what they held.
+    let tv = TestVault::open(dir, path, clock);
+    tv.vault
+        .enrol(&tv.admin, &consent(), &faces.person()[..])
+        .unwrap();
+    let tv = tv.reopen();
+    let kept = count_planted(&tv.path);
+    assert!(
+        kept > 0,
+        "the planted bytes survive ordinary use ({planted} planted)"
+    );
+
+    let compacted = tv.vault.compact(&tv.admin).unwrap();
+    assert!(
+        compacted.file_bytes_after < compacted.file_bytes_before,
+        "{compacted:?}: the erased subjects' pages are gone"
+    );
+    assert_eq!(count_planted(&tv.path), 0, "in the file after compacting");
+    assert_eq!(count_planted(&tv.wal_path()), 0, "in the WAL after compacting");
+    let tv = tv.reopen();
+    assert_eq!(count_planted(&tv.path), 0, "in the file after closing");
+    let stats = tv.vault.stats(&tv.admin).unwrap();
+    assert_eq!(stats.subjects, 151);
+    for (person, subject) in people.iter().zip(&enrolled).skip(150).step_by(30) {
+        assert!(
+            tv.vault
+                .verify(&tv.operator, subject, &person[..])
+                .unwrap()
+                .matched
+        );
+    }
+    tv.vault.verify_audit(&tv.admin).unwrap();
+    let records = audited(&tv.vault, ADMIN, "compact");
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].detail,
+        format!(
+            "file rewritten from its rows: {} -> {} bytes",
+            compacted.file_bytes_before, compacted.file_bytes_after
+        )
+    );
+}
+
+/// `facevault compact`: an admin's reports the file's size before and after; an operator's is
+/// refused as forbidden, and both are in the audit.
+#[test]
+fn the_cli_compacts_for_an_admin_only() {
+    let cli = CliVault::init(8);
+    let subject = cli.enrol(ADMIN, &Rng::new(5).gaussian_vec(8), &[]);
+    cli.admin(&["erase", "--subject", &subject]).ok();
+    cli.operator(&["compact"]).fails(3, "forbidden");
+    let compacted = cli.admin(&["compact"]).ok()["compacted"].clone();
+    let (before, after) = (
+        compacted["file_bytes_before"].as_u64().unwrap(),
+        compacted["file_bytes_after"].as_u64().unwrap(),
+    );
+    assert!(0 < after && after <= before, "{compacted}");
+    let audit = cli.admin(&["audit", "show"]).ok().clone();
+    let outcomes: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "compact")
+        .map(|entry| entry["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["denied", "allowed"]);
 }

@@ -40,6 +40,8 @@ struct Shape {
     models: Vec<(String, bool)>,
     version: i64,
     lookups_audited: i64,
+    /// Compactions audited: a compaction changes no row, only how the file holds them.
+    compactions: i64,
     /// Which master key opens it (`master.key` or, after a rekey, `new.key`).
     key: &'static str,
     /// Whether a finished backup file is there.
@@ -93,6 +95,7 @@ fn shape(start: &Start) -> Shape {
         Vec::new()
     };
     let lookups_audited = one("SELECT count(*) FROM audit WHERE action = 'identify' AND outcome = 'allowed'");
+    let compactions = one("SELECT count(*) FROM audit WHERE action = 'compact' AND outcome = 'allowed'");
     let governance = conn
         .query_row("SELECT count(*) FROM governance", [], |row| row.get(0))
         .unwrap_or(0);
@@ -109,6 +112,7 @@ fn shape(start: &Start) -> Shape {
         models,
         version,
         lookups_audited,
+        compactions,
         governance,
     }
 }
@@ -451,6 +455,15 @@ fn sweeps() -> Vec<Sweep> {
                 vault
                     .decommission(admin, &facevault::decommission_confirmation(&id))
                     .map(drop)
+            }),
+        },
+        Sweep {
+            name: "compact",
+            opens: false,
+            erases: None,
+            run: Box::new(|_, v| {
+                let (vault, admin) = v.unwrap();
+                vault.compact(admin).map(drop)
             }),
         },
         Sweep {

@@ -89,8 +89,8 @@ fn run(command: &mut std::process::Command) -> (bool, String) {
 }
 
 /// The firmware issue's C example: it enrols three people, verifies, identifies from two threads,
-/// withdraws one, sees refusals and a forced panic come back as statuses, backs up, checks the audit
-/// and opens the vault again, first natively and then under valgrind, which must find no error and no leak.
+/// withdraws one, sees refusals and a forced panic come back as statuses, backs up, compacts, checks
+/// the audit and opens the vault again, first natively and then under valgrind, which must find no error and no leak.
 #[test]
 fn the_c_turnstile_runs_and_valgrind_finds_no_error_and_no_leak() {
     let program = turnstile();
@@ -100,6 +100,7 @@ fn the_c_turnstile_runs_and_valgrind_finds_no_error_and_no_leak() {
     assert!(text.contains("two cameras: 40 and 40 of 40 right"), "{text}");
     assert!(text.contains("a forced panic came back as status 11"), "{text}");
     assert!(text.contains("backed up: "), "{text}");
+    assert!(text.contains("compacted: "), "{text}");
     assert!(
         text.contains("reopened: 2 subjects, person 0 verifies: match=1"),
         "{text}"

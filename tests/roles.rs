@@ -15,7 +15,7 @@ use facevault::{
 const DIM: usize = 16;
 
 /// Every operation a caller can ask for, with the action the door checks for it.
-const OPERATIONS: [(&str, Action); 43] = [
+const OPERATIONS: [(&str, Action); 44] = [
     ("add_user", Action::AddUser),
     ("set_role", Action::SetRole),
     ("unlock_user", Action::UnlockUser),
@@ -59,6 +59,7 @@ const OPERATIONS: [(&str, Action); 43] = [
     ("record_filing", Action::RecordFiling),
     ("decommission", Action::Decommission),
     ("compliance", Action::Compliance),
+    ("compact", Action::Compact),
 ];
 
 /// Runs operation `name` as `session` on `subject` (a fresh one, enrolled for the call).
@@ -119,6 +120,7 @@ fn run(
         "alerts" => vault.alerts(session).map(drop),
         "reset_throttle" => vault.reset_throttle(session, subject),
         "rekey" => vault.rekey(session, &FixedKey::new(KEY)),
+        "compact" => vault.compact(session).map(drop),
         "backup" => {
             let dir = tempfile::tempdir().unwrap();
             vault

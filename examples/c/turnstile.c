@@ -2,7 +2,8 @@
  *
  * It creates a vault in DIR, enrols three people at the front desk, lets two camera threads
  * identify them while the desk works, verifies one, withdraws another (whom no camera then
- * finds), checks the audit chain, and opens the vault again as a restarted terminal would. Every call's status is checked; the program exits 0 only
+ * finds), backs up, compacts the file, checks the audit chain, and opens the vault again as a
+ * restarted terminal would. Every call's status is checked; the program exits 0 only
  * if every answer was the right one. tests/ffi.rs builds it against the static library, runs it,
  * and runs it again under valgrind.
  *
@@ -203,6 +204,13 @@ int main(int argc, char **argv) {
     expect(backup_bytes > 160, "a backup holds the vault");
     expect(fv_backup(vault, gate, backup, &backup_bytes) == FV_REFUSED, "an operator may not back up");
     printf("backed up: %llu bytes\n", (unsigned long long)backup_bytes);
+
+    /* Once after a firmware update from an older build: the file rewritten from its rows. */
+    uint64_t compacted_bytes = 0;
+    check(fv_compact(vault, admin, &compacted_bytes), "fv_compact");
+    expect(compacted_bytes > 0, "the compacted file holds the vault");
+    expect(fv_compact(vault, gate, &compacted_bytes) == FV_REFUSED, "an operator may not compact");
+    printf("compacted: %llu bytes\n", (unsigned long long)compacted_bytes);
 
     uint64_t entries = 0;
     check(fv_audit_verify(vault, admin, &entries), "fv_audit_verify");

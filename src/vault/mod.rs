@@ -349,6 +349,16 @@ pub struct AuditVerification {
     pub head: AuditCheckpoint,
 }
 
+/// What [`Vault::compact`] did: the database file's size before and after (its WAL checkpointed
+/// into it both times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Compacted {
+    /// The file's size before, in bytes.
+    pub file_bytes_before: u64,
+    /// The file's size after, in bytes.
+    pub file_bytes_after: u64,
+}
+
 /// Counts and settings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
@@ -2243,6 +2253,45 @@ impl Vault {
         {
             lock(&self.core.ledger).replace_outside(outside)
         }
+    }
+
+    /// Rewrites the database file from its rows and truncates the WAL (SQLite's `VACUUM`, then a
+    /// truncating checkpoint through facevault's VFS). Afterwards no byte that a row no longer
+    /// holds is left in the file: not in the free space of a page, not on a free page, not past
+    /// the rows' last page, which is where the file now ends. Admins only; audited with the
+    /// file's size before and after.
+    ///
+    /// Pages written since facevault's VFS came in (2026-12-05) have their free space zeroed as
+    /// they are written. A vault written by an older build may still hold, in pages no change has
+    /// rewritten since, copies of cells that SQLite's rebalancing left behind: once, a purged
+    /// subject's wrapped key (SECURITY.md, section 1.5). Compacting once after the update clears
+    /// them. Lookups go on meanwhile, from memory; other writes and the lookups' queued audit
+    /// records wait. SQLite builds the new database in memory, so it needs about the file's size
+    /// in free memory, and as much again in the WAL on disk until the checkpoint.
+    pub fn compact(&self, session: &Session) -> Result<Compacted> {
+        let now = self.core.clock.now();
+        if let Err(e) = self.authorise(session, Action::Compact, now) {
+            self.audit_attempt(&session.name, Action::Compact, None, outcome_of(&e), &e);
+            return Err(e);
+        }
+        // The queued lookup records are written first, into pages that the rewrite then covers.
+        self.match_log.flush()?;
+        let rewritten = lock(&self.core.ledger).compact();
+        let (file_bytes_before, file_bytes_after) = match rewritten {
+            Ok(sizes) => sizes,
+            Err(e) => {
+                self.audit_attempt(&session.name, Action::Compact, None, outcome_of(&e), &e);
+                return Err(e);
+            }
+        };
+        let detail = format!("file rewritten from its rows: {file_bytes_before} -> {file_bytes_after} bytes");
+        self.core.operation(&session.name, Action::Compact, None, |_| {
+            Ok(((), vec![AuditEntry::new(None, detail)]))
+        })?;
+        Ok(Compacted {
+            file_bytes_before,
+            file_bytes_after,
+        })
     }
 
     /// Steps two and three of a rekey with the whole-file layer, under the ledger's lock.

@@ -229,6 +229,11 @@ impl TestVault {
             ..
         } = self;
         vault.close().unwrap();
+        Self::open(dir, path, clock)
+    }
+
+    /// Opens the closed test vault at `path` in `dir` and logs both principals in.
+    pub fn open(dir: tempfile::TempDir, path: PathBuf, clock: Arc<ManualClock>) -> Self {
         let vault = Vault::open_with_clock(&path, &FixedKey::new(KEY), clock.clone()).unwrap();
         let admin = vault.login(ADMIN, &Password::new(ADMIN_PASSWORD)).unwrap();
         let operator = vault.login(OPERATOR, &Password::new(OPERATOR_PASSWORD)).unwrap();

@@ -328,6 +328,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+    /// Rewrite the database file from its rows (admins): no byte a row no longer holds stays in
+    /// the file, and the file shrinks to what its rows need. Run it once after updating from a
+    /// build older than 2026-12-05 (SECURITY.md, section 1.5). Needs about the file's size in
+    /// free memory, and as much again on disk while it runs.
+    #[command(after_help = "Example:\n  facevault --db vault.db --key-file master.key --as admin compact")]
+    Compact,
     /// Write a sealed backup of the vault to a new file (admins): only a device with this
     /// master key can restore it. Lookups go on meanwhile.
     #[command(
@@ -1080,6 +1086,9 @@ fn prepare(command: Command) -> Result<(Action, Job), Failure> {
         }
         Command::Alerts => job(Action::ListAlerts, |vault, session| {
             Ok(json!({"alerts": vault.alerts(session)?}))
+        }),
+        Command::Compact => job(Action::Compact, |vault, session| {
+            Ok(json!({"compacted": vault.compact(session)?}))
         }),
         Command::Backup { out } => job(Action::Backup, move |vault, session| {
             Ok(json!({"backup": vault.backup_to_file(session, &out)?}))
