@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
-use facevault::{Clock, Error, FixedKey, KeyFile, ManualClock, OpenOptions, Password, Vault};
+use facevault::{
+    Clock, EpochPolicy, Error, FixedKey, KeyFile, ManualClock, OpenOptions, Password, Vault, VaultConfig,
+};
 use serde_json::Value;
 
 const DIM: usize = 8;
@@ -152,6 +154,47 @@ fn a_login_killed_at_any_moment_leaves_count_and_log_in_step() {
         )
         .unwrap();
     assert_eq!(failures, recorded, "the count and the log disagree");
+}
+
+/// The end of an audit epoch overwrites the sealed key of the epoch that ended with its
+/// successor's, and the audit key's hand-over deletes the sealed verification key. Each is
+/// followed by a truncating checkpoint: afterwards no 16 bytes of any replaced or deleted sealed
+/// key are in the database file or the WAL (SECURITY.md, section 1.5).
+#[test]
+fn ended_epochs_keys_and_the_handed_over_key_leave_no_byte_in_the_files() {
+    let config = VaultConfig {
+        audit_epochs: EpochPolicy {
+            max_records: 5,
+            max_millis: i64::MAX,
+        },
+        ..test_config(DIM)
+    };
+    let tv = TestVault::with(&config, &FixedKey::new(KEY));
+    let sealed = |key: &str| -> Vec<u8> {
+        raw_db(&tv.path)
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+            .unwrap()
+    };
+    let mut gone = Vec::new();
+    for _ in 0..4 {
+        gone.push(sealed("audit_epoch_key"));
+        for _ in 0..5 {
+            tv.vault.stats(&tv.admin).unwrap();
+        }
+        assert_ne!(&sealed("audit_epoch_key"), gone.last().unwrap(), "an epoch ended");
+    }
+    assert_gone_from_files(&tv.path, &windows::<16>(&gone), "ended epochs' sealed keys");
+    gone.push(sealed("audit_verification_key"));
+    let mut delivered = 0;
+    tv.vault
+        .hand_over_audit_key(&tv.admin, |_| {
+            delivered += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(delivered, 1);
+    assert_gone_from_files(&tv.path, &windows::<16>(&gone), "replaced or deleted sealed keys");
+    tv.vault.verify_audit(&tv.admin).unwrap();
 }
 
 /// An exported log, and a vault made with --audit-key-out.
