@@ -293,35 +293,21 @@ impl Vault {
     ///
     /// A backup opens only with the master key of its time: after a rekey, take a new one.
     pub fn backup_to_file(&self, session: &Session, path: &Path) -> Result<BackupInfo> {
-        let now = self.core.clock.now();
-        if let Err(e) = self.authorise(session, Action::Backup, now) {
-            self.audit_attempt(&session.name, Action::Backup, None, super::outcome_of(&e), &e);
-            return Err(e);
-        }
-        // The queued lookup records go into the snapshot too.
-        self.match_log.flush()?;
-        let written = {
-            let ledger = super::lock(&self.core.ledger);
-            let vault_id = self.read_state().settings.vault_id;
-            write_backup(&ledger, vault_id, path, now)
-        };
-        let (file, info) = match written {
-            Ok(written) => written,
-            Err(e) => {
-                self.audit_attempt(&session.name, Action::Backup, None, super::outcome_of(&e), &e);
-                return Err(e);
-            }
-        };
-        let detail = format!(
-            "file={} change={} erasures_recorded={} bytes={}",
-            path.display(),
-            info.change_number,
-            info.erasures_recorded,
-            info.file_bytes
-        );
-        self.core.operation(&session.name, Action::Backup, None, |_| {
-            Ok(((), vec![AuditEntry::new(None, detail)]))
-        })?;
+        let vault_id = self.read_state().settings.vault_id;
+        let (file, info) = self.file_operation(
+            session,
+            Action::Backup,
+            |ledger, now| write_backup(ledger, vault_id, path, now),
+            |(_, info)| {
+                format!(
+                    "file={} change={} erasures_recorded={} bytes={}",
+                    path.display(),
+                    info.change_number,
+                    info.erasures_recorded,
+                    info.file_bytes
+                )
+            },
+        )?;
         file.keep();
         Ok(info)
     }

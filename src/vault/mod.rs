@@ -2269,25 +2269,12 @@ impl Vault {
     /// records wait. SQLite builds the new database in memory, so it needs about the file's size
     /// in free memory, and as much again in the WAL on disk until the checkpoint.
     pub fn compact(&self, session: &Session) -> Result<Compacted> {
-        let now = self.core.clock.now();
-        if let Err(e) = self.authorise(session, Action::Compact, now) {
-            self.audit_attempt(&session.name, Action::Compact, None, outcome_of(&e), &e);
-            return Err(e);
-        }
-        // The queued lookup records are written first, into pages that the rewrite then covers.
-        self.match_log.flush()?;
-        let rewritten = lock(&self.core.ledger).compact();
-        let (file_bytes_before, file_bytes_after) = match rewritten {
-            Ok(sizes) => sizes,
-            Err(e) => {
-                self.audit_attempt(&session.name, Action::Compact, None, outcome_of(&e), &e);
-                return Err(e);
-            }
-        };
-        let detail = format!("file rewritten from its rows: {file_bytes_before} -> {file_bytes_after} bytes");
-        self.core.operation(&session.name, Action::Compact, None, |_| {
-            Ok(((), vec![AuditEntry::new(None, detail)]))
-        })?;
+        let (file_bytes_before, file_bytes_after) = self.file_operation(
+            session,
+            Action::Compact,
+            |ledger, _| ledger.compact(),
+            |(before, after)| format!("file rewritten from its rows: {before} -> {after} bytes"),
+        )?;
         Ok(Compacted {
             file_bytes_before,
             file_bytes_after,
@@ -2483,6 +2470,40 @@ impl Vault {
             return Err(e);
         }
         self.core.operation(&session.name, action, subject, body)
+    }
+
+    /// An operation on the database file as a whole, outside a transaction of its own (a
+    /// backup's snapshot, a compaction): the door as for any operation, then the queued lookup
+    /// records written (so that the file holds them too), then `work` under the ledger's lock at
+    /// the operation's time. A failure is audited as such; a success is recorded, with the
+    /// detail `describe` gives, in a transaction after it. If that record cannot commit, what
+    /// `work` returned is dropped and the error returned.
+    fn file_operation<T>(
+        &self,
+        session: &Session,
+        action: Action,
+        work: impl FnOnce(&mut Ledger, UnixMillis) -> Result<T>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Result<T> {
+        let now = self.core.clock.now();
+        if let Err(e) = self.authorise(session, action, now) {
+            self.audit_attempt(&session.name, action, None, outcome_of(&e), &e);
+            return Err(e);
+        }
+        self.match_log.flush()?;
+        let worked = work(&mut lock(&self.core.ledger), now);
+        let done = match worked {
+            Ok(done) => done,
+            Err(e) => {
+                self.audit_attempt(&session.name, action, None, outcome_of(&e), &e);
+                return Err(e);
+            }
+        };
+        let detail = describe(&done);
+        self.core.operation(&session.name, action, None, |_| {
+            Ok(((), vec![AuditEntry::new(None, detail)]))
+        })?;
+        Ok(done)
     }
 
     /// The one authorisation check, for operations and lookups alike: the session belongs to
