@@ -427,14 +427,15 @@ unsafe extern "C" fn write(
 /// too short to have a header (a new one) has it off.
 unsafe fn auto_vacuum_on_disk(file: *mut ffi::sqlite3_file) -> bool {
     let mut header = [0u8; HEADER_LEN];
-    // SAFETY: `file` is open (its methods are set); `header` has room for the bytes read. A
-    // short read fills the rest with zeros and says so.
-    let rc = unsafe {
-        match (*methods(file)).xRead {
-            Some(read) => read(real(file), header.as_mut_ptr().cast(), HEADER_LEN as c_int, 0),
-            None => ffi::SQLITE_IOERR_READ,
-        }
-    };
+    // `header` has room for the bytes read; a short read fills the rest with zeros and says so.
+    let rc = forward!(
+        file,
+        xRead,
+        ffi::SQLITE_IOERR_READ,
+        header.as_mut_ptr().cast(),
+        HEADER_LEN as c_int,
+        0
+    );
     match rc {
         ffi::SQLITE_OK | ffi::SQLITE_IOERR_SHORT_READ => auto_vacuum(&header),
         // Unreadable now: taken as on, so that nothing is scrubbed.
