@@ -19,7 +19,7 @@ use crate::keys::{ErasureStorage, KeyProvider, RollbackCounter};
 use crate::store::{self, Store};
 
 use super::erasures::{Erasure, ErasureLedger};
-use super::pipeline::{pipelined, Batch};
+use super::pipeline::{pipelined, PairedBytes};
 
 const EPOCH_KEY_LABEL: &str = "audit epoch key";
 const VERIFICATION_KEY_LABEL: &str = "audit verification key";
@@ -516,38 +516,15 @@ fn xor_into(digest: &mut [u8; 32], share: &[u8; 32]) {
 /// message is rare next to the MACs it carries.
 const DIGEST_BATCH_ROWS: usize = 4096;
 
-/// Rows of the state tables waiting for their share of the digest: each row's table name and
-/// MAC, one after another in `bytes`.
-#[derive(Default)]
-struct RowMacs {
-    /// Each row's table name and MAC lengths.
-    rows: Vec<(usize, usize)>,
-    bytes: Vec<u8>,
-}
-
-impl Batch for RowMacs {
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    fn clear(&mut self) {
-        self.rows.clear();
-        self.bytes.clear();
-    }
-}
-
 /// The state digest recomputed from every row of the state tables: the rows are read here and
 /// their shares (a MAC each: at a million subjects, two million) worked out on a helper thread;
 /// XOR does not care about the order. There are about two rows a subject (its own and its
 /// consent's); the subjects alone are counted, to decide whether a helper is worth its thread.
 pub(crate) fn compute_state_digest(conn: &rusqlite::Connection, keys: &VaultKeys) -> Result<[u8; 32]> {
     let mut digest = [0u8; 32];
-    let add_shares = |batch: &mut RowMacs| {
-        let mut bytes = batch.bytes.as_slice();
-        for &(table_len, mac_len) in &batch.rows {
-            let (table, rest) = bytes.split_at(table_len);
-            let (mac, rest) = rest.split_at(mac_len);
-            bytes = rest;
+    // Each row's table name and MAC.
+    let add_shares = |batch: &mut PairedBytes| {
+        for (table, mac) in batch.iter() {
             xor_into(&mut digest, &row_hash(keys, table, mac));
         }
         Ok(())
@@ -556,11 +533,9 @@ pub(crate) fn compute_state_digest(conn: &rusqlite::Connection, keys: &VaultKeys
         store::subject_count(conn)?,
         DIGEST_BATCH_ROWS,
         |belt| {
-            let mut batch = RowMacs::default();
+            let mut batch = PairedBytes::default();
             store::for_each_row_mac(conn, |table, mac| {
-                batch.rows.push((table.len(), mac.len()));
-                batch.bytes.extend_from_slice(table.as_bytes());
-                batch.bytes.extend_from_slice(mac);
+                batch.push(table.as_bytes(), mac);
                 belt.hand_over_when_full(&mut batch)
             })?;
             belt.hand_over(&mut batch)

@@ -17,7 +17,7 @@ use crate::subject::SubjectId;
 use crate::wiped::WipedVec;
 
 use super::models::Galleries;
-use super::pipeline::{pipelined, Batch};
+use super::pipeline::{pipelined, Batch, PairedBytes};
 use super::{subject_mac_fields, Settings};
 
 /// Rows per hand-over: enough to make a channel message rare, few enough (about 130 KB of
@@ -180,8 +180,8 @@ fn read_subjects(
 #[derive(Default)]
 struct SealedTemplates {
     items: Vec<SealedTemplate>,
-    /// Each item's nonce then ciphertext, one after another.
-    bytes: Vec<u8>,
+    /// Each item's nonce and ciphertext.
+    sealed: PairedBytes,
 }
 
 struct SealedTemplate {
@@ -190,8 +190,6 @@ struct SealedTemplate {
     model: usize,
     /// Its subject's place in `loading`.
     owner: usize,
-    nonce_len: usize,
-    sealed_len: usize,
 }
 
 impl Batch for SealedTemplates {
@@ -201,7 +199,7 @@ impl Batch for SealedTemplates {
 
     fn clear(&mut self) {
         self.items.clear();
-        self.bytes.clear();
+        self.sealed.clear();
     }
 }
 
@@ -224,11 +222,7 @@ fn read_templates(
     // Decrypted from the batch into one scratch buffer, and from there into the gallery.
     let mut scratch = WipedVec::default();
     let decrypt = |batch: &mut SealedTemplates| {
-        let mut bytes = batch.bytes.as_slice();
-        for item in &batch.items {
-            let (nonce, rest) = bytes.split_at(item.nonce_len);
-            let (ciphertext, rest) = rest.split_at(item.sealed_len);
-            bytes = rest;
+        for (item, (nonce, ciphertext)) in batch.items.iter().zip(batch.sealed.iter()) {
             let owner = loading.get_mut(item.owner).ok_or_else(|| damaged(item.id))?;
             owner.seen += 1;
             let model = &settings.models[item.model];
@@ -267,11 +261,8 @@ fn read_templates(
                     id: row.id,
                     model,
                     owner,
-                    nonce_len: row.nonce.len(),
-                    sealed_len: row.ciphertext.len(),
                 });
-                batch.bytes.extend_from_slice(row.nonce);
-                batch.bytes.extend_from_slice(row.ciphertext);
+                batch.sealed.push(row.nonce, row.ciphertext);
                 belt.hand_over_when_full(&mut batch)
             })?;
             belt.hand_over(&mut batch)

@@ -30,6 +30,45 @@ impl<T: Send> Batch for Vec<T> {
     }
 }
 
+/// Two byte strings a row, one after another in one buffer: the variable-length fields of a
+/// batch's rows without an allocation a row.
+#[derive(Default)]
+pub(super) struct PairedBytes {
+    /// Each row's two lengths.
+    lens: Vec<(usize, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl PairedBytes {
+    pub(super) fn push(&mut self, first: &[u8], second: &[u8]) {
+        self.lens.push((first.len(), second.len()));
+        self.bytes.extend_from_slice(first);
+        self.bytes.extend_from_slice(second);
+    }
+
+    /// The rows' pairs, in the order pushed.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = self.bytes.as_slice();
+        self.lens.iter().map(move |&(first_len, second_len)| {
+            let (first, tail) = rest.split_at(first_len);
+            let (second, tail) = tail.split_at(second_len);
+            rest = tail;
+            (first, second)
+        })
+    }
+}
+
+impl Batch for PairedBytes {
+    fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    fn clear(&mut self) {
+        self.lens.clear();
+        self.bytes.clear();
+    }
+}
+
 /// The reading thread's end of a pipeline: full batches go to the helper, emptied ones come
 /// back to be filled again; or, in a pass too small for a helper, each batch is worked on here.
 pub(super) struct BatchPipe<'w, B> {
@@ -168,6 +207,24 @@ mod tests {
             },
         );
         (outcome, seen, here)
+    }
+
+    #[test]
+    fn paired_bytes_give_back_each_rows_pair_as_pushed() {
+        let rows: [(&[u8], &[u8]); 4] = [
+            (b"subjects", b"mac one"),
+            (b"", b"x"),
+            (b"consents", b""),
+            (b"ab", b"cd"),
+        ];
+        let mut pairs = PairedBytes::default();
+        for (first, second) in rows {
+            pairs.push(first, second);
+        }
+        assert_eq!(pairs.len(), 4);
+        assert_eq!(pairs.iter().collect::<Vec<_>>(), rows);
+        pairs.clear();
+        assert_eq!((pairs.len(), pairs.iter().count()), (0, 0));
     }
 
     #[test]
